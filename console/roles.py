@@ -1,0 +1,61 @@
+"""Who may do what: two roles, carried by Django groups.
+
+- ``admin`` may change configuration.
+- ``auditor`` may read everything (and read and export history) but never write.
+
+Every view requires a signed-in user (Django's LoginRequiredMiddleware) and a role
+(RoleMiddleware below), so a new view is protected without anyone remembering to protect it.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+
+ADMIN = "admin"
+AUDITOR = "auditor"
+ROLES = (ADMIN, AUDITOR)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def role_of(user):
+    """The user's role: ``admin`` wins over ``auditor``; ``None`` for no role."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    group_names = {group.name for group in user.groups.all()}
+    for role in ROLES:
+        if role in group_names:
+            return role
+    return None
+
+
+def role_not_required(view):
+    """Let a signed-in user without a role reach this view (logout, for instance)."""
+    view.role_not_required = True
+    return view
+
+
+class RoleMiddleware:
+    """Show users without a role the "no access" page and refuse writes by non-admins."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        request.role = role_of(request.user)
+        if not getattr(view_func, "login_required", True):
+            return None  # public view: the login page, /healthz
+        if getattr(view_func, "role_not_required", False):
+            return None
+        if request.role is None:
+            return render(request, "console/no_access.html", status=403)
+        if request.method not in SAFE_METHODS and request.role != ADMIN:
+            raise PermissionDenied("Your role is read-only: only admins can change configuration.")
+        return None
+
+
+def role_context(request):
+    role = getattr(request, "role", None)
+    return {"role": role, "can_edit": role == ADMIN}

@@ -1,0 +1,209 @@
+"""Shared actors and real components for the test suite.
+
+Tests that need a component which may not be running (PostgreSQL, Redis, Chromium, Node) ask for
+it through `require_component`: outside CI a missing component skips the test with a message
+saying what to start; with CI=true it fails the test.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.models import Group
+
+from console.roles import ADMIN, AUDITOR
+
+# Playwright's sync API runs an event loop in the test thread; the ORM calls our tests make
+# around it are synchronous and safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery staple 42"
+
+
+def subprocess_environment():
+    """The environment for child processes, without the test-only async override."""
+    return {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
+def require_component(available, what, how_to_start):
+    """Skip (locally) or fail (CI=true) when a real component is missing."""
+    if available:
+        return
+    message = f"{what} is not available; {how_to_start}"
+    if IN_CI:
+        pytest.fail(f"CI=true requires it: {message}")
+    pytest.skip(message)
+
+
+def port_open(host, port, timeout=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# --- actors -----------------------------------------------------------------------------------
+
+
+def make_user(django_user_model, username, role=None):
+    user = django_user_model.objects.create_user(username=username, password=PASSWORD)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return make_user(django_user_model, "alice-admin", ADMIN)
+
+
+@pytest.fixture
+def auditor_user(django_user_model):
+    return make_user(django_user_model, "oscar-auditor", AUDITOR)
+
+
+@pytest.fixture
+def norole_user(django_user_model):
+    return make_user(django_user_model, "nora-norole")
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def auditor_client(client, auditor_user):
+    client.force_login(auditor_user)
+    return client
+
+
+# --- real Celery worker -------------------------------------------------------------------------
+
+
+def database_url_for_subprocess(settings_dict):
+    """A DATABASE_URL pointing a child process at the database the tests are using."""
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or "5432"
+    return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
+
+
+def broker_reachable():
+    from sso_admin.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=3)
+        return True
+    except Exception:
+        return False
+
+
+class Worker:
+    """A real `celery -A sso_admin worker` process consuming a queue of its own."""
+
+    def __init__(self, queue, marker_dir, process, log_path):
+        self.queue = queue
+        self.marker_dir = marker_dir
+        self.process = process
+        self.log_path = log_path
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_marker(self, name, timeout=60):
+        deadline = time.monotonic() + timeout
+        marker = self.marker_dir / name
+        while time.monotonic() < deadline:
+            if marker.exists():
+                return True
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()}")
+            time.sleep(0.1)
+        raise AssertionError(f"marker {name!r} not written within {timeout}s:\n{self.log()}")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Start one real worker for the session, on the configured broker and the test database."""
+    from django.conf import settings
+    from django.db import connection
+
+    from sso_admin.celery import app
+
+    require_component(
+        broker_reachable(),
+        f"the Celery broker {settings.CELERY_BROKER_URL.split('@')[-1]!r}",
+        "start Redis: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
+    )
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    marker_dir = tmp_path_factory.mktemp("celery-markers")
+    log_path = marker_dir.parent / f"{queue}.log"
+    with django_db_blocker.unblock():
+        database_url = database_url_for_subprocess(connection.settings_dict)
+    environment = {
+        **subprocess_environment(),
+        "DATABASE_URL": database_url,
+        "CELERY_TEST_MARKER_DIR": str(marker_dir),
+    }
+    log_file = open(log_path, "w")  # noqa: SIM115 - kept open for the worker's lifetime
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "sso_admin", "worker",
+            "--include", "tests.worker_tasks", "--queues", queue,
+            "--pool", "solo", "--loglevel", "INFO", "--hostname", f"{queue}@%h",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ],
+        cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    # Route every task this test process sends to the worker's private queue, so parallel runs
+    # and leftovers on a shared broker cannot interfere.
+    previous_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    worker = Worker(queue, marker_dir, process, log_path)
+    yield worker
+    app.conf.task_default_queue = previous_queue
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log_file.close()
+
+
+# --- browser ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Playwright drives Debian's Chromium: `playwright install` cannot download here."""
+    require_component(
+        Path(CHROMIUM).exists() or shutil.which("chromium"),
+        "Chromium",
+        "install it: apt-get install -y chromium",
+    )
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+        "args": [
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        ],
+    }  # fmt: skip

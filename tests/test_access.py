@@ -1,0 +1,107 @@
+"""Every page needs a signed-in user with a role; auditors never write."""
+
+import pytest
+from django.urls import reverse
+
+from tests.urls_helper import all_named_urls
+
+pytestmark = pytest.mark.django_db
+
+# Views anyone may reach without signing in. Everything else must redirect to the login page.
+PUBLIC = {"login", "healthz"}
+# Views a signed-in user without a role may use.
+NO_ROLE_ALLOWED = {"logout"}
+# Sample arguments for patterns with parameters; a new parameterised URL must be added here.
+SAMPLE_KWARGS = {}
+
+
+def url_for(name):
+    return reverse(name, kwargs=SAMPLE_KWARGS.get(name))
+
+
+def protected_urls():
+    return [name for name, _, _ in all_named_urls() if name not in PUBLIC]
+
+
+@pytest.mark.parametrize("name", protected_urls())
+def test_it_sends_anonymous_users_to_the_login_page(client, name):
+    url = url_for(name)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login") + "?next=")
+
+
+@pytest.mark.parametrize("name", sorted(set(protected_urls()) - NO_ROLE_ALLOWED))
+def test_it_shows_no_access_to_users_without_a_role(client, norole_user, name):
+    client.force_login(norole_user)
+    response = client.get(url_for(name), follow=True)
+    assert response.status_code == 403
+    assert b"No access" in response.content
+    assert b"no role in the console" in response.content
+
+
+@pytest.mark.parametrize("name", sorted(set(protected_urls()) - {"logout"}))
+def test_it_refuses_every_write_by_an_auditor(auditor_client, name):
+    response = auditor_client.post(url_for(name), {"anything": "x"})
+    assert response.status_code == 403
+    assert b"read-only" in response.content
+
+
+@pytest.mark.parametrize("name", ["providers", "instances", "history"])
+def test_it_shows_pages_to_admins_and_auditors(client, admin_user, auditor_user, name):
+    for user, role in ((admin_user, "admin"), (auditor_user, "auditor")):
+        client.force_login(user)
+        response = client.get(reverse(name))
+        assert response.status_code == 200
+        assert f'class="badge badge-{role}"'.encode() in response.content
+
+
+def test_it_logs_in_with_the_local_form_and_lands_on_providers(client, admin_user):
+    response = client.post(
+        reverse("login"),
+        {"username": admin_user.username, "password": "correct horse battery staple 42"},
+        follow=True,
+    )
+    assert response.redirect_chain[-1][0] == reverse("providers")
+    assert b"Identity providers" in response.content
+
+
+def test_it_rejects_a_wrong_password_with_a_message(client, admin_user):
+    response = client.post(reverse("login"), {"username": admin_user.username, "password": "nope"})
+    assert response.status_code == 200
+    assert b"Please enter a correct username and password" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_it_lets_an_auditor_and_a_user_without_role_sign_out(client, auditor_user, norole_user):
+    for user in (auditor_user, norole_user):
+        client.force_login(user)
+        response = client.post(reverse("logout"))
+        assert response.status_code == 302
+        assert "_auth_user_id" not in client.session
+
+
+def test_it_refuses_a_post_without_csrf_token(admin_user):
+    from django.test import Client
+
+    csrf_client = Client(enforce_csrf_checks=True)
+    csrf_client.force_login(admin_user)
+    response = csrf_client.post(reverse("logout"))
+    assert response.status_code == 403
+
+
+def test_it_sends_security_headers(admin_client):
+    response = admin_client.get(reverse("providers"))
+    csp = response["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_it_loads_htmx_from_the_console_itself(admin_client):
+    response = admin_client.get(reverse("providers"))
+    assert b'src="/static/django_htmx/htmx-2.min.js"' in response.content
+    assert b"<script>" not in response.content  # no inline scripts
