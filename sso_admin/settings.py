@@ -176,8 +176,10 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
-if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
-    # Only behind a TLS-terminating proxy that overwrites this header.
+# Behind exactly one reverse proxy that terminates TLS, overwrites X-Forwarded-Proto and appends
+# the client address to X-Forwarded-For. Never on when clients can reach the console directly.
+BEHIND_REVERSE_PROXY = env.bool("BEHIND_REVERSE_PROXY", default=False)
+if BEHIND_REVERSE_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Celery ------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ def port_open(host, port, timeout=0.5):
 def make_user(django_user_model, username, role=None):
     user = django_user_model.objects.create_user(username=username, password=PASSWORD)
     if role:
-        user.groups.add(Group.objects.get(name=role))
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
     return user
 
 
@@ -207,3 +207,70 @@ def browser_type_launch_args(browser_type_launch_args):
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
         ],
     }  # fmt: skip
+
+
+# --- audit table triggers -----------------------------------------------------------------------
+
+AUDIT_TRIGGER_MIGRATION = "console.migrations.0003_audit_append_only"
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_flush_past_audit_triggers(request):
+    """On SQLite, Django empties tables between transactional tests with DELETE, which the
+    append-only trigger refuses. Drop the triggers just before that flush and put them back
+    before the next test. (PostgreSQL flushes with TRUNCATE, which row triggers do not see.)"""
+    transactional = "transactional_db" in request.fixturenames or "live_server" in (
+        request.fixturenames
+    )
+    marker = request.node.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        transactional = True
+    if not transactional:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    from importlib import import_module
+
+    from django.db import connection
+
+    migration = import_module(AUDIT_TRIGGER_MIGRATION)
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        for statement in migration.SQLITE_FORWARD:
+            cursor.execute(statement)
+    yield
+    with connection.cursor() as cursor:
+        for statement in migration.SQLITE_BACKWARD:
+            cursor.execute(statement)
+
+
+@pytest.fixture
+def audit_triggers_disabled():
+    """Tamper with the audit table as someone with raw database access would."""
+    from contextlib import contextmanager
+    from importlib import import_module
+
+    from django.db import connection
+
+    migration = import_module(AUDIT_TRIGGER_MIGRATION)
+
+    @contextmanager
+    def disabled():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = replica")
+            else:
+                for statement in migration.SQLITE_BACKWARD:
+                    cursor.execute(statement)
+            try:
+                yield cursor
+            finally:
+                if connection.vendor == "postgresql":
+                    cursor.execute("SET session_replication_role = DEFAULT")
+                else:
+                    for statement in migration.SQLITE_FORWARD:
+                        cursor.execute(statement)
+
+    return disabled

@@ -12,7 +12,7 @@ PUBLIC = {"login", "healthz"}
 # Views a signed-in user without a role may use.
 NO_ROLE_ALLOWED = {"logout"}
 # Sample arguments for patterns with parameters; a new parameterised URL must be added here.
-SAMPLE_KWARGS = {}
+SAMPLE_KWARGS = {"history-event": {"event_id": 1}, "history-export": {"export_format": "csv"}}
 
 
 def url_for(name):

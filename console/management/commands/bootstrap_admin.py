@@ -5,6 +5,8 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from console import audit
+from console.models import AuditEvent
 from console.roles import ADMIN
 
 BOOTSTRAP_USERNAME = "admin"
@@ -24,7 +26,13 @@ class Command(BaseCommand):
                 return
             password = secrets.token_urlsafe(18)
             user = User.objects.create_user(username=BOOTSTRAP_USERNAME, password=password)
-            user.groups.add(Group.objects.get(name=ADMIN))
+            user.groups.add(Group.objects.get_or_create(name=ADMIN)[0])
+            audit.record(
+                audit.Action.USER_CREATED,
+                target=(AuditEvent.TargetType.USER, user.pk, user.username),
+                changes={"groups": [[], [ADMIN]]},
+                context={"reason": "bootstrap admin on an empty database"},
+            )
         self.stdout.write(
             self.style.WARNING(
                 "\n"
