@@ -19,7 +19,16 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py bootstrap_admin
 	$(BIN)/honcho --procfile Procfile.dev start
 
-test: $(VENV)/.installed
+# The test OpenID Provider (node oidc-provider); skipped when npm is missing (its tests then
+# skip outside CI and fail under CI=true).
+OP_MODULES := tests/op/node_modules/.installed
+$(OP_MODULES): tests/op/package.json tests/op/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/op --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: tests that need the node OpenID Provider will be skipped"; fi
+
+PYTEST_ARGS ?= -n auto
+test: $(VENV)/.installed $(OP_MODULES)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

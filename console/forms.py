@@ -1,8 +1,11 @@
+import re
 from datetime import UTC, datetime, time, timedelta
+from urllib.parse import urlsplit
 
 from django import forms
+from django.core.exceptions import ValidationError
 
-from console.models import AuditEvent
+from console.models import AuditEvent, Provider
 
 
 class HistoryFilterForm(forms.Form):
@@ -54,3 +57,228 @@ class HistoryFilterForm(forms.Form):
 
 def _start_of_day(day):
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+# --- identity providers -------------------------------------------------------------------------
+
+AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
+USER_POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2})_[0-9A-Za-z]+$")
+SECRET_LABELS = {
+    "client_secret": "Client secret",
+    "keycloak_master_password": "Master admin password",
+    "keycloak_diffgram_password": "Diffgram admin password",
+}
+
+
+def _http_url(value, what):
+    """An http(s) URL with a host and nothing after the path, or a field error."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"Enter the {what} as a full URL starting with https://")
+    if parts.query or parts.fragment or parts.username:
+        raise ValidationError(f"The {what} must not contain a query, fragment or credentials.")
+    return value
+
+
+class ProviderForm(forms.ModelForm):
+    """Common to every kind: write-only secrets and optimistic concurrency.
+
+    A secret field is never rendered with its value: the edit form says whether it is set;
+    leaving it blank keeps the stored value, ticking "clear" removes it.
+    """
+
+    kind = None
+    secret_names = ("client_secret",)
+    revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        editing = not self.instance._state.adding
+        if editing:
+            self.fields["revision"].initial = self.instance.revision
+        for name in self.secret_names:
+            is_set = editing and self.instance.has_secret(name)
+            self.fields[name] = forms.CharField(
+                label=SECRET_LABELS[name],
+                required=False,
+                strip=False,
+                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                help_text=(
+                    ("Currently set. Leave blank to keep it." if is_set else "Currently not set.")
+                    if editing
+                    else self.secret_help.get(name, "")
+                ),
+            )
+            if is_set:
+                self.fields[f"clear_{name}"] = forms.BooleanField(
+                    label=f"Clear the stored {SECRET_LABELS[name].lower()}", required=False
+                )
+        self.order_fields(self._ordered_with_secrets())
+
+    def _ordered_with_secrets(self):
+        """The Meta fields with each secret (and its clear box) after the field it belongs to."""
+        order = []
+        for name in self._meta.fields:
+            order.append(name)
+            for secret in self.secret_after.get(name, ()):
+                order += [secret, f"clear_{secret}"]
+        return order
+
+    secret_after = {"client_id": ("client_secret",)}
+
+    secret_help = {"client_secret": "Leave blank for a public client (no secret)."}
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.secret_names:
+            if cleaned.get(name) and cleaned.get(f"clear_{name}"):
+                self.add_error(name, "Either enter a new value or clear it, not both.")
+        return cleaned
+
+    def secret_updates(self):
+        """{name: new value, or "" to clear} for the secrets this submission changes."""
+        updates = {}
+        for name in self.secret_names:
+            if self.cleaned_data.get(f"clear_{name}"):
+                updates[name] = ""
+            elif self.cleaned_data.get(name):
+                updates[name] = self.cleaned_data[name]
+        return updates
+
+    def save(self, commit=True):
+        provider = super().save(commit=False)
+        provider.kind = self.kind
+        for name, value in self.secret_updates().items():
+            provider.set_secret(name, value)
+        provider.issuer = provider.computed_issuer()
+        if commit:
+            provider.save()
+        return provider
+
+    def clean_diffgram_url_base(self):
+        value = self.cleaned_data.get("diffgram_url_base", "").strip()
+        return _http_url(value, "Diffgram URL_BASE") if value else value
+
+
+class CognitoProviderForm(ProviderForm):
+    kind = Provider.Kind.COGNITO
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name", "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
+            "diffgram_url_base",
+        ]  # fmt: skip
+        labels = {"client_id": "App client id"}
+        help_texts = {
+            "aws_region": "The user pool's region, e.g. eu-west-1.",
+            "user_pool_id": "Cognito → User pools → your pool, e.g. eu-west-1_AbC123xyz. "
+            "The issuer is computed from region and pool.",
+            "client_id": "The pool's app client for Diffgram (App integration → App clients).",
+            "cognito_domain": "The hosted-UI domain, e.g. https://my-prefix.auth.eu-west-1."
+            "amazoncognito.com, or your custom domain. Read from discovery when blank.",
+            "scopes": "Space-separated; must include openid and email. Enable the same scopes "
+            "on the app client.",
+        }
+
+    def clean_aws_region(self):
+        region = self.cleaned_data["aws_region"].strip()
+        if not AWS_REGION.match(region):
+            raise ValidationError("Enter an AWS region such as eu-west-1.")
+        return region
+
+    def clean_user_pool_id(self):
+        pool = self.cleaned_data["user_pool_id"].strip()
+        if not USER_POOL_ID.match(pool):
+            raise ValidationError("A user pool id looks like eu-west-1_AbC123xyz.")
+        return pool
+
+    def clean_cognito_domain(self):
+        domain = self.cleaned_data.get("cognito_domain", "").strip().rstrip("/")
+        if domain and "://" not in domain:
+            domain = "https://" + domain
+        return _http_url(domain, "hosted-UI domain") if domain else domain
+
+    def clean_scopes(self):
+        scopes = self.cleaned_data["scopes"].split()
+        missing = [scope for scope in ("openid", "email") if scope not in scopes]
+        if missing:
+            raise ValidationError(f"Diffgram needs the scope(s): {' '.join(missing)}.")
+        return " ".join(scopes)
+
+    def clean(self):
+        cleaned = super().clean()
+        region, pool = cleaned.get("aws_region"), cleaned.get("user_pool_id")
+        if region and pool and not pool.startswith(region + "_"):
+            self.add_error("user_pool_id", f"This pool id is not in region {region}.")
+        return cleaned
+
+
+class KeycloakProviderForm(ProviderForm):
+    kind = Provider.Kind.KEYCLOAK
+    secret_names = ("client_secret", "keycloak_master_password", "keycloak_diffgram_password")
+    secret_after = {
+        "client_id": ("client_secret",),
+        "keycloak_master_user": ("keycloak_master_password",),
+        "keycloak_diffgram_user": ("keycloak_diffgram_password",),
+    }
+    secret_help = {
+        "client_secret": "Clients → your client → Credentials. Leave blank for a public client.",
+        "keycloak_master_password": "Diffgram uses it at start-up to create its realm and roles.",
+        "keycloak_diffgram_password": "The password of the Diffgram admin user in the realm.",
+    }
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name", "keycloak_server_url", "keycloak_realm", "client_id",
+            "keycloak_master_user", "keycloak_diffgram_user", "diffgram_url_base",
+        ]  # fmt: skip
+        help_texts = {
+            "keycloak_server_url": "What Diffgram calls OAUTH2_PROVIDER_HOST, e.g. "
+            "https://keycloak.example.com/auth/ (older Keycloak) or https://keycloak.example.com/.",
+            "keycloak_realm": "The realm Diffgram's users live in (Diffgram's default: "
+            "diffgram-realm). The issuer is server URL + realms/ + realm.",
+            "client_id": "Clients → your Diffgram client. Its valid redirect URI must be "
+            "<URL_BASE>user/oidc-login.",
+        }
+
+    def clean_keycloak_server_url(self):
+        return _http_url(self.cleaned_data["keycloak_server_url"].strip(), "Keycloak server URL")
+
+    def clean_keycloak_realm(self):
+        realm = self.cleaned_data["keycloak_realm"].strip()
+        if not realm or "/" in realm:
+            raise ValidationError("Enter the realm name (no slashes).")
+        return realm
+
+
+class OIDCProviderForm(ProviderForm):
+    kind = Provider.Kind.OIDC
+
+    class Meta:
+        model = Provider
+        fields = ["name", "issuer", "client_id", "scopes"]
+        labels = {"issuer": "Issuer URL"}
+        help_texts = {
+            "issuer": "Okta: https://<org>.okta.com/oauth2/default · Entra ID: "
+            "https://login.microsoftonline.com/<tenant>/v2.0 · Google: "
+            "https://accounts.google.com · Auth0: https://<tenant>.auth0.com/",
+            "scopes": "Space-separated, e.g. openid email profile groups.",
+        }
+
+    def clean_issuer(self):
+        return _http_url(self.cleaned_data["issuer"].strip(), "issuer")
+
+    def clean_scopes(self):
+        scopes = self.cleaned_data["scopes"].split()
+        if "openid" not in scopes:
+            raise ValidationError("OpenID Connect needs the openid scope.")
+        return " ".join(scopes)
+
+
+FORMS_BY_KIND = {
+    Provider.Kind.COGNITO: CognitoProviderForm,
+    Provider.Kind.KEYCLOAK: KeycloakProviderForm,
+    Provider.Kind.OIDC: OIDCProviderForm,
+}

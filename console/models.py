@@ -159,3 +159,157 @@ class AuditChainHead(models.Model):
 
     def __str__(self):
         return f"audit chain head #{self.last_id}"
+
+
+class Provider(models.Model):
+    """An identity provider the console validates and rolls out to Diffgram instances."""
+
+    audit_target_type = "provider"
+
+    class Kind(models.TextChoices):
+        COGNITO = "cognito", "AWS Cognito"
+        KEYCLOAK = "keycloak", "Keycloak"
+        OIDC = "oidc", "Generic OIDC"
+
+    # Stored encrypted; the attribute names are the secret's name + "_encrypted".
+    SECRET_NAMES = ("client_secret", "keycloak_master_password", "keycloak_diffgram_password")
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    issuer = models.CharField(max_length=500)
+    client_id = models.CharField(max_length=255)
+    client_secret_encrypted = models.TextField(blank=True, editable=False)
+    scopes = models.CharField(max_length=500, default="openid email profile")
+    diffgram_url_base = models.CharField(
+        "Diffgram URL_BASE",
+        max_length=500,
+        blank=True,
+        help_text="Your Diffgram's public base URL, e.g. https://diffgram.example.com/ — used for "
+        "the checks and the URLs to register. Each instance can have its own.",
+    )
+    # AWS Cognito
+    aws_region = models.CharField("AWS region", max_length=32, blank=True)
+    user_pool_id = models.CharField(max_length=64, blank=True)
+    cognito_domain = models.CharField("hosted-UI domain", max_length=255, blank=True)
+    # Keycloak
+    keycloak_server_url = models.CharField("server URL", max_length=500, blank=True)
+    keycloak_realm = models.CharField("realm", max_length=100, blank=True)
+    keycloak_master_user = models.CharField("master admin user", max_length=150, blank=True)
+    keycloak_master_password_encrypted = models.TextField(blank=True, editable=False)
+    keycloak_diffgram_user = models.CharField("Diffgram admin user", max_length=150, blank=True)
+    keycloak_diffgram_password_encrypted = models.TextField(blank=True, editable=False)
+    # The latest validation, and what was fetched at the last one that read both documents.
+    validated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    validation_checks = models.JSONField(default=list, blank=True, editable=False)
+    validation_passed = models.BooleanField(null=True, editable=False)
+    discovery_snapshot = models.JSONField(null=True, blank=True, editable=False)
+    jwks_snapshot = models.JSONField(null=True, blank=True, editable=False)
+    snapshot_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Bumped on every change; an edit based on an older revision is refused as a conflict.
+    revision = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    # --- secrets ------------------------------------------------------------------------------
+
+    def secret(self, name):
+        from console import encryption
+
+        return encryption.decrypt(getattr(self, f"{name}_encrypted"))
+
+    def set_secret(self, name, value):
+        from console import encryption
+
+        setattr(self, f"{name}_encrypted", encryption.encrypt(value))
+
+    def has_secret(self, name):
+        return bool(getattr(self, f"{name}_encrypted"))
+
+    # --- derived --------------------------------------------------------------------------------
+
+    def computed_issuer(self):
+        from console import diffgram
+
+        if self.kind == self.Kind.COGNITO:
+            return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}"
+        if self.kind == self.Kind.KEYCLOAK:
+            server = diffgram.with_trailing_slash(self.keycloak_server_url)
+            return f"{server}realms/{self.keycloak_realm}"
+        return self.issuer
+
+    def discovery_url(self):
+        """Where the discovery document is read. For Cognito, AWS_ENDPOINT_URL (as boto3 reads
+        it) redirects the request to a stand-in such as moto, keeping the real issuer."""
+        from django.conf import settings
+
+        endpoint = settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL
+        if self.kind == self.Kind.COGNITO and endpoint:
+            return f"{endpoint.rstrip('/')}/{self.user_pool_id}/.well-known/openid-configuration"
+        return ""
+
+    def spec(self, url_base=None):
+        from console.discovery import ProviderSpec
+
+        return ProviderSpec(
+            kind=self.kind,
+            issuer=self.computed_issuer(),
+            discovery_url=self.discovery_url(),
+            client_id=self.client_id,
+            confidential=self.has_secret("client_secret"),
+            keycloak_server_url=self.keycloak_server_url,
+            keycloak_realm=self.keycloak_realm,
+            cognito_domain=self.cognito_domain,
+            url_base=self.diffgram_url_base if url_base is None else url_base,
+        )
+
+    def diffgram_config(self):
+        """The provider as console.diffgram needs it, with secrets decrypted."""
+        from console.diffgram import ProviderConfig
+
+        return ProviderConfig(
+            kind=self.kind,
+            client_id=self.client_id,
+            client_secret=self.secret("client_secret"),
+            scopes=self.scopes,
+            cognito_domain=self.cognito_domain,
+            keycloak_server_url=self.keycloak_server_url,
+            keycloak_realm=self.keycloak_realm,
+            keycloak_master_user=self.keycloak_master_user,
+            keycloak_master_password=self.secret("keycloak_master_password"),
+            keycloak_diffgram_user=self.keycloak_diffgram_user,
+            keycloak_diffgram_password=self.secret("keycloak_diffgram_password"),
+            discovery=self.discovery_snapshot or {},
+        )
+
+    def audit_fields(self):
+        """Field values for audit diffs: plain fields as they are, secrets only as set / not."""
+        values = {
+            name: getattr(self, name)
+            for name in (
+                "name", "kind", "enabled", "issuer", "client_id", "scopes", "diffgram_url_base",
+                "aws_region", "user_pool_id", "cognito_domain", "keycloak_server_url",
+                "keycloak_realm", "keycloak_master_user", "keycloak_diffgram_user",
+            )
+        }  # fmt: skip
+        return values
+
+    @property
+    def validation_counts(self):
+        counts = {"pass": 0, "warn": 0, "fail": 0, "skip": 0}
+        for check in self.validation_checks or []:
+            counts[check.get("status", "skip")] = counts.get(check.get("status", "skip"), 0) + 1
+        return counts
+
+
+def encrypted_fields():
+    """(model, [field names]) for every column holding an encrypted secret."""
+    return [
+        (Provider, [f"{name}_encrypted" for name in Provider.SECRET_NAMES]),
+    ]

@@ -60,6 +60,11 @@ CSRF_TRUSTED_ORIGINS = [url for url in env.list("CSRF_TRUSTED_ORIGINS", default=
 # unless this is on: it exists for development and tests against a local OpenID Provider.
 SSO_ADMIN_ALLOW_PRIVATE_URLS = env.bool("SSO_ADMIN_ALLOW_PRIVATE_URLS", default=False)
 
+# Cognito's discovery document is read from AWS_ENDPOINT_URL_COGNITO_IDP or AWS_ENDPOINT_URL when
+# set (the variables boto3 reads too), e.g. a moto server in tests; empty means real AWS.
+AWS_ENDPOINT_URL = env("AWS_ENDPOINT_URL", default="")
+AWS_ENDPOINT_URL_COGNITO_IDP = env("AWS_ENDPOINT_URL_COGNITO_IDP", default="")
+
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",

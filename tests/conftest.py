@@ -5,6 +5,7 @@ it through `require_component`: outside CI a missing component skips the test wi
 saying what to start; with CI=true it fails the test.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -85,7 +86,10 @@ def admin_client(client, admin_user):
 
 
 @pytest.fixture
-def auditor_client(client, auditor_user):
+def auditor_client(auditor_user):
+    from django.test import Client
+
+    client = Client()  # its own session, so a test can hold an admin and an auditor at once
     client.force_login(auditor_user)
     return client
 
@@ -274,3 +278,146 @@ def audit_triggers_disabled():
                         cursor.execute(statement)
 
     return disabled
+
+
+# --- identity providers on 127.0.0.1 ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _document_server():
+    from tests.idp_server import DocumentServer
+
+    server = DocumentServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def idp(_document_server, settings):
+    """A local HTTP server for discovery documents; outbound loopback requests allowed."""
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    _document_server.reset()
+    yield _document_server
+    _document_server.reset()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, process, log_path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open("127.0.0.1", port):
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"process exited early:\n{log_path.read_text()}")
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listening on {port} after {timeout}s:\n{log_path.read_text()}")
+
+
+OP_DIR = ROOT / "tests" / "op"
+
+
+class NodeOP:
+    """The node `oidc-provider` (a certified OpenID Provider) as a real process."""
+
+    def __init__(self, tmp_dir):
+        self.tmp_dir = tmp_dir
+        self.port = free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.process = None
+        self.clients, self.accounts, self.jwks = [], {}, None
+
+    def start(self, *, clients=None, accounts=None, jwks=None):
+        self.stop()
+        self.clients = clients if clients is not None else self.clients
+        self.accounts = accounts if accounts is not None else self.accounts
+        self.jwks = jwks if jwks is not None else self.jwks
+        environment = {
+            **subprocess_environment(),
+            "PORT": str(self.port),
+            "OP_CLIENTS": json.dumps(self.clients),
+            "OP_ACCOUNTS": json.dumps(self.accounts),
+        }
+        if self.jwks:
+            environment["OP_JWKS"] = json.dumps(self.jwks)
+        self.log_path = self.tmp_dir / f"op-{self.port}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - open while the OP runs
+        self.process = subprocess.Popen(
+            ["node", "server.mjs"], cwd=OP_DIR, env=environment,
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for_port(self.port, self.process, self.log_path)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self._log.close()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def _node_op_process(tmp_path_factory):
+    require_component(
+        shutil.which("node") and (OP_DIR / "node_modules" / "oidc-provider").is_dir(),
+        "The node oidc-provider test OP",
+        "install Node 20 and run: npm ci --prefix tests/op",
+    )
+    from tests.idp_server import signing_key
+
+    op = NodeOP(tmp_path_factory.mktemp("node-op"))
+    op.start(
+        clients=[
+            {
+                "client_id": "console",
+                "client_secret": "console-test-secret",
+                "redirect_uris": ["http://localhost/oidc/callback/"],
+                "token_endpoint_auth_method": "client_secret_post",
+            }
+        ],
+        jwks={"keys": [signing_key("op-key-1").as_dict(private=True)]},
+    )
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def node_op(_node_op_process, settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    return _node_op_process
+
+
+# --- AWS through a moto server ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _moto_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def moto(_moto_server, settings, monkeypatch):
+    """A real moto server; boto3 and the console's Cognito discovery both point at it."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{_moto_server}/moto-api/reset", method="POST"))
+    settings.AWS_ENDPOINT_URL = _moto_server
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    for name, value in {
+        "AWS_ENDPOINT_URL": _moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return _moto_server

@@ -1,7 +1,7 @@
 """Every page needs a signed-in user with a role; auditors never write."""
 
 import pytest
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from tests.urls_helper import all_named_urls
 
@@ -12,11 +12,23 @@ PUBLIC = {"login", "healthz"}
 # Views a signed-in user without a role may use.
 NO_ROLE_ALLOWED = {"logout"}
 # Sample arguments for patterns with parameters; a new parameterised URL must be added here.
-SAMPLE_KWARGS = {"history-event": {"event_id": 1}, "history-export": {"export_format": "csv"}}
+SAMPLE_KWARGS = {
+    "history-event": {"event_id": 1},
+    "history-export": {"export_format": "csv"},
+    "provider-create": {"kind": "oidc"},
+    "provider-detail": {"provider_id": 1},
+    "provider-edit": {"provider_id": 1},
+    "provider-validate": {"provider_id": 1},
+    "provider-toggle": {"provider_id": 1},
+    "provider-delete": {"provider_id": 1},
+}
 
 
 def url_for(name):
-    return reverse(name, kwargs=SAMPLE_KWARGS.get(name))
+    try:
+        return reverse(name, kwargs=SAMPLE_KWARGS.get(name))
+    except NoReverseMatch:
+        pytest.fail(f"URL {name!r} takes arguments: add sample values to SAMPLE_KWARGS")
 
 
 def protected_urls():

@@ -3,9 +3,17 @@
 import pytest
 from playwright.sync_api import expect
 
+from tests import idp_server
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(page, live_server, user):
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def test_it_logs_in_through_the_form_and_sees_the_providers_page(live_server, page, admin_user):
@@ -20,3 +28,31 @@ def test_it_logs_in_through_the_form_and_sees_the_providers_page(live_server, pa
     expect(page.get_by_role("heading", name="Identity providers")).to_be_visible()
     expect(page.get_by_text("No identity providers yet.")).to_be_visible()
     expect(page.locator(".whoami")).to_contain_text("alice-admin")
+
+
+def test_an_admin_fetches_discovery_without_reload_and_adds_a_provider(
+    live_server, page, admin_user, idp
+):
+    issuer = idp_server.serve_okta(idp)
+    csp_violations = []
+    page.on("console", lambda message: csp_violations.append(message.text))
+    sign_in(page, live_server, admin_user)
+
+    page.get_by_role("link", name="Add provider").click()
+    page.get_by_role("link", name="Generic OIDC").click()
+    page.get_by_label("Name").fill("Corporate Okta")
+    page.get_by_label("Issuer URL").fill(issuer)
+    page.get_by_label("Client id").fill("0oa1")
+    form_url = page.url
+    page.get_by_role("button", name="Fetch from discovery").click()
+
+    preview = page.locator("#discovery-preview")
+    expect(preview).to_contain_text(f"{issuer}/v1/token")
+    expect(preview.locator('[data-check="jwks.keys"]')).to_contain_text("pass")
+    assert page.url == form_url
+    expect(page.get_by_label("Name")).to_have_value("Corporate Okta")  # no reload lost input
+
+    page.get_by_role("button", name="Add and validate").click()
+    expect(page.get_by_role("heading", name="Corporate Okta")).to_be_visible()
+    expect(page.get_by_text("Corporate Okta passed validation")).to_be_visible()
+    assert not [text for text in csp_violations if "Content Security Policy" in text]

@@ -1,0 +1,138 @@
+"""What Diffgram needs, derived from a provider: its environment variables and the URLs to
+register at the identity provider. Pure functions, no I/O and no ORM.
+
+Diffgram builds URLs by string concatenation, so trailing slashes matter (see DESIGN.md §2):
+- OAUTH2_PROVIDER_HOST must end with "/" (Diffgram appends "oauth2/token" etc.);
+- the OAuth2 redirect is URL_BASE + "user/oauth2-login/" (a "/" is inserted if missing);
+- Keycloak's redirect is URL_BASE + "user/oidc-login" with no "/" inserted.
+"""
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+COGNITO = "cognito"
+KEYCLOAK = "keycloak"
+OIDC = "oidc"
+DIFFGRAM_KINDS = (COGNITO, KEYCLOAK)  # the providers Diffgram itself can talk to
+
+SECRET_VARIABLES = frozenset(
+    {"OAUTH2_PROVIDER_CLIENT_SECRET", "KEY_CLOAK_MASTER_PASSWORD", "KEY_CLOAK_DIFFGRAM_PASSWORD"}
+)
+COGNITO_TOKEN_PATH = "oauth2/token"
+COGNITO_USERINFO_PATH = "oauth2/userInfo"
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """The provider facts rendering needs, secrets in clear (callers decide where they go)."""
+
+    kind: str
+    client_id: str
+    client_secret: str = ""
+    scopes: str = "openid email"
+    cognito_domain: str = ""
+    keycloak_server_url: str = ""
+    keycloak_realm: str = ""
+    keycloak_master_user: str = ""
+    keycloak_master_password: str = ""
+    keycloak_diffgram_user: str = ""
+    keycloak_diffgram_password: str = ""
+    discovery: dict = field(default_factory=dict)
+
+
+def with_trailing_slash(url):
+    return url if url.endswith("/") else url + "/"
+
+
+def diffgram_join(url_base, path):
+    """Diffgram's own rule for its derived URLs: insert "/" between if URL_BASE lacks one."""
+    return with_trailing_slash(url_base) + path
+
+
+def callback_url(kind, url_base):
+    """The redirect URI Diffgram sends, which must be registered at the provider verbatim."""
+    if kind == KEYCLOAK:
+        return url_base + "user/oidc-login"  # Diffgram inserts no "/" here
+    return diffgram_join(url_base, "user/oauth2-login/")
+
+
+def signout_url(url_base):
+    return diffgram_join(url_base, "user/login/")
+
+
+def provider_host(config):
+    """OAUTH2_PROVIDER_HOST: the base Diffgram appends its paths to, always ending in "/"."""
+    if config.kind == KEYCLOAK:
+        return with_trailing_slash(config.keycloak_server_url) if config.keycloak_server_url else ""
+    if config.kind == COGNITO:
+        token_endpoint = config.discovery.get("token_endpoint")
+        if isinstance(token_endpoint, str) and token_endpoint.endswith(COGNITO_TOKEN_PATH):
+            return with_trailing_slash(token_endpoint[: -len(COGNITO_TOKEN_PATH)])
+        return with_trailing_slash(config.cognito_domain) if config.cognito_domain else ""
+    return ""
+
+
+def login_scopes(scopes):
+    """Scopes for the login URL: the configured ones, always with openid and email first."""
+    extra = [scope for scope in scopes.split() if scope not in ("openid", "email")]
+    return " ".join(["openid", "email", *dict.fromkeys(extra)])
+
+
+def cognito_login_url(config, url_base):
+    authorize = config.discovery.get("authorization_endpoint")
+    if not isinstance(authorize, str) or not authorize:
+        authorize = provider_host(config) + "oauth2/authorize"
+    query = urlencode(
+        {
+            "client_id": config.client_id,
+            "response_type": "code",
+            "scope": login_scopes(config.scopes),
+            "redirect_uri": callback_url(COGNITO, url_base),
+        }
+    )
+    return f"{authorize}?{query}"
+
+
+def settings_for(config, url_base=""):
+    """Diffgram's environment variables for this provider (empty for a generic OIDC provider,
+    which Diffgram reaches through Cognito federation). COGNITO_LOGIN_URL needs url_base."""
+    if config.kind not in DIFFGRAM_KINDS:
+        return {}
+    variables = {
+        "USE_OAUTH2": "True",
+        "OAUTH2_PROVIDER_NAME": config.kind,
+        "OAUTH2_PROVIDER_HOST": provider_host(config),
+        "OAUTH2_PROVIDER_CLIENT_ID": config.client_id,
+    }
+    if config.client_secret:
+        variables["OAUTH2_PROVIDER_CLIENT_SECRET"] = config.client_secret
+    if config.kind == COGNITO and url_base:
+        variables["COGNITO_LOGIN_URL"] = cognito_login_url(config, url_base)
+    if config.kind == KEYCLOAK:
+        variables["KEYCLOAK_REALM"] = config.keycloak_realm
+        keycloak_admin = {
+            "KEY_CLOAK_MASTER_USER": config.keycloak_master_user,
+            "KEY_CLOAK_MASTER_PASSWORD": config.keycloak_master_password,
+            "KEY_CLOAK_DIFFGRAM_USER": config.keycloak_diffgram_user,
+            "KEY_CLOAK_DIFFGRAM_PASSWORD": config.keycloak_diffgram_password,
+        }
+        variables.update({name: value for name, value in keycloak_admin.items() if value})
+    return variables
+
+
+def registrations_for(kind, url_base):
+    """What the admin must register at the provider for a Diffgram at url_base."""
+    if kind not in DIFFGRAM_KINDS or not url_base:
+        return []
+    return [
+        {"label": "Allowed callback (redirect) URL", "value": callback_url(kind, url_base)},
+        {"label": "Allowed sign-out URL", "value": signout_url(url_base)},
+    ]
+
+
+def masked(variables):
+    """The same variables with secret values replaced, for pages, logs and audit records."""
+    return {
+        name: ("[secret: set]" if name in SECRET_VARIABLES else value)
+        for name, value in variables.items()
+    }

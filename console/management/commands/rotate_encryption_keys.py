@@ -1,0 +1,32 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from console import audit, encryption
+from console.management.commands._cli import cli_actor
+from console.models import AuditEvent, encrypted_fields
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-encrypt every stored secret with the first key of FIELD_ENCRYPTION_KEYS. Put the new "
+        "key first, run this, then remove the old key."
+    )
+
+    def handle(self, *args, **options):
+        rotated = 0
+        with transaction.atomic():
+            for model, fields in encrypted_fields():
+                for obj in model.objects.select_for_update().only("pk", *fields):
+                    changed = [name for name in fields if getattr(obj, name)]
+                    for name in changed:
+                        setattr(obj, name, encryption.rotate(getattr(obj, name)))
+                    if changed:
+                        obj.save(update_fields=changed)
+                        rotated += len(changed)
+            audit.record(
+                audit.Action.ENCRYPTION_KEYS_ROTATED,
+                actor=cli_actor("rotate_encryption_keys"),
+                target=(AuditEvent.TargetType.KEYS, "", "field encryption keys"),
+                context={"secrets_reencrypted": rotated},
+            )
+        self.stdout.write(f"Re-encrypted {rotated} secret(s) with the first key.")

@@ -1,0 +1,280 @@
+"""The only module that makes HTTP requests (to identity providers and Diffgram agents).
+
+Every request has a connect and a read timeout, an overall deadline, a body size cap, at most
+three redirects (each checked again), TLS verification, and refuses private, loopback,
+link-local, multicast and reserved addresses, both when the host name is resolved and for the
+address actually connected to (so DNS rebinding cannot slip past). SSO_ADMIN_ALLOW_PRIVATE_URLS=true
+allows loopback and private ranges (development, tests, agents on your own network); link-local
+addresses such as the cloud metadata service stay refused.
+
+Failures raise OutboundError with a message an admin can act on and `permanent`, which tells
+tasks whether retrying can help.
+"""
+
+import ipaddress
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
+TOTAL_DEADLINE = 15.0
+MAX_BODY_BYTES = 1024 * 1024
+MAX_REDIRECTS = 3
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+USER_AGENT = "diffgram-sso-console/1"
+
+
+class OutboundError(Exception):
+    def __init__(self, message, *, permanent):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass
+class Response:
+    url: str
+    status: int
+    headers: dict = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self):
+        """The body parsed as JSON, or OutboundError saying why it is not JSON."""
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise OutboundError(f"{self.url} did not return UTF-8 text", permanent=True) from error
+        except json.JSONDecodeError as error:
+            raise OutboundError(
+                f"{self.url} did not return JSON ({error.msg} at line {error.lineno})",
+                permanent=True,
+            ) from error
+
+
+def private_urls_allowed():
+    return settings.SSO_ADMIN_ALLOW_PRIVATE_URLS
+
+
+def address_refusal(address):
+    """Why we never connect to `address`, or None when we may.
+
+    Link-local (cloud metadata at 169.254.169.254), multicast, unspecified and reserved
+    addresses are always refused. Loopback and private ranges are refused unless
+    SSO_ADMIN_ALLOW_PRIVATE_URLS is on. IPv4-mapped IPv6 is judged as the IPv4 it carries.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        return "a link-local, multicast or reserved address (never allowed)"
+    if ip.is_global:
+        return None
+    if private_urls_allowed() and (ip.is_loopback or ip.is_private):
+        return None
+    return (
+        "a private or loopback address (SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows these, "
+        "for development or agents on your own network)"
+    )
+
+
+def _refuse_private(address, host):
+    reason = address_refusal(address)
+    if reason:
+        raise OutboundError(f"Refused: {host} is at {address}, {reason}.", permanent=True)
+
+
+class _PeerCheck:
+    """Check the address a new connection actually reached, before anything is sent on it."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        try:
+            _refuse_private(sock.getpeername()[0], self.host)
+        except OutboundError:
+            sock.close()
+            raise
+        return sock
+
+
+class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
+    pass
+
+
+class _GuardedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+def _pool_manager():
+    manager = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        headers={"User-Agent": USER_AGENT},
+    )
+    manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    return manager
+
+
+_MANAGER = _pool_manager()
+
+
+def check_url(url):
+    """Refuse URLs we never fetch: not http(s), no host, credentials, or a private address."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http"):
+        raise OutboundError(f"Refused {url!r}: only https:// URLs are fetched", permanent=True)
+    if parts.scheme == "http" and not private_urls_allowed():
+        raise OutboundError(
+            f"Refused {url}: plain http is not allowed, use https://", permanent=True
+        )
+    if not parts.hostname:
+        raise OutboundError(f"Refused {url!r}: the URL has no host", permanent=True)
+    if parts.username or parts.password:
+        raise OutboundError(f"Refused {url}: credentials in URLs are not allowed", permanent=True)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as error:
+        raise OutboundError(f"Refused {url!r}: invalid port", permanent=True) from error
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port)}
+    except (socket.gaierror, UnicodeError) as error:
+        raise OutboundError(
+            f"Cannot resolve host {parts.hostname!r}: {error}", permanent=False
+        ) from error
+    for address in sorted(addresses):
+        _refuse_private(address, parts.hostname)
+
+
+def request(method, url, *, body=None, headers=None, max_redirects=MAX_REDIRECTS):
+    """Send one request (following up to `max_redirects` checked redirects) and read the body.
+
+    Returns a Response for any HTTP status; raises OutboundError when no response was read.
+    """
+    deadline = time.monotonic() + TOTAL_DEADLINE
+    for _hop in range(max_redirects + 1):
+        check_url(url)
+        response = _send(method, url, body, headers, deadline)
+        location = response.headers.get("location")
+        if response.status not in REDIRECT_STATUSES or not location or max_redirects == 0:
+            return response
+        url = urljoin(url, location)
+        if response.status == 303:
+            method, body = "GET", None
+    raise OutboundError(f"Too many redirects (more than {max_redirects})", permanent=True)
+
+
+def get(url, **kwargs):
+    return request("GET", url, **kwargs)
+
+
+def post(url, body, headers, **kwargs):
+    return request("POST", url, body=body, headers=headers, max_redirects=0, **kwargs)
+
+
+def _send(method, url, body, headers, deadline):
+    host = urlsplit(url).netloc
+    try:
+        raw = _MANAGER.request(
+            method,
+            url,
+            body=body,
+            headers={**(_MANAGER.headers or {}), **(headers or {})},
+            redirect=False,
+            preload_content=False,
+        )
+    except OutboundError:
+        raise
+    except ReadTimeoutError as error:
+        raise OutboundError(
+            f"{host} did not answer within {READ_TIMEOUT:g} s", permanent=False
+        ) from error
+    except SSLError as error:
+        raise OutboundError(
+            f"TLS to {host} failed (certificate verification is always on): {error}",
+            permanent=True,
+        ) from error
+    except NameResolutionError as error:
+        raise OutboundError(f"Cannot resolve host of {url}", permanent=False) from error
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2, so it must come first.
+    except (NewConnectionError, MaxRetryError, ProtocolError, OSError) as error:
+        raise OutboundError(
+            f"Could not connect to {host}: {_reason(error)}", permanent=False
+        ) from error
+    except ConnectTimeoutError as error:
+        raise OutboundError(
+            f"Timed out connecting to {host} (after {CONNECT_TIMEOUT:g} s)", permanent=False
+        ) from error
+    try:
+        return Response(
+            url=url,
+            status=raw.status,
+            headers={name.lower(): value for name, value in raw.headers.items()},
+            body=_read_capped(raw, url, deadline),
+        )
+    finally:
+        raw.release_conn()
+
+
+def _read_capped(raw, url, deadline):
+    declared = raw.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise OutboundError(_too_large(url), permanent=True)
+    chunks, size = [], 0
+    try:
+        for chunk in raw.stream(64 * 1024, decode_content=True):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise OutboundError(_too_large(url), permanent=True)
+            if time.monotonic() > deadline:
+                raise OutboundError(
+                    f"{url} took longer than {TOTAL_DEADLINE:g} s to send its answer",
+                    permanent=False,
+                )
+            chunks.append(chunk)
+    except ReadTimeoutError as error:
+        raise OutboundError(
+            f"{url} stopped sending for more than {READ_TIMEOUT:g} s", permanent=False
+        ) from error
+    except ProtocolError as error:
+        raise OutboundError(
+            f"{url} broke off its answer: {_reason(error)}", permanent=False
+        ) from error
+    return b"".join(chunks)
+
+
+def _too_large(url):
+    return f"{url} answered with more than {MAX_BODY_BYTES // 1024} KiB; refusing to read it"
+
+
+def _reason(error):
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    for known in ("Connection refused", "Connection reset", "No route to host"):
+        if known.lower() in text.lower():
+            return known.lower()
+    return text

@@ -1,0 +1,173 @@
+"""Changing identity providers: every change is saved with its audit events in one transaction.
+
+Views and management commands both go through here, so the rules and the audit trail are the
+same whichever way an admin works.
+"""
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from console import audit, discovery
+from console.models import AuditEvent, Provider
+
+Action = audit.Action
+
+
+class EditConflict(Exception):
+    """The provider changed since the form was opened; nothing was saved."""
+
+    def __init__(self, current, events):
+        super().__init__(f"{current} was changed by someone else (now revision {current.revision})")
+        self.current = current
+        self.events = events
+
+
+def _secret_events(provider, updates, *, request=None, actor=None, before=None):
+    for name, value in sorted(updates.items()):
+        was_set = bool(before and before.get(name))
+        if not value and not was_set:
+            continue  # clearing what was never set changes nothing
+        audit.record(
+            Action.PROVIDER_SECRET_SET if value else Action.PROVIDER_SECRET_CLEARED,
+            request=request,
+            actor=actor,
+            target=provider,
+            changes={
+                name: [
+                    audit.SECRET_SET if was_set else audit.SECRET_NOT_SET,
+                    audit.SECRET_CHANGED if value else audit.SECRET_CLEARED,
+                ]
+            },
+            context={"field": name, "revision": provider.revision},
+        )
+
+
+def save_provider(form, *, request=None, actor=None):
+    """Save a valid provider form (create or edit) and audit it. Raises EditConflict when the
+    form was based on an older revision than the stored one."""
+    creating = form.instance._state.adding
+    secret_updates = form.secret_updates()
+    with transaction.atomic():
+        if creating:
+            before, secrets_before, revision = {}, {}, 1
+        else:
+            current = Provider.objects.select_for_update().get(pk=form.instance.pk)
+            base = form.cleaned_data.get("revision")
+            if base is not None and base != current.revision:
+                raise EditConflict(current, changes_since(current, base))
+            before = current.audit_fields()
+            secrets_before = {name: current.has_secret(name) for name in Provider.SECRET_NAMES}
+            revision = current.revision + 1
+        provider = form.save(commit=False)
+        provider.revision = revision
+        if creating:
+            provider.save()
+        else:
+            provider.save(
+                update_fields=[
+                    *form._meta.fields,
+                    *(f"{name}_encrypted" for name in secret_updates),
+                    "kind",
+                    "issuer",
+                    "revision",
+                    "updated_at",
+                ]  # fmt: skip
+            )
+        changes = audit.field_changes(before, provider.audit_fields())
+        if creating or changes:
+            audit.record(
+                Action.PROVIDER_CREATED if creating else Action.PROVIDER_CHANGED,
+                request=request,
+                actor=actor,
+                target=provider,
+                changes=changes,
+                context={"revision": provider.revision},
+            )
+        _secret_events(
+            provider, secret_updates, request=request, actor=actor, before=secrets_before
+        )
+    return provider
+
+
+def changes_since(provider, base_revision):
+    """The audited edits of `provider` after `base_revision`, oldest first."""
+    return list(
+        AuditEvent.objects.filter(
+            target_type=Provider.audit_target_type,
+            target_id=str(provider.pk),
+            action__in=[
+                Action.PROVIDER_CHANGED,
+                Action.PROVIDER_SECRET_SET,
+                Action.PROVIDER_SECRET_CLEARED,
+            ],
+            context__revision__gt=base_revision,
+        ).order_by("id")
+    )
+
+
+def run_validation(provider, *, request=None, actor=None):
+    """Validate against the live discovery document and JWKS; store and audit the outcome.
+
+    The HTTP requests happen outside any transaction, so no lock is held while waiting.
+    """
+    report = discovery.validate(
+        provider.spec(), allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS
+    )
+    now = timezone.now()
+    with transaction.atomic():
+        stored = Provider.objects.select_for_update().get(pk=provider.pk)
+        stored.validated_at = now
+        stored.validation_checks = report.as_list()
+        stored.validation_passed = report.ok
+        fields = ["validated_at", "validation_checks", "validation_passed"]
+        if report.fetched_everything:
+            stored.discovery_snapshot = report.discovery.document
+            stored.jwks_snapshot = report.jwks.document
+            stored.snapshot_at = now
+            fields += ["discovery_snapshot", "jwks_snapshot", "snapshot_at"]
+        stored.save(update_fields=fields)
+        audit.record(
+            Action.PROVIDER_VALIDATED,
+            request=request,
+            actor=actor,
+            target=stored,
+            context={
+                "passed": report.ok,
+                "failed": [c.id for c in report.checks if c.status == discovery.FAIL],
+                "warnings": [c.id for c in report.checks if c.status == discovery.WARN],
+            },
+        )
+    return stored, report
+
+
+def set_enabled(provider, enabled, *, request=None, actor=None):
+    with transaction.atomic():
+        stored = Provider.objects.select_for_update().get(pk=provider.pk)
+        if stored.enabled == enabled:
+            return stored
+        stored.enabled = enabled
+        stored.revision += 1
+        stored.save(update_fields=["enabled", "revision", "updated_at"])
+        audit.record(
+            Action.PROVIDER_ENABLED if enabled else Action.PROVIDER_DISABLED,
+            request=request,
+            actor=actor,
+            target=stored,
+            changes={"enabled": [not enabled, enabled]},
+            context={"revision": stored.revision},
+        )
+    return stored
+
+
+def delete_provider(provider, *, request=None, actor=None):
+    with transaction.atomic():
+        stored = Provider.objects.select_for_update().get(pk=provider.pk)
+        audit.record(
+            Action.PROVIDER_DELETED,
+            request=request,
+            actor=actor,
+            target=stored,
+            changes={name: [value, None] for name, value in stored.audit_fields().items()},
+        )
+        stored.delete()

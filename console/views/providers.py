@@ -1,0 +1,173 @@
+"""Identity provider pages: list, create/edit per kind, detail with checks and Diffgram
+settings, validate, disable, delete, and the htmx discovery preview."""
+
+import json
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_POST, require_safe
+
+from console import diffgram, discovery, providers
+from console.forms import FORMS_BY_KIND
+from console.models import Provider
+
+
+def get_provider(request, provider_id):
+    """The provider, or 404. Every provider view starts here."""
+    return get_object_or_404(Provider, pk=provider_id)
+
+
+@require_safe
+def provider_list(request):
+    return render(request, "console/providers.html", {"providers": Provider.objects.all()})
+
+
+@require_safe
+def provider_new(request):
+    return render(request, "console/provider_new.html", {"kinds": Provider.Kind.choices})
+
+
+# Error reports (DEBUG pages, mailed 500s) must not carry the secrets typed into these forms.
+hide_secrets = sensitive_post_parameters(*Provider.SECRET_NAMES)
+
+
+@hide_secrets
+def provider_create(request, kind):
+    if kind not in FORMS_BY_KIND:
+        raise Http404("Unknown provider kind")
+    form_class = FORMS_BY_KIND[kind]
+    form = form_class(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        return _validate_and_show(request, providers.save_provider(form, request=request))
+    return render(
+        request,
+        "console/provider_form.html",
+        {"form": form, "kind": kind, "kind_label": Provider.Kind(kind).label},
+    )
+
+
+@hide_secrets
+def provider_edit(request, provider_id):
+    provider = get_provider(request, provider_id)
+    form_class = FORMS_BY_KIND[provider.kind]
+    form = form_class(request.POST or None, instance=provider)
+    conflict = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            provider = providers.save_provider(form, request=request)
+        except providers.EditConflict as error:
+            conflict = error
+        else:
+            return _validate_and_show(request, provider)
+    return render(
+        request,
+        "console/provider_form.html",
+        {
+            "form": form,
+            "provider": provider,
+            "kind": provider.kind,
+            "kind_label": provider.get_kind_display(),
+            "conflict": conflict,
+        },
+        status=409 if conflict else 200,
+    )
+
+
+@require_safe
+def provider_detail(request, provider_id):
+    provider = get_provider(request, provider_id)
+    url_base = request.GET.get("url_base", provider.diffgram_url_base).strip()
+    variables = diffgram.settings_for(provider.diffgram_config(), url_base)
+    return render(
+        request,
+        "console/provider_detail.html",
+        {
+            "provider": provider,
+            "url_base": url_base,
+            "variables": diffgram.masked(variables),
+            "registrations": diffgram.registrations_for(provider.kind, url_base),
+            "discovery_json": _pretty(provider.discovery_snapshot),
+            "jwks_json": _pretty(provider.jwks_snapshot),
+        },
+    )
+
+
+@require_POST
+def provider_validate(request, provider_id):
+    return _validate_and_show(request, get_provider(request, provider_id))
+
+
+@require_POST
+def provider_toggle(request, provider_id):
+    provider = get_provider(request, provider_id)
+    provider = providers.set_enabled(provider, not provider.enabled, request=request)
+    messages.success(request, f"{provider} is now {'enabled' if provider.enabled else 'disabled'}.")
+    return redirect("provider-detail", provider.pk)
+
+
+def provider_delete(request, provider_id):
+    provider = get_provider(request, provider_id)
+    if request.method == "POST":
+        providers.delete_provider(provider, request=request)
+        messages.success(request, f"Deleted {provider}.")
+        return redirect("providers")
+    return render(request, "console/provider_delete.html", {"provider": provider})
+
+
+@require_POST
+def provider_discover(request):
+    """htmx: read the discovery document for what is typed in the form and show its endpoints."""
+    kind = request.GET.get("kind", Provider.Kind.OIDC)
+    if kind not in FORMS_BY_KIND:
+        raise Http404("Unknown provider kind")
+    draft = Provider(
+        kind=kind,
+        **{
+            name: request.POST.get(name, "").strip()
+            for name in (
+                "issuer", "aws_region", "user_pool_id", "cognito_domain",
+                "keycloak_server_url", "keycloak_realm",
+            )
+        },
+    )  # fmt: skip
+    spec = draft.spec(url_base="")
+    report = None
+    if spec.issuer.strip("/") and not spec.issuer.endswith(("realms/", "amazonaws.com/")):
+        report = discovery.validate(spec, allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS)
+    document = report.discovery.document if report and report.discovery else None
+    endpoints = (
+        [(key, document[key]) for key in discovery.ENDPOINT_KEYS if key in document]
+        if isinstance(document, dict)
+        else []
+    )
+    return render(
+        request,
+        "console/_discovery_preview.html",
+        {"issuer": spec.issuer, "report": report, "endpoints": endpoints},
+    )
+
+
+def _validate_and_show(request, provider):
+    """Validate (after a save, or on demand) and show the outcome on the provider's page."""
+    provider, _report = providers.run_validation(provider, request=request)
+    counts = provider.validation_counts
+    if provider.validation_passed:
+        messages.success(
+            request,
+            f"{provider} passed validation: {counts['pass']} checks passed, "
+            f"{counts['warn']} warning(s).",
+        )
+    else:
+        messages.error(
+            request,
+            f"{provider} failed validation ({counts['fail']} failing check(s)). "
+            "It cannot be published to instances until the checks pass.",
+        )
+    return redirect("provider-detail", provider.pk)
+
+
+def _pretty(document):
+    return json.dumps(document, indent=2, sort_keys=True) if document is not None else ""

@@ -1,0 +1,404 @@
+"""Discovery and JWKS validation against documents served over real HTTP on 127.0.0.1."""
+
+import json
+
+import boto3
+import pytest
+from django.core.management import call_command
+
+from console import discovery
+from console.discovery import FAIL, PASS, SKIP, WARN, ProviderSpec
+from tests import idp_server
+from tests.idp_server import cognito_document, keycloak_document, signing_key
+
+REGION, POOL = "eu-west-1", "eu-west-1_AbC123xyz"
+HOSTED_UI = "https://diffgram.auth.eu-west-1.amazoncognito.com"
+
+
+def statuses(report):
+    return {check.id: check.status for check in report.checks}
+
+
+def message(report, check_id):
+    return next(check.message for check in report.checks if check.id == check_id)
+
+
+def validate(spec, allow_loopback_http=True):
+    return discovery.validate(spec, allow_loopback_http=allow_loopback_http)
+
+
+# --- documents of the three shapes ------------------------------------------------------------
+
+
+@pytest.fixture
+def okta(idp):
+    issuer = idp_server.serve_okta(idp)
+    return ProviderSpec(kind="oidc", issuer=issuer, client_id="0oa1", confidential=True)
+
+
+@pytest.fixture
+def keycloak(idp):
+    server = idp_server.serve_keycloak(idp)
+    return ProviderSpec(
+        kind="keycloak",
+        issuer=f"{server}realms/diffgram-realm",
+        client_id="diffgram",
+        confidential=True,
+        keycloak_server_url=server,
+        keycloak_realm="diffgram-realm",
+        url_base="https://diffgram.example.com/",
+    )
+
+
+@pytest.fixture
+def cognito(idp):
+    idp_server.serve_cognito(idp, REGION, POOL, HOSTED_UI)
+    return ProviderSpec(
+        kind="cognito",
+        issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{POOL}",
+        discovery_url=idp.url(f"/{POOL}/.well-known/openid-configuration"),
+        client_id="4dn1c",
+        url_base="https://diffgram.example.com/",
+    )
+
+
+def test_an_okta_shaped_provider_passes(okta):
+    report = validate(okta)
+    assert report.ok
+    assert report.fetched_everything
+    assert statuses(report) == {
+        "issuer.url": PASS,
+        "discovery.fetch": PASS,
+        "issuer.match": PASS,
+        "metadata.required": PASS,
+        "endpoints.https": PASS,
+        "response_types.code": PASS,
+        "id_token_alg.rs256": PASS,
+        "jwks.fetch": PASS,
+        "jwks.keys": PASS,
+        "userinfo.present": PASS,
+        "scopes.openid_email": PASS,
+        "token_auth.method": PASS,
+        "diffgram.host": SKIP,  # Diffgram talks to Cognito or Keycloak only
+        "diffgram.url_base": SKIP,
+    }
+
+
+def test_a_keycloak_shaped_provider_passes_including_diffgram_checks(keycloak):
+    report = validate(keycloak)
+    assert report.ok, report.as_list()
+    assert statuses(report)["diffgram.host"] == PASS
+    assert statuses(report)["diffgram.url_base"] == PASS
+    assert f"OAUTH2_PROVIDER_HOST={keycloak.keycloak_server_url}" in message(
+        report, "diffgram.host"
+    )
+
+
+def test_a_cognito_shaped_provider_passes_including_diffgram_checks(cognito):
+    report = validate(cognito)
+    assert report.ok, report.as_list()
+    assert message(report, "diffgram.host") == (
+        f"OAUTH2_PROVIDER_HOST={HOSTED_UI}/ matches the discovery document."
+    )
+
+
+# --- broken variants, one per check -------------------------------------------------------------
+
+
+def serve_okta(idp, change=None, jwks=None):
+    issuer = idp_server.serve_okta(idp, change=change, jwks=jwks)
+    return ProviderSpec(kind="oidc", issuer=issuer, client_id="0oa1")
+
+
+@pytest.mark.parametrize(
+    ("configured_suffix", "document_suffix", "expected"),
+    [
+        ("/oauth2/default", "/oauth2/default/", PASS),  # one trailing slash is tolerated
+        ("/oauth2/default/", "/oauth2/default", PASS),
+        ("/oauth2/default", "/oauth2/default//", FAIL),
+        ("/oauth2/default", "/OAuth2/default", FAIL),  # case matters
+        ("/oauth2/default", "/oauth2/other", FAIL),
+    ],
+)
+def test_issuer_match_compares_exactly_after_one_trailing_slash(
+    idp, configured_suffix, document_suffix, expected
+):
+    serve_okta(idp, lambda document: document.update(issuer=idp.url(document_suffix)))
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url(configured_suffix)))
+    assert statuses(report)["issuer.match"] == expected
+    if expected == FAIL:
+        assert repr(idp.url(document_suffix)) in message(report, "issuer.match")
+
+
+@pytest.mark.parametrize(
+    ("change", "check_id", "expected_text"),
+    [
+        (
+            lambda d: d.update(token_endpoint="http://idp.example.com/token"),
+            "endpoints.https",
+            "token_endpoint 'http://idp.example.com/token': it uses http://",
+        ),
+        (
+            lambda d: d.update(authorization_endpoint="https://idp.example.com/a?x=1#y"),
+            "endpoints.https",
+            "it has a query string; it has a fragment",
+        ),
+        (lambda d: d.pop("jwks_uri"), "metadata.required", "missing jwks_uri"),
+        (
+            lambda d: d.update(response_types_supported="code"),
+            "metadata.required",
+            "wrong type for response_types_supported",
+        ),
+        (
+            lambda d: d.update(response_types_supported=["id_token", "token"]),
+            "response_types.code",
+            "does not contain 'code'",
+        ),
+        (
+            lambda d: d.update(grant_types_supported=["implicit"]),
+            "response_types.code",
+            "authorization_code",
+        ),
+        (
+            lambda d: d.update(id_token_signing_alg_values_supported=["ES256", "HS256"]),
+            "id_token_alg.rs256",
+            "it lists ES256, HS256",
+        ),
+        (
+            lambda d: d.update(scopes_supported=["email", "profile"]),
+            "scopes.openid_email",
+            "does not contain 'openid'",
+        ),
+    ],
+)
+def test_each_broken_document_fails_its_check(idp, change, check_id, expected_text):
+    report = validate(serve_okta(idp, change))
+    assert statuses(report)[check_id] == FAIL
+    assert expected_text in message(report, check_id)
+    assert not report.ok
+
+
+def test_missing_jwks_uri_skips_the_jwks_checks(idp):
+    report = validate(serve_okta(idp, lambda d: d.pop("jwks_uri")))
+    assert statuses(report)["jwks.fetch"] == SKIP
+    assert statuses(report)["jwks.keys"] == SKIP
+
+
+def test_scopes_without_email_warn(idp):
+    report = validate(serve_okta(idp, lambda d: d.update(scopes_supported=["openid"])))
+    assert statuses(report)["scopes.openid_email"] == WARN
+    assert report.ok  # warnings do not block
+
+
+@pytest.mark.parametrize(
+    ("jwks", "expected_text"),
+    [
+        ({"keys": []}, "has no keys"),
+        ({"nokeys": True}, "has no keys"),
+        ({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}, "symmetric (oct) key"),
+        (
+            {"keys": [signing_key("leaky").as_dict(private=True)]},
+            "private key material (d, p, q, dp, dq, qi)",
+        ),
+        ({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}, "no usable RS256"),
+        (
+            {"keys": [{**signing_key().as_dict(private=False), "use": "enc"}]},
+            "no usable RS256",
+        ),
+        ({"keys": [{"kty": "RSA", "n": "!!", "e": "AQAB"}]}, "cannot be read"),
+    ],
+)
+def test_unusable_jwks_fail(idp, jwks, expected_text):
+    report = validate(serve_okta(idp, jwks=jwks))
+    assert statuses(report)["jwks.fetch"] == PASS
+    assert statuses(report)["jwks.keys"] == FAIL
+    assert expected_text in message(report, "jwks.keys")
+
+
+def test_non_json_and_404_fail_the_fetch_and_skip_the_rest(idp):
+    idp.raw("/broken/.well-known/openid-configuration", b"<html>Sign in</html>")
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/broken")))
+    assert statuses(report)["discovery.fetch"] == FAIL
+    assert "did not return JSON" in message(report, "discovery.fetch")
+    assert {
+        s for k, s in statuses(report).items() if k not in ("issuer.url", "discovery.fetch")
+    } == {SKIP}
+
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/missing")))
+    assert "answered HTTP 404" in message(report, "discovery.fetch")
+
+
+def test_a_json_array_is_not_a_discovery_document(idp):
+    idp.json("/array/.well-known/openid-configuration", ["issuer"])
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/array")))
+    assert "not an object (it is a list)" in message(report, "discovery.fetch")
+
+
+def test_a_two_mebibyte_document_is_refused(idp):
+    idp.raw("/huge/.well-known/openid-configuration", b" " * (2 * 1024 * 1024), chunked=True)
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/huge")))
+    assert statuses(report)["discovery.fetch"] == FAIL
+    assert "more than 1024 KiB" in message(report, "discovery.fetch")
+
+
+def test_a_slow_server_fails_after_the_timeout(idp):
+    idp.json("/slow/.well-known/openid-configuration", {}, delay=6)
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/slow")))
+    assert "did not answer within 5 s" in message(report, "discovery.fetch")
+
+
+def test_a_redirect_to_the_metadata_address_is_refused(idp):
+    idp.redirect(
+        "/moved/.well-known/openid-configuration", "http://169.254.169.254/latest/meta-data/"
+    )
+    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/moved")))
+    assert statuses(report)["discovery.fetch"] == FAIL
+    assert "Refused: 169.254.169.254" in message(report, "discovery.fetch")
+
+
+def test_http_issuers_are_refused_unless_loopback_is_allowed(okta, settings):
+    report = validate(okta, allow_loopback_http=False)
+    assert statuses(report)["issuer.url"] == FAIL
+    assert "it uses http://" in message(report, "issuer.url")
+    assert set(statuses(report).values()) == {FAIL, SKIP}
+
+
+def test_issuers_with_query_fragment_or_credentials_are_refused():
+    for issuer, problem in [
+        ("https://idp.example.com/?tenant=1", "query string"),
+        ("https://idp.example.com/#x", "fragment"),
+        ("https://user:pw@idp.example.com/", "credentials"),
+        ("ftp://idp.example.com/", "must start with https://"),
+    ]:
+        report = discovery.evaluate(ProviderSpec(kind="oidc", issuer=issuer), None, None, False)
+        assert problem in message(report_of(report), "issuer.url")
+
+
+def report_of(checks):
+    return discovery.Report(checks=checks)
+
+
+def test_a_confidential_client_needs_client_secret_post(idp):
+    spec = serve_okta(
+        idp, lambda d: d.update(token_endpoint_auth_methods_supported=["client_secret_basic"])
+    )
+    report = validate(ProviderSpec(**{**spec.__dict__, "confidential": True}))
+    assert statuses(report)["token_auth.method"] == FAIL
+    assert "client_secret_post" in message(report, "token_auth.method")
+    # Absent means client_secret_basic only, per the spec.
+    spec = serve_okta(idp, lambda d: d.pop("token_endpoint_auth_methods_supported"))
+    report = validate(ProviderSpec(**{**spec.__dict__, "confidential": True}))
+    assert statuses(report)["token_auth.method"] == FAIL
+    public = validate(ProviderSpec(**{**spec.__dict__, "confidential": False}))
+    assert statuses(public)["token_auth.method"] == PASS
+
+
+def test_userinfo_is_required_for_diffgram_providers_only(idp, keycloak):
+    document = keycloak_document(keycloak.keycloak_server_url, "diffgram-realm")
+    del document["userinfo_endpoint"]
+    idp.json("/auth/realms/diffgram-realm/.well-known/openid-configuration", document)
+    assert statuses(validate(keycloak))["userinfo.present"] == FAIL
+    report = validate(serve_okta(idp, lambda d: d.pop("userinfo_endpoint")))
+    assert statuses(report)["userinfo.present"] == WARN
+
+
+def test_a_keycloak_url_base_without_trailing_slash_fails(keycloak):
+    report = validate(
+        ProviderSpec(**{**keycloak.__dict__, "url_base": "https://diffgram.example.com"})
+    )
+    assert statuses(report)["diffgram.url_base"] == FAIL
+    assert "'https://diffgram.example.comuser/oidc-login'" in message(report, "diffgram.url_base")
+
+
+def test_a_keycloak_realm_that_does_not_match_the_issuer_fails(keycloak):
+    report = validate(ProviderSpec(**{**keycloak.__dict__, "keycloak_realm": "other"}))
+    assert statuses(report)["diffgram.host"] == FAIL
+    assert "realms/other" in message(report, "diffgram.host")
+
+
+def test_cognito_endpoints_off_the_hosted_ui_domain_fail_the_host_check(idp, cognito):
+    document = cognito_document(REGION, POOL, HOSTED_UI, idp.url(f"/{POOL}/.well-known/jwks.json"))
+    document["userinfo_endpoint"] = "https://elsewhere.example.com/oauth2/userInfo"
+    idp.json(f"/{POOL}/.well-known/openid-configuration", document)
+    report = validate(cognito)
+    assert statuses(report)["diffgram.host"] == FAIL
+    assert (
+        "Diffgram will call 'https://diffgram.auth.eu-west-1.amazoncognito.com/oauth2/userInfo'"
+        in (message(report, "diffgram.host"))
+    )
+
+
+# --- real providers -------------------------------------------------------------------------------
+
+
+def test_the_certified_node_oidc_provider_passes(node_op):
+    report = validate(ProviderSpec(kind="oidc", issuer=node_op.issuer, confidential=True))
+    assert report.ok, report.as_list()
+    assert statuses(report)["jwks.keys"] == PASS
+    assert statuses(report)["token_auth.method"] == PASS
+
+
+def test_moto_cognito_discovery_and_jwks(moto):
+    client = boto3.client("cognito-idp", region_name=REGION)
+    pool_id = client.create_user_pool(PoolName="diffgram")["UserPool"]["Id"]
+    spec = ProviderSpec(
+        kind="cognito",
+        issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{pool_id}",
+        discovery_url=f"{moto}/{pool_id}/.well-known/openid-configuration",
+    )
+    report = validate(spec)
+    assert statuses(report)["discovery.fetch"] == PASS
+    assert statuses(report)["issuer.match"] == PASS
+    assert statuses(report)["jwks.keys"] == PASS
+    # moto's document lacks the hosted-UI endpoints real Cognito publishes, and we say so.
+    assert statuses(report)["metadata.required"] == FAIL
+    assert "authorization_endpoint, token_endpoint" in message(report, "metadata.required")
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def run_check_issuer(*args):
+    from io import StringIO
+
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("check_issuer", *args, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue() + err.getvalue()
+    return 0, out.getvalue()
+
+
+def test_check_issuer_exits_0_and_prints_json_with_diffgram_settings(keycloak):
+    code, output = run_check_issuer(
+        keycloak.keycloak_server_url,
+        "--kind", "keycloak", "--realm", "diffgram-realm", "--client-id", "diffgram",
+        "--url-base", "https://diffgram.example.com/", "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    result = json.loads(output)
+    assert result["ok"] is True
+    assert [check["id"] for check in result["checks"]] == list(discovery.CHECK_IDS)
+    assert result["diffgram"] == {
+        "USE_OAUTH2": "True",
+        "OAUTH2_PROVIDER_NAME": "keycloak",
+        "OAUTH2_PROVIDER_HOST": keycloak.keycloak_server_url,
+        "OAUTH2_PROVIDER_CLIENT_ID": "diffgram",
+        "KEYCLOAK_REALM": "diffgram-realm",
+    }
+
+
+def test_check_issuer_exits_1_when_a_check_fails(idp):
+    spec = serve_okta(idp, lambda d: d.update(id_token_signing_alg_values_supported=["ES256"]))
+    code, output = run_check_issuer(spec.issuer)
+    assert code == 1
+    assert "FAIL  id_token_alg.rs256" in output
+
+
+def test_check_issuer_exits_2_on_bad_arguments(idp):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError) as caught:
+        call_command("check_issuer", idp.url("/auth/"), "--kind", "keycloak")
+    assert caught.value.returncode == 2
+    assert "--realm is required" in str(caught.value)

@@ -1,0 +1,126 @@
+"""console.outbound against real sockets: guard, caps, timeouts, redirects."""
+
+import pytest
+
+from console import outbound
+from tests.idp_server import DocumentServer
+
+
+@pytest.fixture
+def server():
+    server = DocumentServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def allow_private(settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+
+
+@pytest.fixture
+def forbid_private(settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = False
+
+
+def test_it_reads_json(server, allow_private):
+    server.json("/doc", {"hello": "world"})
+    response = outbound.get(server.url("/doc"))
+    assert response.status == 200
+    assert response.json() == {"hello": "world"}
+
+
+def test_it_explains_a_body_that_is_not_json(server, allow_private):
+    server.raw("/doc", b"<html>login page</html>")
+    with pytest.raises(outbound.OutboundError, match="did not return JSON"):
+        outbound.get(server.url("/doc")).json()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_it_refuses_bodies_over_one_mebibyte(server, allow_private, chunked):
+    server.raw("/big", b"x" * (2 * 1024 * 1024), chunked=chunked)
+    with pytest.raises(outbound.OutboundError, match="more than 1024 KiB") as caught:
+        outbound.get(server.url("/big"))
+    assert caught.value.permanent
+
+
+def test_it_gives_up_on_a_slow_server_after_the_read_timeout(server, allow_private):
+    server.json("/slow", {}, delay=outbound.READ_TIMEOUT + 1)
+    with pytest.raises(outbound.OutboundError, match="did not answer within 5 s") as caught:
+        outbound.get(server.url("/slow"))
+    assert not caught.value.permanent  # worth retrying later
+
+
+def test_it_reports_a_refused_connection_as_transient(allow_private):
+    with pytest.raises(outbound.OutboundError, match="connection refused") as caught:
+        outbound.get("http://127.0.0.1:1/")
+    assert not caught.value.permanent
+
+
+def test_it_follows_three_redirects_and_not_a_fourth(server, allow_private):
+    server.json("/final", {"ok": True})
+    server.redirect("/r3", "/final")
+    server.redirect("/r2", "/r3")
+    server.redirect("/r1", "/r2")
+    assert outbound.get(server.url("/r1")).json() == {"ok": True}
+    server.redirect("/r0", "/r1")
+    with pytest.raises(outbound.OutboundError, match="Too many redirects"):
+        outbound.get(server.url("/r0"))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0.0.0.0/",
+        "http://[fe80::1]/",
+        "http://224.0.0.1/",
+    ],
+)
+def test_it_refuses_redirects_to_link_local_and_reserved_even_when_private_is_allowed(
+    server, allow_private, target
+):
+    server.redirect("/innocent", target)
+    with pytest.raises(outbound.OutboundError, match="Refused") as caught:
+        outbound.get(server.url("/innocent"))
+    assert caught.value.permanent
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/",
+        "https://[::1]/",
+        "https://10.1.2.3/",
+        "https://172.16.0.1/",
+        "https://192.168.1.1/",
+        "https://169.254.169.254/",
+        "https://0.0.0.0/",
+        "https://2130706433/",  # 127.0.0.1 in decimal
+        "https://0177.0.0.1/",  # 127.0.0.1 in octal
+        "https://[::ffff:127.0.0.1]/",  # IPv4-mapped IPv6
+        "https://[::ffff:10.0.0.1]/",
+        "https://localhost/",  # a name that resolves to a loopback address
+    ],
+)
+def test_it_refuses_private_addresses_by_default(forbid_private, url):
+    with pytest.raises(outbound.OutboundError, match="Refused") as caught:
+        outbound.get(url)
+    assert caught.value.permanent
+
+
+def test_it_refuses_plain_http_by_default(forbid_private):
+    with pytest.raises(outbound.OutboundError, match="plain http is not allowed"):
+        outbound.get("http://example.com/")
+
+
+def test_it_checks_the_address_actually_connected_to(server, forbid_private):
+    """Even past the name check (as after a DNS rebinding), the socket's peer is checked."""
+    with pytest.raises(outbound.OutboundError, match="Refused: 127.0.0.1 is at 127.0.0.1"):
+        outbound._send("GET", server.url("/anything"), None, None, deadline=float("inf"))
+    assert server.requests == []  # nothing was sent on that connection
+
+
+def test_it_refuses_credentials_in_urls(allow_private):
+    with pytest.raises(outbound.OutboundError, match="credentials"):
+        outbound.get("http://user:pw@127.0.0.1/")

@@ -1,0 +1,390 @@
+"""Identity providers through the forms, views and commands an admin uses."""
+
+import os
+from io import StringIO
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+
+from console.models import AuditEvent, Provider
+from tests import idp_server
+
+pytestmark = pytest.mark.django_db
+
+CANARY = "canary-s3cret-9d2f4b"
+REGION, POOL = "eu-west-1", "eu-west-1_AbC123xyz"
+HOSTED_UI = "https://diffgram.auth.eu-west-1.amazoncognito.com"
+
+
+def actions():
+    return list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
+
+
+@pytest.fixture
+def keycloak_server(idp):
+    return idp_server.serve_keycloak(idp)
+
+
+def keycloak_form(server_url, **overrides):
+    return {
+        "name": "Lab Keycloak",
+        "keycloak_server_url": server_url,
+        "keycloak_realm": "diffgram-realm",
+        "client_id": "diffgram",
+        "client_secret": CANARY,
+        "keycloak_master_user": "admin",
+        "keycloak_master_password": CANARY + "-master",
+        "keycloak_diffgram_user": "",
+        "keycloak_diffgram_password": "",
+        "diffgram_url_base": "https://diffgram.example.com/",
+        **overrides,
+    }
+
+
+def create_keycloak(admin_client, server_url, **overrides):
+    response = admin_client.post(
+        reverse("provider-create", args=["keycloak"]), keycloak_form(server_url, **overrides)
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return Provider.objects.get(name=overrides.get("name", "Lab Keycloak"))
+
+
+def edit_data(provider, **changes):
+    """What the edit form posts back: current values, secrets left blank, plus changes."""
+    from console.forms import FORMS_BY_KIND
+
+    form = FORMS_BY_KIND[provider.kind](instance=provider)
+    data = {
+        name: field.initial if field.initial is not None else getattr(provider, name, "")
+        for name, field in form.fields.items()
+        if not name.startswith("clear_") and name not in Provider.SECRET_NAMES
+    }
+    data["revision"] = provider.revision
+    return {key: value for key, value in {**data, **changes}.items() if value is not None}
+
+
+class TestCreate:
+    def test_it_creates_validates_and_audits_a_keycloak_provider(
+        self, admin_client, keycloak_server
+    ):
+        provider = create_keycloak(admin_client, keycloak_server)
+        assert provider.kind == "keycloak"
+        assert provider.issuer == f"{keycloak_server}realms/diffgram-realm"
+        assert provider.validation_passed is True
+        assert provider.discovery_snapshot["issuer"] == provider.issuer
+        assert provider.jwks_snapshot["keys"]
+        assert actions() == [
+            "provider.created",
+            "provider.secret_set",
+            "provider.secret_set",
+            "provider.validated",
+        ]
+        created = AuditEvent.objects.get(action="provider.created")
+        assert created.actor_label == "alice-admin"
+        assert created.changes["keycloak_realm"] == [None, "diffgram-realm"]
+        secret_events = AuditEvent.objects.filter(action="provider.secret_set")
+        assert sorted(e.context["field"] for e in secret_events) == [
+            "client_secret",
+            "keycloak_master_password",
+        ]
+
+    def test_it_creates_a_cognito_provider_with_the_computed_issuer(
+        self, admin_client, idp, settings
+    ):
+        idp_server.serve_cognito(idp, REGION, POOL, HOSTED_UI)
+        settings.AWS_ENDPOINT_URL = idp.base
+        response = admin_client.post(
+            reverse("provider-create", args=["cognito"]),
+            {
+                "name": "Corporate Cognito",
+                "aws_region": REGION,
+                "user_pool_id": POOL,
+                "client_id": "4dn1c",
+                "cognito_domain": "",
+                "scopes": "openid email",
+                "diffgram_url_base": "https://diffgram.example.com/",
+            },
+        )
+        assert response.status_code == 302
+        provider = Provider.objects.get()
+        assert provider.issuer == f"https://cognito-idp.{REGION}.amazonaws.com/{POOL}"
+        assert provider.validation_passed, provider.validation_checks
+        page = admin_client.get(reverse("provider-detail", args=[provider.pk])).content.decode()
+        assert f"{HOSTED_UI}/" in page  # OAUTH2_PROVIDER_HOST from discovery
+        assert "https://diffgram.example.com/user/oauth2-login/" in page
+        assert 'data-copy="https://diffgram.example.com/user/login/"' in page
+
+    def test_it_creates_a_generic_oidc_provider_against_the_node_op(self, admin_client, node_op):
+        response = admin_client.post(
+            reverse("provider-create", args=["oidc"]),
+            {
+                "name": "Node OP",
+                "issuer": node_op.issuer,
+                "client_id": "console",
+                "client_secret": "console-test-secret",
+                "scopes": "openid email profile groups",
+            },
+        )
+        assert response.status_code == 302
+        assert Provider.objects.get().validation_passed
+
+    def test_it_saves_a_provider_whose_validation_fails_and_says_so(self, admin_client, idp):
+        issuer = idp_server.serve_okta(
+            idp, change=lambda d: d.update(id_token_signing_alg_values_supported=["ES256"])
+        )
+        response = admin_client.post(
+            reverse("provider-create", args=["oidc"]),
+            {"name": "Bad", "issuer": issuer, "client_id": "x", "scopes": "openid"},
+            follow=True,
+        )
+        provider = Provider.objects.get()
+        assert provider.validation_passed is False
+        assert b"failed validation (1 failing check(s))" in response.content
+        assert b'data-check="id_token_alg.rs256"' in response.content
+
+    @pytest.mark.parametrize(
+        ("kind", "data", "field", "error"),
+        [
+            ("cognito", {"aws_region": "Europe"}, "aws_region", "Enter an AWS region"),
+            ("cognito", {"user_pool_id": "us-east-1_Abc"}, "user_pool_id", "not in region"),
+            ("cognito", {"scopes": "openid profile"}, "scopes", "needs the scope(s): email"),
+            (
+                "keycloak",
+                {"keycloak_server_url": "sso.example.com"},
+                "keycloak_server_url",
+                "full URL",
+            ),
+            (
+                "oidc",
+                {"issuer": "https://x.example.com/?a=1"},
+                "issuer",
+                "must not contain a query",
+            ),
+        ],
+    )
+    def test_it_shows_field_errors_and_keeps_the_input(
+        self, admin_client, kind, data, field, error
+    ):
+        base = {
+            "cognito": {
+                "name": "C", "aws_region": REGION, "user_pool_id": POOL, "client_id": "c",
+                "scopes": "openid email",
+            },
+            "keycloak": {
+                "name": "K", "keycloak_server_url": "https://sso.example.com/",
+                "keycloak_realm": "r", "client_id": "c",
+            },
+            "oidc": {
+                "name": "O", "issuer": "https://x.example.com", "client_id": "c",
+                "scopes": "openid",
+            },
+        }[kind]  # fmt: skip
+        response = admin_client.post(reverse("provider-create", args=[kind]), {**base, **data})
+        assert response.status_code == 200
+        assert error in " ".join(response.context["form"].errors[field])
+        assert response.context["form"].data[field] == data[field]
+        assert not Provider.objects.exists()
+
+
+class TestSecrets:
+    def test_secrets_are_encrypted_at_rest_and_never_shown(self, admin_client, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        row = Provider.objects.filter(pk=provider.pk).values().get()
+        assert CANARY not in str(row)
+        assert provider.secret("client_secret") == CANARY
+        for url in (
+            reverse("provider-detail", args=[provider.pk]),
+            reverse("provider-edit", args=[provider.pk]),
+            reverse("providers"),
+            reverse("history"),
+        ):
+            assert CANARY not in admin_client.get(url).content.decode()
+        assert CANARY not in str(list(AuditEvent.objects.values()))
+
+    def test_blank_keeps_new_value_replaces_clear_removes(self, admin_client, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        edit_url = reverse("provider-edit", args=[provider.pk])
+        page = admin_client.get(edit_url).content.decode()
+        assert "Currently set. Leave blank to keep it." in page
+        assert "Currently not set." in page  # the Diffgram admin password
+
+        admin_client.post(edit_url, edit_data(provider, client_id="diffgram-2"))
+        provider.refresh_from_db()
+        assert provider.client_id == "diffgram-2"
+        assert provider.secret("client_secret") == CANARY
+
+        admin_client.post(edit_url, edit_data(provider, client_secret="rotated-value"))
+        provider.refresh_from_db()
+        assert provider.secret("client_secret") == "rotated-value"
+
+        admin_client.post(edit_url, edit_data(provider, clear_client_secret="on"))
+        provider.refresh_from_db()
+        assert not provider.has_secret("client_secret")
+        assert provider.secret("keycloak_master_password") == CANARY + "-master"
+        events = AuditEvent.objects.filter(
+            action__in=["provider.secret_set", "provider.secret_cleared"], id__gt=4
+        ).order_by("id")
+        assert [(e.action, e.changes) for e in events] == [
+            ("provider.secret_set", {"client_secret": ["[set]", "[changed]"]}),
+            ("provider.secret_cleared", {"client_secret": ["[set]", "[cleared]"]}),
+        ]
+
+    def test_a_new_value_and_clear_together_is_an_error(self, admin_client, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        response = admin_client.post(
+            reverse("provider-edit", args=[provider.pk]),
+            edit_data(provider, client_secret="x", clear_client_secret="on"),
+        )
+        assert b"Either enter a new value or clear it, not both." in response.content
+
+    def test_rotate_encryption_keys_re_encrypts_with_the_first_key(
+        self, admin_client, keycloak_server, settings
+    ):
+        provider = create_keycloak(admin_client, keycloak_server)
+        old_keys = list(settings.FIELD_ENCRYPTION_KEYS)
+        new_key = Fernet.generate_key().decode()
+        settings.FIELD_ENCRYPTION_KEYS = [new_key, *old_keys]
+        out = StringIO()
+        call_command("rotate_encryption_keys", stdout=out)
+        assert "Re-encrypted 2 secret(s)" in out.getvalue()
+        settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone
+        provider.refresh_from_db()
+        assert provider.secret("client_secret") == CANARY
+        event = AuditEvent.objects.get(action="keys.rotated")
+        assert event.context == {"secrets_reencrypted": 2}
+
+
+class TestEditing:
+    def test_an_edit_is_audited_with_the_field_diff(self, admin_client, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        admin_client.post(
+            reverse("provider-edit", args=[provider.pk]), edit_data(provider, client_id="dg2")
+        )
+        event = AuditEvent.objects.get(action="provider.changed")
+        assert event.changes == {"client_id": ["diffgram", "dg2"]}
+        assert event.context == {"revision": 2}
+
+    def test_a_stale_edit_is_refused_and_shows_what_changed(
+        self, client, keycloak_server, django_user_model
+    ):
+        from tests.conftest import make_user
+
+        alice = make_user(django_user_model, "alice", "admin")
+        bob = make_user(django_user_model, "bob", "admin")
+        client.force_login(alice)
+        provider = create_keycloak(client, keycloak_server)
+        alice_form = edit_data(provider, client_id="alice-client")
+        bob_form = edit_data(provider, keycloak_realm="other-realm")
+
+        client.force_login(bob)
+        assert (
+            client.post(reverse("provider-edit", args=[provider.pk]), bob_form).status_code == 302
+        )
+        client.force_login(alice)
+        response = client.post(reverse("provider-edit", args=[provider.pk]), alice_form)
+        assert response.status_code == 409
+        page = response.content.decode()
+        assert "someone else changed this provider" in page
+        assert "bob" in page and "other-realm" in page
+        provider.refresh_from_db()
+        assert (provider.client_id, provider.keycloak_realm) == ("diffgram", "other-realm")
+
+    def test_disable_enable_and_delete_are_audited(self, admin_client, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        admin_client.post(reverse("provider-toggle", args=[provider.pk]))
+        provider.refresh_from_db()
+        assert not provider.enabled
+        admin_client.post(reverse("provider-toggle", args=[provider.pk]))
+        admin_client.post(reverse("provider-delete", args=[provider.pk]))
+        assert not Provider.objects.exists()
+        assert actions()[-3:] == ["provider.disabled", "provider.enabled", "provider.deleted"]
+        deleted = AuditEvent.objects.get(action="provider.deleted")
+        assert deleted.target_label == "Lab Keycloak"
+        assert deleted.changes["name"] == ["Lab Keycloak", None]
+
+    def test_validate_now_re_runs_the_checks(self, admin_client, idp, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        idp.json("/auth/realms/diffgram-realm/protocol/openid-connect/certs", {"keys": []})
+        response = admin_client.post(reverse("provider-validate", args=[provider.pk]), follow=True)
+        provider.refresh_from_db()
+        assert provider.validation_passed is False
+        assert b"The JWKS has no keys" in response.content
+        # The snapshot is from the last fetch that read both documents; this one did too.
+        assert provider.jwks_snapshot == {"keys": []}
+        event = AuditEvent.objects.filter(action="provider.validated").first()  # newest
+        assert event.context == {"passed": False, "failed": ["jwks.keys"], "warnings": []}
+
+    def test_the_discovery_preview_shows_endpoints(self, admin_client, idp):
+        issuer = idp_server.serve_okta(idp)
+        response = admin_client.post(
+            reverse("provider-discover") + "?kind=oidc", {"issuer": issuer}, HTTP_HX_REQUEST="true"
+        )
+        page = response.content.decode()
+        assert f"{issuer}/v1/token" in page
+        assert 'data-check="jwks.keys"' in page
+        assert "<html" not in page  # a fragment for htmx, not a page
+
+
+class TestAuditorIsReadOnly:
+    def test_auditors_see_providers_but_no_write_buttons(
+        self, admin_client, auditor_client, keycloak_server
+    ):
+        provider = create_keycloak(admin_client, keycloak_server)
+        page = auditor_client.get(reverse("provider-detail", args=[provider.pk])).content.decode()
+        assert "Lab Keycloak" in page
+        for button in ("Validate now", ">Edit<", "Disable", "Delete"):
+            assert button not in page
+        assert "Add provider" not in auditor_client.get(reverse("providers")).content.decode()
+
+    def test_auditors_cannot_change_anything(self, admin_client, auditor_client, keycloak_server):
+        provider = create_keycloak(admin_client, keycloak_server)
+        before = actions()
+        for name in ("provider-edit", "provider-validate", "provider-toggle", "provider-delete"):
+            response = auditor_client.post(reverse(name, args=[provider.pk]), edit_data(provider))
+            assert response.status_code == 403
+        assert (
+            auditor_client.post(
+                reverse("provider-create", args=["oidc"]), {"name": "x"}
+            ).status_code
+            == 403
+        )
+        assert actions() == before
+
+
+class TestCommands:
+    def test_add_provider_reads_the_secret_from_the_environment(self, keycloak_server, monkeypatch):
+        monkeypatch.setenv("KEYCLOAK_CLIENT_SECRET", CANARY)
+        out = StringIO()
+        call_command(
+            "add_provider", keycloak_server, "--kind", "keycloak", "--name", "CLI Keycloak",
+            "--client-id", "diffgram", "--realm", "diffgram-realm",
+            "--client-secret-env", "KEYCLOAK_CLIENT_SECRET", stdout=out,
+        )  # fmt: skip
+        provider = Provider.objects.get(name="CLI Keycloak")
+        assert provider.secret("client_secret") == CANARY
+        assert CANARY not in out.getvalue()
+        assert "Created provider CLI Keycloak" in out.getvalue()
+        created = AuditEvent.objects.get(action="provider.created")
+        assert created.actor_type == "system"
+        assert created.actor_label.startswith("manage.py add_provider (")
+
+    def test_add_provider_refuses_invalid_input_and_creates_nothing(self, keycloak_server):
+        with pytest.raises(CommandError) as caught:
+            call_command(
+                "add_provider", keycloak_server, "--kind", "keycloak", "--name", "K",
+                "--client-id", "c", "--realm", "a/b",
+            )  # fmt: skip
+        assert caught.value.returncode == 2
+        assert "keycloak_realm: Enter the realm name" in str(caught.value)
+        assert not Provider.objects.exists()
+
+    def test_add_provider_names_a_missing_environment_variable(self, keycloak_server):
+        os.environ.pop("NOT_SET_ANYWHERE", None)
+        with pytest.raises(CommandError, match="NOT_SET_ANYWHERE is not set"):
+            call_command(
+                "add_provider", keycloak_server, "--kind", "keycloak", "--name", "K",
+                "--client-id", "c", "--realm", "r", "--client-secret-env", "NOT_SET_ANYWHERE",
+            )  # fmt: skip
