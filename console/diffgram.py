@@ -7,8 +7,13 @@ Diffgram builds URLs by string concatenation, so trailing slashes matter (see DE
 - Keycloak's redirect is URL_BASE + "user/oidc-login" with no "/" inserted.
 """
 
+import json
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
+
+import yaml
+
+from agent import diffgram_sso_agent as agent
 
 COGNITO = "cognito"
 KEYCLOAK = "keycloak"
@@ -78,7 +83,8 @@ def login_scopes(scopes):
     return " ".join(["openid", "email", *dict.fromkeys(extra)])
 
 
-def cognito_login_url(config, url_base):
+def cognito_login_template(config):
+    """COGNITO_LOGIN_URL without its redirect_uri, which depends on each instance's URL_BASE."""
     authorize = config.discovery.get("authorization_endpoint")
     if not isinstance(authorize, str) or not authorize:
         authorize = provider_host(config) + "oauth2/authorize"
@@ -87,10 +93,17 @@ def cognito_login_url(config, url_base):
             "client_id": config.client_id,
             "response_type": "code",
             "scope": login_scopes(config.scopes),
-            "redirect_uri": callback_url(COGNITO, url_base),
         }
     )
     return f"{authorize}?{query}"
+
+
+def with_redirect(login_template, url_base):
+    return f"{login_template}&redirect_uri={quote(callback_url(COGNITO, url_base), safe='')}"
+
+
+def cognito_login_url(config, url_base):
+    return with_redirect(cognito_login_template(config), url_base)
 
 
 def settings_for(config, url_base=""):
@@ -120,6 +133,13 @@ def settings_for(config, url_base=""):
     return variables
 
 
+def instance_settings(settings, login_template, url_base):
+    """A version's settings as one instance receives them (its own COGNITO_LOGIN_URL)."""
+    if not login_template:
+        return dict(settings)
+    return {**settings, "COGNITO_LOGIN_URL": with_redirect(login_template, url_base)}
+
+
 def registrations_for(kind, url_base):
     """What the admin must register at the provider for a Diffgram at url_base."""
     if kind not in DIFFGRAM_KINDS or not url_base:
@@ -136,3 +156,47 @@ def masked(variables):
         name: ("[secret: set]" if name in SECRET_VARIABLES else value)
         for name, value in variables.items()
     }
+
+
+# --- output formats -----------------------------------------------------------------------------
+
+# One quoting rule for the console and the agent that writes the same files: the agent is a
+# standalone file operators copy to hosts, so the rule lives there and the console imports it.
+env_value = agent.env_value
+
+
+def render_env(settings):
+    return "".join(f"{name}={env_value(value)}\n" for name, value in settings.items())
+
+
+def render_json(instance_name, version_number, content_hash, settings):
+    return json.dumps(
+        {
+            "instance": instance_name,
+            "version": version_number,
+            "content_hash": content_hash,
+            "settings": settings,
+        },
+        indent=2,
+    )
+
+
+def helm_value(value):
+    """Quoted twice: Diffgram's chart pastes values unquoted into a ConfigMap/Secret, so the
+    value itself must be a quoted YAML string for "True" to stay the string "True"."""
+    return json.dumps(value)  # a JSON string is a valid double-quoted YAML scalar
+
+
+def render_helm(settings):
+    plain = {name: helm_value(v) for name, v in settings.items() if name not in SECRET_VARIABLES}
+    secret = {name: helm_value(v) for name, v in settings.items() if name in SECRET_VARIABLES}
+    document = {"diffgramSettings": plain, "diffgramSecrets": secret}
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100000)
+
+
+MANAGED_VARIABLES = (
+    "USE_OAUTH2", "OAUTH2_PROVIDER_NAME", "OAUTH2_PROVIDER_HOST", "OAUTH2_PROVIDER_CLIENT_ID",
+    "OAUTH2_PROVIDER_CLIENT_SECRET", "OAUTH2_PROVIDER_PUBLIC_KEY", "COGNITO_LOGIN_URL",
+    "KEYCLOAK_REALM", "KEY_CLOAK_MASTER_USER", "KEY_CLOAK_MASTER_PASSWORD",
+    "KEY_CLOAK_DIFFGRAM_USER", "KEY_CLOAK_DIFFGRAM_PASSWORD",
+)  # fmt: skip

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.core.exceptions import ValidationError
 
-from console.models import AuditEvent, Provider
+from console.models import AuditEvent, Instance, Provider
 
 
 class HistoryFilterForm(forms.Form):
@@ -282,3 +282,71 @@ FORMS_BY_KIND = {
     Provider.Kind.KEYCLOAK: KeycloakProviderForm,
     Provider.Kind.OIDC: OIDCProviderForm,
 }
+
+
+# --- Diffgram instances ---------------------------------------------------------------------------
+
+
+class InstanceForm(forms.ModelForm):
+    class Meta:
+        model = Instance
+        fields = [
+            "name", "url_base", "shape", "rollout_group", "provider", "push_target",
+            "webhook_url", "ssm_region", "ssm_prefix",
+        ]  # fmt: skip
+        help_texts = {
+            "provider": "The identity provider whose published versions this instance runs "
+            "(Cognito or Keycloak).",
+            "push_target": "Pull only: the agent polls. Webhook: the console POSTs each version "
+            "to the agent (signed). SSM: the console writes parameters under the prefix.",
+            "webhook_url": "Where the agent's `serve` listens, e.g. https://diffgram-host:8765/.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].queryset = Provider.objects.filter(
+            kind__in=[Provider.Kind.COGNITO, Provider.Kind.KEYCLOAK]
+        )
+
+    def clean_url_base(self):
+        value = _http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")
+        if not value.endswith("/"):
+            raise ValidationError(
+                f"End URL_BASE with / — Diffgram concatenates paths to it (e.g. {value}/)."
+            )
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        target = cleaned.get("push_target")
+        if target == Instance.PushTarget.WEBHOOK:
+            url = cleaned.get("webhook_url", "").strip()
+            if not url:
+                self.add_error("webhook_url", "Enter the agent's webhook URL.")
+            else:
+                try:
+                    cleaned["webhook_url"] = _http_url(url, "webhook URL")
+                except ValidationError as error:
+                    self.add_error("webhook_url", error)
+        if target == Instance.PushTarget.SSM:
+            region = cleaned.get("ssm_region", "").strip()
+            if not AWS_REGION.match(region):
+                self.add_error(
+                    "ssm_region", "Enter the AWS region of the parameters, e.g. eu-west-1."
+                )
+            prefix = cleaned.get("ssm_prefix", "").strip()
+            if prefix and not prefix.startswith("/"):
+                self.add_error("ssm_prefix", "SSM parameter paths start with /.")
+        return cleaned
+
+
+class PublishForm(forms.Form):
+    group = forms.ChoiceField(required=False, label="Publish to")
+    note = forms.CharField(required=False, max_length=500, label="Why (shown in the history)")
+
+    def __init__(self, *args, provider, **kwargs):
+        super().__init__(*args, **kwargs)
+        groups = sorted(set(provider.instances.values_list("rollout_group", flat=True)))
+        self.fields["group"].choices = [("", "every instance")] + [
+            (group, f"group {group} first") for group in groups
+        ]

@@ -1,30 +1,55 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
+from console import api
 from console.roles import role_not_required
-from console.views import accounts, health, history, pages, providers
+from console.views import accounts, health, history, instances, providers, versions
+
+provider = "providers/<int:provider_id>/"
+version = provider + "versions/<int:number>/"
+instance = "instances/<int:instance_id>/"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="providers", permanent=False), name="home"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", role_not_required(accounts.LogoutView.as_view()), name="logout"),
+    # identity providers
     path("providers/", providers.provider_list, name="providers"),
     path("providers/new/", providers.provider_new, name="provider-new"),
     path("providers/new/<str:kind>/", providers.provider_create, name="provider-create"),
     path("providers/discover/", providers.provider_discover, name="provider-discover"),
-    path("providers/<int:provider_id>/", providers.provider_detail, name="provider-detail"),
-    path("providers/<int:provider_id>/edit/", providers.provider_edit, name="provider-edit"),
+    path(provider, providers.provider_detail, name="provider-detail"),
+    path(provider + "edit/", providers.provider_edit, name="provider-edit"),
+    path(provider + "validate/", providers.provider_validate, name="provider-validate"),
+    path(provider + "toggle/", providers.provider_toggle, name="provider-toggle"),
+    path(provider + "delete/", providers.provider_delete, name="provider-delete"),
+    # versions and rollout
+    path(provider + "publish/", versions.publish, name="provider-publish"),
+    path(provider + "versions/diff/", versions.version_diff, name="version-diff"),
+    path(version, versions.version_detail, name="version-detail"),
+    path(version + "continue/", versions.rollout_continue, name="rollout-continue"),
+    path(version + "halt/", versions.rollout_halt, name="rollout-halt"),
+    path(version + "rollback/", versions.version_rollback, name="version-rollback"),
+    # Diffgram instances
+    path("instances/", instances.instance_list, name="instances"),
+    path("instances/new/", instances.instance_create, name="instance-create"),
+    path(instance, instances.instance_detail, name="instance-detail"),
+    path(instance + "edit/", instances.instance_edit, name="instance-edit"),
+    path(instance + "delete/", instances.instance_delete, name="instance-delete"),
+    path(instance + "push/", instances.instance_push, name="instance-push"),
+    path(instance + "rotate-token/", instances.instance_rotate_token, name="instance-rotate-token"),
     path(
-        "providers/<int:provider_id>/validate/",
-        providers.provider_validate,
-        name="provider-validate",
+        instance + "rotate-signing-secret/",
+        instances.instance_rotate_signing_secret,
+        name="instance-rotate-signing-secret",
     ),
-    path("providers/<int:provider_id>/toggle/", providers.provider_toggle, name="provider-toggle"),
-    path("providers/<int:provider_id>/delete/", providers.provider_delete, name="provider-delete"),
-    path("instances/", pages.instances, name="instances"),
+    # audit history
     path("history/", history.history, name="history"),
     path("history/verify/", history.verify, name="history-verify"),
     path("history/export.<str:export_format>", history.export, name="history-export"),
     path("history/<int:event_id>/", history.event_detail, name="history-event"),
+    # machine endpoints
+    path("api/v1/instances/<int:instance_id>/config", api.pull_config, name="api-pull-config"),
+    path("api/v1/instances/<int:instance_id>/applied", api.report_applied, name="api-applied"),
     path("healthz", health.healthz, name="healthz"),
 ]

@@ -219,6 +219,17 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+CELERY_BEAT_SCHEDULE = {
+    "sweep-push-outbox": {"task": "console.tasks.sweep_outbox", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Rollout -----------------------------------------------------------------------------------
+PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=5)
+PUSH_RETRY_BACKOFF_SECONDS = env.int("PUSH_RETRY_BACKOFF_SECONDS", default=2)
+PUSH_SWEEP_AFTER_SECONDS = env.int("PUSH_SWEEP_AFTER_SECONDS", default=60)
+INSTANCE_STALE_AFTER_MINUTES = env.int("INSTANCE_STALE_AFTER_MINUTES", default=60)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -132,6 +132,17 @@ class Worker:
     def log(self):
         return self.log_path.read_text(errors="replace")
 
+    def wait_until(self, condition, what, timeout=60):
+        """Poll `condition` (which reads the database) until it is true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early:\n{self.log()}")
+            time.sleep(0.2)
+        raise AssertionError(f"{what} did not happen within {timeout}s:\n{self.log()[-5000:]}")
+
     def wait_for_marker(self, name, timeout=60):
         deadline = time.monotonic() + timeout
         marker = self.marker_dir / name
@@ -145,7 +156,7 @@ class Worker:
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_server):
     """Start one real worker for the session, on the configured broker and the test database."""
     from django.conf import settings
     from django.db import connection
@@ -166,6 +177,13 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
         **subprocess_environment(),
         "DATABASE_URL": database_url,
         "CELERY_TEST_MARKER_DIR": str(marker_dir),
+        # Agents and the moto server listen on 127.0.0.1; retries are kept short.
+        "SSO_ADMIN_ALLOW_PRIVATE_URLS": "true",
+        "PUSH_RETRY_BACKOFF_SECONDS": "1",
+        "PUSH_MAX_ATTEMPTS": "3",
+        "AWS_ENDPOINT_URL": _moto_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
     }
     log_file = open(log_path, "w")  # noqa: SIM115 - kept open for the worker's lifetime
     process = subprocess.Popen(
@@ -421,3 +439,103 @@ def moto(_moto_server, settings, monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     return _moto_server
+
+
+# --- providers and instances ready for rollout tests ---------------------------------------------
+
+
+@pytest.fixture
+def keycloak_provider(idp, django_db_blocker):
+    """A validated Keycloak provider (served by the local document server) with a secret."""
+    from console import providers
+    from console.forms import KeycloakProviderForm
+    from tests import idp_server
+
+    server_url = idp_server.serve_keycloak(idp)
+    form = KeycloakProviderForm(
+        data={
+            "name": "Lab Keycloak",
+            "keycloak_server_url": server_url,
+            "keycloak_realm": "diffgram-realm",
+            "client_id": "diffgram",
+            "client_secret": "kc-client-secret-canary",
+            "keycloak_master_user": "admin",
+            "keycloak_master_password": "kc-master-canary",
+        }
+    )
+    assert form.is_valid(), form.errors
+    provider = providers.save_provider(form)
+    provider, report = providers.run_validation(provider)
+    assert report.ok, report.as_list()
+    return provider
+
+
+def make_instance(provider, name, **fields):
+    """Register an instance the way the form does; returns (instance, token)."""
+    from console import rollout
+    from console.forms import InstanceForm
+
+    data = {
+        "name": name,
+        "url_base": f"https://{name}.example.com/",
+        "shape": "compose",
+        "rollout_group": "default",
+        "provider": provider.pk if provider else "",
+        "push_target": "none",
+        **fields,
+    }
+    form = InstanceForm(data=data)
+    assert form.is_valid(), form.errors
+    return rollout.create_instance(form)
+
+
+# --- the agent as a real process ----------------------------------------------------------------
+
+AGENT = ROOT / "agent" / "diffgram_sso_agent.py"
+
+
+class AgentProcess:
+    """Runs agent/diffgram_sso_agent.py the way an operator would."""
+
+    def __init__(self, tmp_path, instance, token, console_url):
+        self.folder = tmp_path
+        self.instance, self.console_url = instance, console_url
+        self.env_file = tmp_path / ".env"
+        self.token_file = tmp_path / "token"
+        self.token_file.write_text(token + "\n")
+        self.secret_file = tmp_path / "signing-secret"
+        self.secret_file.write_text(instance.signing_secret())
+        self.server = None
+
+    def common_args(self):
+        return [
+            "--console", self.console_url, "--instance", str(self.instance.pk),
+            "--token-file", str(self.token_file), "--env-file", str(self.env_file),
+        ]  # fmt: skip
+
+    def pull(self, *extra):
+        return subprocess.run(
+            [sys.executable, str(AGENT), "pull", *self.common_args(), *extra],
+            capture_output=True, text=True, timeout=60, env=subprocess_environment(),
+        )  # fmt: skip
+
+    def serve(self, port):
+        self.log_path = self.folder / f"agent-{port}.log"
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - open while it serves
+        self.server = subprocess.Popen(
+            [sys.executable, str(AGENT), "serve", "--listen", f"127.0.0.1:{port}",
+             "--secret-file", str(self.secret_file), *self.common_args()],
+            stdout=self._log, stderr=subprocess.STDOUT, env=subprocess_environment(),
+        )  # fmt: skip
+        wait_for_port(port, self.server, self.log_path)
+
+    def stop(self):
+        if self.server and self.server.poll() is None:
+            self.server.terminate()
+            self.server.wait(timeout=10)
+            self._log.close()
+
+    def env(self):
+        from dotenv import dotenv_values
+
+        return dotenv_values(self.env_file, interpolate=False)

@@ -9,6 +9,8 @@ pytestmark = pytest.mark.django_db
 
 # Views anyone may reach without signing in. Everything else must redirect to the login page.
 PUBLIC = {"login", "healthz"}
+# Machine endpoints authenticated by an instance token instead of a session.
+INSTANCE_TOKEN = {"api-pull-config", "api-applied"}
 # Views a signed-in user without a role may use.
 NO_ROLE_ALLOWED = {"logout"}
 # Sample arguments for patterns with parameters; a new parameterised URL must be added here.
@@ -21,6 +23,20 @@ SAMPLE_KWARGS = {
     "provider-validate": {"provider_id": 1},
     "provider-toggle": {"provider_id": 1},
     "provider-delete": {"provider_id": 1},
+    "provider-publish": {"provider_id": 1},
+    "version-diff": {"provider_id": 1},
+    "version-detail": {"provider_id": 1, "number": 1},
+    "rollout-continue": {"provider_id": 1, "number": 1},
+    "rollout-halt": {"provider_id": 1, "number": 1},
+    "version-rollback": {"provider_id": 1, "number": 1},
+    "instance-detail": {"instance_id": 1},
+    "instance-edit": {"instance_id": 1},
+    "instance-delete": {"instance_id": 1},
+    "instance-push": {"instance_id": 1},
+    "instance-rotate-token": {"instance_id": 1},
+    "instance-rotate-signing-secret": {"instance_id": 1},
+    "api-pull-config": {"instance_id": 1},
+    "api-applied": {"instance_id": 1},
 }
 
 
@@ -32,7 +48,14 @@ def url_for(name):
 
 
 def protected_urls():
-    return [name for name, _, _ in all_named_urls() if name not in PUBLIC]
+    return [name for name, _, _ in all_named_urls() if name not in PUBLIC | INSTANCE_TOKEN]
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCE_TOKEN))
+def test_machine_endpoints_answer_401_json_without_a_token(client, name):
+    response = client.generic("POST" if name == "api-applied" else "GET", url_for(name))
+    assert response.status_code == 401
+    assert response.json() == {"error": "Missing or invalid instance token."}
 
 
 @pytest.mark.parametrize("name", protected_urls())

@@ -56,3 +56,49 @@ def test_an_admin_fetches_discovery_without_reload_and_adds_a_provider(
     expect(page.get_by_role("heading", name="Corporate Okta")).to_be_visible()
     expect(page.get_by_text("Corporate Okta passed validation")).to_be_visible()
     assert not [text for text in csp_violations if "Content Security Policy" in text]
+
+
+def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
+    live_server, page, admin_user, idp, tmp_path
+):
+    """The whole journey: provider → instance → publish → a real agent pulls → fleet in sync."""
+    from console.models import Instance
+    from tests.conftest import AgentProcess
+
+    server_url = idp_server.serve_keycloak(idp)
+    sign_in(page, live_server, admin_user)
+
+    page.goto(f"{live_server.url}/providers/new/keycloak/")
+    page.get_by_label("Name").fill("Lab Keycloak")
+    page.get_by_label("Server URL").fill(server_url)
+    page.get_by_label("Realm").fill("diffgram-realm")
+    page.get_by_label("Client id").fill("diffgram")
+    page.get_by_label("Client secret").fill("journey-secret")
+    page.get_by_label("Diffgram URL_BASE").fill("https://lab.example.com/")
+    page.get_by_role("button", name="Add and validate").click()
+    expect(page.get_by_text("Lab Keycloak passed validation")).to_be_visible()
+
+    page.get_by_role("link", name="Instances").click()
+    page.get_by_role("link", name="Register instance").click()
+    page.get_by_label("Name").fill("lab")
+    page.get_by_label("URL_BASE").fill("https://lab.example.com/")
+    page.get_by_label("Provider").select_option(label="Lab Keycloak")
+    page.get_by_role("button", name="Register").click()
+    token = page.locator("#token").inner_text()
+    assert token.startswith("dgi_")
+    page.get_by_role("link", name="Done").click()
+
+    page.get_by_role("link", name="Lab Keycloak").click()
+    page.get_by_label("Why (shown in the history)").fill("first rollout")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_text("Published Lab Keycloak v1.")).to_be_visible()
+
+    agent = AgentProcess(tmp_path, Instance.objects.get(name="lab"), token, live_server.url)
+    result = agent.pull()
+    assert result.returncode == 0, result.stderr
+    assert agent.env()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "journey-secret"
+
+    page.get_by_role("link", name="Instances").click()
+    row = page.locator('tr[data-instance="lab"]')
+    expect(row.locator("td.applied")).to_have_text("v1")
+    expect(row.locator("td.state")).to_have_text("in sync")

@@ -11,7 +11,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
 from console import diffgram, discovery, providers
-from console.forms import FORMS_BY_KIND
+from console.forms import FORMS_BY_KIND, PublishForm
 from console.models import Provider
 
 
@@ -90,6 +90,8 @@ def provider_detail(request, provider_id):
             "variables": diffgram.masked(variables),
             "registrations": diffgram.registrations_for(provider.kind, url_base),
             "discovery_json": _pretty(provider.discovery_snapshot),
+            "publish_form": PublishForm(provider=provider),
+            "versions": provider.versions.select_related("rollout")[:20],
             "jwks_json": _pretty(provider.jwks_snapshot),
         },
     )

@@ -16,13 +16,15 @@ class Command(BaseCommand):
         rotated = 0
         with transaction.atomic():
             for model, fields in encrypted_fields():
-                for obj in model.objects.select_for_update().only("pk", *fields):
-                    changed = [name for name in fields if getattr(obj, name)]
-                    for name in changed:
-                        setattr(obj, name, encryption.rotate(getattr(obj, name)))
-                    if changed:
-                        obj.save(update_fields=changed)
-                        rotated += len(changed)
+                for row in model.objects.select_for_update().values("pk", *fields):
+                    new_values = {
+                        name: encryption.rotate(row[name]) for name in fields if row[name]
+                    }
+                    if new_values:
+                        # A queryset update: re-encryption changes no content, and immutable
+                        # models (configuration versions) refuse save() on purpose.
+                        model.objects.filter(pk=row["pk"]).update(**new_values)
+                        rotated += len(new_values)
             audit.record(
                 audit.Action.ENCRYPTION_KEYS_ROTATED,
                 actor=cli_actor("rotate_encryption_keys"),

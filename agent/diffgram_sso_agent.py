@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""Diffgram SSO agent: keeps the SSO variables of a Diffgram .env file in step with the console.
+
+Copy this one file to a Diffgram host (Python 3.8+, standard library only) and run either
+
+  pull   poll the console for this instance's configuration (ETag, so polls are cheap):
+         diffgram_sso_agent.py pull --console https://sso.example.com/ --instance 7 \
+             --token-file /etc/diffgram-sso/token --env-file /opt/diffgram/.env --interval 60
+
+  serve  receive signed webhook pushes from the console:
+         diffgram_sso_agent.py serve --listen 127.0.0.1:8765 \
+             --secret-file /etc/diffgram-sso/secret --env-file /opt/diffgram/.env \
+             --console https://sso.example.com/ --instance 7 --token-file /etc/diffgram-sso/token
+
+Only the SSO variables are replaced; every other line and comment of the .env file is kept. The
+file is written atomically (temporary file + rename) with its permissions, the applied version
+is acknowledged to the console, and --on-change "CMD" (e.g. "docker compose up -d") runs after
+a change. The applied version is remembered in <env-file>.sso-state.json.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+# The variables the console manages (console/diffgram.py MANAGED_VARIABLES).
+MANAGED = (
+    "USE_OAUTH2", "OAUTH2_PROVIDER_NAME", "OAUTH2_PROVIDER_HOST", "OAUTH2_PROVIDER_CLIENT_ID",
+    "OAUTH2_PROVIDER_CLIENT_SECRET", "OAUTH2_PROVIDER_PUBLIC_KEY", "COGNITO_LOGIN_URL",
+    "KEYCLOAK_REALM", "KEY_CLOAK_MASTER_USER", "KEY_CLOAK_MASTER_PASSWORD",
+    "KEY_CLOAK_DIFFGRAM_USER", "KEY_CLOAK_DIFFGRAM_PASSWORD",
+)  # fmt: skip
+HEADER_COMMENT = "# Diffgram SSO: managed by the SSO console's agent"
+MAX_TIMESTAMP_SKEW = 300
+MAX_BODY = 1024 * 1024
+HTTP_TIMEOUT = 10
+ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
+UNQUOTED = re.compile(r"[A-Za-z0-9_./:@%+,=~-]+")
+
+
+class AgentError(Exception):
+    """A failure with a message for the operator."""
+
+
+def log(message):
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}", flush=True)
+
+
+# --- .env files ---------------------------------------------------------------------------------
+
+
+def env_value(value):
+    """A value as docker compose (and python-dotenv) read it back exactly. The console renders
+    its env files with this same function.
+
+    Plain values stay unquoted; otherwise single quotes, which neither parser interprets;
+    values holding a single quote or a backslash go in double quotes with escapes, "$" doubled
+    so that compose does not interpolate it.
+    """
+    if UNQUOTED.fullmatch(value):
+        return value
+    if "'" not in value and "\\" not in value:
+        return f"'{value}'"
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("$", "$$")
+    )
+    return f'"{escaped}"'
+
+
+def split_entries(text):
+    """The file as a list of (name or None, raw text) entries; a quoted value may span lines."""
+    entries, lines, index = [], text.splitlines(keepends=True), 0
+    while index < len(lines):
+        line = lines[index]
+        match = ASSIGNMENT.match(line.rstrip("\r\n"))
+        if not match:
+            entries.append((None, line))
+            index += 1
+            continue
+        raw, value = line, match.group(2)
+        quote = value[:1] if value[:1] in ("'", '"') else ""
+        if quote and not _closes(value[1:], quote):
+            while index + 1 < len(lines):
+                index += 1
+                raw += lines[index]
+                if _closes(lines[index].rstrip("\r\n"), quote):
+                    break
+        entries.append((match.group(1), raw))
+        index += 1
+    return entries
+
+
+def _closes(rest, quote):
+    position = 0
+    while True:
+        position = rest.find(quote, position)
+        if position < 0:
+            return False
+        if position == 0 or rest[position - 1] != "\\":
+            return True
+        position += 1
+
+
+def merge_env(existing, settings):
+    """Replace the managed variables in `existing` with `settings`, keeping everything else."""
+    lines, seen = [], set()
+    for name, raw in split_entries(existing):
+        if name in MANAGED:
+            if name in settings and name not in seen:
+                lines.append(f"{name}={env_value(settings[name])}\n")
+                seen.add(name)
+            continue  # removed from the configuration, or a duplicate
+        lines.append(raw if raw.endswith("\n") else raw + "\n")
+    missing = [name for name in settings if name not in seen]
+    if missing:
+        if HEADER_COMMENT + "\n" not in lines:
+            if lines and lines[-1].strip():
+                lines.append("\n")
+            lines.append(HEADER_COMMENT + "\n")
+        lines.extend(f"{name}={env_value(settings[name])}\n" for name in missing)
+    return "".join(lines)
+
+
+def parse_env_body(body):
+    """The console's env rendering back to {name: value} (the console writes only what
+    env_value produces)."""
+    settings = {}
+    for name, raw in split_entries(body):
+        if name is None:
+            continue
+        value = raw.split("=", 1)[1].rstrip("\n")
+        if value[:1] == "'" and value[-1:] == "'":
+            value = value[1:-1]
+        elif value[:1] == '"' and value[-1:] == '"':
+            value = re.sub(
+                r"\\(.)|\$\$",
+                lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), m.group(1)) if m.group(1) else "$",
+                value[1:-1],
+            )
+        settings[name] = value
+    return settings
+
+
+def write_atomically(path, text):
+    """Write via a temporary file in the same folder and rename, keeping mode and owner."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        stat = os.stat(path)
+        mode, owner = stat.st_mode & 0o7777, (stat.st_uid, stat.st_gid)
+    except FileNotFoundError:
+        mode, owner = 0o600, None
+    handle, temporary = tempfile.mkstemp(prefix=".sso-", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, mode)
+        if owner and hasattr(os, "chown") and os.geteuid() == 0:
+            os.chown(temporary, *owner)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def read_state(env_file):
+    try:
+        with open(env_file + ".sso-state.json", encoding="utf-8") as state:
+            return json.load(state)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def apply(env_file, version, settings, etag="", on_change=""):
+    """Write the settings into the env file and remember the version."""
+    try:
+        with open(env_file, encoding="utf-8") as current:
+            existing = current.read()
+    except FileNotFoundError:
+        existing = ""
+    merged = merge_env(existing, settings)
+    changed = merged != existing
+    if changed:
+        write_atomically(env_file, merged)
+    write_atomically(env_file + ".sso-state.json", json.dumps({"version": version, "etag": etag}))
+    log(f"applied version {version} to {env_file}" + ("" if changed else " (no change)"))
+    if changed and on_change:
+        result = subprocess.run(on_change, shell=True, check=False)  # noqa: S602 - operator's command
+        if result.returncode != 0:
+            raise AgentError(f"--on-change command exited with {result.returncode}")
+
+
+# --- talking to the console ---------------------------------------------------------------------
+
+
+def _url(console, instance, path):
+    return f"{console.rstrip('/')}/api/v1/instances/{instance}/{path}"
+
+
+def read_secret(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = handle.read().strip()
+    except OSError as error:
+        raise AgentError(f"cannot read {path}: {error.strerror}") from None
+    if not value:
+        raise AgentError(f"{path} is empty")
+    return value
+
+
+def acknowledge(console, instance, token, version, ok, detail=""):
+    body = json.dumps({"version": version, "status": "ok" if ok else "error", "detail": detail})
+    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in main()
+        _url(console, instance, "applied"),
+        data=body.encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT):  # noqa: S310 - operator's URL
+            pass
+    except (urllib.error.URLError, OSError) as error:
+        raise AgentError(f"could not acknowledge version {version}: {error}") from None
+
+
+def pull_once(args):
+    """One poll. Returns the version applied, or None when nothing changed."""
+    token = read_secret(args.token_file)
+    state = read_state(args.env_file)
+    headers = {"Authorization": f"Bearer {token}"}
+    if state.get("etag") and os.path.exists(args.env_file):
+        headers["If-None-Match"] = state["etag"]
+    url = _url(args.console, args.instance, "config?format=env")
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - checked in main()
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310
+            body = response.read(MAX_BODY + 1).decode("utf-8")
+            version = int(response.headers["X-Config-Version"])
+            etag = response.headers.get("ETag", "")
+    except urllib.error.HTTPError as error:
+        if error.code == 304:
+            return None
+        detail = error.read(2000).decode("utf-8", "replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            detail = json.loads(detail).get("error", detail)
+        raise AgentError(f"the console answered HTTP {error.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise AgentError(f"cannot reach the console at {args.console}: {error}") from None
+    if len(body) > MAX_BODY:
+        raise AgentError("the console's answer is larger than 1 MiB")
+    try:
+        apply(args.env_file, version, parse_env_body(body), etag, args.on_change)
+    except (OSError, AgentError) as error:
+        acknowledge(args.console, args.instance, token, version, False, str(error))
+        raise AgentError(f"could not apply version {version}: {error}") from None
+    acknowledge(args.console, args.instance, token, version, True)
+    return version
+
+
+def run_pull(args):
+    if not args.interval:
+        pull_once(args)
+        return 0
+    while True:
+        try:
+            pull_once(args)
+        except AgentError as error:
+            log(f"error: {error}")
+        time.sleep(args.interval * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+
+
+# --- receiving pushes ---------------------------------------------------------------------------
+
+
+def verify(secret, timestamp, signature, body, now=None):
+    """None when the push is authentic and fresh, else the reason to refuse it."""
+    try:
+        age = abs((now or time.time()) - int(timestamp))
+    except (TypeError, ValueError):
+        return "missing or invalid timestamp"
+    if age > MAX_TIMESTAMP_SKEW:
+        return "timestamp older than 5 minutes"
+    expected = (
+        "sha256="
+        + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    )
+    if not hmac.compare_digest(expected, signature or ""):
+        return "bad signature"
+    return None
+
+
+def make_handler(args):
+    secret = read_secret(args.secret_file)
+
+    class PushHandler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                return self._answer(413, {"error": "body too large"})
+            body = self.rfile.read(length)
+            refusal = verify(
+                secret,
+                self.headers.get("X-Diffgram-SSO-Timestamp"),
+                self.headers.get("X-Diffgram-SSO-Signature"),
+                body,
+            )
+            if refusal:
+                log(f"refused a push: {refusal}")
+                return self._answer(401, {"error": refusal})
+            try:
+                push = json.loads(body)
+                version, settings = int(push["version"]), push["settings"]
+                if not isinstance(settings, dict):
+                    raise ValueError("settings is not an object")
+            except (ValueError, KeyError, TypeError) as error:
+                return self._answer(400, {"error": f"invalid push: {error}"})
+            applied = read_state(args.env_file).get("version") or 0
+            if version < applied:
+                return self._answer(409, {"error": f"version {version} is older than {applied}"})
+            if version == applied:
+                return self._answer(200, {"applied": version, "changed": False})
+            token = read_secret(args.token_file)
+            try:
+                apply(args.env_file, version, settings, on_change=args.on_change)
+            except (OSError, AgentError) as error:
+                acknowledge(args.console, args.instance, token, version, False, str(error))
+                return self._answer(500, {"error": f"could not apply: {error}"})
+            try:
+                acknowledge(args.console, args.instance, token, version, True)
+            except AgentError as error:
+                log(f"warning: {error}")
+            return self._answer(200, {"applied": version, "changed": True})
+
+        def _answer(self, status, document):
+            payload = json.dumps(document).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format, *values):  # noqa: A002 - the stdlib's signature
+            log(f"{self.client_address[0]} {format % values}")
+
+    return PushHandler
+
+
+def run_serve(args):
+    host, _, port = args.listen.rpartition(":")
+    server = HTTPServer((host or "127.0.0.1", int(port)), make_handler(args))
+    log(f"listening on {args.listen}")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def console_args(sub, required=True):
+        sub.add_argument("--console", required=required, help="the console's base URL")
+        sub.add_argument("--instance", required=required, help="this instance's id")
+        sub.add_argument("--token-file", required=required, help="file holding the API token")
+        sub.add_argument("--env-file", required=True, help="the Diffgram .env file to update")
+        sub.add_argument("--on-change", default="", help="command to run after a change")
+
+    pull = commands.add_parser("pull", help="poll the console")
+    console_args(pull)
+    pull.add_argument("--interval", type=float, default=0, help="keep polling every N seconds")
+    serve = commands.add_parser("serve", help="receive webhook pushes")
+    serve.add_argument("--listen", required=True, help="HOST:PORT, e.g. 127.0.0.1:8765")
+    serve.add_argument("--secret-file", required=True, help="file holding the signing secret")
+    console_args(serve)
+    args = parser.parse_args(argv)
+    if not args.console.startswith(("https://", "http://")):
+        parser.error("--console must be an http(s) URL")
+    try:
+        return run_pull(args) if args.command == "pull" else run_serve(args)
+    except AgentError as error:
+        print(f"diffgram-sso-agent: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

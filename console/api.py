@@ -1,0 +1,117 @@
+"""The API Diffgram instances call: pull their configuration, report what they applied.
+
+Authentication is the instance's bearer token, compared in constant time against the stored
+hash. A missing or wrong token, or another instance's token, all get the same 401, so the API
+never tells whether an instance exists.
+"""
+
+import json
+from functools import wraps
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from console import diffgram, rollout
+from console.models import Instance, hash_token
+
+FORMATS = {
+    "env": ("text/plain; charset=utf-8", "env"),
+    "json": ("application/json", "json"),
+    "helm": ("application/yaml; charset=utf-8", "yaml"),
+}
+MAX_DETAIL = 2000
+_DUMMY_HASH = hash_token("no such instance")
+
+
+def error(status, message, **extra):
+    response = JsonResponse({"error": message, **extra}, status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="diffgram-sso-console"'
+    return response
+
+
+def instance_api(view):
+    """Authenticate the bearer token for the instance in the URL; sets request.instance."""
+
+    @wraps(view)
+    def wrapper(request, instance_id, *args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        instance = (
+            Instance.objects.select_related("assigned_version__provider")
+            .filter(pk=instance_id)
+            .first()
+        )
+        # Compare even when the instance does not exist, so timing does not tell.
+        matches = (instance or Instance(token_hash=_DUMMY_HASH)).token_matches(token)
+        if not token or instance is None or not matches:
+            return error(401, "Missing or invalid instance token.")
+        request.instance = instance
+        return view(request, *args, **kwargs)
+
+    # Token-authenticated machine API: no session, no CSRF, no console role.
+    return login_not_required(csrf_exempt(wrapper))
+
+
+@instance_api
+@require_GET
+def pull_config(request):
+    instance = request.instance
+    output = request.GET.get("format", "env")
+    if output not in FORMATS:
+        return error(400, f"Unknown format {output!r}: use env, json or helm.")
+    version = instance.assigned_version
+    if version is None:
+        return error(404, "No configuration has been published to this instance yet.")
+    content_hash = rollout.instance_content_hash(version, instance)
+    etag = f'"{content_hash}.{output}"'
+    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+        rollout.record_pull(instance, version)
+        response = HttpResponseNotModified()
+    else:
+        settings = diffgram.instance_settings(
+            version.all_settings(), version.login_url_template, instance.url_base
+        )
+        if output == "env":
+            body = diffgram.render_env(settings)
+        elif output == "json":
+            body = diffgram.render_json(instance.name, version.number, content_hash, settings)
+        else:
+            body = diffgram.render_helm(settings)
+        rollout.record_pull(instance, version)
+        content_type, extension = FORMATS[output]
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
+    response["ETag"] = etag
+    response["X-Config-Version"] = str(version.number)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@instance_api
+@require_POST
+def report_applied(request):
+    try:
+        report = json.loads(request.body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return error(400, "The body must be a JSON object.")
+    if not isinstance(report, dict):
+        return error(400, "The body must be a JSON object.")
+    problems = {}
+    version = report.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        problems["version"] = "A positive integer: the version number that was applied."
+    status = report.get("status")
+    if status not in ("ok", "error"):
+        problems["status"] = 'Either "ok" or "error".'
+    detail = report.get("detail", "")
+    if not isinstance(detail, str) or len(detail) > MAX_DETAIL:
+        problems["detail"] = f"A string of at most {MAX_DETAIL} characters."
+    if problems:
+        return error(400, "Invalid report.", fields=problems)
+    rollout.record_applied(
+        request.instance, version_number=version, ok=status == "ok", detail=detail, request=request
+    )
+    return JsonResponse({"recorded": True, "version": version, "status": status})

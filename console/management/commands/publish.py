@@ -1,0 +1,33 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from console import rollout
+from console.management.commands._cli import cli_actor
+from console.models import Provider
+
+
+class Command(BaseCommand):
+    help = (
+        "Publish a provider's current settings as a new version to its instances (or one rollout "
+        "group first). Prints the version number; exits 1 with the failing checks when the "
+        "provider's validation fails."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("provider", help="provider name")
+        parser.add_argument("--group", default="", help="publish to this rollout group first")
+        parser.add_argument("--note", default="", help="why (shown in the history)")
+
+    def handle(self, *args, **options):
+        provider = Provider.objects.filter(name=options["provider"]).first()
+        if provider is None:
+            raise CommandError(f"No provider named {options['provider']!r}", returncode=2)
+        try:
+            version = rollout.publish(
+                provider, group=options["group"], note=options["note"], actor=cli_actor("publish")
+            )
+        except rollout.PublishRefused as refusal:
+            for check in provider.validation_checks:
+                if check.get("status") == "fail":
+                    self.stderr.write(f"FAIL  {check['id']:<20} {check['message']}")
+            raise CommandError(f"Not published: {refusal}", returncode=1) from None
+        self.stdout.write(str(version.number))

@@ -1,0 +1,45 @@
+"""The console's data. Audit events and configuration versions are append-only."""
+
+from console.models.audit import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    AuditChainHead,
+    AuditEvent,
+    compute_event_hash,
+    event_fields,
+)
+from console.models.provider import Provider
+from console.models.rollout import (
+    ConfigVersion,
+    Instance,
+    PushAttempt,
+    PushRequest,
+    Rollout,
+    hash_token,
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "HASHED_FIELDS",
+    "AuditChainHead",
+    "AuditEvent",
+    "ConfigVersion",
+    "Instance",
+    "Provider",
+    "PushAttempt",
+    "PushRequest",
+    "Rollout",
+    "compute_event_hash",
+    "encrypted_fields",
+    "event_fields",
+    "hash_token",
+]
+
+
+def encrypted_fields():
+    """(model, [field names]) for every column holding an encrypted secret."""
+    return [
+        (Provider, [f"{name}_encrypted" for name in Provider.SECRET_NAMES]),
+        (Instance, ["signing_secret_encrypted"]),
+        (ConfigVersion, ["secret_settings_encrypted"]),
+    ]

@@ -1,0 +1,256 @@
+"""Diffgram instances, the immutable configuration versions assigned to them, and the outbox of
+pushes that carries versions to them."""
+
+import hashlib
+import hmac
+import secrets
+
+from django.db import models
+
+from console.models.provider import Provider
+
+TOKEN_PREFIX = "dgi_"
+
+
+def hash_token(token):
+    """Instance API tokens are random (256 bits), so a plain SHA-256 is enough to store them."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Instance(models.Model):
+    """A Diffgram installation that receives its SSO settings from the console."""
+
+    audit_target_type = "instance"
+    SECRET_NAMES = ("signing_secret",)
+
+    class Shape(models.TextChoices):
+        COMPOSE = "compose", "docker-compose (.env)"
+        HELM = "helm", "Helm chart (values.yaml)"
+
+    class PushTarget(models.TextChoices):
+        NONE = "none", "None (the instance pulls)"
+        WEBHOOK = "webhook", "Agent webhook"
+        SSM = "ssm", "AWS SSM Parameter Store"
+
+    name = models.SlugField(max_length=63, unique=True, help_text="Letters, digits, - and _.")
+    url_base = models.CharField(
+        "URL_BASE",
+        max_length=500,
+        help_text="Diffgram's public base URL, ending with / (e.g. https://diffgram.example.com/).",
+    )
+    shape = models.CharField(max_length=16, choices=Shape.choices, default=Shape.COMPOSE)
+    rollout_group = models.SlugField(
+        max_length=50,
+        default="default",
+        help_text="Publish to one group first (e.g. canary), then to the rest.",
+    )
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, related_name="instances", null=True, blank=True
+    )
+    push_target = models.CharField(
+        max_length=16, choices=PushTarget.choices, default=PushTarget.NONE
+    )
+    webhook_url = models.CharField("agent webhook URL", max_length=500, blank=True)
+    ssm_region = models.CharField("SSM region", max_length=32, blank=True)
+    ssm_prefix = models.CharField(
+        "SSM parameter prefix",
+        max_length=500,
+        blank=True,
+        help_text="Default /diffgram/<instance name>/",
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_rotated_at = models.DateTimeField(null=True, editable=False)
+    signing_secret_encrypted = models.TextField(editable=False)
+    assigned_version = models.ForeignKey(
+        "ConfigVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        editable=False,
+    )  # fmt: skip
+    applied_version_number = models.PositiveIntegerField(null=True, editable=False)
+    applied_status = models.CharField(max_length=8, blank=True, editable=False)
+    applied_detail = models.CharField(max_length=2000, blank=True, editable=False)
+    applied_at = models.DateTimeField(null=True, editable=False)
+    last_pull_at = models.DateTimeField(null=True, editable=False)
+    last_pulled_version_number = models.PositiveIntegerField(null=True, editable=False)
+    revision = models.PositiveIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["rollout_group", "name"]
+
+    def __str__(self):
+        return self.name
+
+    def audit_actor(self):
+        from console import audit
+
+        return audit.Actor(audit.ActorType.INSTANCE, str(self.pk), self.name)
+
+    # --- credentials --------------------------------------------------------------------------
+
+    def new_token(self):
+        """Set a new API token and return it; only its hash is kept."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        return token
+
+    def token_matches(self, token):
+        return hmac.compare_digest(self.token_hash, hash_token(token))
+
+    def new_signing_secret(self):
+        from console import encryption
+
+        secret = secrets.token_urlsafe(32)
+        self.signing_secret_encrypted = encryption.encrypt(secret)
+        return secret
+
+    def signing_secret(self):
+        from console import encryption
+
+        return encryption.decrypt(self.signing_secret_encrypted)
+
+    def effective_ssm_prefix(self):
+        prefix = self.ssm_prefix or f"/diffgram/{self.name}/"
+        return prefix if prefix.endswith("/") else prefix + "/"
+
+    def audit_fields(self):
+        return {
+            "name": self.name,
+            "url_base": self.url_base,
+            "shape": self.shape,
+            "rollout_group": self.rollout_group,
+            "provider": self.provider.name if self.provider_id else None,
+            "push_target": self.push_target,
+            "webhook_url": self.webhook_url,
+            "ssm_region": self.ssm_region,
+            "ssm_prefix": self.ssm_prefix,
+        }
+
+    # --- fleet state --------------------------------------------------------------------------
+
+    @property
+    def assigned_number(self):
+        return self.assigned_version.number if self.assigned_version_id else None
+
+    @property
+    def in_sync(self):
+        return (
+            self.assigned_version_id is not None
+            and self.applied_status == "ok"
+            and self.applied_version_number == self.assigned_number
+        )
+
+
+class ConfigVersion(models.Model):
+    """An immutable, numbered rendering of a provider's Diffgram settings.
+
+    Secret values are kept encrypted apart from the plain settings; `content_hash` is an HMAC
+    of the complete settings (so it identifies content without exposing weak secrets to
+    offline guessing). Versions are never changed once written.
+    """
+
+    audit_target_type = "version"
+
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    settings = models.JSONField(help_text="Non-secret Diffgram variables")
+    secret_settings_encrypted = models.TextField(blank=True)
+    secret_names = models.JSONField(default=list)
+    # Cognito: COGNITO_LOGIN_URL without redirect_uri, completed per instance's URL_BASE.
+    login_url_template = models.CharField(max_length=1000, blank=True)
+    content_hash = models.CharField(max_length=64)
+    note = models.CharField(max_length=500, blank=True)
+    rollback_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "number"], name="version_number_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.provider.name} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError("Configuration versions are immutable.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Configuration versions are immutable and kept.")
+
+    def all_settings(self):
+        """Every variable, secrets decrypted: only for pushes and the owning instance's pull."""
+        import json
+
+        from console import encryption
+
+        secret_values = (
+            json.loads(encryption.decrypt(self.secret_settings_encrypted))
+            if self.secret_settings_encrypted
+            else {}
+        )
+        return {**self.settings, **secret_values}
+
+
+class Rollout(models.Model):
+    """The progress of publishing one version: first group, then the rest, or halted."""
+
+    class State(models.TextChoices):
+        STAGED = "staged", "Published to the first group"
+        COMPLETE = "complete", "Published to every instance"
+        HALTED = "halted", "Halted"
+
+    version = models.OneToOneField(ConfigVersion, on_delete=models.PROTECT, related_name="rollout")
+    first_group = models.CharField(max_length=50, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"{self.version}: {self.state}"
+
+
+class PushRequest(models.Model):
+    """Outbox row: deliver `version` to `instance`. Written in the publishing transaction, so a
+    broker outage loses nothing; the sweeper re-dispatches what is still pending."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SUPERSEDED = "superseded"  # a newer version was assigned before this one went out
+
+    instance = models.ForeignKey(Instance, on_delete=models.CASCADE, related_name="pushes")
+    version = models.ForeignKey(ConfigVersion, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True)
+    completed_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "dispatched_at"], name="push_pending")]
+
+    def __str__(self):
+        return f"push {self.version} to {self.instance}: {self.state}"
+
+
+class PushAttempt(models.Model):
+    request = models.ForeignKey(PushRequest, on_delete=models.CASCADE, related_name="attempt_log")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    http_status = models.PositiveIntegerField(null=True)
+    error = models.CharField(max_length=1000, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"attempt on {self.request}: {'ok' if self.ok else self.error}"

@@ -1,0 +1,550 @@
+"""Instances, versions and pushes: every change goes through here with its audit events.
+
+Publishing writes the version, the assignments and one PushRequest per pushed instance in one
+transaction (the outbox); the push tasks are dispatched only after that commits.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings as django_settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from console import audit, diffgram, encryption, outbound
+from console.models import (
+    AuditEvent,
+    ConfigVersion,
+    Instance,
+    Provider,
+    PushAttempt,
+    PushRequest,
+    Rollout,
+)
+
+logger = logging.getLogger(__name__)
+Action = audit.Action
+
+SIGNATURE_HEADER = "X-Diffgram-SSO-Signature"
+TIMESTAMP_HEADER = "X-Diffgram-SSO-Timestamp"
+
+
+class PublishRefused(Exception):
+    """Nothing was published; the message says why and what to do."""
+
+
+# --- instances -----------------------------------------------------------------------------------
+
+
+def create_instance(form, *, request=None, actor=None):
+    """Save a new instance from a valid form; returns (instance, token shown once)."""
+    with transaction.atomic():
+        instance = form.save(commit=False)
+        token = instance.new_token()
+        instance.new_signing_secret()
+        instance.save()
+        audit.record(
+            Action.INSTANCE_CREATED,
+            request=request,
+            actor=actor,
+            target=instance,
+            changes=audit.field_changes({}, instance.audit_fields()),
+        )
+        if instance.provider_id and instance.provider.versions.exists():
+            _assign(instance, _current_version(instance.provider), request=request, actor=actor)
+    return instance, token
+
+
+def update_instance(form, *, request=None, actor=None):
+    with transaction.atomic():
+        current = Instance.objects.select_for_update().get(pk=form.instance.pk)
+        before = current.audit_fields()
+        instance = form.save(commit=False)
+        instance.revision = current.revision + 1
+        instance.save()
+        changes = audit.field_changes(before, instance.audit_fields())
+        if changes:
+            audit.record(
+                Action.INSTANCE_CHANGED,
+                request=request,
+                actor=actor,
+                target=instance,
+                changes=changes,
+                context={"revision": instance.revision},
+            )
+        if instance.provider_id != current.provider_id:
+            version = _current_version(instance.provider) if instance.provider_id else None
+            _assign(instance, version, request=request, actor=actor)
+    return instance
+
+
+def delete_instance(instance, *, request=None, actor=None):
+    with transaction.atomic():
+        stored = Instance.objects.select_for_update().get(pk=instance.pk)
+        audit.record(
+            Action.INSTANCE_DELETED,
+            request=request,
+            actor=actor,
+            target=stored,
+            changes={name: [value, None] for name, value in stored.audit_fields().items()},
+        )
+        stored.delete()
+
+
+def rotate_token(instance, *, request=None, actor=None):
+    """A new API token (returned once); the old one stops working at once."""
+    with transaction.atomic():
+        stored = Instance.objects.select_for_update().get(pk=instance.pk)
+        token = stored.new_token()
+        stored.token_rotated_at = timezone.now()
+        stored.save(update_fields=["token_hash", "token_rotated_at", "updated_at"])
+        audit.record(Action.INSTANCE_TOKEN_ROTATED, request=request, actor=actor, target=stored)
+    return stored, token
+
+
+def rotate_signing_secret(instance, *, request=None, actor=None):
+    """A new webhook signing secret (returned once, for the agent's --secret-file)."""
+    with transaction.atomic():
+        stored = Instance.objects.select_for_update().get(pk=instance.pk)
+        secret = stored.new_signing_secret()
+        stored.save(update_fields=["signing_secret_encrypted", "updated_at"])
+        audit.record(
+            Action.INSTANCE_SIGNING_SECRET_ROTATED, request=request, actor=actor, target=stored
+        )
+    return stored, secret
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+
+def _current_version(provider):
+    """The newest version whose rollout reached every instance (what a new instance gets)."""
+    return (
+        provider.versions.filter(rollout__state=Rollout.State.COMPLETE).order_by("-number").first()
+    )
+
+
+def content_hash(all_settings, login_template):
+    """An HMAC (keyed from SECRET_KEY) over the complete content: it identifies the content for
+    ETags and diffs without letting anyone guess weak secrets from it offline."""
+    canonical = json.dumps(
+        {"settings": all_settings, "login_template": login_template}, sort_keys=True
+    )
+    return salted_hmac("console.version", canonical, algorithm="sha256").hexdigest()
+
+
+def instance_content_hash(version, instance):
+    if not version.login_url_template:
+        return version.content_hash
+    return hashlib.sha256(f"{version.content_hash}|{instance.url_base}".encode()).hexdigest()
+
+
+def _new_version(provider, all_settings, login_template, *, note, actor_label, rollback_of=None):
+    secrets = {k: v for k, v in all_settings.items() if k in diffgram.SECRET_VARIABLES}
+    plain = {k: v for k, v in all_settings.items() if k not in diffgram.SECRET_VARIABLES}
+    number = (provider.versions.aggregate(Max("number"))["number__max"] or 0) + 1
+    return ConfigVersion.objects.create(
+        provider=provider,
+        number=number,
+        settings=plain,
+        secret_settings_encrypted=encryption.encrypt(json.dumps(secrets)) if secrets else "",
+        secret_names=sorted(secrets),
+        login_url_template=login_template,
+        content_hash=content_hash(all_settings, login_template),
+        note=note,
+        rollback_of=rollback_of,
+        created_by=actor_label,
+    )
+
+
+def _actor_label(request, actor):
+    who = audit._actor_for(actor if actor is not None else getattr(request, "user", None))
+    return who.label
+
+
+def publish(provider, *, group="", note="", request=None, actor=None):
+    """Publish the provider's current settings as a new version to its instances (or one
+    group first). Refused when the latest validation failed or nothing would receive it."""
+    if provider.kind not in diffgram.DIFFGRAM_KINDS:
+        raise PublishRefused(
+            "Diffgram talks to Cognito or Keycloak; a generic OIDC provider cannot be published."
+        )
+    if not provider.validation_passed:
+        failing = [c["id"] for c in provider.validation_checks if c.get("status") == "fail"]
+        raise PublishRefused(
+            "The latest validation failed"
+            + (f" ({', '.join(failing)})" if failing else " or has not run")
+            + ": fix the provider and validate again before publishing."
+        )
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=provider.pk)
+        instances = list(provider.instances.select_for_update())
+        targets = [i for i in instances if not group or i.rollout_group == group]
+        if not targets:
+            raise PublishRefused(
+                f"No instance in group {group!r} uses {provider}."
+                if group
+                else f"No instance uses {provider}: assign it to an instance first."
+            )
+        config = provider.diffgram_config()
+        all_settings = diffgram.settings_for(config)
+        login_template = (
+            diffgram.cognito_login_template(config)
+            if provider.kind == Provider.Kind.COGNITO
+            else ""
+        )
+        version = _new_version(
+            provider, all_settings, login_template, note=note,
+            actor_label=_actor_label(request, actor),
+        )  # fmt: skip
+        complete = len(targets) == len(instances)
+        Rollout.objects.create(
+            version=version,
+            first_group="" if complete else group,
+            state=Rollout.State.COMPLETE if complete else Rollout.State.STAGED,
+        )
+        audit.record(
+            Action.VERSION_PUBLISHED,
+            request=request,
+            actor=actor,
+            target=version,
+            context={
+                "provider": provider.name,
+                "number": version.number,
+                "group": group,
+                "instances": [i.name for i in targets],
+                "note": note,
+                "content_hash": version.content_hash,
+            },
+        )
+        for instance in targets:
+            _assign(instance, version, request=request, actor=actor)
+    return version
+
+
+def continue_rollout(version, *, request=None, actor=None):
+    with transaction.atomic():
+        rollout = Rollout.objects.select_for_update().get(version=version)
+        if rollout.state != Rollout.State.STAGED:
+            raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
+        rest = version.provider.instances.exclude(rollout_group=rollout.first_group)
+        for instance in rest.select_for_update():
+            _assign(instance, version, request=request, actor=actor)
+        rollout.state = Rollout.State.COMPLETE
+        rollout.save(update_fields=["state", "updated_at"])
+        audit.record(
+            Action.ROLLOUT_CONTINUED,
+            request=request,
+            actor=actor,
+            target=version,
+            context={"instances": [i.name for i in rest]},
+        )
+
+
+def halt_rollout(version, *, request=None, actor=None):
+    with transaction.atomic():
+        rollout = Rollout.objects.select_for_update().get(version=version)
+        if rollout.state != Rollout.State.STAGED:
+            raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
+        rollout.state = Rollout.State.HALTED
+        rollout.save(update_fields=["state", "updated_at"])
+        audit.record(
+            Action.ROLLOUT_HALTED,
+            request=request,
+            actor=actor,
+            target=version,
+            context={"first_group": rollout.first_group},
+        )
+
+
+def rollback(version, *, note="", request=None, actor=None):
+    """Publish an older version's content again, as a new version, to every instance."""
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=version.provider_id)
+        instances = list(provider.instances.select_for_update())
+        if not instances:
+            raise PublishRefused(f"No instance uses {provider}.")
+        new = _new_version(
+            provider, version.all_settings(), version.login_url_template,
+            note=note or f"Rollback to v{version.number}",
+            actor_label=_actor_label(request, actor), rollback_of=version,
+        )  # fmt: skip
+        Rollout.objects.create(version=new, state=Rollout.State.COMPLETE)
+        audit.record(
+            Action.VERSION_ROLLED_BACK,
+            request=request,
+            actor=actor,
+            target=new,
+            context={"provider": provider.name, "number": new.number, "to": version.number},
+        )
+        for instance in instances:
+            _assign(instance, new, request=request, actor=actor)
+    return new
+
+
+def version_diff(old, new):
+    """Per variable: added / removed / changed / unchanged; secrets only as changed or not."""
+    old_all, new_all = old.all_settings(), new.all_settings()
+    rows = []
+    for name in sorted(set(old_all) | set(new_all)):
+        before, after = old_all.get(name), new_all.get(name)
+        state = (
+            "added" if before is None
+            else "removed" if after is None
+            else "unchanged" if before == after
+            else "changed"
+        )  # fmt: skip
+        if name in diffgram.SECRET_VARIABLES:
+            before = "[secret]" if before is not None else None
+            after = "[secret]" if after is not None else None
+        rows.append({"name": name, "state": state, "before": before, "after": after})
+    return rows
+
+
+def _assign(instance, version, *, request=None, actor=None):
+    """Point the instance at a version and, for pushed instances, queue the push (outbox)."""
+    instance.assigned_version = version
+    instance.save(update_fields=["assigned_version", "updated_at"])
+    if version is None or instance.push_target == Instance.PushTarget.NONE:
+        return None
+    PushRequest.objects.filter(instance=instance, state=PushRequest.State.PENDING).update(
+        state=PushRequest.State.SUPERSEDED, completed_at=timezone.now()
+    )
+    push = PushRequest.objects.create(
+        instance=instance, version=version, dispatched_at=timezone.now()
+    )
+    dispatch_after_commit(push.pk)
+    return push
+
+
+def dispatch_after_commit(push_request_id):
+    """Send the task once the transaction commits. Robust: if the broker is down the publish
+    still succeeds, and the outbox sweeper sends the request later."""
+    from console import tasks
+
+    transaction.on_commit(lambda: tasks.push_config.delay(push_request_id), robust=True)
+
+
+# --- pushing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeliveryError(Exception):
+    message: str
+    permanent: bool
+    http_status: int | None = None
+
+
+def signed_webhook(instance, version):
+    """The webhook request (body, headers) for an instance: HMAC-SHA256 over timestamp.body."""
+    all_settings = diffgram.instance_settings(
+        version.all_settings(), version.login_url_template, instance.url_base
+    )
+    body = json.dumps(
+        {
+            "instance": instance.name,
+            "version": version.number,
+            "content_hash": instance_content_hash(version, instance),
+            "settings": all_settings,
+        },
+        sort_keys=True,
+    ).encode()
+    timestamp = str(int(time.time()))
+    signature = hmac.new(
+        instance.signing_secret().encode(), timestamp.encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: f"sha256={signature}",
+    }
+    return body, headers
+
+
+def _send_webhook(instance, version):
+    body, headers = signed_webhook(instance, version)
+    try:
+        response = outbound.post(instance.webhook_url, body, headers)
+    except outbound.OutboundError as error:
+        raise DeliveryError(error.message, error.permanent) from None
+    if 200 <= response.status < 300:
+        return response.status
+    transient = response.status in (408, 429) or response.status >= 500
+    detail = response.body[:200].decode("utf-8", "replace").strip()
+    raise DeliveryError(
+        f"The agent answered HTTP {response.status}" + (f": {detail}" if detail else ""),
+        permanent=not transient,
+        http_status=response.status,
+    )
+
+
+def _send_ssm(instance, version):
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    all_settings = diffgram.instance_settings(
+        version.all_settings(), version.login_url_template, instance.url_base
+    )
+    prefix = instance.effective_ssm_prefix()
+    client = boto3.client(
+        "ssm",
+        region_name=instance.ssm_region,
+        endpoint_url=django_settings.AWS_ENDPOINT_URL or None,
+    )
+    try:
+        for name, value in all_settings.items():
+            client.put_parameter(
+                Name=prefix + name,
+                Value=value,
+                Type="SecureString" if name in diffgram.SECRET_VARIABLES else "String",
+                Overwrite=True,
+            )
+        stale = [prefix + name for name in diffgram.MANAGED_VARIABLES if name not in all_settings]
+        for start in range(0, len(stale), 10):
+            client.delete_parameters(Names=stale[start : start + 10])
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        transient = code in ("ThrottlingException", "TooManyUpdates", "InternalServerError")
+        hint = (
+            " (the console's IAM role needs ssm:PutParameter and ssm:DeleteParameters)"
+            if (code in ("AccessDeniedException", "AccessDenied"))
+            else ""
+        )
+        raise DeliveryError(f"AWS SSM refused: {code}{hint}", permanent=not transient) from None
+    except BotoCoreError as error:
+        raise DeliveryError(f"AWS SSM unreachable: {error}", permanent=False) from None
+    return None
+
+
+def deliver(push_request_id, *, final_attempt):
+    """Try one delivery of a push request. Returns True when another try should follow.
+
+    Idempotent: a request that already ended, or whose version is no longer the instance's
+    assigned one, is left alone; re-sending the same version is harmless to the agent.
+    """
+    with transaction.atomic():
+        push = (
+            PushRequest.objects.select_for_update()
+            .select_related("instance", "version", "version__provider")
+            .filter(pk=push_request_id)
+            .first()
+        )
+        if push is None or push.state != PushRequest.State.PENDING:
+            return False
+        instance, version = push.instance, push.version
+        if instance.assigned_version_id != version.pk:
+            push.state, push.completed_at = PushRequest.State.SUPERSEDED, timezone.now()
+            push.save(update_fields=["state", "completed_at"])
+            return False
+        push.attempts += 1
+        push.save(update_fields=["attempts"])
+    started = timezone.now()
+    error, status = None, None
+    try:
+        if instance.push_target == Instance.PushTarget.WEBHOOK:
+            status = _send_webhook(instance, version)
+        elif instance.push_target == Instance.PushTarget.SSM:
+            _send_ssm(instance, version)
+        else:
+            error = DeliveryError("The instance has no push target any more.", permanent=True)
+    except DeliveryError as delivery_error:
+        error, status = delivery_error, delivery_error.http_status
+    retry = error is not None and not error.permanent and not final_attempt
+    with transaction.atomic():
+        PushAttempt.objects.create(
+            request=push, started_at=started, finished_at=timezone.now(), ok=error is None,
+            http_status=status, error=error.message[:1000] if error else "",
+        )  # fmt: skip
+        if retry:
+            PushRequest.objects.filter(pk=push.pk).update(last_error=error.message[:1000])
+            return True
+        push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
+        push.last_error = error.message[:1000] if error else ""
+        push.completed_at = timezone.now()
+        push.save(update_fields=["state", "last_error", "completed_at"])
+        audit.record(
+            Action.PUSH_FAILED if error else Action.PUSH_SUCCEEDED,
+            target=instance,
+            context={
+                "version": version.number,
+                "provider": version.provider.name,
+                "target": instance.push_target,
+                "attempts": push.attempts,
+                **({"error": error.message} if error else {}),
+                **({"http_status": status} if status else {}),
+            },
+        )
+    return False
+
+
+def sweep_outbox():
+    """Re-dispatch push requests never started long after they were dispatched (the broker
+    was down when they were published). Returns how many were sent again."""
+    cutoff = timezone.now() - timezone.timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)
+    stuck = PushRequest.objects.filter(
+        state=PushRequest.State.PENDING, attempts=0, dispatched_at__lt=cutoff
+    )
+    count = 0
+    for push_id in stuck.values_list("pk", flat=True)[:1000]:
+        with transaction.atomic():
+            PushRequest.objects.filter(pk=push_id).update(dispatched_at=timezone.now())
+            dispatch_after_commit(push_id)
+        count += 1
+    return count
+
+
+# --- what instances tell us ----------------------------------------------------------------------
+
+
+def record_pull(instance, version):
+    """Note a pull; the first pull of a version is an audit event. Cheap on repeated polls."""
+    now = timezone.now()
+    first_of_version = instance.last_pulled_version_number != version.number
+    stale = instance.last_pull_at is None or (now - instance.last_pull_at).total_seconds() > 30
+    if not (first_of_version or stale):
+        return
+    with transaction.atomic():
+        Instance.objects.filter(pk=instance.pk).update(
+            last_pull_at=now, last_pulled_version_number=version.number
+        )
+        if first_of_version:
+            audit.record(
+                Action.INSTANCE_PULLED,
+                actor=instance,
+                target=instance,
+                context={"version": version.number, "provider": version.provider.name},
+            )
+
+
+def record_applied(instance, *, version_number, ok, detail, request=None):
+    with transaction.atomic():
+        Instance.objects.filter(pk=instance.pk).update(
+            applied_version_number=version_number,
+            applied_status="ok" if ok else "error",
+            applied_detail=detail[:2000],
+            applied_at=timezone.now(),
+        )
+        audit.record(
+            Action.INSTANCE_APPLIED if ok else Action.INSTANCE_APPLY_FAILED,
+            actor=instance,
+            request=request,
+            target=instance,
+            context={"version": version_number, **({"detail": detail[:2000]} if detail else {})},
+        )
+
+
+def history_target_for_version(version):
+    return (AuditEvent.TargetType.VERSION, version.pk, str(version))
+
+
+def repush(instance, *, request=None, actor=None):
+    """Queue the assigned version again; the agent ignores a version it already applied."""
+    with transaction.atomic():
+        stored = Instance.objects.select_for_update().get(pk=instance.pk)
+        return _assign(stored, stored.assigned_version, request=request, actor=actor)

@@ -1,0 +1,27 @@
+"""Celery tasks: thin wrappers that take primary keys; the logic lives in console.rollout."""
+
+from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+
+from console import rollout
+
+
+@shared_task(bind=True, max_retries=None)
+def push_config(self, push_request_id):
+    """Deliver one push request; transient failures retry with exponential backoff and jitter."""
+    final_attempt = self.request.retries + 1 >= settings.PUSH_MAX_ATTEMPTS
+    if rollout.deliver(push_request_id, final_attempt=final_attempt):
+        raise self.retry(
+            countdown=get_exponential_backoff_interval(
+                factor=settings.PUSH_RETRY_BACKOFF_SECONDS,
+                retries=self.request.retries,
+                maximum=300,
+                full_jitter=True,
+            )
+        )
+
+
+@shared_task
+def sweep_outbox():
+    return rollout.sweep_outbox()

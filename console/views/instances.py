@@ -1,0 +1,147 @@
+"""Diffgram instances: the fleet view, registration, credentials, pushes."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST, require_safe
+
+from console import rollout
+from console.forms import InstanceForm
+from console.models import Instance, PushRequest
+
+
+def get_instance(request, instance_id):
+    """The instance, or 404. Every instance view starts here."""
+    return get_object_or_404(Instance.objects.select_related("provider"), pk=instance_id)
+
+
+def fleet_rows():
+    """Each instance with its assigned version, last push and drift, in a constant number of
+    queries whatever the fleet size."""
+    instances = Instance.objects.select_related("provider", "assigned_version").prefetch_related(
+        Prefetch(
+            "pushes",
+            queryset=PushRequest.objects.order_by("-id").only(
+                "id", "instance_id", "state", "last_error", "attempts", "created_at"
+            ),
+            to_attr="recent_pushes",
+        )
+    )
+    stale_before = timezone.now() - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
+    rows = []
+    for instance in instances:
+        last_push = instance.recent_pushes[0] if instance.recent_pushes else None
+        drift = []
+        if instance.assigned_version_id and not instance.in_sync:
+            drift.append("applied ≠ assigned")
+        if (
+            instance.push_target == Instance.PushTarget.NONE
+            and instance.assigned_version_id
+            and (instance.last_pull_at is None or instance.last_pull_at < stale_before)
+        ):
+            drift.append("not pulled recently")
+        rows.append({"instance": instance, "last_push": last_push, "drift": drift})
+    return rows
+
+
+@require_safe
+@never_cache
+def instance_list(request):
+    rows = fleet_rows()
+    in_flight = any(r["last_push"] and r["last_push"].state == "pending" for r in rows)
+    template = "console/_fleet_table.html" if request.htmx else "console/instances.html"
+    return render(
+        request,
+        template,
+        {
+            "rows": rows,
+            "in_flight": in_flight,
+            "stale_minutes": settings.INSTANCE_STALE_AFTER_MINUTES,
+        },
+    )
+
+
+def instance_create(request):
+    form = InstanceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        instance, token = rollout.create_instance(form, request=request)
+        return _show_credentials(request, instance, token=token, created=True)
+    return render(request, "console/instance_form.html", {"form": form})
+
+
+def instance_edit(request, instance_id):
+    instance = get_instance(request, instance_id)
+    form = InstanceForm(request.POST or None, instance=instance)
+    if request.method == "POST" and form.is_valid():
+        instance = rollout.update_instance(form, request=request)
+        messages.success(request, f"Saved {instance}.")
+        return redirect("instance-detail", instance.pk)
+    return render(request, "console/instance_form.html", {"form": form, "instance": instance})
+
+
+@require_safe
+def instance_detail(request, instance_id):
+    instance = get_instance(request, instance_id)
+    pushes = instance.pushes.select_related("version").prefetch_related("attempt_log")[:10]
+    return render(
+        request,
+        "console/instance_detail.html",
+        {"instance": instance, "pushes": pushes, "console_url": request.build_absolute_uri("/")},
+    )
+
+
+@require_POST
+def instance_rotate_token(request, instance_id):
+    instance, token = rollout.rotate_token(get_instance(request, instance_id), request=request)
+    return _show_credentials(request, instance, token=token)
+
+
+@require_POST
+def instance_rotate_signing_secret(request, instance_id):
+    instance, secret = rollout.rotate_signing_secret(
+        get_instance(request, instance_id), request=request
+    )
+    return _show_credentials(request, instance, signing_secret=secret)
+
+
+@require_POST
+def instance_push(request, instance_id):
+    """Push the assigned version again (after a failure, or to repair an instance)."""
+    instance = get_instance(request, instance_id)
+    if not instance.assigned_version_id or instance.push_target == Instance.PushTarget.NONE:
+        messages.error(request, f"{instance} has no assigned version or no push target.")
+    else:
+        rollout.repush(instance, request=request)
+        messages.success(request, f"Pushing v{instance.assigned_number} to {instance} again.")
+    return redirect("instance-detail", instance.pk)
+
+
+def instance_delete(request, instance_id):
+    instance = get_instance(request, instance_id)
+    if request.method == "POST":
+        rollout.delete_instance(instance, request=request)
+        messages.success(request, f"Deleted {instance}.")
+        return redirect("instances")
+    return render(request, "console/instance_delete.html", {"instance": instance})
+
+
+def _show_credentials(request, instance, *, token=None, signing_secret=None, created=False):
+    """The one and only time a token or signing secret is shown (not cached, not stored)."""
+    response = render(
+        request,
+        "console/instance_credentials.html",
+        {
+            "instance": instance,
+            "token": token,
+            "signing_secret": signing_secret or (instance.signing_secret() if created else None),
+            "created": created,
+            "console_url": request.build_absolute_uri("/"),
+        },
+    )
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,116 @@
+"""Publishing a provider to its instances: versions, staged rollout, diff, rollback."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST, require_safe
+
+from console import rollout
+from console.forms import PublishForm
+from console.models import ConfigVersion
+from console.views.providers import get_provider
+
+
+def get_version(request, provider_id, number):
+    return get_object_or_404(
+        ConfigVersion.objects.select_related("provider", "rollout"),
+        provider_id=provider_id,
+        number=number,
+    )
+
+
+@require_POST
+def publish(request, provider_id):
+    provider = get_provider(request, provider_id)
+    form = PublishForm(request.POST, provider=provider)
+    if not form.is_valid():
+        messages.error(request, "Choose a valid group to publish to.")
+        return redirect("provider-detail", provider.pk)
+    try:
+        version = rollout.publish(
+            provider,
+            group=form.cleaned_data["group"],
+            note=form.cleaned_data["note"],
+            request=request,
+        )
+    except rollout.PublishRefused as refusal:
+        messages.error(request, f"Not published: {refusal}")
+        return redirect("provider-detail", provider.pk)
+    messages.success(request, f"Published {version}.")
+    return redirect("version-detail", provider.pk, version.number)
+
+
+@require_safe
+def version_detail(request, provider_id, number):
+    version = get_version(request, provider_id, number)
+    previous = version.provider.versions.filter(number__lt=number).order_by("-number").first()
+    instances = version.provider.instances.select_related("assigned_version").order_by(
+        "rollout_group", "name"
+    )
+    return render(
+        request,
+        "console/version_detail.html",
+        {
+            "version": version,
+            "previous": previous,
+            "diff": rollout.version_diff(previous, version) if previous else None,
+            "instances": instances,
+        },
+    )
+
+
+@require_safe
+def version_diff(request, provider_id):
+    provider = get_provider(request, provider_id)
+    numbers = sorted(provider.versions.values_list("number", flat=True))
+    old_number = _int(request.GET.get("from"))
+    new_number = _int(request.GET.get("to"))
+    old = provider.versions.filter(number=old_number).first()
+    new = provider.versions.filter(number=new_number).first()
+    return render(
+        request,
+        "console/version_diff.html",
+        {
+            "provider": provider,
+            "numbers": numbers,
+            "old": old,
+            "new": new,
+            "diff": rollout.version_diff(old, new) if old and new else None,
+        },
+    )
+
+
+@require_POST
+def rollout_continue(request, provider_id, number):
+    return _rollout_step(request, provider_id, number, rollout.continue_rollout, "Continued")
+
+
+@require_POST
+def rollout_halt(request, provider_id, number):
+    return _rollout_step(request, provider_id, number, rollout.halt_rollout, "Halted")
+
+
+@require_POST
+def version_rollback(request, provider_id, number):
+    version = get_version(request, provider_id, number)
+    try:
+        new = rollout.rollback(version, request=request)
+    except rollout.PublishRefused as refusal:
+        messages.error(request, f"Not rolled back: {refusal}")
+        return redirect("version-detail", provider_id, number)
+    messages.success(request, f"Published v{new.number} with the content of v{version.number}.")
+    return redirect("version-detail", provider_id, new.number)
+
+
+def _rollout_step(request, provider_id, number, step, verb):
+    version = get_version(request, provider_id, number)
+    try:
+        step(version, request=request)
+    except rollout.PublishRefused as refusal:
+        messages.error(request, str(refusal))
+    else:
+        messages.success(request, f"{verb} the rollout of {version}.")
+    return redirect("version-detail", provider_id, number)
+
+
+def _int(value):
+    return int(value) if value and value.isdigit() else None

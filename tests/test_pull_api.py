@@ -1,0 +1,162 @@
+"""The pull API over real HTTP against the live server, and the agent's pull command."""
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from console import rollout
+from console.models import AuditEvent, Instance
+from tests.conftest import AgentProcess, make_instance
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def call(url, token=None, method="GET", body=None, headers=None):
+    request = urllib.request.Request(url, method=method, data=body, headers=headers or {})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture
+def published(live_server, keycloak_provider):
+    lab, token = make_instance(keycloak_provider, "lab")
+    other, other_token = make_instance(keycloak_provider, "other")
+    version = rollout.publish(keycloak_provider)
+    base = f"{live_server.url}/api/v1/instances/{lab.pk}"
+    return {
+        "lab": lab,
+        "token": token,
+        "other_token": other_token,
+        "version": version,
+        "base": base,
+    }
+
+
+def test_it_serves_env_json_and_helm_with_etag_and_version(published):
+    base, token = published["base"], published["token"]
+    status, headers, body = call(f"{base}/config?format=env", token)
+    assert status == 200
+    assert headers["X-Config-Version"] == "1"
+    assert headers["ETag"].startswith('"') and headers["ETag"].endswith('.env"')
+    text = body.decode()
+    assert "OAUTH2_PROVIDER_HOST=http://127.0.0.1:" in text
+    assert "OAUTH2_PROVIDER_CLIENT_SECRET=kc-client-secret-canary" in text  # owner only
+
+    status, _, body = call(f"{base}/config?format=json", token)
+    document = json.loads(body)
+    assert (document["instance"], document["version"]) == ("lab", 1)
+    assert document["settings"]["KEYCLOAK_REALM"] == "diffgram-realm"
+
+    status, headers, body = call(f"{base}/config?format=helm", token)
+    assert b"diffgramSecrets:" in body and b"USE_OAUTH2: '\"True\"'" in body
+
+
+def test_if_none_match_gives_304_without_body(published):
+    base, token = published["base"], published["token"]
+    _, headers, _ = call(f"{base}/config", token)
+    status, again, body = call(f"{base}/config", token, headers={"If-None-Match": headers["ETag"]})
+    assert status == 304 and body == b""
+    assert again["ETag"] == headers["ETag"]
+
+
+@pytest.mark.parametrize("which", ["none", "garbage", "other", "lowercase-bearer"])
+def test_every_bad_token_gets_the_same_401(published, which):
+    token = {
+        "none": None,
+        "garbage": "dgi_not-a-real-token",
+        "other": published["other_token"],  # a valid token, of another instance
+        "lowercase-bearer": None,
+    }[which]
+    headers = {"Authorization": f"bearer {published['token']}"} if which.startswith("lower") else {}
+    status, response_headers, body = call(f"{published['base']}/config", token, headers=headers)
+    assert status == 401
+    assert json.loads(body) == {"error": "Missing or invalid instance token."}
+    assert response_headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_an_unknown_instance_looks_like_a_bad_token(published, live_server):
+    status, _, body = call(f"{live_server.url}/api/v1/instances/99999/config", published["token"])
+    assert status == 401
+    assert json.loads(body) == {"error": "Missing or invalid instance token."}
+
+
+def test_unknown_format_is_400_and_no_version_is_404(published, keycloak_provider, live_server):
+    status, _, body = call(f"{published['base']}/config?format=xml", published["token"])
+    assert status == 400 and "use env, json or helm" in json.loads(body)["error"]
+    fresh, token = make_instance(None, "fresh")
+    status, _, body = call(f"{live_server.url}/api/v1/instances/{fresh.pk}/config", token)
+    assert status == 404
+    assert json.loads(body)["error"] == "No configuration has been published to this instance yet."
+
+
+def test_the_first_pull_of_a_version_is_audited_once(published):
+    for _ in range(3):
+        call(f"{published['base']}/config", published["token"])
+    pulls = AuditEvent.objects.filter(action="instance.pulled")
+    assert pulls.count() == 1
+    assert (pulls.get().actor_type, pulls.get().actor_label) == ("instance", "lab")
+    lab = Instance.objects.get(name="lab")
+    assert lab.last_pull_at is not None and lab.last_pulled_version_number == 1
+
+
+def test_applied_reports_are_recorded_and_validated(published):
+    url = f"{published['base']}/applied"
+    headers = {"Content-Type": "application/json"}
+    body = json.dumps({"version": 1, "status": "ok", "detail": ""}).encode()
+    status, _, answer = call(url, published["token"], "POST", body, headers)
+    assert status == 200 and json.loads(answer)["recorded"] is True
+    lab = Instance.objects.get(name="lab")
+    assert (lab.applied_version_number, lab.applied_status) == (1, "ok")
+    assert lab.in_sync
+    assert AuditEvent.objects.filter(action="instance.applied", actor_label="lab").exists()
+
+    bad = json.dumps({"version": "one", "status": "maybe"}).encode()
+    status, _, answer = call(url, published["token"], "POST", bad, headers)
+    assert status == 400
+    assert set(json.loads(answer)["fields"]) == {"version", "status"}
+    status, _, answer = call(url, published["token"], "POST", b"not json", headers)
+    assert status == 400 and json.loads(answer)["error"] == "The body must be a JSON object."
+    status, _, _ = call(url, published["other_token"], "POST", body, headers)
+    assert status == 401
+
+    error_report = json.dumps({"version": 1, "status": "error", "detail": "disk full"}).encode()
+    call(url, published["token"], "POST", error_report, headers)
+    event = AuditEvent.objects.filter(action="instance.apply_failed").get()
+    assert event.context == {"version": 1, "detail": "disk full"}
+
+
+def test_the_agent_pulls_writes_the_env_file_and_acknowledges(published, live_server, tmp_path):
+    agent = AgentProcess(tmp_path, published["lab"], published["token"], live_server.url)
+    agent.env_file.write_text("# my Diffgram\nPOSTGRES_PASSWORD='keep me'\n")
+    agent.env_file.chmod(0o640)
+    result = agent.pull()
+    assert result.returncode == 0, result.stderr
+    values = agent.env()
+    assert values["POSTGRES_PASSWORD"] == "keep me"
+    assert values["OAUTH2_PROVIDER_NAME"] == "keycloak"
+    assert values["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
+    assert agent.env_file.read_text().startswith("# my Diffgram\n")
+    assert oct(agent.env_file.stat().st_mode & 0o777) == "0o640"
+    lab = Instance.objects.get(name="lab")
+    assert (lab.applied_version_number, lab.applied_status) == (1, "ok")
+
+    before = agent.env_file.stat().st_mtime_ns
+    again = agent.pull()  # ETag: 304, nothing rewritten
+    assert again.returncode == 0
+    assert agent.env_file.stat().st_mtime_ns == before
+    assert AuditEvent.objects.filter(action="instance.applied").count() == 1
+
+
+def test_the_agent_exits_non_zero_with_a_clear_message(published, live_server, tmp_path):
+    agent = AgentProcess(tmp_path, published["lab"], "dgi_wrong", live_server.url)
+    result = agent.pull()
+    assert result.returncode == 1
+    assert "the console answered HTTP 401: Missing or invalid instance token." in result.stderr
+    assert not agent.env_file.exists()

@@ -1,0 +1,154 @@
+"""Pushes through a real Celery worker to real agent processes and to SSM on a moto server."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+
+from console import rollout
+from console.models import AuditEvent, Instance, PushRequest
+from tests.conftest import AgentProcess, free_port, make_instance
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def push_state(instance):
+    return (
+        PushRequest.objects.filter(instance=instance)
+        .order_by("-id")
+        .values_list("state", flat=True)
+        .first()
+    )
+
+
+@pytest.fixture
+def webhook_instance(keycloak_provider, live_server, tmp_path):
+    port = free_port()
+    instance, token = make_instance(
+        keycloak_provider, "pushed", push_target="webhook",
+        webhook_url=f"http://127.0.0.1:{port}/",
+    )  # fmt: skip
+    agent = AgentProcess(tmp_path, instance, token, live_server.url)
+    agent.port = port
+    yield instance, agent
+    agent.stop()
+
+
+def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
+    celery_worker, keycloak_provider, webhook_instance
+):
+    instance, agent = webhook_instance
+    agent.serve(agent.port)
+    rollout.publish(keycloak_provider, note="via webhook")
+    celery_worker.wait_until(
+        lambda: Instance.objects.get(pk=instance.pk).applied_version_number == 1,
+        "the agent's acknowledgement",
+    )
+    assert agent.env()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
+    push = PushRequest.objects.get(instance=instance)
+    assert (push.state, push.attempts) == ("succeeded", 1)
+    attempt = push.attempt_log.get()
+    assert attempt.ok and attempt.http_status == 200
+    succeeded = AuditEvent.objects.get(action="push.succeeded")
+    assert succeeded.context["version"] == 1 and succeeded.target_label == "pushed"
+
+    # Pushing the same version again is harmless: nothing rewritten, nothing acknowledged twice.
+    before = agent.env_file.stat().st_mtime_ns
+    rollout.repush(instance)
+    celery_worker.wait_until(lambda: push_state(instance) == "succeeded", "the second push")
+    assert agent.env_file.stat().st_mtime_ns == before
+    assert AuditEvent.objects.filter(action="instance.applied").count() == 1
+
+
+def test_a_receiver_that_is_down_fails_after_retries_then_a_repush_delivers(
+    celery_worker, keycloak_provider, webhook_instance
+):
+    instance, agent = webhook_instance  # not serving yet: connection refused
+    rollout.publish(keycloak_provider)
+    celery_worker.wait_until(lambda: push_state(instance) == "failed", "the push to fail", 90)
+    push = PushRequest.objects.get(instance=instance)
+    assert push.attempts == 3  # PUSH_MAX_ATTEMPTS in the test worker
+    assert "connection refused" in push.last_error
+    assert push.attempt_log.count() == 3
+    failed = AuditEvent.objects.get(action="push.failed")
+    assert "connection refused" in failed.context["error"]
+
+    agent.serve(agent.port)
+    rollout.repush(instance)
+    celery_worker.wait_until(
+        lambda: Instance.objects.get(pk=instance.pk).applied_version_number == 1, "the re-push"
+    )
+    assert AuditEvent.objects.filter(action="instance.applied").count() == 1
+
+
+def test_a_bad_signature_is_a_permanent_failure(celery_worker, keycloak_provider, webhook_instance):
+    instance, agent = webhook_instance
+    agent.secret_file.write_text("not-the-signing-secret")
+    agent.serve(agent.port)
+    rollout.publish(keycloak_provider)
+    celery_worker.wait_until(lambda: push_state(instance) == "failed", "the push to fail")
+    push = PushRequest.objects.get(instance=instance)
+    assert push.attempts == 1  # not retried: it cannot succeed later
+    assert push.last_error == 'The agent answered HTTP 401: {"error": "bad signature"}'
+    assert not agent.env_file.exists()
+
+
+def test_the_agent_refuses_stale_and_older_pushes(keycloak_provider, webhook_instance):
+    instance, agent = webhook_instance
+    agent.serve(agent.port)
+    rollout.publish(keycloak_provider)
+    keycloak_provider.client_id = "second"
+    keycloak_provider.save()
+    second = rollout.publish(keycloak_provider)
+    first = second.provider.versions.get(number=1)
+    instance.refresh_from_db()
+
+    def send(version, age=0):
+        body, headers = rollout.signed_webhook(instance, version)
+        if age:
+            old = str(int(time.time()) - age)
+            headers["X-Diffgram-SSO-Timestamp"] = old
+        request = urllib.request.Request(instance.webhook_url, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    assert send(second, age=301) == (401, {"error": "timestamp older than 5 minutes"})
+    assert send(second) == (200, {"applied": 2, "changed": True})
+    assert send(first) == (409, {"error": "version 1 is older than 2"})
+    assert agent.env()["OAUTH2_PROVIDER_CLIENT_ID"] == "second"
+
+
+def test_ssm_gets_one_parameter_per_variable(celery_worker, keycloak_provider, moto):
+    instance, _ = make_instance(
+        keycloak_provider, "aws-lab", push_target="ssm", ssm_region="eu-west-1"
+    )
+    rollout.publish(keycloak_provider)
+    celery_worker.wait_until(lambda: push_state(instance) == "succeeded", "the SSM push")
+    ssm = boto3.client("ssm", region_name="eu-west-1", endpoint_url=moto)
+    parameters = {
+        p["Name"]: p
+        for p in ssm.get_parameters_by_path(Path="/diffgram/aws-lab/", WithDecryption=True)[
+            "Parameters"
+        ]
+    }
+    assert parameters["/diffgram/aws-lab/KEYCLOAK_REALM"]["Value"] == "diffgram-realm"
+    assert parameters["/diffgram/aws-lab/KEYCLOAK_REALM"]["Type"] == "String"
+    secret = parameters["/diffgram/aws-lab/OAUTH2_PROVIDER_CLIENT_SECRET"]
+    assert (secret["Type"], secret["Value"]) == ("SecureString", "kc-client-secret-canary")
+
+    # A variable that disappears from the configuration is removed from the prefix too.
+    keycloak_provider.set_secret("client_secret", "")
+    keycloak_provider.save()
+    rollout.publish(keycloak_provider)
+    celery_worker.wait_until(
+        lambda: PushRequest.objects.filter(instance=instance, state="succeeded").count() == 2,
+        "the second SSM push",
+    )
+    names = {p["Name"] for p in ssm.get_parameters_by_path(Path="/diffgram/aws-lab/")["Parameters"]}
+    assert "/diffgram/aws-lab/OAUTH2_PROVIDER_CLIENT_SECRET" not in names

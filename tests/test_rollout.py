@@ -1,0 +1,304 @@
+"""Instances, immutable versions, staged rollout, rollback, the outbox and the fleet view."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import transaction
+from django.urls import reverse
+
+from console import rollout
+from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, hash_token
+from tests.conftest import make_instance
+
+pytestmark = pytest.mark.django_db
+
+
+def actions():
+    return list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
+
+
+class TestInstances:
+    def test_registering_shows_the_token_once_and_stores_only_its_hash(
+        self, admin_client, keycloak_provider
+    ):
+        response = admin_client.post(
+            reverse("instance-create"),
+            {
+                "name": "lab",
+                "url_base": "https://lab.example.com/",
+                "shape": "compose",
+                "rollout_group": "canary",
+                "provider": keycloak_provider.pk,
+                "push_target": "none",
+            },
+        )
+        assert response.status_code == 200
+        assert response["Cache-Control"] == "no-store"
+        token = response.context["token"]
+        assert token.startswith("dgi_") and token in response.content.decode()
+        instance = Instance.objects.get(name="lab")
+        assert instance.token_hash == hash_token(token)
+        assert token not in str(Instance.objects.filter(pk=instance.pk).values().get())
+        assert instance.token_matches(token) and not instance.token_matches(token + "x")
+        page = admin_client.get(reverse("instance-detail", args=[instance.pk])).content.decode()
+        assert token not in page
+        event = AuditEvent.objects.get(action="instance.created")
+        assert event.changes["rollout_group"] == [None, "canary"]
+        assert token not in str(event.changes)
+
+    def test_url_base_must_end_with_a_slash_and_targets_need_their_fields(
+        self, admin_client, keycloak_provider
+    ):
+        response = admin_client.post(
+            reverse("instance-create"),
+            {
+                "name": "lab",
+                "url_base": "https://lab.example.com",
+                "shape": "compose",
+                "rollout_group": "default",
+                "provider": keycloak_provider.pk,
+                "push_target": "webhook",
+                "webhook_url": "",
+            },
+        )
+        errors = response.context["form"].errors
+        assert "End URL_BASE with /" in errors["url_base"][0]
+        assert errors["webhook_url"] == ["Enter the agent's webhook URL."]
+        assert not Instance.objects.exists()
+
+    def test_rotating_the_token_invalidates_the_old_one(self, admin_client, keycloak_provider):
+        instance, old = make_instance(keycloak_provider, "lab")
+        response = admin_client.post(reverse("instance-rotate-token", args=[instance.pk]))
+        new = response.context["token"]
+        instance.refresh_from_db()
+        assert instance.token_matches(new) and not instance.token_matches(old)
+        assert actions()[-1] == "instance.token_rotated"
+
+    def test_rotating_the_signing_secret(self, admin_client, keycloak_provider):
+        instance, _ = make_instance(keycloak_provider, "lab")
+        old = instance.signing_secret()
+        response = admin_client.post(reverse("instance-rotate-signing-secret", args=[instance.pk]))
+        instance.refresh_from_db()
+        assert response.context["signing_secret"] == instance.signing_secret() != old
+        assert actions()[-1] == "instance.signing_secret_rotated"
+
+    def test_edit_and_delete_are_audited(self, admin_client, keycloak_provider):
+        instance, _ = make_instance(keycloak_provider, "lab")
+        data = {
+            "name": "lab",
+            "url_base": "https://lab2.example.com/",
+            "shape": "helm",
+            "rollout_group": "default",
+            "provider": keycloak_provider.pk,
+            "push_target": "none",
+        }
+        admin_client.post(reverse("instance-edit", args=[instance.pk]), data)
+        changed = AuditEvent.objects.get(action="instance.changed")
+        assert changed.changes == {
+            "shape": ["compose", "helm"],
+            "url_base": ["https://lab.example.com/", "https://lab2.example.com/"],
+        }
+        admin_client.post(reverse("instance-delete", args=[instance.pk]))
+        assert not Instance.objects.exists()
+        assert actions()[-1] == "instance.deleted"
+
+    def test_create_instance_command_prints_id_and_token(self, keycloak_provider):
+        out = StringIO()
+        call_command(
+            "create_instance", "lab", "--url-base", "https://lab.example.com/",
+            "--provider", "Lab Keycloak", "--group", "canary",
+            "--push", "ssm:eu-west-1:/dg/lab/", stdout=out,
+        )  # fmt: skip
+        instance = Instance.objects.get(name="lab")
+        lines = dict(line.split(": ", 1) for line in out.getvalue().splitlines() if ": " in line)
+        assert lines["instance id"] == str(instance.pk)
+        assert instance.token_matches(lines["token"])
+        assert (instance.push_target, instance.ssm_region, instance.ssm_prefix) == (
+            "ssm", "eu-west-1", "/dg/lab/",
+        )  # fmt: skip
+        with pytest.raises(CommandError, match="--push 'ftp:x'"):
+            call_command("create_instance", "b", "--url-base", "https://b/", "--provider",
+                         "Lab Keycloak", "--push", "ftp:x")  # fmt: skip
+
+
+class TestPublishing:
+    def test_publishing_creates_an_immutable_version_for_every_instance(self, keycloak_provider):
+        lab, _ = make_instance(keycloak_provider, "lab")
+        prod, _ = make_instance(keycloak_provider, "prod", push_target="webhook",
+                                webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        version = rollout.publish(keycloak_provider, note="first rollout")
+        assert version.number == 1
+        assert version.settings["OAUTH2_PROVIDER_NAME"] == "keycloak"
+        assert "OAUTH2_PROVIDER_CLIENT_SECRET" not in version.settings  # kept encrypted apart
+        assert version.all_settings()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
+        assert "kc-client-secret-canary" not in str(
+            ConfigVersion.objects.filter(pk=version.pk).values().get()
+        )
+        for instance in (lab, prod):
+            instance.refresh_from_db()
+            assert instance.assigned_version == version
+        # The outbox: one push request for the pushed instance, none for the pull-only one.
+        assert list(PushRequest.objects.values_list("instance__name", "state")) == [
+            ("prod", "pending")
+        ]
+        version.note = "rewritten"
+        with pytest.raises(ValueError, match="immutable"):
+            version.save()
+        event = AuditEvent.objects.get(action="version.published")
+        assert event.context["instances"] == ["lab", "prod"]
+        assert event.context["note"] == "first rollout"
+
+    def test_a_failing_validation_refuses_to_publish(self, admin_client, keycloak_provider, idp):
+        make_instance(keycloak_provider, "lab")
+        idp.json("/auth/realms/diffgram-realm/protocol/openid-connect/certs", {"keys": []})
+        admin_client.post(reverse("provider-validate", args=[keycloak_provider.pk]))
+        response = admin_client.post(
+            reverse("provider-publish", args=[keycloak_provider.pk]), follow=True
+        )
+        assert b"Not published: The latest validation failed (jwks.keys)" in response.content
+        assert not ConfigVersion.objects.exists()
+
+    def test_publish_command_prints_the_number_or_the_failing_checks(self, keycloak_provider):
+        make_instance(keycloak_provider, "lab")
+        out = StringIO()
+        call_command("publish", "Lab Keycloak", "--note", "cli", stdout=out)
+        assert out.getvalue().strip() == "1"
+        keycloak_provider.validation_passed = False
+        keycloak_provider.validation_checks = [
+            {"id": "jwks.keys", "status": "fail", "message": "The JWKS has no keys."}
+        ]
+        keycloak_provider.save()
+        err = StringIO()
+        with pytest.raises(CommandError) as caught:
+            call_command("publish", "Lab Keycloak", stderr=err)
+        assert caught.value.returncode == 1
+        assert "FAIL  jwks.keys" in err.getvalue()
+
+    def test_a_rolled_back_publish_leaves_nothing_behind(self, keycloak_provider):
+        make_instance(keycloak_provider, "lab", push_target="webhook",
+                      webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        with pytest.raises(RuntimeError), transaction.atomic():
+            rollout.publish(keycloak_provider)
+            raise RuntimeError("something after the publish failed")
+        assert not ConfigVersion.objects.exists()
+        assert not PushRequest.objects.exists()
+        assert not AuditEvent.objects.filter(action="version.published").exists()
+
+    def test_staged_rollout_continue_and_halt(self, admin_client, keycloak_provider):
+        canary, _ = make_instance(keycloak_provider, "canary-1", rollout_group="canary")
+        prod, _ = make_instance(keycloak_provider, "prod-1")
+        first = rollout.publish(keycloak_provider, group="canary")
+        canary.refresh_from_db(), prod.refresh_from_db()
+        assert canary.assigned_version == first and prod.assigned_version is None
+        admin_client.post(reverse("rollout-continue", args=[keycloak_provider.pk, 1]))
+        prod.refresh_from_db()
+        assert prod.assigned_version == first
+
+        second = rollout.publish(keycloak_provider, group="canary")
+        admin_client.post(reverse("rollout-halt", args=[keycloak_provider.pk, 2]))
+        canary.refresh_from_db(), prod.refresh_from_db()
+        assert canary.assigned_version == second and prod.assigned_version == first
+        second.rollout.refresh_from_db()
+        assert second.rollout.state == "halted"
+        response = admin_client.post(
+            reverse("rollout-continue", args=[keycloak_provider.pk, 2]), follow=True
+        )
+        assert b"is halted" in response.content
+        assert "rollout.continued" in actions()
+        assert actions()[-1] == "rollout.halted"  # the refused continue recorded nothing
+
+    def test_rollback_publishes_the_old_content_as_a_new_version(
+        self, admin_client, keycloak_provider
+    ):
+        lab, _ = make_instance(keycloak_provider, "lab")
+        v1 = rollout.publish(keycloak_provider)
+        keycloak_provider.client_id = "diffgram-v2"
+        keycloak_provider.save()
+        rollout.publish(keycloak_provider)
+        response = admin_client.post(
+            reverse("version-rollback", args=[keycloak_provider.pk, 1]), follow=True
+        )
+        v3 = ConfigVersion.objects.get(number=3)
+        assert v3.rollback_of == v1
+        assert v3.all_settings() == v1.all_settings()
+        lab.refresh_from_db()
+        assert lab.assigned_version == v3
+        assert b"Published v3 with the content of v1" in response.content
+        event = AuditEvent.objects.get(action="version.rolled_back")
+        assert event.context["to"] == 1
+
+    def test_the_diff_shows_secrets_only_as_changed(self, admin_client, keycloak_provider):
+        make_instance(keycloak_provider, "lab")
+        rollout.publish(keycloak_provider)
+        keycloak_provider.client_id = "diffgram-v2"
+        keycloak_provider.set_secret("client_secret", "second-secret-canary")
+        keycloak_provider.save()
+        rollout.publish(keycloak_provider)
+        response = admin_client.get(
+            reverse("version-diff", args=[keycloak_provider.pk]), {"from": 1, "to": 2}
+        )
+        rows = {row["name"]: row for row in response.context["diff"]}
+        assert rows["OAUTH2_PROVIDER_CLIENT_ID"] == {
+            "name": "OAUTH2_PROVIDER_CLIENT_ID", "state": "changed",
+            "before": "diffgram", "after": "diffgram-v2",
+        }  # fmt: skip
+        assert rows["OAUTH2_PROVIDER_CLIENT_SECRET"]["state"] == "changed"
+        assert rows["KEY_CLOAK_MASTER_PASSWORD"]["state"] == "unchanged"
+        page = response.content.decode()
+        assert "second-secret-canary" not in page and "kc-client-secret-canary" not in page
+
+    def test_a_new_instance_gets_the_current_version(self, keycloak_provider):
+        make_instance(keycloak_provider, "lab")
+        version = rollout.publish(keycloak_provider)
+        late, _ = make_instance(keycloak_provider, "late")
+        assert late.assigned_version == version
+
+
+class TestOutbox:
+    def test_the_sweeper_re_dispatches_requests_that_never_started(
+        self, keycloak_provider, settings, django_capture_on_commit_callbacks
+    ):
+        make_instance(keycloak_provider, "prod", push_target="webhook",
+                      webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        with django_capture_on_commit_callbacks() as publish_callbacks:
+            rollout.publish(keycloak_provider)
+        assert len(publish_callbacks) == 1  # the push is sent only after the commit
+        settings.PUSH_SWEEP_AFTER_SECONDS = 0
+        with django_capture_on_commit_callbacks() as sweep_callbacks:
+            assert rollout.sweep_outbox() == 1
+        assert len(sweep_callbacks) == 1
+
+
+class TestFleetView:
+    def test_it_flags_drift_and_polls_while_a_push_is_in_flight(
+        self, admin_client, keycloak_provider
+    ):
+        lab, _ = make_instance(keycloak_provider, "lab")
+        prod, _ = make_instance(keycloak_provider, "prod", push_target="webhook",
+                                webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        rollout.publish(keycloak_provider)
+        page = admin_client.get(reverse("instances")).content.decode()
+        assert 'hx-trigger="every 2s"' in page
+        assert "drift: applied ≠ assigned, not pulled recently" in page  # lab
+        rollout.record_applied(prod, version_number=1, ok=True, detail="")
+        PushRequest.objects.update(state="succeeded")
+        fragment = admin_client.get(reverse("instances"), HTTP_HX_REQUEST="true")
+        html = fragment.content.decode()
+        assert "<html" not in html
+        assert 'hx-trigger="every 2s"' not in html  # nothing in flight: stop polling
+        assert "in sync" in html
+
+    def test_it_runs_a_constant_number_of_queries(
+        self, admin_client, keycloak_provider, django_assert_max_num_queries
+    ):
+        for number in range(3):
+            make_instance(keycloak_provider, f"i{number}")
+        rollout.publish(keycloak_provider)
+        with django_assert_max_num_queries(8) as few:
+            admin_client.get(reverse("instances"))
+        for number in range(3, 15):
+            make_instance(keycloak_provider, f"i{number}")
+        with django_assert_max_num_queries(len(few.captured_queries)):
+            admin_client.get(reverse("instances"))
