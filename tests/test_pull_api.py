@@ -160,3 +160,13 @@ def test_the_agent_exits_non_zero_with_a_clear_message(published, live_server, t
     assert result.returncode == 1
     assert "the console answered HTTP 401: Missing or invalid instance token." in result.stderr
     assert not agent.env_file.exists()
+
+
+def test_the_agent_runs_on_change_only_when_the_file_changed(published, live_server, tmp_path):
+    agent = AgentProcess(tmp_path, published["lab"], published["token"], live_server.url)
+    marker = tmp_path / "restarted"
+    command = f"echo restarted >> {marker}"
+    assert agent.pull("--on-change", command).returncode == 0
+    assert marker.read_text() == "restarted\n"
+    assert agent.pull("--on-change", command).returncode == 0  # 304: nothing to restart
+    assert marker.read_text() == "restarted\n"
