@@ -442,6 +442,12 @@ def _check_token_auth(add, spec, document):
         add("token_auth.method", PASS, "Public client: no client secret is sent.")
     elif "client_secret_post" in methods:
         add("token_auth.method", PASS, "client_secret_post is supported, as Diffgram needs.")
+    elif spec.kind not in diffgram.DIFFGRAM_KINDS and "client_secret_basic" in methods:
+        add(
+            "token_auth.method",
+            PASS,
+            "client_secret_basic is supported (the console's own sign-in uses it).",
+        )
     else:
         add(
             "token_auth.method",

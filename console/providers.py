@@ -171,3 +171,21 @@ def delete_provider(provider, *, request=None, actor=None):
             changes={name: [value, None] for name, value in stored.audit_fields().items()},
         )
         stored.delete()
+
+
+def mark_console_login(provider, *, request=None, actor=None):
+    """Make this the provider the console's own admins sign in with (only one at a time)."""
+    with transaction.atomic():
+        previous = list(
+            Provider.objects.select_for_update().filter(console_login=True).exclude(pk=provider.pk)
+        )
+        Provider.objects.filter(pk__in=[p.pk for p in previous]).update(console_login=False)
+        Provider.objects.filter(pk=provider.pk).update(console_login=True)
+        audit.record(
+            Action.PROVIDER_CONSOLE_LOGIN_MARKED,
+            request=request,
+            actor=actor,
+            target=provider,
+            changes={"console_login": [False, True]},
+            context={"replaces": [p.name for p in previous]},
+        )

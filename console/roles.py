@@ -7,6 +7,7 @@ Every view requires a signed-in user (Django's LoginRequiredMiddleware) and a ro
 (RoleMiddleware below), so a new view is protected without anyone remembering to protect it.
 """
 
+from django.contrib.auth import BACKEND_SESSION_KEY
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
@@ -56,6 +57,13 @@ class RoleMiddleware:
         return None
 
 
+LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
 def role_context(request):
     role = getattr(request, "role", None)
-    return {"role": role, "can_edit": role == ADMIN}
+    user = getattr(request, "user", None)
+    break_glass = bool(
+        user and user.is_authenticated and request.session.get(BACKEND_SESSION_KEY) == LOCAL_BACKEND
+    )
+    return {"role": role, "can_edit": role == ADMIN, "break_glass": break_glass}

@@ -3,7 +3,7 @@ from django.views.generic import RedirectView
 
 from console import api
 from console.roles import role_not_required
-from console.views import accounts, health, history, instances, providers, versions
+from console.views import accounts, health, history, instances, oidc, providers, versions
 
 provider = "providers/<int:provider_id>/"
 version = provider + "versions/<int:number>/"
@@ -13,6 +13,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="providers", permanent=False), name="home"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", role_not_required(accounts.LogoutView.as_view()), name="logout"),
+    path("oidc/authenticate/", oidc.authenticate, name="oidc_authentication_init"),
+    path("oidc/callback/", oidc.callback, name="oidc_authentication_callback"),
     # identity providers
     path("providers/", providers.provider_list, name="providers"),
     path("providers/new/", providers.provider_new, name="provider-new"),
@@ -23,6 +25,8 @@ urlpatterns = [
     path(provider + "validate/", providers.provider_validate, name="provider-validate"),
     path(provider + "toggle/", providers.provider_toggle, name="provider-toggle"),
     path(provider + "delete/", providers.provider_delete, name="provider-delete"),
+    path(provider + "test-login/", oidc.test_login_start, name="provider-test-login"),
+    path(provider + "console-login/", oidc.mark_console_login, name="provider-console-login"),
     # versions and rollout
     path(provider + "publish/", versions.publish, name="provider-publish"),
     path(provider + "versions/diff/", versions.version_diff, name="version-diff"),

@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "console.auth.ConsoleSessionRefresh",
     "console.roles.RoleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -130,6 +131,29 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- Console sign-in ---------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # local break-glass accounts
+    "console.auth.ConsoleOIDCBackend",  # single sign-on (a provider marked "console login")
+]
+# Bootstrap single sign-on before any provider is marked "console login" in the console.
+CONSOLE_OIDC_ISSUER = env("CONSOLE_OIDC_ISSUER", default="")
+CONSOLE_OIDC_CLIENT_ID = env("CONSOLE_OIDC_CLIENT_ID", default="")
+CONSOLE_OIDC_CLIENT_SECRET = env("CONSOLE_OIDC_CLIENT_SECRET", default="")
+CONSOLE_OIDC_SCOPES = env("CONSOLE_OIDC_SCOPES", default="openid email profile")
+CONSOLE_OIDC_GROUPS_CLAIM = env("CONSOLE_OIDC_GROUPS_CLAIM", default="groups")
+CONSOLE_ADMIN_GROUPS = [g for g in env.list("CONSOLE_ADMIN_GROUPS", default=[]) if g]
+CONSOLE_AUDITOR_GROUPS = [g for g in env.list("CONSOLE_AUDITOR_GROUPS", default=[]) if g]
+CONSOLE_LOCAL_LOGIN = env.bool("CONSOLE_LOCAL_LOGIN", default=True)
+# mozilla-django-oidc: PKCE and nonce on; our backend does the HTTP through console.outbound,
+# whose timeouts are these.
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_TIMEOUT = (3, 5)
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_EXEMPT_URLS = ["healthz", "logout"]
+LOGIN_REDIRECT_URL_FAILURE = "login"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "providers"
 LOGOUT_REDIRECT_URL = "login"

@@ -54,6 +54,14 @@ def port_open(host, port, timeout=0.5):
         return False
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Cached JWKS and validations must not leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 # --- actors -----------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from tests.urls_helper import all_named_urls
 pytestmark = pytest.mark.django_db
 
 # Views anyone may reach without signing in. Everything else must redirect to the login page.
-PUBLIC = {"login", "healthz"}
+PUBLIC = {"login", "healthz", "oidc_authentication_init", "oidc_authentication_callback"}
 # Machine endpoints authenticated by an instance token instead of a session.
 INSTANCE_TOKEN = {"api-pull-config", "api-applied"}
 # Views a signed-in user without a role may use.
@@ -35,6 +35,8 @@ SAMPLE_KWARGS = {
     "instance-push": {"instance_id": 1},
     "instance-rotate-token": {"instance_id": 1},
     "instance-rotate-signing-secret": {"instance_id": 1},
+    "provider-test-login": {"provider_id": 1},
+    "provider-console-login": {"provider_id": 1},
     "api-pull-config": {"instance_id": 1},
     "api-applied": {"instance_id": 1},
 }

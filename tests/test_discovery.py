@@ -278,19 +278,28 @@ def report_of(checks):
     return discovery.Report(checks=checks)
 
 
-def test_a_confidential_client_needs_client_secret_post(idp):
+def test_a_confidential_diffgram_client_needs_client_secret_post(idp, keycloak):
+    def basic_only(document):
+        document["token_endpoint_auth_methods_supported"] = ["client_secret_basic"]
+
+    idp_server.serve_keycloak(idp, change=basic_only)
+    report = validate(keycloak)
+    assert statuses(report)["token_auth.method"] == FAIL
+    assert "client_secret_post" in message(report, "token_auth.method")
+    # Absent means client_secret_basic only, per the spec.
+    idp_server.serve_keycloak(idp, change=lambda d: d.pop("token_endpoint_auth_methods_supported"))
+    assert statuses(validate(keycloak))["token_auth.method"] == FAIL
+    public = validate(ProviderSpec(**{**keycloak.__dict__, "confidential": False}))
+    assert statuses(public)["token_auth.method"] == PASS
+
+
+def test_the_consoles_own_sign_in_can_use_client_secret_basic(idp):
     spec = serve_okta(
         idp, lambda d: d.update(token_endpoint_auth_methods_supported=["client_secret_basic"])
     )
     report = validate(ProviderSpec(**{**spec.__dict__, "confidential": True}))
-    assert statuses(report)["token_auth.method"] == FAIL
-    assert "client_secret_post" in message(report, "token_auth.method")
-    # Absent means client_secret_basic only, per the spec.
-    spec = serve_okta(idp, lambda d: d.pop("token_endpoint_auth_methods_supported"))
-    report = validate(ProviderSpec(**{**spec.__dict__, "confidential": True}))
-    assert statuses(report)["token_auth.method"] == FAIL
-    public = validate(ProviderSpec(**{**spec.__dict__, "confidential": False}))
-    assert statuses(public)["token_auth.method"] == PASS
+    assert statuses(report)["token_auth.method"] == PASS
+    assert "client_secret_basic" in message(report, "token_auth.method")
 
 
 def test_userinfo_is_required_for_diffgram_providers_only(idp, keycloak):

@@ -43,9 +43,13 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
     instance, agent = webhook_instance
     agent.serve(agent.port)
     rollout.publish(keycloak_provider, note="via webhook")
+    # The agent acknowledges while answering the webhook, before the worker records the push.
     celery_worker.wait_until(
-        lambda: Instance.objects.get(pk=instance.pk).applied_version_number == 1,
-        "the agent's acknowledgement",
+        lambda: (
+            Instance.objects.get(pk=instance.pk).applied_version_number == 1
+            and push_state(instance) == "succeeded"
+        ),
+        "the agent's acknowledgement and the push's success",
     )
     assert agent.env()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
     push = PushRequest.objects.get(instance=instance)

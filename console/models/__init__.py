@@ -8,7 +8,7 @@ from console.models.audit import (
     compute_event_hash,
     event_fields,
 )
-from console.models.provider import Provider
+from console.models.provider import ExternalIdentity, Provider
 from console.models.rollout import (
     ConfigVersion,
     Instance,
@@ -24,6 +24,7 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "ConfigVersion",
+    "ExternalIdentity",
     "Instance",
     "Provider",
     "PushAttempt",

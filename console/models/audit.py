@@ -26,6 +26,7 @@ class AuditEvent(models.Model):
         PROVIDER_SECRET_SET = "provider.secret_set"
         PROVIDER_SECRET_CLEARED = "provider.secret_cleared"
         PROVIDER_VALIDATED = "provider.validated"
+        PROVIDER_TEST_LOGIN = "provider.test_login"
         PROVIDER_CONSOLE_LOGIN_MARKED = "provider.console_login_marked"
         VERSION_PUBLISHED = "version.published"
         VERSION_ROLLED_BACK = "version.rolled_back"
@@ -47,6 +48,7 @@ class AuditEvent(models.Model):
         # accounts and access
         USER_CREATED = "user.created"
         USER_ROLE_CHANGED = "user.role_changed"
+        USER_PASSWORD_RESET = "user.password_reset"
         LOGIN_SUCCEEDED = "login.succeeded"
         LOGIN_FAILED = "login.failed"
         LOGIN_BREAK_GLASS = "login.break_glass"

@@ -19,6 +19,9 @@ class Provider(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     enabled = models.BooleanField(default=True)
+    # The console's own admins sign in through this provider (at most one; set only after a
+    # successful test login by the admin who marks it).
+    console_login = models.BooleanField(default=False, editable=False)
     issuer = models.CharField(max_length=500)
     client_id = models.CharField(max_length=255)
     client_secret_encrypted = models.TextField(blank=True, editable=False)
@@ -148,3 +151,23 @@ class Provider(models.Model):
         for check in self.validation_checks or []:
             counts[check.get("status", "skip")] = counts.get(check.get("status", "skip"), 0) + 1
         return counts
+
+
+class ExternalIdentity(models.Model):
+    """Links a console user to an account at an identity provider: (issuer, sub), never email."""
+
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.CASCADE, related_name="external_identities"
+    )
+    issuer = models.CharField(max_length=500)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="identity_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.subject} at {self.issuer}"

@@ -1,8 +1,17 @@
-"""Sign in and out, with every attempt in the audit history."""
+"""Sign in and out, with every attempt in the audit history.
 
+The local login form is the break-glass way in (and the only one before single sign-on is
+set up); CONSOLE_LOCAL_LOGIN=false turns it off.
+"""
+
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.shortcuts import render
+from django.urls import reverse
 
-from console import audit
+from console import audit, auth
 from console.models import AuditEvent
 
 
@@ -13,11 +22,27 @@ def user_target(user):
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["local_login"] = settings.CONSOLE_LOCAL_LOGIN
+        try:
+            context["sso"] = auth.login_config()
+        except auth.LoginError as error:
+            context["sso_error"] = str(error)
+        return context
+
+    def post(self, request, *args, **kwargs):
+        if not settings.CONSOLE_LOCAL_LOGIN:
+            return self.render_to_response(
+                {**self.get_context_data(), "local_refused": True}, status=403
+            )
+        return super().post(request, *args, **kwargs)
+
     def form_valid(self, form):
         response = super().form_valid(form)
         user = form.get_user()
         audit.record(
-            audit.Action.LOGIN_SUCCEEDED,
+            audit.Action.LOGIN_BREAK_GLASS,
             request=self.request,
             actor=user,
             target=user_target(user),
@@ -36,7 +61,29 @@ class LoginView(auth_views.LoginView):
 
 
 class LogoutView(auth_views.LogoutView):
+    """Sign out of the console and, for an SSO session, of the identity provider too."""
+
     def post(self, request, *args, **kwargs):
+        end_session_url = _end_session_url(request)
         if request.user.is_authenticated:
             audit.record(audit.Action.LOGOUT, request=request, target=user_target(request.user))
-        return super().post(request, *args, **kwargs)
+        response = super().post(request, *args, **kwargs)
+        if end_session_url:
+            # A page, not a redirect: the CSP's form-action allows only this console, and
+            # browsers apply it to redirects that follow a form submission.
+            return render(request, "registration/signing_out.html", {"url": end_session_url})
+        return response
+
+
+def _end_session_url(request):
+    endpoint = request.session.get("oidc_end_session_endpoint")
+    if not endpoint:
+        return ""
+    query = urlencode(
+        {
+            "id_token_hint": request.session.get("oidc_id_token", ""),
+            "client_id": request.session.get("oidc_client_id", ""),
+            "post_logout_redirect_uri": request.build_absolute_uri(reverse("login")),
+        }
+    )
+    return f"{endpoint}?{query}"

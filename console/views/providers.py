@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
@@ -91,6 +92,7 @@ def provider_detail(request, provider_id):
             "registrations": diffgram.registrations_for(provider.kind, url_base),
             "discovery_json": _pretty(provider.discovery_snapshot),
             "publish_form": PublishForm(provider=provider),
+            "console_callback": request.build_absolute_uri(reverse("oidc_authentication_callback")),
             "versions": provider.versions.select_related("rollout")[:20],
             "jwks_json": _pretty(provider.jwks_snapshot),
         },

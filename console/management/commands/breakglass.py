@@ -1,0 +1,46 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from console import audit
+from console.management.commands._cli import cli_actor
+from console.models import AuditEvent
+from console.roles import ADMIN
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or reset a local break-glass admin and print a new password once (stored "
+        "hashed only). For when single sign-on is unavailable; every sign-in with it is "
+        "recorded in the history."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="breakglass")
+
+    def handle(self, *args, username, **options):
+        User = get_user_model()
+        password = secrets.token_urlsafe(18)
+        with transaction.atomic():
+            user, created = User.objects.get_or_create(username=username)
+            user.set_password(password)
+            user.is_active = True
+            user.save()
+            user.groups.add(Group.objects.get_or_create(name=ADMIN)[0])
+            audit.record(
+                audit.Action.USER_CREATED if created else audit.Action.USER_PASSWORD_RESET,
+                actor=cli_actor("breakglass"),
+                target=(AuditEvent.TargetType.USER, user.pk, user.username),
+                changes={"password": ["[set]" if not created else "[not set]", "[changed]"]},
+                context={"reason": "break-glass account created or reset"},
+            )
+        self.stdout.write(
+            self.style.WARNING(
+                f"Break-glass admin {username!r} {'created' if created else 'reset'}.\n"
+                f"    password: {password}\n"
+                "Shown only this once. Every sign-in with it is recorded in the history."
+            )
+        )

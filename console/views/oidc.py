@@ -1,0 +1,211 @@
+"""Signing in to the console through OIDC, and "Test login" against any provider."""
+
+import json
+import secrets
+import time
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST, require_safe
+from mozilla_django_oidc.utils import generate_code_challenge, import_from_settings
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
+
+from console import audit, auth, providers
+from console.views.providers import get_provider
+
+TEST_STATES = "oidc_test_states"
+TEST_PASSED = "oidc_test_logins_passed"
+TEST_LOGIN_VALID_FOR = 30 * 60  # a test login lets the same admin mark the provider for 30 min
+
+
+class AuthenticateView(OIDCAuthenticationRequestView):
+    """Start the sign-in: mozilla-django-oidc builds the request (state, nonce, PKCE)."""
+
+    def __init__(self, **kwargs):
+        super(OIDCAuthenticationRequestView, self).__init__(**kwargs)
+
+    def get_settings(self, attr, *args):
+        if attr == "OIDC_RP_SCOPES":
+            return self.config.scopes
+        return import_from_settings(attr, *args)
+
+    def get(self, request):
+        try:
+            self.config = auth.login_config()
+        except auth.LoginError as error:
+            messages.error(request, str(error))
+            return redirect("login")
+        if self.config is None:
+            return redirect("login")
+        self.OIDC_OP_AUTH_ENDPOINT = self.config.authorization_endpoint
+        self.OIDC_RP_CLIENT_ID = self.config.client_id
+        return super().get(request)
+
+
+class CallbackView(OIDCAuthenticationCallbackView):
+    """The one redirect URI to register: sign-ins and test logins both come back here."""
+
+    def get(self, request):
+        if request.GET.get("state") in request.session.get(TEST_STATES, {}):
+            return test_login_result(request)
+        try:
+            return super().get(request)
+        except auth.NoRole as refusal:
+            self._audit_failure(str(refusal))
+            return render(request, "console/no_access.html", {"refused_sso": True}, status=403)
+        except auth.LoginError as error:
+            self._audit_failure(str(error))
+            messages.error(request, f"Sign-in failed: {error}")
+            return redirect("login")
+
+    def login_success(self):
+        response = super().login_success()
+        outcome, config = self.request.oidc_outcome, self.request.oidc_config
+        session = self.request.session
+        # Refresh when the ID token itself expires, not after a fixed interval.
+        session["oidc_id_token_expiration"] = outcome.claims["exp"]
+        session["oidc_id_token"] = outcome.id_token
+        session["oidc_end_session_endpoint"] = config.end_session_endpoint
+        session["oidc_client_id"] = config.client_id
+        audit.record(
+            audit.Action.LOGIN_SUCCEEDED,
+            request=self.request,
+            actor=self.user,
+            target=("user", self.user.pk, self.user.username),
+            context={"method": "oidc", "issuer": config.issuer, "role": outcome.role},
+        )
+        return response
+
+    def login_failure(self):
+        error = self.request.GET.get("error")
+        if error:
+            description = self.request.GET.get("error_description", "")
+            message = f"The identity provider answered: {error}" + (
+                f" ({description})" if description else ""
+            )
+            self._audit_failure(message)
+            messages.error(self.request, f"Sign-in failed. {message}")
+        return redirect("login")
+
+    def _audit_failure(self, reason):
+        audit.record(
+            audit.Action.LOGIN_FAILED,
+            request=self.request,
+            actor=audit.anonymous(""),
+            context={"method": "oidc", "reason": reason[:500]},
+        )
+
+
+authenticate = login_not_required(AuthenticateView.as_view())
+callback = login_not_required(CallbackView.as_view())
+
+
+# --- test login ---------------------------------------------------------------------------------
+
+
+@require_safe
+def test_login_start(request, provider_id):
+    """Run the authorization-code flow against this provider with the console's callback,
+    without signing anyone in or out. A link (GET), not a form: the CSP's form-action allows
+    only this console, and browsers apply it to the redirect that follows a form post."""
+    provider = get_provider(request, provider_id)
+    config = auth.config_for_provider(provider)
+    if config is None:
+        messages.error(request, f"Validate {provider} successfully before a test login.")
+        return redirect("provider-detail", provider.pk)
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    verifier = secrets.token_urlsafe(64)[:86]
+    states = request.session.get(TEST_STATES, {})
+    states[state] = {
+        "provider": provider.pk,
+        "nonce": nonce,
+        "verifier": verifier,
+        "at": time.time(),
+    }
+    request.session[TEST_STATES] = dict(list(states.items())[-5:])
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": config.client_id,
+            "redirect_uri": request.build_absolute_uri(reverse("oidc_authentication_callback")),
+            "scope": config.scopes,
+            "state": state,
+            "nonce": nonce,
+            "code_challenge": generate_code_challenge(verifier, "S256"),
+            "code_challenge_method": "S256",
+            "prompt": "login",
+        }
+    )
+    return redirect(f"{config.authorization_endpoint}?{query}")
+
+
+def test_login_result(request):
+    """Show what the provider sent back (or the exact error); the session stays as it was."""
+    test = request.session[TEST_STATES].pop(request.GET["state"])
+    request.session.modified = True
+    provider = get_provider(request, test["provider"])
+    context = {"provider": provider, "error": None, "outcome": None}
+    if not request.user.is_authenticated:
+        context["error"] = "Sign in to the console before running a test login."
+    elif request.GET.get("error"):
+        context["error"] = f"The provider answered: {request.GET['error']}" + (
+            f" ({request.GET['error_description']})" if "error_description" in request.GET else ""
+        )
+    else:
+        try:
+            context["outcome"] = auth.complete_flow(
+                auth.config_for_provider(provider),
+                code=request.GET.get("code", ""),
+                redirect_uri=request.build_absolute_uri(reverse("oidc_authentication_callback")),
+                nonce=test["nonce"],
+                code_verifier=test["verifier"],
+            )
+        except auth.LoginError as error:
+            context["error"] = str(error)
+    if context["outcome"] is not None:
+        context["claims_json"] = json.dumps(context["outcome"].claims, indent=2, sort_keys=True)
+        context["userinfo_json"] = json.dumps(context["outcome"].userinfo, indent=2, sort_keys=True)
+        context["groups_claim_name"] = settings.CONSOLE_OIDC_GROUPS_CLAIM
+        passed = request.session.get(TEST_PASSED, {})
+        passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}
+        request.session[TEST_PASSED] = passed
+    audit.record(
+        audit.Action.PROVIDER_TEST_LOGIN,
+        request=request,
+        target=provider,
+        context={
+            "passed": context["outcome"] is not None,
+            **({"error": context["error"][:500]} if context["error"] else {}),
+            **(
+                {"role": context["outcome"].role, "sub": context["outcome"].claims.get("sub")}
+                if context["outcome"]
+                else {}
+            ),
+        },
+    )
+    return render(
+        request, "console/test_login.html", context, status=200 if context["outcome"] else 400
+    )
+
+
+@require_POST
+def mark_console_login(request, provider_id):
+    provider = get_provider(request, provider_id)
+    passed = request.session.get(TEST_PASSED, {}).get(str(provider.pk))
+    if (
+        not passed
+        or passed["user"] != request.user.pk
+        or time.time() - passed["at"] > TEST_LOGIN_VALID_FOR
+    ):
+        messages.error(
+            request,
+            "Run a successful test login with this provider first (within the last 30 minutes).",
+        )
+        return redirect("provider-detail", provider.pk)
+    providers.mark_console_login(provider, request=request)
+    messages.success(request, f"The console's admins now sign in with {provider}.")
+    return redirect("provider-detail", provider.pk)

@@ -1,0 +1,128 @@
+"""The console's own single sign-on in real Chromium against the certified node oidc-provider."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from console import providers
+from console.forms import OIDCProviderForm
+from console.models import Provider
+from tests.conftest import PASSWORD
+from tests.idp_server import signing_key
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+ACCOUNTS = {
+    "alice": {"sub": "alice-sub", "email": "alice@example.com", "groups": ["console-admins"]},
+    "oscar": {"sub": "oscar-sub", "email": "oscar@example.com", "groups": ["console-auditors"]},
+    "nora": {"sub": "nora-sub", "email": "nora@example.com", "groups": ["engineering"]},
+}
+
+
+@pytest.fixture
+def sso(node_op, live_server, settings):
+    """The node OP, with a client for this live server, marked as the console's sign-in."""
+    node_op.start(
+        clients=[
+            {
+                "client_id": "console",
+                "client_secret": "console-test-secret",
+                "redirect_uris": [f"{live_server.url}/oidc/callback/"],
+                "post_logout_redirect_uris": [f"{live_server.url}/login/"],
+                "token_endpoint_auth_method": "client_secret_post",
+            }
+        ],
+        accounts=ACCOUNTS,
+        jwks={"keys": [signing_key("op-key-1").as_dict(private=True)]},
+    )
+    settings.CONSOLE_ADMIN_GROUPS = ["console-admins"]
+    settings.CONSOLE_AUDITOR_GROUPS = ["console-auditors"]
+    form = OIDCProviderForm(
+        data={
+            "name": "Company SSO",
+            "issuer": node_op.issuer,
+            "client_id": "console",
+            "client_secret": "console-test-secret",
+            "scopes": "openid email profile groups",
+        }
+    )
+    assert form.is_valid(), form.errors
+    provider, report = providers.run_validation(providers.save_provider(form))
+    assert report.ok, report.as_list()
+    providers.mark_console_login(provider)
+    return provider
+
+
+def sign_in_at_op(page, login, live_server):
+    """Fill the OP's login form (and consent, when asked) and come back to the console."""
+    page.locator('input[name="login"]').fill(login)
+    page.locator('input[name="password"]').fill("any password")
+    page.get_by_role("button", name="Sign-in").click()
+    page.wait_for_url(re.compile(rf"^({re.escape(live_server.url)}|.*/interaction/).*"))
+    if "/interaction/" in page.url:
+        page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(rf"^{re.escape(live_server.url)}.*"))
+
+
+def sso_sign_in(page, live_server, login):
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_role("link", name="Sign in with Company SSO").click()
+    sign_in_at_op(page, login, live_server)
+
+
+def test_an_admin_signs_in_edits_and_signs_out_of_both(page, live_server, sso, node_op):
+    sso_sign_in(page, live_server, "alice")
+    expect(page).to_have_url(f"{live_server.url}/providers/")
+    expect(page.locator(".badge-admin").first).to_have_text("admin")
+    expect(page.get_by_role("link", name="Add provider")).to_be_visible()
+    expect(page.get_by_text("local break-glass account")).to_have_count(0)
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Yes, sign me out").click()  # the OP's own confirmation
+    expect(page).to_have_url(re.compile(rf"^{re.escape(live_server.url)}/login/"))
+
+    # The OP session ended too: signing in again asks for the login form.
+    page.get_by_role("link", name="Sign in with Company SSO").click()
+    expect(page.locator('input[name="login"]')).to_be_visible()
+
+
+def test_an_auditor_is_read_only_and_a_user_in_no_group_is_refused(browser, live_server, sso):
+    auditor = browser.new_context().new_page()
+    sso_sign_in(auditor, live_server, "oscar")
+    expect(auditor.locator(".whoami .badge")).to_have_text("auditor")
+    expect(auditor.get_by_role("link", name="Add provider")).to_have_count(0)
+
+    outsider = browser.new_context().new_page()
+    sso_sign_in(outsider, live_server, "nora")
+    expect(outsider.get_by_role("heading", name="No access")).to_be_visible()
+    outsider.goto(f"{live_server.url}/providers/")
+    expect(outsider).to_have_url(re.compile(r"/login/\?next="))
+
+
+def test_test_login_shows_the_claims(page, live_server, sso, admin_user):
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_text("Emergency: sign in with a local account").click()
+    page.get_by_label("Username").fill(admin_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_text("Signed in with a local break-glass account")).to_be_visible()
+
+    page.goto(f"{live_server.url}/providers/{sso.pk}/")
+    page.get_by_role("link", name="Test login").click()
+    sign_in_at_op(page, "oscar", live_server)
+    expect(page.get_by_text("The test login worked.")).to_be_visible()
+    expect(page.get_by_text("would sign in as auditor")).to_be_visible()
+    expect(page.locator("#userinfo")).to_contain_text("oscar@example.com")
+    expect(page.locator("#id-token-claims")).to_contain_text('"sub": "oscar-sub"')
+    # Still the local admin: the test login did not touch the session.
+    expect(page.locator(".whoami")).to_contain_text(admin_user.username)
+
+
+def test_a_key_rotation_at_the_op_does_not_break_sign_in(page, live_server, sso, node_op):
+    node_op.start(jwks={"keys": [signing_key("op-key-2").as_dict(private=True)]})
+    sso_sign_in(page, live_server, "alice")
+    expect(page).to_have_url(f"{live_server.url}/providers/")
+    expect(page.locator(".whoami")).to_contain_text("alice")
+    kids = [key["kid"] for key in Provider.objects.get(pk=sso.pk).jwks_snapshot["keys"]]
+    assert kids == ["op-key-2"]

@@ -1,0 +1,324 @@
+"""The console's own sign-in, end to end through the backend, against an in-process OP
+(oidc-provider-mock) over real HTTP on 127.0.0.1."""
+
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+from io import StringIO
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from oidc_provider_mock import run_server_in_thread
+from oidc_provider_mock._storage import User as OPUser
+
+from console import providers
+from console.forms import OIDCProviderForm
+from console.models import AuditEvent, ExternalIdentity, Provider
+from console.roles import role_of
+from tests.conftest import PASSWORD, make_user
+
+pytestmark = pytest.mark.django_db
+
+USERS = [
+    OPUser(sub="alice-sub", claims={"email": "alice@example.com", "groups": ["sso-admins"]}),
+    OPUser(sub="oscar-sub", claims={"email": "oscar@example.com", "groups": ["sso-auditors"]}),
+    OPUser(sub="nora-sub", claims={"email": "nora@example.com", "groups": ["engineering"]}),
+]
+
+
+@pytest.fixture(scope="module")
+def mock_op():
+    with run_server_in_thread(port=0, user_claims=USERS) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
+
+
+@pytest.fixture
+def sso(mock_op, settings):
+    """The mock OP stored, validated and marked as the console's sign-in provider."""
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
+    settings.CONSOLE_AUDITOR_GROUPS = ["sso-auditors"]
+    form = OIDCProviderForm(
+        data={
+            "name": "Mock OP",
+            "issuer": mock_op,
+            "client_id": "console",
+            "client_secret": "console-secret",
+            "scopes": "openid email profile",
+        }
+    )
+    assert form.is_valid(), form.errors
+    provider, report = providers.run_validation(providers.save_provider(form))
+    assert provider.discovery_snapshot, report.as_list()
+    providers.mark_console_login(provider)
+    set_groups(mock_op, "alice-sub", ["sso-admins"])
+    set_groups(mock_op, "oscar-sub", ["sso-auditors"])
+    return provider
+
+
+def set_groups(op, sub, groups):
+    """The OP's own admin API: change a user's claims, as an IdP admin would."""
+    email = sub.replace("-sub", "@example.com")
+    request = urllib.request.Request(
+        f"{op}/users/{sub}",
+        data=json.dumps({"email": email, "groups": groups}).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def authorize_at_op(authorize_url, sub):
+    """What the user does at the OP: pick the account. Returns the callback URL."""
+    opener = urllib.request.build_opener(NoRedirect)
+    data = urllib.parse.urlencode({"sub": sub}).encode()
+    try:
+        opener.open(urllib.request.Request(authorize_url, data=data), timeout=10)
+    except urllib.error.HTTPError as redirect:
+        assert redirect.code in (302, 303), redirect.read()
+        return redirect.headers["Location"]
+    raise AssertionError("the OP did not redirect back")
+
+
+def sso_login(client, sub, start=None):
+    start = client.get(start or reverse("oidc_authentication_init"))
+    assert start.status_code == 302, start.content
+    callback = authorize_at_op(start["Location"], sub)
+    parts = urllib.parse.urlsplit(callback)
+    return client.get(f"{parts.path}?{parts.query}"), start["Location"]
+
+
+def test_an_admin_signs_in_and_is_matched_on_issuer_and_sub(client, sso, mock_op):
+    response, authorize_url = sso_login(client, "alice-sub")
+    assert response.status_code == 302 and response["Location"] == reverse("providers")
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(authorize_url).query)
+    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"][0]
+    assert query["nonce"][0] and query["state"][0]
+
+    identity = ExternalIdentity.objects.get(subject="alice-sub")
+    assert identity.issuer == mock_op
+    user = identity.user
+    assert (user.username, user.email) == ("alice@example.com", "alice@example.com")
+    assert not user.has_usable_password()
+    assert role_of(user) == "admin"
+    assert client.get(reverse("providers")).context["role"] == "admin"
+    assert [
+        e.action for e in AuditEvent.objects.filter(actor_label=user.username).order_by("id")
+    ] == [
+        "user.created",
+        "user.role_changed",
+        "login.succeeded",
+    ]
+    page = client.get(reverse("providers")).content.decode()
+    assert "break-glass" not in page
+
+
+def test_a_local_user_with_the_same_email_is_not_taken_over(client, sso, django_user_model):
+    local = django_user_model.objects.create_user(
+        "alice@example.com", "alice@example.com", PASSWORD
+    )
+    sso_login(client, "alice-sub")
+    identity = ExternalIdentity.objects.get(subject="alice-sub")
+    assert identity.user != local
+    assert identity.user.username == "alice@example.com~2"
+
+
+def test_email_and_role_are_updated_at_every_login(client, sso, mock_op):
+    sso_login(client, "alice-sub")
+    client.post(reverse("logout"))
+    set_groups(mock_op, "alice-sub", ["sso-auditors"])
+    sso_login(client, "alice-sub")
+    user = ExternalIdentity.objects.get(subject="alice-sub").user
+    assert role_of(user) == "auditor"
+    change = AuditEvent.objects.filter(action="user.role_changed").first()  # newest
+    assert change.changes == {"role": ["admin", "auditor"]}
+    assert change.context == {"groups_claim": ["sso-auditors"]}
+
+
+def test_an_auditor_is_read_only(client, sso):
+    sso_login(client, "oscar-sub")
+    assert client.get(reverse("providers")).status_code == 200
+    assert client.post(reverse("provider-create", args=["oidc"]), {}).status_code == 403
+
+
+def test_someone_in_no_group_gets_no_access_and_no_session(client, sso):
+    response, _ = sso_login(client, "nora-sub")
+    assert response.status_code == 403
+    assert b"no console group" in response.content
+    assert "_auth_user_id" not in client.session
+    assert not ExternalIdentity.objects.filter(subject="nora-sub").exists()
+    assert client.get(reverse("providers")).status_code == 302  # still signed out
+    failed = AuditEvent.objects.get(action="login.failed")
+    assert "no console group" in failed.context["reason"]
+
+
+def test_a_user_who_loses_every_group_loses_the_role_too(client, sso, mock_op):
+    sso_login(client, "alice-sub")
+    client.post(reverse("logout"))
+    set_groups(mock_op, "alice-sub", [])
+    response, _ = sso_login(client, "alice-sub")
+    assert response.status_code == 403
+    assert role_of(ExternalIdentity.objects.get(subject="alice-sub").user) is None
+
+
+def test_the_idp_error_is_shown_on_the_login_page(client, sso):
+    start = client.get(reverse("oidc_authentication_init"))
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(start["Location"]).query)["state"][0]
+    response = client.get(
+        reverse("oidc_authentication_callback"),
+        {"error": "access_denied", "error_description": "The user said no", "state": state},
+        follow=True,
+    )
+    assert b"The identity provider answered: access_denied (The user said no)" in response.content
+
+
+def test_the_session_is_refreshed_silently_when_the_id_token_expires(client, sso):
+    sso_login(client, "alice-sub")
+    session = client.session
+    session["oidc_id_token_expiration"] = time.time() - 1
+    session.save()
+    response = client.get(reverse("providers"))
+    assert response.status_code == 302
+    assert "prompt=none" in response["Location"]
+    assert response["Location"].startswith(sso.discovery_snapshot["authorization_endpoint"])
+
+
+def test_a_bootstrap_issuer_from_the_environment_signs_in(client, mock_op, settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
+    settings.CONSOLE_OIDC_ISSUER = mock_op
+    settings.CONSOLE_OIDC_CLIENT_ID = "console"
+    settings.CONSOLE_OIDC_CLIENT_SECRET = "console-secret"
+    login_page = client.get(reverse("login")).content.decode()
+    assert "Sign in with single sign-on" in login_page
+    response, _ = sso_login(client, "alice-sub")
+    assert response["Location"] == reverse("providers")
+
+
+def test_a_failing_bootstrap_issuer_is_a_clear_error_not_a_500(client, settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    settings.CONSOLE_OIDC_ISSUER = "http://127.0.0.1:1/nothing-here"
+    settings.CONSOLE_OIDC_CLIENT_ID = "console"
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert (
+        "Single sign-on is misconfigured (CONSOLE_OIDC_ISSUER=http://127.0.0.1:1/nothing-here)"
+        in page
+    )
+    assert "connection refused" in page
+    assert 'name="password"' in page  # the break-glass form is still there
+
+
+class TestBreakGlass:
+    def test_the_local_form_can_be_turned_off(self, client, admin_user, settings):
+        settings.CONSOLE_LOCAL_LOGIN = False
+        assert 'name="password"' not in client.get(reverse("login")).content.decode()
+        response = client.post(
+            reverse("login"), {"username": admin_user.username, "password": PASSWORD}
+        )
+        assert response.status_code == 403
+        assert "_auth_user_id" not in client.session
+
+    def test_a_local_session_shows_the_banner_and_is_recorded(self, client, admin_user):
+        client.post(reverse("login"), {"username": admin_user.username, "password": PASSWORD})
+        page = client.get(reverse("providers")).content.decode()
+        assert "Signed in with a local break-glass account" in page
+        assert AuditEvent.objects.get().action == "login.break_glass"
+
+    def test_the_breakglass_command_creates_then_resets(self):
+        out = StringIO()
+        call_command("breakglass", stdout=out)
+        first = re.search(r"password: (\S+)", out.getvalue()).group(1)
+        user = get_user_model().objects.get(username="breakglass")
+        assert user.check_password(first) and role_of(user) == "admin"
+        assert first not in user.password
+        out = StringIO()
+        call_command("breakglass", stdout=out)
+        second = re.search(r"password: (\S+)", out.getvalue()).group(1)
+        user.refresh_from_db()
+        assert second != first and user.check_password(second) and not user.check_password(first)
+        assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
+            "user.created",
+            "user.password_reset",
+        ]
+
+
+class TestTestLogin:
+    def test_it_shows_the_claims_without_touching_the_session(self, admin_client, admin_user, sso):
+        start = admin_client.get(reverse("provider-test-login", args=[sso.pk]))
+        callback = authorize_at_op(start["Location"], "oscar-sub")
+        parts = urllib.parse.urlsplit(callback)
+        result = admin_client.get(f"{parts.path}?{parts.query}")
+        assert result.status_code == 200
+        page = result.content.decode()
+        assert "The test login worked." in page
+        assert "would sign in as <strong>auditor</strong>" in page
+        assert "oscar@example.com" in page and "sso-auditors" in page
+        assert admin_client.session["_auth_user_id"] == str(admin_user.pk)  # still alice-admin
+        event = AuditEvent.objects.get(action="provider.test_login")
+        assert event.context == {"passed": True, "role": "auditor", "sub": "oscar-sub"}
+
+    def test_marking_console_login_needs_a_test_login_by_the_same_admin(
+        self, admin_client, mock_op, settings
+    ):
+        settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+        form = OIDCProviderForm(
+            data={
+                "name": "Other",
+                "issuer": mock_op,
+                "client_id": "c",
+                "client_secret": "s",
+                "scopes": "openid",
+            }
+        )
+        assert form.is_valid()
+        provider, _ = providers.run_validation(providers.save_provider(form))
+        refused = admin_client.post(
+            reverse("provider-console-login", args=[provider.pk]), follow=True
+        )
+        assert b"Run a successful test login with this provider first" in refused.content
+        assert not Provider.objects.get(pk=provider.pk).console_login
+
+        start = admin_client.get(reverse("provider-test-login", args=[provider.pk]))
+        callback = authorize_at_op(start["Location"], "alice-sub")
+        parts = urllib.parse.urlsplit(callback)
+        tested = admin_client.get(f"{parts.path}?{parts.query}")
+        assert b"The test login worked." in tested.content, tested.content.decode()[-3000:]
+
+        bob = Client()  # another admin, who ran no test login himself
+        bob.force_login(make_user(get_user_model(), "bob", "admin"))
+        bob.post(reverse("provider-console-login", args=[provider.pk]))
+        assert not Provider.objects.get(pk=provider.pk).console_login
+
+        admin_client.post(reverse("provider-console-login", args=[provider.pk]))
+        assert Provider.objects.get(pk=provider.pk).console_login
+        marked = AuditEvent.objects.get(action="provider.console_login_marked")
+        assert marked.changes == {"console_login": [False, True]}
+        assert marked.actor_label == "alice-admin"
+
+
+def test_a_test_login_shows_the_exact_token_error(admin_client, mock_op, settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    form = OIDCProviderForm(
+        data={"name": "No secret", "issuer": mock_op, "client_id": "c", "scopes": "openid"}
+    )
+    assert form.is_valid()
+    provider, _ = providers.run_validation(providers.save_provider(form))
+    start = admin_client.get(reverse("provider-test-login", args=[provider.pk]))
+    parts = urllib.parse.urlsplit(authorize_at_op(start["Location"], "alice-sub"))
+    result = admin_client.get(f"{parts.path}?{parts.query}")
+    assert result.status_code == 400
+    assert "The provider refused the token request: invalid_client" in result.content.decode()
+    event = AuditEvent.objects.get(action="provider.test_login")
+    assert event.context["passed"] is False and "invalid_client" in event.context["error"]
