@@ -167,7 +167,7 @@ class CognitoProviderForm(ProviderForm):
         model = Provider
         fields = [
             "name", "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
-            "diffgram_url_base",
+            "diffgram_url_base", "aws_role_arn",
         ]  # fmt: skip
         labels = {"client_id": "App client id"}
         help_texts = {
@@ -198,6 +198,12 @@ class CognitoProviderForm(ProviderForm):
         if domain and "://" not in domain:
             domain = "https://" + domain
         return _http_url(domain, "hosted-UI domain") if domain else domain
+
+    def clean_aws_role_arn(self):
+        arn = self.cleaned_data.get("aws_role_arn", "").strip()
+        if arn and not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", arn):
+            raise ValidationError("Enter a role ARN such as arn:aws:iam::123456789012:role/sso.")
+        return arn
 
     def clean_scopes(self):
         scopes = self.cleaned_data["scopes"].split()

@@ -3,7 +3,16 @@ from django.views.generic import RedirectView
 
 from console import api
 from console.roles import role_not_required
-from console.views import accounts, health, history, instances, oidc, providers, versions
+from console.views import (
+    accounts,
+    cognito,
+    health,
+    history,
+    instances,
+    oidc,
+    providers,
+    versions,
+)
 
 provider = "providers/<int:provider_id>/"
 version = provider + "versions/<int:number>/"
@@ -27,6 +36,10 @@ urlpatterns = [
     path(provider + "delete/", providers.provider_delete, name="provider-delete"),
     path(provider + "test-login/", oidc.test_login_start, name="provider-test-login"),
     path(provider + "console-login/", oidc.mark_console_login, name="provider-console-login"),
+    path(provider + "aws/", cognito.inspect, name="cognito-inspect"),
+    path(provider + "aws/fix/", cognito.fix, name="cognito-fix"),
+    path(provider + "aws/saml/", cognito.add_saml, name="cognito-add-saml"),
+    path(provider + "aws/domain/", cognito.use_domain, name="cognito-use-domain"),
     # versions and rollout
     path(provider + "publish/", versions.publish, name="provider-publish"),
     path(provider + "versions/diff/", versions.version_diff, name="version-diff"),

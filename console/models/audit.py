@@ -27,6 +27,8 @@ class AuditEvent(models.Model):
         PROVIDER_SECRET_CLEARED = "provider.secret_cleared"
         PROVIDER_VALIDATED = "provider.validated"
         PROVIDER_TEST_LOGIN = "provider.test_login"
+        COGNITO_CLIENT_FIXED = "cognito.client_fixed"
+        COGNITO_IDP_ADDED = "cognito.identity_provider_added"
         PROVIDER_CONSOLE_LOGIN_MARKED = "provider.console_login_marked"
         VERSION_PUBLISHED = "version.published"
         VERSION_ROLLED_BACK = "version.rolled_back"

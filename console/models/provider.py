@@ -37,6 +37,13 @@ class Provider(models.Model):
     aws_region = models.CharField("AWS region", max_length=32, blank=True)
     user_pool_id = models.CharField(max_length=64, blank=True)
     cognito_domain = models.CharField("hosted-UI domain", max_length=255, blank=True)
+    aws_role_arn = models.CharField(
+        "IAM role to assume",
+        max_length=255,
+        blank=True,
+        help_text="Optional: arn:aws:iam::<account>:role/<name> for Inspect/Fix in AWS; "
+        "otherwise the console's own AWS credentials are used.",
+    )
     # Keycloak
     keycloak_server_url = models.CharField("server URL", max_length=500, blank=True)
     keycloak_realm = models.CharField("realm", max_length=100, blank=True)
@@ -139,7 +146,8 @@ class Provider(models.Model):
             name: getattr(self, name)
             for name in (
                 "name", "kind", "enabled", "issuer", "client_id", "scopes", "diffgram_url_base",
-                "aws_region", "user_pool_id", "cognito_domain", "keycloak_server_url",
+                "aws_region", "user_pool_id", "cognito_domain", "aws_role_arn",
+                "keycloak_server_url",
                 "keycloak_realm", "keycloak_master_user", "keycloak_diffgram_user",
             )
         }  # fmt: skip

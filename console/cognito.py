@@ -1,0 +1,333 @@
+"""AWS Cognito through boto3: audit an app client against what Diffgram needs, fix it in one
+click, read the hosted-UI domain, and manage the federated identity providers of the pool.
+
+Credentials: boto3's standard chain, optionally assuming the provider's IAM role; the endpoint
+follows AWS_ENDPOINT_URL (a moto server in tests). AWS errors become messages naming the IAM
+permission that is missing; they never escape as exceptions.
+"""
+
+from dataclasses import dataclass, field
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from django.conf import settings
+from django.db import transaction
+
+from console import audit, diffgram
+from console.models import Provider
+
+PASS, FAIL = "pass", "fail"
+REQUIRED_SCOPES = ("openid", "email")
+REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
+THROTTLED = {"TooManyRequestsException", "ThrottlingException", "LimitExceededException"}
+DENIED = {"AccessDeniedException", "NotAuthorizedException", "UnauthorizedOperation"}
+
+
+class AWSError(Exception):
+    """Something AWS refused; the message says what to do about it."""
+
+
+@dataclass
+class Check:
+    id: str
+    status: str
+    message: str
+
+
+@dataclass
+class Inspection:
+    client: dict = field(default_factory=dict)  # as described, without the client secret
+    client_has_secret: bool = False
+    domain: str = ""
+    domain_status: str = ""
+    identity_providers: list = field(default_factory=list)
+    checks: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return all(check.status == PASS for check in self.checks)
+
+
+def _session(provider):
+    if not provider.aws_role_arn:
+        return boto3._get_default_session()
+    try:
+        credentials = boto3.client(
+            "sts", endpoint_url=settings.AWS_ENDPOINT_URL or None, region_name=provider.aws_region
+        ).assume_role(RoleArn=provider.aws_role_arn, RoleSessionName="diffgram-sso-console")[
+            "Credentials"
+        ]
+    except (ClientError, BotoCoreError) as error:
+        raise AWSError(_explain(error, "sts:AssumeRole", provider.aws_role_arn)) from None
+    return boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+
+
+def client_for(provider):
+    return _session(provider).client(
+        "cognito-idp",
+        region_name=provider.aws_region,
+        endpoint_url=settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL or None,
+    )
+
+
+def _explain(error, permission, resource):
+    if isinstance(error, NoCredentialsError):
+        return (
+            "No AWS credentials found. Give the console an IAM role (or the standard AWS_* "
+            "variables) with the policy in README.md."
+        )
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in DENIED:
+            return f"AWS denied {permission} on {resource}: add it to the console's IAM policy."
+        if code == "ResourceNotFoundException":
+            return f"AWS has no {resource} in this region ({code})."
+        if code in THROTTLED:
+            return f"AWS throttled {permission}; try again in a moment."
+        return f"AWS refused {permission} on {resource}: {code}."
+    return f"Could not reach AWS for {permission}: {error}"
+
+
+def _call(client, operation, permission, resource, **arguments):
+    try:
+        return getattr(client, operation)(**arguments)
+    except (ClientError, BotoCoreError) as error:
+        raise AWSError(_explain(error, permission, resource)) from None
+
+
+def describe(provider):
+    """Read the app client, the pool's domain and its identity providers."""
+    client = client_for(provider)
+    pool, app = provider.user_pool_id, provider.client_id
+    described = _call(
+        client, "describe_user_pool_client", "cognito-idp:DescribeUserPoolClient",
+        f"app client {app} of {pool}", UserPoolId=pool, ClientId=app,
+    )["UserPoolClient"]  # fmt: skip
+    user_pool = _call(
+        client, "describe_user_pool", "cognito-idp:DescribeUserPool", f"user pool {pool}",
+        UserPoolId=pool,
+    )["UserPool"]  # fmt: skip
+    domain = user_pool.get("CustomDomain") or user_pool.get("Domain") or ""
+    status = ""
+    if domain:
+        status = _call(
+            client, "describe_user_pool_domain", "cognito-idp:DescribeUserPoolDomain",
+            f"domain {domain}", Domain=domain,
+        )["DomainDescription"].get("Status", "")  # fmt: skip
+    providers = _call(
+        client, "list_identity_providers", "cognito-idp:ListIdentityProviders",
+        f"user pool {pool}", UserPoolId=pool, MaxResults=60,
+    )["Providers"]  # fmt: skip
+    has_secret = described.pop("ClientSecret", None) is not None  # never kept, never shown
+    return Inspection(
+        client=described,
+        client_has_secret=has_secret,
+        domain=domain,
+        domain_status=status,
+        identity_providers=[
+            {"name": p["ProviderName"], "type": p.get("ProviderType", "")} for p in providers
+        ],
+    )
+
+
+def url_bases(provider):
+    """The Diffgram URL_BASEs the app client must serve: its instances', or the provider's."""
+    bases = sorted({i.url_base for i in provider.instances.all()})
+    return bases or ([provider.diffgram_url_base] if provider.diffgram_url_base else [])
+
+
+def inspect(provider):
+    """Describe the app client and check it against every Diffgram instance of the provider."""
+    found = describe(provider)
+    app = found.client
+    checks = []
+
+    def check(check_id, ok, passed, failed):
+        checks.append(Check(check_id, PASS if ok else FAIL, passed if ok else failed))
+
+    for base in url_bases(provider):
+        callback, signout = diffgram.callback_url("cognito", base), diffgram.signout_url(base)
+        check(
+            f"callback:{base}",
+            callback in app.get("CallbackURLs", []),
+            f"Callback URL {callback} is allowed.",
+            f"Callback URL {callback} is not allowed.",
+        )
+        check(
+            f"signout:{base}",
+            signout in app.get("LogoutURLs", []),
+            f"Sign-out URL {signout} is allowed.",
+            f"Sign-out URL {signout} is not allowed.",
+        )
+    check(
+        "oauth.code_flow",
+        "code" in app.get("AllowedOAuthFlows", []) and app.get("AllowedOAuthFlowsUserPoolClient"),
+        "The authorization-code grant is enabled.",
+        "Enable OAuth flows for this client with the authorization-code grant.",
+    )
+    missing_scopes = [s for s in REQUIRED_SCOPES if s not in app.get("AllowedOAuthScopes", [])]
+    check(
+        "oauth.scopes",
+        not missing_scopes,
+        "The openid and email scopes are allowed.",
+        f"Allow the scope(s): {', '.join(missing_scopes)}.",
+    )
+    check(
+        "auth_flows.password",
+        "ALLOW_USER_PASSWORD_AUTH" in app.get("ExplicitAuthFlows", []),
+        "ALLOW_USER_PASSWORD_AUTH is enabled.",
+        "Add ALLOW_USER_PASSWORD_AUTH to the client's authentication flows.",
+    )
+    has_secret, console_has = found.client_has_secret, provider.has_secret("client_secret")
+    check(
+        "client.secret",
+        has_secret == console_has,
+        "The client secret matches: "
+        + ("confidential client." if has_secret else "public client."),
+        "The app client "
+        + (
+            "has a secret the console does not hold: enter it on the provider."
+            if has_secret
+            else "has no secret but the console holds one: clear it on the provider."
+        ),
+    )
+    check(
+        "domain.active",
+        bool(found.domain) and found.domain_status == "ACTIVE",
+        f"Hosted-UI domain {found.domain} is ACTIVE.",
+        f"Hosted-UI domain: {found.domain or 'none'} ({found.domain_status or 'missing'}); "
+        "create a Cognito or custom domain for the pool.",
+    )
+    enabled = app.get("SupportedIdentityProviders", [])
+    check(
+        "identity_providers",
+        bool(enabled),
+        f"Identity providers enabled: {', '.join(enabled)}.",
+        "No identity provider is enabled on the client: enable at least COGNITO.",
+    )
+    found.checks = checks
+    return found
+
+
+def hosted_ui_url(domain, region):
+    """The URL of a hosted-UI domain as describe_user_pool gives it (prefix or custom)."""
+    if not domain:
+        return ""
+    if "." in domain:
+        return f"https://{domain}"
+    return f"https://{domain}.auth.{region}.amazoncognito.com"
+
+
+# --- the one-click fix --------------------------------------------------------------------------
+
+
+def writable_fields(client):
+    """The members UpdateUserPoolClient accepts, from botocore's own model of the API."""
+    shape = client.meta.service_model.operation_model("UpdateUserPoolClient").input_shape
+    return set(shape.members)
+
+
+def _union(existing, wanted):
+    return [*existing, *[item for item in wanted if item not in existing]]
+
+
+def fix_plan(provider):
+    """(before, after) app-client settings that make every check about the client pass.
+
+    Real Cognito resets every field left out of UpdateUserPoolClient, so `after` is the
+    complete described configuration with only the needed fields changed.
+    """
+    app = describe(provider).client
+    writable = writable_fields(client_for(provider))
+    before = {name: value for name, value in app.items() if name in writable}
+    after = dict(before)
+    bases = url_bases(provider)
+    after["CallbackURLs"] = _union(
+        app.get("CallbackURLs", []), [diffgram.callback_url("cognito", b) for b in bases]
+    )
+    after["LogoutURLs"] = _union(
+        app.get("LogoutURLs", []), [diffgram.signout_url(b) for b in bases]
+    )
+    after["AllowedOAuthFlows"] = _union(app.get("AllowedOAuthFlows", []), ["code"])
+    after["AllowedOAuthFlowsUserPoolClient"] = True
+    after["AllowedOAuthScopes"] = _union(app.get("AllowedOAuthScopes", []), list(REQUIRED_SCOPES))
+    after["ExplicitAuthFlows"] = _union(app.get("ExplicitAuthFlows", []), list(REQUIRED_AUTH_FLOWS))
+    after["SupportedIdentityProviders"] = app.get("SupportedIdentityProviders") or ["COGNITO"]
+    return before, after
+
+
+def apply_fix(provider, *, request=None, actor=None):
+    """Send the complete configuration with the fixes; audited with the field diff."""
+    before, after = fix_plan(provider)
+    changes = audit.field_changes(before, after)
+    if not changes:
+        return changes
+    _call(
+        client_for(provider), "update_user_pool_client", "cognito-idp:UpdateUserPoolClient",
+        f"app client {provider.client_id}", **after,
+    )  # fmt: skip
+    audit.record(
+        audit.Action.COGNITO_CLIENT_FIXED,
+        request=request,
+        actor=actor,
+        target=provider,
+        changes=changes,
+        context={"user_pool": provider.user_pool_id, "client": provider.client_id},
+    )
+    return changes
+
+
+def add_saml_provider(provider, *, name, metadata_url="", metadata_file="", email_attribute,
+                      request=None, actor=None):  # fmt: skip
+    """Attach a SAML identity provider to the pool and enable it on the app client."""
+    client = client_for(provider)
+    details = {"MetadataURL": metadata_url} if metadata_url else {"MetadataFile": metadata_file}
+    _call(
+        client, "create_identity_provider", "cognito-idp:CreateIdentityProvider",
+        f"user pool {provider.user_pool_id}", UserPoolId=provider.user_pool_id,
+        ProviderName=name, ProviderType="SAML", ProviderDetails=details,
+        AttributeMapping={"email": email_attribute},
+    )  # fmt: skip
+    app = describe(provider).client
+    writable = writable_fields(client)
+    config = {k: v for k, v in app.items() if k in writable}
+    config["SupportedIdentityProviders"] = _union(app.get("SupportedIdentityProviders", []), [name])
+    _call(
+        client, "update_user_pool_client", "cognito-idp:UpdateUserPoolClient",
+        f"app client {provider.client_id}", **config,
+    )  # fmt: skip
+    audit.record(
+        audit.Action.COGNITO_IDP_ADDED,
+        request=request,
+        actor=actor,
+        target=provider,
+        context={
+            "identity_provider": name,
+            "type": "SAML",
+            "metadata": metadata_url or "(file)",
+            "email_attribute": email_attribute,
+        },
+    )
+
+
+def save_domain(provider, domain_url, *, request=None, actor=None):
+    """Keep the hosted-UI domain read from AWS on the provider (audited as a change)."""
+    with transaction.atomic():
+        stored = Provider.objects.select_for_update().get(pk=provider.pk)
+        before = stored.cognito_domain
+        stored.cognito_domain = domain_url
+        stored.revision += 1
+        stored.save(update_fields=["cognito_domain", "revision", "updated_at"])
+        audit.record(
+            audit.Action.PROVIDER_CHANGED,
+            request=request,
+            actor=actor,
+            target=stored,
+            changes={"cognito_domain": [before, domain_url]},
+            context={"revision": stored.revision, "source": "read from AWS"},
+        )
+    return stored

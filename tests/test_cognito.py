@@ -1,0 +1,223 @@
+"""Cognito app-client audit, one-click fix and federated IdPs, against a moto server."""
+
+import json
+
+import boto3
+import pytest
+from django.urls import reverse
+
+from console import cognito
+from console.models import AuditEvent, Provider
+from tests.conftest import make_instance
+
+pytestmark = pytest.mark.django_db
+
+REGION = "eu-west-1"
+GOOD_CLIENT = {
+    "ClientName": "diffgram",
+    "CallbackURLs": ["https://lab.example.com/user/oauth2-login/", "https://other.app/cb"],
+    "LogoutURLs": ["https://lab.example.com/user/login/"],
+    "AllowedOAuthFlows": ["code"],
+    "AllowedOAuthFlowsUserPoolClient": True,
+    "AllowedOAuthScopes": ["openid", "email", "profile"],
+    "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    "SupportedIdentityProviders": ["COGNITO"],
+    "RefreshTokenValidity": 7,
+    "ReadAttributes": ["email", "name"],
+    "PreventUserExistenceErrors": "ENABLED",
+}
+
+
+@pytest.fixture
+def aws_events():
+    """Hooks on the default boto3 session the console uses, removed after the test."""
+    boto3.setup_default_session()
+    yield boto3.DEFAULT_SESSION.events
+    boto3.DEFAULT_SESSION = None
+
+
+def aws(moto):
+    return boto3.client("cognito-idp", region_name=REGION, endpoint_url=moto)
+
+
+def make_pool(moto, client_config=GOOD_CLIENT, domain="diffgram-lab", secret=False):
+    client = aws(moto)
+    pool = client.create_user_pool(PoolName="diffgram")["UserPool"]["Id"]
+    if domain:
+        client.create_user_pool_domain(UserPoolId=pool, Domain=domain)
+    app = client.create_user_pool_client(UserPoolId=pool, GenerateSecret=secret, **client_config)[
+        "UserPoolClient"
+    ]
+    return pool, app
+
+
+def make_provider(pool, app, secret=""):
+    provider = Provider(
+        name="Corp Cognito", kind="cognito", aws_region=REGION, user_pool_id=pool,
+        client_id=app["ClientId"], scopes="openid email",
+    )  # fmt: skip
+    provider.issuer = provider.computed_issuer()
+    if secret:
+        provider.set_secret("client_secret", secret)
+    provider.save()
+    make_instance(provider, "lab", url_base="https://lab.example.com/")
+    return provider
+
+
+def statuses(inspection):
+    return {check.id: check.status for check in inspection.checks}
+
+
+def test_a_correctly_configured_client_passes_every_check(moto):
+    pool, app = make_pool(moto)
+    inspection = cognito.inspect(make_provider(pool, app))
+    assert inspection.ok, [(c.id, c.message) for c in inspection.checks]
+    assert set(statuses(inspection)) == {
+        "callback:https://lab.example.com/", "signout:https://lab.example.com/",
+        "oauth.code_flow", "oauth.scopes", "auth_flows.password", "client.secret",
+        "domain.active", "identity_providers",
+    }  # fmt: skip
+    assert inspection.domain == "diffgram-lab" and inspection.domain_status == "ACTIVE"
+
+
+@pytest.mark.parametrize(
+    ("change", "failing"),
+    [
+        ({"CallbackURLs": ["https://other.app/cb"]}, "callback:https://lab.example.com/"),
+        ({"LogoutURLs": []}, "signout:https://lab.example.com/"),
+        ({"AllowedOAuthFlows": ["implicit"]}, "oauth.code_flow"),
+        ({"AllowedOAuthFlowsUserPoolClient": False}, "oauth.code_flow"),
+        ({"AllowedOAuthScopes": ["openid"]}, "oauth.scopes"),
+        ({"ExplicitAuthFlows": ["ALLOW_REFRESH_TOKEN_AUTH"]}, "auth_flows.password"),
+        ({"SupportedIdentityProviders": []}, "identity_providers"),
+    ],
+)
+def test_each_misconfiguration_is_reported(moto, change, failing):
+    pool, app = make_pool(moto, {**GOOD_CLIENT, **change})
+    found = statuses(cognito.inspect(make_provider(pool, app)))
+    assert [check for check, status in found.items() if status == "fail"] == [failing]
+
+
+def test_a_secret_mismatch_and_a_missing_domain_are_reported(moto):
+    pool, app = make_pool(moto, domain=None, secret=True)
+    inspection = cognito.inspect(make_provider(pool, app))
+    found = statuses(inspection)
+    assert found["client.secret"] == "fail" and found["domain.active"] == "fail"
+    message = next(c.message for c in inspection.checks if c.id == "client.secret")
+    assert "has a secret the console does not hold" in message
+    assert "ClientSecret" not in inspection.client  # never kept
+
+
+def test_the_fix_turns_a_wrong_client_into_a_passing_one_sending_every_field(
+    moto, admin_client, aws_events
+):
+    wrong = {
+        **GOOD_CLIENT,
+        "CallbackURLs": ["https://other.app/cb"],
+        "LogoutURLs": [],
+        "AllowedOAuthFlows": [],
+        "AllowedOAuthFlowsUserPoolClient": False,
+        "AllowedOAuthScopes": ["openid"],
+        "ExplicitAuthFlows": ["ALLOW_REFRESH_TOKEN_AUTH"],
+    }
+    pool, app = make_pool(moto, wrong)
+    provider = make_provider(pool, app)
+    before = aws(moto).describe_user_pool_client(UserPoolId=pool, ClientId=app["ClientId"])[
+        "UserPoolClient"
+    ]
+    sent = []
+    # moto keeps omitted fields (real Cognito resets them), so look at the request itself.
+    aws_events.register(
+        "before-call.cognito-idp.UpdateUserPoolClient",
+        lambda params, **kwargs: sent.append(json.loads(params["body"])),
+    )
+    plan = admin_client.get(reverse("cognito-fix", args=[provider.pk]))
+    assert b"https://lab.example.com/user/oauth2-login/" in plan.content
+    admin_client.post(reverse("cognito-fix", args=[provider.pk]))
+
+    assert len(sent) == 1
+    writable = cognito.writable_fields(aws(moto))
+    left_out = [name for name in before if name in writable and name not in sent[0]]
+    assert left_out == [], "these would be reset by real Cognito"
+    assert len([name for name in before if name in writable]) >= 10
+    assert sent[0]["RefreshTokenValidity"] == 7
+    assert sent[0]["ReadAttributes"] == ["email", "name"]
+    assert sent[0]["CallbackURLs"] == [
+        "https://other.app/cb", "https://lab.example.com/user/oauth2-login/",
+    ]  # fmt: skip
+    assert cognito.inspect(provider).ok
+    event = AuditEvent.objects.get(action="cognito.client_fixed")
+    assert event.changes["AllowedOAuthScopes"] == [["openid"], ["openid", "email"]]
+
+
+def test_access_denied_is_reported_readably(moto, admin_client, aws_events):
+    pool, app = make_pool(moto)
+    provider = make_provider(pool, app)
+
+    def deny(**kwargs):
+        # moto serves every caller, so deny at the client boundary, as AWS would.
+        return (
+            type("Response", (), {"status_code": 400, "headers": {}})(),
+            {
+                "Error": {"Code": "AccessDeniedException", "Message": "not authorized"},
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+        )
+
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-call.cognito-idp.DescribeUserPoolClient", deny)
+    response = admin_client.get(reverse("cognito-inspect", args=[provider.pk]))
+    assert response.status_code == 200
+    assert (
+        f"AWS denied cognito-idp:DescribeUserPoolClient on app client {app['ClientId']} of "
+        f"{pool}: add it to the console&#x27;s IAM policy."
+    ) in response.content.decode()
+
+
+def test_a_missing_pool_is_reported_readably(moto):
+    provider = make_provider(f"{REGION}_Missing1", {"ClientId": "nope"})
+    with pytest.raises(cognito.AWSError, match="AWS has no"):
+        cognito.inspect(provider)
+
+
+def test_a_saml_provider_is_added_and_enabled_on_the_client(moto, admin_client):
+    pool, app = make_pool(moto)
+    provider = make_provider(pool, app)
+    response = admin_client.post(
+        reverse("cognito-add-saml", args=[provider.pk]),
+        {
+            "name": "EntraID",
+            "metadata_url": "https://login.microsoftonline.com/tenant/federationmetadata.xml",
+            "email_attribute": "email",
+        },
+        follow=True,
+    )
+    assert b"Added EntraID and enabled it on the client." in response.content
+    inspection = cognito.inspect(provider)
+    assert {"name": "EntraID", "type": "SAML"} in inspection.identity_providers
+    assert inspection.client["SupportedIdentityProviders"] == ["COGNITO", "EntraID"]
+    details = aws(moto).describe_identity_provider(UserPoolId=pool, ProviderName="EntraID")
+    assert details["IdentityProvider"]["AttributeMapping"] == {"email": "email"}
+    assert AuditEvent.objects.filter(action="cognito.identity_provider_added").exists()
+
+
+def test_the_hosted_ui_domain_is_read_from_aws(moto, admin_client):
+    pool, app = make_pool(moto)
+    provider = make_provider(pool, app)
+    page = admin_client.get(reverse("cognito-inspect", args=[provider.pk])).content.decode()
+    assert "https://diffgram-lab.auth.eu-west-1.amazoncognito.com" in page
+    admin_client.post(reverse("cognito-use-domain", args=[provider.pk]))
+    provider.refresh_from_db()
+    assert provider.cognito_domain == "https://diffgram-lab.auth.eu-west-1.amazoncognito.com"
+    event = AuditEvent.objects.get(action="provider.changed")
+    assert event.context["source"] == "read from AWS"
+
+
+def test_an_assumed_role_is_used_when_configured(moto):
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto)
+    role = iam.create_role(RoleName="sso-console", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    pool, app = make_pool(moto)
+    provider = make_provider(pool, app)
+    provider.aws_role_arn = role
+    provider.save()
+    assert cognito.inspect(provider).ok
