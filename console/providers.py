@@ -5,6 +5,7 @@ same whichever way an admin works.
 """
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -106,7 +107,7 @@ def changes_since(provider, base_revision):
     )
 
 
-def run_validation(provider, *, request=None, actor=None):
+def run_validation(provider, *, request=None, actor=None, audit_it=True):
     """Validate against the live discovery document and JWKS; store and audit the outcome.
 
     The HTTP requests happen outside any transaction, so no lock is held while waiting.
@@ -127,6 +128,8 @@ def run_validation(provider, *, request=None, actor=None):
             stored.snapshot_at = now
             fields += ["discovery_snapshot", "jwks_snapshot", "snapshot_at"]
         stored.save(update_fields=fields)
+        if not audit_it:
+            return stored, report
         audit.record(
             Action.PROVIDER_VALIDATED,
             request=request,
@@ -189,3 +192,47 @@ def mark_console_login(provider, *, request=None, actor=None):
             changes={"console_login": [False, True]},
             context={"replaces": [p.name for p in previous]},
         )
+
+
+def _watched(provider):
+    document = provider.discovery_snapshot or {}
+    kids = sorted(
+        str(key.get("kid"))
+        for key in (provider.jwks_snapshot or {}).get("keys", [])
+        if isinstance(key, dict)
+    )
+    endpoints = {name: document.get(name) for name in discovery.ENDPOINT_KEYS}
+    return provider.validation_passed, kids, endpoints
+
+
+def revalidate(provider):
+    """The scheduled check: validate again and record an event only when something changed
+    (outcome, JWKS keys, endpoints). A console-login provider's cached JWKS is refreshed."""
+    passed_before, kids_before, endpoints_before = _watched(provider)
+    provider, report = run_validation(provider, audit_it=False)
+    passed_after, kids_after, endpoints_after = _watched(provider)
+    changes = {}
+    if passed_before != passed_after:
+        changes["passed"] = [passed_before, passed_after]
+    if kids_before != kids_after:
+        changes["jwks_kids"] = [kids_before, kids_after]
+        if provider.console_login:
+            cache.delete(f"console-oidc-jwks:{provider.computed_issuer()}")
+    changes.update(
+        {
+            name: [endpoints_before[name], endpoints_after[name]]
+            for name in discovery.ENDPOINT_KEYS
+            if endpoints_before[name] != endpoints_after[name]
+        }
+    )
+    if changes:
+        audit.record(
+            Action.PROVIDER_VALIDATION_CHANGED,
+            target=provider,
+            changes=changes,
+            context={
+                "scheduled": True,
+                "failed": [c.id for c in report.checks if c.status == discovery.FAIL],
+            },
+        )
+    return changes

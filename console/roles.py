@@ -35,6 +35,13 @@ def role_not_required(view):
     return view
 
 
+def own_account_view(view):
+    """Let any role (auditors too) POST to this view: it changes only the user's own things,
+    such as their personal API tokens, never the configuration."""
+    view.own_account = True
+    return view
+
+
 class RoleMiddleware:
     """Show users without a role the "no access" page and refuse writes by non-admins."""
 
@@ -52,6 +59,8 @@ class RoleMiddleware:
             return None
         if request.role is None:
             return render(request, "console/no_access.html", status=403)
+        if getattr(view_func, "own_account", False):
+            return None
         if request.method not in SAFE_METHODS and request.role != ADMIN:
             raise PermissionDenied("Your role is read-only: only admins can change configuration.")
         return None

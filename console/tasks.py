@@ -4,7 +4,8 @@ from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 
-from console import rollout
+from console import providers, rollout
+from console.models import Provider
 
 
 @shared_task(bind=True, max_retries=None)
@@ -25,3 +26,17 @@ def push_config(self, push_request_id):
 @shared_task
 def sweep_outbox():
     return rollout.sweep_outbox()
+
+
+@shared_task
+def revalidate_providers():
+    """Beat: queue a re-validation of every enabled provider."""
+    for provider_id in Provider.objects.filter(enabled=True).values_list("pk", flat=True):
+        revalidate_provider.delay(provider_id)
+
+
+@shared_task
+def revalidate_provider(provider_id):
+    provider = Provider.objects.filter(pk=provider_id, enabled=True).first()
+    if provider is not None:
+        providers.revalidate(provider)

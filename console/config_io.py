@@ -1,0 +1,326 @@
+"""Configuration as code: every provider and instance as one YAML document, and back.
+
+Secrets are never written. A stored secret is exported as a reference to an environment
+variable ({env: NAME}); on import, {env: NAME} reads that variable, {unchanged: true} keeps what
+is stored, and no key (or null) means "not set". Import validates every object with the same
+forms the UI uses, reports errors with their line, and applies everything in one transaction.
+"""
+
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+from django.db import transaction
+
+from console import audit, providers, rollout
+from console.forms import FORMS_BY_KIND, InstanceForm
+from console.models import Instance, Provider
+
+FORMAT_VERSION = 1
+PROVIDER_FIELDS = {
+    Provider.Kind.COGNITO: [
+        "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
+        "diffgram_url_base", "aws_role_arn",
+    ],
+    Provider.Kind.KEYCLOAK: [
+        "keycloak_server_url", "keycloak_realm", "client_id", "keycloak_master_user",
+        "keycloak_diffgram_user", "diffgram_url_base",
+    ],
+    Provider.Kind.OIDC: ["issuer", "client_id", "scopes"],
+}  # fmt: skip
+DEFAULT_SCOPES = {
+    Provider.Kind.COGNITO: {"scopes": "openid email"},
+    Provider.Kind.OIDC: {"scopes": "openid email profile"},
+}
+INSTANCE_FIELDS = [
+    "url_base", "shape", "rollout_group", "provider", "push_target", "webhook_url",
+    "ssm_region", "ssm_prefix",
+]  # fmt: skip
+
+
+class ImportError_(Exception):  # noqa: N801 - "ImportError" is a builtin
+    """The file cannot be imported; `problems` are "line N: path: message" strings."""
+
+    def __init__(self, problems):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def secret_variable(provider_name, secret):
+    slug = re.sub(r"[^A-Z0-9]+", "_", provider_name.upper()).strip("_")
+    return f"DIFFGRAM_SSO_{slug}_{secret.upper()}"
+
+
+# --- export -------------------------------------------------------------------------------------
+
+
+def export_document():
+    document = {"version": FORMAT_VERSION, "providers": [], "instances": []}
+    for provider in Provider.objects.order_by("name"):
+        entry = {"name": provider.name, "kind": provider.kind, "enabled": provider.enabled}
+        for name in PROVIDER_FIELDS[provider.kind]:
+            if getattr(provider, name):
+                entry[name] = getattr(provider, name)
+        for secret in FORMS_BY_KIND[provider.kind].secret_names:
+            if provider.has_secret(secret):
+                entry[secret] = {"env": secret_variable(provider.name, secret)}
+        document["providers"].append(entry)
+    for instance in Instance.objects.select_related("provider").order_by("name"):
+        values = {**instance.audit_fields(), "name": instance.name}  # provider by name
+        entry = {"name": instance.name}
+        entry.update({name: values[name] for name in INSTANCE_FIELDS if values[name]})
+        document["instances"].append(entry)
+    return document
+
+
+def export_yaml():
+    header = (
+        "# Diffgram SSO console configuration. Secrets are references, never values:\n"
+        "# {env: NAME} is read from the environment on import.\n"
+    )
+    return header + yaml.safe_dump(export_document(), sort_keys=False, allow_unicode=True)
+
+
+# --- import -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedChange:
+    kind: str  # "provider" or "instance"
+    name: str
+    action: str  # "create", "change" or "unchanged"
+    changes: dict = field(default_factory=dict)
+    form: object = None
+
+
+def _lines(text):
+    """{path tuple: line number} for every node of the YAML document."""
+    lines = {}
+
+    def walk(node, path):
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def parse(text):
+    try:
+        document = yaml.safe_load(text)
+        lines = _lines(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise ImportError_(
+            [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]
+        ) from None
+    if not isinstance(document, dict):
+        raise ImportError_(["line 1: the document must be a mapping with providers and instances"])
+    return document, lines
+
+
+def plan(text, environ=None):
+    """Validate the document and work out what importing it would do. Raises ImportError_."""
+    environ = os.environ if environ is None else environ
+    document, lines = parse(text)
+    problems, changes = [], []
+
+    def problem(path, message):
+        line = next((lines[p] for p in (path, path[:-1], path[:-2]) if p in lines), 1)
+        problems.append(f"line {line}: {'.'.join(str(p) for p in path)}: {message}")
+
+    if document.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+        problem(("version",), f"unsupported version (this console reads {FORMAT_VERSION})")
+    seen_providers = set()
+    for index, entry in enumerate(document.get("providers") or []):
+        path = ("providers", index)
+        change = _plan_provider(entry, path, environ, problem, seen_providers)
+        if change:
+            changes.append(change)
+    known_providers = seen_providers | set(Provider.objects.values_list("name", flat=True))
+    for index, entry in enumerate(document.get("instances") or []):
+        change = _plan_instance(entry, ("instances", index), problem, known_providers)
+        if change:
+            changes.append(change)
+    if problems:
+        raise ImportError_(problems)
+    return changes
+
+
+def _plan_provider(entry, path, environ, problem, seen):
+    if not isinstance(entry, dict) or not entry.get("name"):
+        problem(path, "each provider needs a name")
+        return None
+    name, kind = entry["name"], entry.get("kind")
+    if kind not in FORMS_BY_KIND:
+        problem((*path, "kind"), f"must be one of {', '.join(FORMS_BY_KIND)}")
+        return None
+    if name in seen:
+        problem((*path, "name"), f"{name!r} appears twice")
+        return None
+    seen.add(name)
+    existing = Provider.objects.filter(name=name).first()
+    if existing and existing.kind != kind:
+        problem((*path, "kind"), f"{name!r} exists as a {existing.kind} provider")
+        return None
+    allowed = {"name", "kind", "enabled", *PROVIDER_FIELDS[kind], *FORMS_BY_KIND[kind].secret_names}
+    for key in entry:
+        if key not in allowed:
+            problem((*path, key), "unknown field")
+    defaults = DEFAULT_SCOPES.get(kind, {})
+    data = {"name": name, **{f: entry.get(f) or defaults.get(f, "") for f in PROVIDER_FIELDS[kind]}}
+    secret_changes = {}
+    for secret in FORMS_BY_KIND[kind].secret_names:
+        reference = entry.get(secret)
+        if isinstance(reference, dict) and reference.get("unchanged") is True:
+            continue
+        if isinstance(reference, dict) and isinstance(reference.get("env"), str):
+            if reference["env"] not in environ:
+                problem((*path, secret), f"environment variable {reference['env']} is not set")
+                continue
+            value = environ[reference["env"]]
+            if not (existing and existing.secret(secret) == value):
+                data[secret] = value
+                secret_changes[secret] = "[changed]"
+        elif reference is None:
+            if existing and existing.has_secret(secret):
+                data[f"clear_{secret}"] = "on"
+                secret_changes[secret] = "[cleared]"
+        else:
+            problem((*path, secret), "a secret must be {env: NAME} or {unchanged: true}")
+    # Read the stored values first: validating a ModelForm writes the new ones onto the instance.
+    before = {f: getattr(existing, f) for f in PROVIDER_FIELDS[kind]} if existing else {}
+    if existing:
+        data["revision"] = existing.revision
+    form = FORMS_BY_KIND[kind](data=data, instance=existing)
+    if not form.is_valid():
+        for field_name, errors in form.errors.items():
+            problem((*path, field_name), " ".join(errors))
+        return None
+    enabled = entry.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problem((*path, "enabled"), "must be true or false")
+    after = {f: form.cleaned_data.get(f, "") for f in PROVIDER_FIELDS[kind]}
+    diff = audit.field_changes(before, after) if existing else {}
+    if existing and existing.enabled != enabled:
+        diff["enabled"] = [existing.enabled, enabled]
+    diff.update({s: ["[secret]", state] for s, state in secret_changes.items()})
+    action = "create" if not existing else ("change" if diff else "unchanged")
+    change = PlannedChange("provider", name, action, after if action == "create" else diff, form)
+    change.enabled = enabled
+    return change
+
+
+def _plan_instance(entry, path, problem, known_providers):
+    if not isinstance(entry, dict) or not entry.get("name"):
+        problem(path, "each instance needs a name")
+        return None
+    for key in entry:
+        if key not in {"name", *INSTANCE_FIELDS}:
+            problem((*path, key), "unknown field")
+    existing = Instance.objects.select_related("provider").filter(name=entry["name"]).first()
+    provider_name = entry.get("provider")
+    if provider_name and provider_name not in known_providers:
+        problem((*path, "provider"), f"no provider named {provider_name!r}")
+        return None
+    data = {
+        "name": entry["name"],
+        "url_base": entry.get("url_base", ""),
+        "shape": entry.get("shape", "compose"),
+        "rollout_group": entry.get("rollout_group", "default"),
+        "push_target": entry.get("push_target", "none"),
+        "webhook_url": entry.get("webhook_url", ""),
+        "ssm_region": entry.get("ssm_region", ""),
+        "ssm_prefix": entry.get("ssm_prefix", ""),
+    }
+    provider = Provider.objects.filter(name=provider_name).first() if provider_name else None
+    data["provider"] = provider.pk if provider else ""
+    before = existing.audit_fields() if existing else {}  # before the form writes onto it
+    form = InstanceForm(data=data, instance=existing)
+    # A provider created by this same import does not exist yet: check everything else now.
+    if provider_name and provider is None:
+        form.fields["provider"].required = False
+    if not form.is_valid():
+        for field_name, errors in form.errors.items():
+            if field_name == "provider" and provider is None:
+                continue
+            problem((*path, field_name), " ".join(errors))
+        if set(form.errors) - {"provider"}:
+            return None
+    wanted = {**{k: v for k, v in data.items() if k != "provider"}, "provider": provider_name}
+    diff = audit.field_changes(before, wanted) if existing else {}
+    action = "create" if not existing else ("change" if diff else "unchanged")
+    change = PlannedChange(
+        "instance", entry["name"], action, wanted if action == "create" else diff
+    )
+    change.data = {**data, "provider_name": provider_name}
+    return change
+
+
+def apply(changes, *, request=None, actor=None):
+    """Apply a plan in one transaction; returns {instance name: token} for new instances."""
+    tokens = {}
+    with transaction.atomic():
+        for change in changes:
+            if change.kind != "provider" or change.action == "unchanged":
+                continue
+            provider = providers.save_provider(change.form, request=request, actor=actor)
+            if provider.enabled != change.enabled:
+                providers.set_enabled(provider, change.enabled, request=request, actor=actor)
+        for change in changes:
+            if change.kind != "instance" or change.action == "unchanged":
+                continue
+            data = dict(change.data)
+            name = data.pop("provider_name")
+            data["provider"] = Provider.objects.get(name=name).pk if name else ""
+            existing = Instance.objects.filter(name=change.name).first()
+            form = InstanceForm(data=data, instance=existing)
+            if not form.is_valid():  # the provider now exists; anything else was checked
+                raise ImportError_([f"{change.name}: {dict(form.errors)}"])
+            if existing:
+                rollout.update_instance(form, request=request, actor=actor)
+            else:
+                tokens[change.name] = rollout.create_instance(form, request=request, actor=actor)[1]
+        audit.record(
+            audit.Action.CONFIG_IMPORTED,
+            request=request,
+            actor=actor,
+            target=("config", "", "configuration import"),
+            context={
+                "created": [f"{c.kind}:{c.name}" for c in changes if c.action == "create"],
+                "changed": [f"{c.kind}:{c.name}" for c in changes if c.action == "change"],
+                "unchanged": [f"{c.kind}:{c.name}" for c in changes if c.action == "unchanged"],
+            },
+        )
+    return tokens
+
+
+def validate_imported(changes, *, request=None, actor=None):
+    """Validate the providers an import created or changed (HTTP, after the transaction)."""
+    results = {}
+    for change in changes:
+        if change.kind == "provider" and change.action != "unchanged":
+            provider = Provider.objects.get(name=change.name)
+            _, report = providers.run_validation(provider, request=request, actor=actor)
+            results[change.name] = report
+    return results
+
+
+def describe_plan(changes):
+    """Human-readable lines: one per object, then one per changed field."""
+    lines = []
+    for change in changes:
+        lines.append(f"{change.action:<9} {change.kind} {change.name}")
+        if change.action == "change":
+            for name, (old, new) in change.changes.items():
+                lines.append(f"            {name}: {old!r} -> {new!r}")
+    return lines

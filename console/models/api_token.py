@@ -1,0 +1,44 @@
+"""Personal API tokens for admins and auditors (automation acts with its owner's role)."""
+
+import secrets
+
+from django.db import models
+from django.utils import timezone
+
+from console.models.rollout import hash_token
+
+PERSONAL_TOKEN_PREFIX = "dgu_"
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses it, e.g. terraform-ci")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.user})"
+
+    def new_token(self):
+        """Set a new secret and return it; only its hash is kept."""
+        token = PERSONAL_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        return token
+
+    @property
+    def active(self):
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+    @classmethod
+    def find_active(cls, token):
+        """The active token with this secret, or None (looked up by hash, an indexed column)."""
+        if not token.startswith(PERSONAL_TOKEN_PREFIX):
+            return None
+        found = cls.objects.select_related("user").filter(token_hash=hash_token(token)).first()
+        return found if found and found.active and found.user.is_active else None

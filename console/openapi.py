@@ -1,0 +1,214 @@
+"""The OpenAPI description of /api/v1/ (hand-written; tests/test_openapi.py calls every
+operation in it, so it cannot drift from what the API does)."""
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JSON_ERROR = {"content": {"application/json": {"schema": ERROR}}}
+
+
+def _ok(description, schema=None):
+    content = {"application/json": {"schema": schema or {"type": "object"}}}
+    return {"description": description, "content": content}
+
+
+def _errors(*codes):
+    texts = {
+        400: "Invalid input; `fields` holds the messages per field",
+        401: "Missing, invalid, expired or revoked token",
+        403: "The token's owner may not do this (no role, or read-only)",
+        404: "Not found",
+        409: "Conflict (stale revision, or publishing refused)",
+        413: "Request body too large",
+    }
+    return {str(code): {"description": texts[code], **JSON_ERROR} for code in codes}
+
+
+def _path_id(name, description):
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "integer"}}  # fmt: skip
+
+
+PROVIDER_ID = _path_id("provider_id", "Provider id")
+INSTANCE_ID = _path_id("instance_id", "Instance id")
+NUMBER = _path_id("number", "Version number")
+USER_AUTH = [{"personalToken": []}]
+INSTANCE_AUTH = [{"instanceToken": []}]
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Diffgram SSO console API",
+        "version": "1",
+        "description": "Automation (personal API tokens, the owner's role applies) and the "
+        "endpoints Diffgram instances call (instance tokens). Secrets read back as "
+        '"********"; sending that mask back keeps the stored secret, null clears it.',
+    },
+    "servers": [{"url": "/api/v1"}],
+    "components": {
+        "securitySchemes": {
+            "personalToken": {"type": "http", "scheme": "bearer", "description": "dgu_…"},
+            "instanceToken": {"type": "http", "scheme": "bearer", "description": "dgi_…"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "string"}, "fields": {"type": "object"}},
+            },
+            "Provider": {"type": "object", "required": ["id", "name", "kind", "revision"]},
+            "Version": {"type": "object", "required": ["number", "content_hash", "settings"]},
+            "Instance": {"type": "object", "required": ["id", "name", "url_base"]},
+        },
+    },
+    "paths": {
+        "/providers": {
+            "get": {
+                "operationId": "listProviders", "security": USER_AUTH,
+                "responses": {"200": _ok("Every provider"), **_errors(401, 403)},
+            },
+            "post": {
+                "operationId": "createProvider", "security": USER_AUTH,
+                "description": "Same fields and rules as the form of the kind; validated after.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["kind", "name", "client_id"]}}}},
+                "responses": {
+                    "201": _ok("Created", {"$ref": "#/components/schemas/Provider"}),
+                    **_errors(400, 401, 403, 413),
+                },
+            },
+        },
+        "/providers/{provider_id}": {
+            "parameters": [PROVIDER_ID],
+            "get": {
+                "operationId": "getProvider", "security": USER_AUTH,
+                "responses": {
+                    "200": _ok("The provider", {"$ref": "#/components/schemas/Provider"}),
+                    **_errors(401, 403, 404),
+                },
+            },
+            "patch": {
+                "operationId": "updateProvider", "security": USER_AUTH,
+                "description": "Give `revision` to refuse the change (409) if someone else "
+                "changed the provider since you read it.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object"}}}},
+                "responses": {
+                    "200": _ok("Updated and validated", {"$ref": "#/components/schemas/Provider"}),
+                    **_errors(400, 401, 403, 404, 409),
+                },
+            },
+        },
+        "/providers/{provider_id}/validate": {
+            "parameters": [PROVIDER_ID],
+            "post": {
+                "operationId": "validateProvider", "security": USER_AUTH,
+                "responses": {"200": _ok("The checks"), **_errors(401, 403, 404)},
+            },
+        },
+        "/providers/{provider_id}/publish": {
+            "parameters": [PROVIDER_ID],
+            "post": {
+                "operationId": "publishProvider", "security": USER_AUTH,
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "group": {"type": "string"}, "note": {"type": "string"}}}}}},
+                "responses": {
+                    "201": _ok("The new version", {"$ref": "#/components/schemas/Version"}),
+                    **_errors(400, 401, 403, 404, 409),
+                },
+            },
+        },
+        "/providers/{provider_id}/versions": {
+            "parameters": [PROVIDER_ID],
+            "get": {
+                "operationId": "listVersions", "security": USER_AUTH,
+                "responses": {"200": _ok("Newest first"), **_errors(401, 403, 404)},
+            },
+        },
+        "/providers/{provider_id}/versions/{number}": {
+            "parameters": [PROVIDER_ID, NUMBER],
+            "get": {
+                "operationId": "getVersion", "security": USER_AUTH,
+                "responses": {
+                    "200": _ok("The version", {"$ref": "#/components/schemas/Version"}),
+                    **_errors(401, 403, 404),
+                },
+            },
+        },
+        "/providers/{provider_id}/diff": {
+            "parameters": [
+                PROVIDER_ID,
+                {"name": "from", "in": "query", "required": True, "schema": {"type": "integer"}},
+                {"name": "to", "in": "query", "required": True, "schema": {"type": "integer"}},
+            ],
+            "get": {
+                "operationId": "diffVersions", "security": USER_AUTH,
+                "responses": {"200": _ok("Per variable; secrets only as changed"),
+                              **_errors(401, 403, 404)},
+            },
+        },
+        "/instances": {
+            "get": {
+                "operationId": "listInstances", "security": USER_AUTH,
+                "responses": {"200": _ok("Every instance"), **_errors(401, 403)},
+            },
+        },
+        "/instances/{instance_id}": {
+            "parameters": [INSTANCE_ID],
+            "get": {
+                "operationId": "getInstance", "security": USER_AUTH,
+                "responses": {
+                    "200": _ok("The instance", {"$ref": "#/components/schemas/Instance"}),
+                    **_errors(401, 403, 404),
+                },
+            },
+        },
+        "/history": {
+            "get": {
+                "operationId": "listHistory", "security": USER_AUTH,
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("actor", "action", "target_type", "target_id", "date_from",
+                              "date_to", "q", "before")
+                ],
+                "responses": {"200": _ok("Newest first, 100 per page; `next_before` pages on"),
+                              **_errors(400, 401, 403)},
+            },
+        },
+        "/instances/{instance_id}/config": {
+            "parameters": [
+                INSTANCE_ID,
+                {"name": "format", "in": "query", "schema": {"enum": ["env", "json", "helm"]}},
+            ],
+            "get": {
+                "operationId": "pullConfig", "security": INSTANCE_AUTH,
+                "description": "Send If-None-Match with the last ETag to get 304.",
+                "responses": {
+                    "200": {"description": "The instance's settings (ETag, X-Config-Version)"},
+                    "304": {"description": "Unchanged since the ETag given"},
+                    **_errors(400, 401, 404),
+                },
+            },
+        },
+        "/instances/{instance_id}/applied": {
+            "parameters": [INSTANCE_ID],
+            "post": {
+                "operationId": "reportApplied", "security": INSTANCE_AUTH,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["version", "status"], "properties": {
+                        "version": {"type": "integer"}, "status": {"enum": ["ok", "error"]},
+                        "detail": {"type": "string"}}}}}},
+                "responses": {"200": _ok("Recorded"), **_errors(400, 401)},
+            },
+        },
+    },
+}  # fmt: skip
+
+
+@login_not_required
+@require_GET
+def openapi_json(request):
+    return JsonResponse(SPEC, json_dumps_params={"indent": 2})

@@ -1,0 +1,67 @@
+"""The signed-in user's own things: personal API tokens for automation."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from console import audit
+from console.models import ApiToken
+from console.roles import own_account_view
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What will use it, e.g. terraform-ci.")
+    expires_in_days = forms.TypedChoiceField(
+        coerce=int,
+        choices=[(30, "30 days"), (90, "90 days"), (365, "1 year")],
+        initial=90,
+        label="Expires in",
+    )
+
+
+@own_account_view
+def api_tokens(request):
+    form = ApiTokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        token = ApiToken(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
+        )
+        new_token = token.new_token()
+        token.save()
+        audit.record(
+            audit.Action.API_TOKEN_CREATED,
+            request=request,
+            target=("user", request.user.pk, request.user.username),
+            context={"token": token.name, "expires_at": token.expires_at.isoformat()},
+        )
+        form = ApiTokenForm()
+    response = render(
+        request,
+        "console/api_tokens.html",
+        {"form": form, "tokens": request.user.api_tokens.all(), "new_token": new_token},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@own_account_view
+@require_POST
+def api_token_revoke(request, token_id):
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user, revoked_at=None)
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit.record(
+        audit.Action.API_TOKEN_REVOKED,
+        request=request,
+        target=("user", request.user.pk, request.user.username),
+        context={"token": token.name},
+    )
+    messages.success(request, f"Revoked the token {token.name}.")
+    return redirect("api-tokens")

@@ -1,0 +1,233 @@
+"""The /api/v1/ automation API: personal tokens, the UI's permissions, masked secrets, and an
+OpenAPI description that a test exercises operation by operation."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from console import openapi, rollout
+from console.models import ApiToken, AuditEvent, Provider
+from tests.conftest import make_instance
+from tests.urls_helper import all_named_urls
+
+pytestmark = pytest.mark.django_db
+
+
+def token_for(user, **fields):
+    token = ApiToken(user=user, name="ci", expires_at=timezone.now() + timedelta(days=30), **fields)
+    secret = token.new_token()
+    token.save()
+    return secret
+
+
+class Api:
+    def __init__(self, token=None):
+        self.client, self.token = Client(), token
+
+    def __call__(self, method, path, body=None, **query):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
+        url = "/api/v1" + path
+        if method == "GET":
+            return self.client.get(url, query, **headers)
+        data = json.dumps(body) if body is not None else ""
+        return self.client.generic(method, url, data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def admin_api(admin_user):
+    return Api(token_for(admin_user))
+
+
+@pytest.fixture
+def auditor_api(auditor_user):
+    return Api(token_for(auditor_user))
+
+
+def test_tokens_are_created_in_the_ui_shown_once_and_stored_hashed(auditor_client, auditor_user):
+    response = auditor_client.post(reverse("api-tokens"), {"name": "ci", "expires_in_days": 30})
+    secret = response.context["new_token"]
+    assert secret.startswith("dgu_") and response["Cache-Control"] == "no-store"
+    token = ApiToken.objects.get()
+    assert secret not in str(ApiToken.objects.values().get())
+    assert secret not in auditor_client.get(reverse("api-tokens")).content.decode()
+    assert Api(secret)("GET", "/providers").status_code == 200
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+    auditor_client.post(reverse("api-token-revoke", args=[token.pk]))
+    assert Api(secret)("GET", "/providers").status_code == 401
+    assert [e.action for e in AuditEvent.objects.order_by("id")] == [
+        "api_token.created", "api_token.revoked",
+    ]  # fmt: skip
+
+
+def test_expired_revoked_and_missing_tokens_are_refused(admin_user):
+    expired = ApiToken(user=admin_user, name="old", expires_at=timezone.now() - timedelta(1))
+    expired_secret = expired.new_token()
+    expired.save()
+    for token in (None, "dgu_nope", expired_secret, "dgi_instance-token"):
+        response = Api(token)("GET", "/providers")
+        assert response.status_code == 401
+        assert response.json() == {"error": "Missing, expired or revoked API token."}
+
+
+def test_a_user_without_a_role_is_refused(norole_user):
+    response = Api(token_for(norole_user))("GET", "/providers")
+    assert response.status_code == 403
+
+
+def test_auditors_read_and_admins_write(admin_api, auditor_api, keycloak_provider):
+    path = f"/providers/{keycloak_provider.pk}"
+    assert auditor_api("GET", path).status_code == 200
+    denied = auditor_api("PATCH", path, {"client_id": "x"})
+    assert denied.status_code == 403
+    assert denied.json()["error"].startswith("Your role is read-only")
+    assert admin_api("PATCH", path, {"client_id": "x"}).status_code == 200
+
+
+def test_secrets_are_masked_and_the_mask_round_trip_keeps_them(admin_api, keycloak_provider):
+    path = f"/providers/{keycloak_provider.pk}"
+    provider = admin_api("GET", path).json()
+    assert provider["client_secret"] == "********"
+    assert provider["keycloak_diffgram_password"] is None
+    assert "kc-client-secret-canary" not in json.dumps(provider)
+    provider["client_id"] = "diffgram-2"
+    response = admin_api("PATCH", path, provider)  # what GET returned, sent back as it is
+    assert response.status_code == 200, response.json()
+    stored = Provider.objects.get()
+    assert stored.client_id == "diffgram-2"
+    assert stored.secret("client_secret") == "kc-client-secret-canary"  # kept
+    admin_api("PATCH", path, {"client_secret": None})
+    assert not Provider.objects.get().has_secret("client_secret")  # null clears
+
+
+def test_errors_are_json_with_field_messages(admin_api, keycloak_provider):
+    response = admin_api("POST", "/providers", {"kind": "keycloak", "name": "K"})
+    assert response.status_code == 400
+    assert set(response.json()["fields"]) >= {"keycloak_server_url", "keycloak_realm", "client_id"}
+    stale = admin_api(
+        "PATCH", f"/providers/{keycloak_provider.pk}", {"client_id": "y", "revision": 0}
+    )
+    assert stale.status_code == 409
+    assert admin_api("PATCH", f"/providers/{keycloak_provider.pk}", {"nope": 1}).json()[
+        "fields"
+    ] == {"nope": ["Unknown field."]}
+    bad_json = admin_api.client.generic(
+        "POST", "/api/v1/providers", "{not json", content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {admin_api.token}",
+    )  # fmt: skip
+    assert bad_json.status_code == 400 and bad_json.json() == {"error": "The body must be JSON."}
+
+
+def test_an_oversized_body_gets_413(admin_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    response = admin_api("POST", "/providers", {"kind": "oidc", "name": "x" * 5000})
+    assert response.status_code == 413
+    assert not Provider.objects.exists()
+
+
+def test_publishing_and_reading_versions(admin_api, keycloak_provider):
+    make_instance(keycloak_provider, "lab")
+    published = admin_api("POST", f"/providers/{keycloak_provider.pk}/publish", {"note": "ci"})
+    assert published.status_code == 201
+    version = published.json()
+    assert version["number"] == 1
+    assert version["settings"]["OAUTH2_PROVIDER_CLIENT_SECRET"] == "********"
+    assert admin_api("GET", f"/providers/{keycloak_provider.pk}/versions/1").json() == version
+    event = AuditEvent.objects.get(action="version.published")
+    assert event.actor_label == "alice-admin"  # the token's owner
+
+
+# --- the OpenAPI description, operation by operation ----------------------------------------
+
+
+def samples(provider, instance, instance_token):
+    """Arguments for every documented operation: (auth, path params, query, body)."""
+    p, i = {"provider_id": provider.pk}, {"instance_id": instance.pk}
+    return {
+        "listProviders": ("user", {}, {}, None),
+        "createProvider": ("user", {}, {}, {
+            "kind": "oidc", "name": "Created", "issuer": "https://x.example.com",
+            "client_id": "c", "scopes": "openid",
+        }),
+        "getProvider": ("user", p, {}, None),
+        "updateProvider": ("user", p, {}, {"client_id": "patched"}),
+        "validateProvider": ("user", p, {}, None),
+        "publishProvider": ("user", p, {}, {"note": "from the OpenAPI test"}),
+        "listVersions": ("user", p, {}, None),
+        "getVersion": ("user", {**p, "number": 1}, {}, None),
+        "diffVersions": ("user", p, {"from": 1, "to": 1}, None),
+        "listInstances": ("user", {}, {}, None),
+        "getInstance": ("user", i, {}, None),
+        "listHistory": ("user", {}, {"action": "version.published"}, None),
+        "pullConfig": ("instance", i, {"format": "json"}, None),
+        "reportApplied": ("instance", i, {}, {"version": 1, "status": "ok"}),
+    }  # fmt: skip
+
+
+def test_every_documented_operation_answers_as_documented(admin_user, keycloak_provider):
+    instance, instance_token = make_instance(keycloak_provider, "lab")
+    rollout.publish(keycloak_provider)
+    user_token = token_for(admin_user)
+    examples = samples(keycloak_provider, instance, instance_token)
+    operations = [
+        (path, method, operation)
+        for path, item in openapi.SPEC["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "post", "patch", "put", "delete")
+    ]
+    assert {op["operationId"] for _, _, op in operations} == set(examples)
+    client = Client()
+    for path, method, operation in operations:
+        auth, params, query, body = examples[operation["operationId"]]
+        url = "/api/v1" + path.format(**params)
+        token = user_token if auth == "user" else instance_token
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+        if method == "get":
+            response = client.get(url, query, **headers)
+        else:
+            response = client.generic(method.upper(), url, json.dumps(body or {}),
+                                      content_type="application/json", **headers)  # fmt: skip
+        documented = operation["responses"]
+        assert str(response.status_code) in documented, (operation["operationId"], response.content)
+        assert response.status_code < 300, (operation["operationId"], response.content)
+        # Without a token every operation is documented to answer 401.
+        anonymous = client.generic(method.upper(), url, json.dumps(body or {}),
+                                   content_type="application/json")  # fmt: skip
+        assert anonymous.status_code == 401 and "401" in documented
+
+
+def test_every_api_url_is_documented():
+    documented = {"/api/v1" + path for path in openapi.SPEC["paths"]}
+    routes = {
+        "/"
+        + route.replace("<int:provider_id>", "{provider_id}")
+        .replace("<int:instance_id>", "{instance_id}")
+        .replace("<int:number>", "{number}")
+        for name, route, _ in all_named_urls()
+        if route.startswith("api/v1/") and name != "api-v1-openapi"
+    }
+    assert routes == documented
+
+
+def test_the_description_is_served(client):
+    response = client.get(reverse("api-v1-openapi"))
+    assert response.status_code == 200 and response.json()["openapi"] == "3.1.0"
+
+
+def test_the_api_matches_the_ui_for_an_auditor(auditor_api, keycloak_provider):
+    """Every write the UI refuses an auditor, the API refuses too."""
+    p = keycloak_provider.pk
+    for method, path, body in [
+        ("POST", "/providers", {"kind": "oidc"}),
+        ("PATCH", f"/providers/{p}", {}),
+        ("POST", f"/providers/{p}/validate", None),
+        ("POST", f"/providers/{p}/publish", {}),
+    ]:
+        assert auditor_api(method, path, body).status_code == 403
+    for path in ["/providers", f"/providers/{p}", f"/providers/{p}/versions", "/instances",
+                 "/history"]:  # fmt: skip
+        assert auditor_api("GET", path).status_code == 200
