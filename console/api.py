@@ -8,12 +8,14 @@ never tells whether an instance exists.
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from console import diffgram, rollout
+from console import diffgram, ratelimits, rollout
 from console.models import Instance, hash_token
 
 FORMATS = {
@@ -32,11 +34,20 @@ def error(status, message, **extra):
     return response
 
 
+def _too_many(rate):
+    response = error(429, f"Too many requests (limit {rate}); slow down.")
+    response["Retry-After"] = str(ratelimits.retry_after(rate))
+    return response
+
+
 def instance_api(view):
     """Authenticate the bearer token for the instance in the URL; sets request.instance."""
 
     @wraps(view)
     def wrapper(request, instance_id, *args, **kwargs):
+        # Per client IP first, so guessing tokens is slow too.
+        if ratelimits.exceeded(request, "pull-ip", settings.RATE_LIMIT_PULL_PER_IP):
+            return _too_many(settings.RATE_LIMIT_PULL_PER_IP)
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.startswith("Bearer ") else ""
         instance = (
@@ -48,6 +59,11 @@ def instance_api(view):
         matches = (instance or Instance(token_hash=_DUMMY_HASH)).token_matches(token)
         if not token or instance is None or not matches:
             return error(401, "Missing or invalid instance token.")
+        if ratelimits.exceeded(
+            request, "pull-instance", settings.RATE_LIMIT_PULL_PER_INSTANCE,
+            key=lambda group, r: str(instance.pk),
+        ):  # fmt: skip
+            return _too_many(settings.RATE_LIMIT_PULL_PER_INSTANCE)
         request.instance = instance
         return view(request, *args, **kwargs)
 
@@ -95,6 +111,8 @@ def pull_config(request):
 def report_applied(request):
     try:
         report = json.loads(request.body.decode("utf-8"))
+    except RequestDataTooBig:
+        return error(413, "The request body is too large.")
     except (UnicodeDecodeError, json.JSONDecodeError):
         return error(400, "The body must be a JSON object.")
     if not isinstance(report, dict):

@@ -1,7 +1,7 @@
 """System checks run at start-up (and by `manage.py check`)."""
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Tags, Warning, register
 
 from console import encryption
 
@@ -13,3 +13,18 @@ def check_field_encryption_keys(app_configs, **kwargs):
               "Fernet; print(Fernet.generate_key().decode())\"", id="console.E001")
         for problem in encryption.key_problems(settings.FIELD_ENCRYPTION_KEYS)
     ]  # fmt: skip
+
+
+@register(Tags.security, deploy=True)
+def check_shared_cache(app_configs, **kwargs):
+    backend = settings.CACHES["default"]["BACKEND"]
+    if backend.endswith("LocMemCache") or backend.endswith("DummyCache"):
+        return [
+            Warning(
+                "The cache is local to each process, so rate limits and cached JWKS are not "
+                "shared between web processes.",
+                hint="Set CACHE_URL=redis://host:6379/1",
+                id="console.W001",
+            )
+        ]
+    return []

@@ -183,15 +183,32 @@ def render_json(instance_name, version_number, content_hash, settings):
 
 def helm_value(value):
     """Quoted twice: Diffgram's chart pastes values unquoted into a ConfigMap/Secret, so the
-    value itself must be a quoted YAML string for "True" to stay the string "True"."""
-    return json.dumps(value)  # a JSON string is a valid double-quoted YAML scalar
+    value itself must be a quoted YAML string for "True" to stay the string "True". Escapes
+    what YAML cannot hold raw in double quotes: controls, line breaks, BOM, non-characters."""
+    escaped = []
+    for char in value:
+        code = ord(char)
+        if char in '\\"':
+            escaped.append("\\" + char)
+        elif (
+            code < 0x20
+            or 0x7F <= code <= 0x9F
+            or char in "\u2028\u2029\ufeff\ufffe\uffff"
+            or 0xD800 <= code <= 0xDFFF
+        ):
+            escaped.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 def render_helm(settings):
     plain = {name: helm_value(v) for name, v in settings.items() if name not in SECRET_VARIABLES}
     secret = {name: helm_value(v) for name, v in settings.items() if name in SECRET_VARIABLES}
     document = {"diffgramSettings": plain, "diffgramSecrets": secret}
-    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100000)
+    return yaml.safe_dump(
+        document, sort_keys=False, default_flow_style=False, width=100000, allow_unicode=True
+    )
 
 
 MANAGED_VARIABLES = (

@@ -163,9 +163,23 @@ def set_enabled(provider, enabled, *, request=None, actor=None):
     return stored
 
 
+class DeleteRefused(Exception):
+    """The provider is still in use; the message says what to do instead."""
+
+
 def delete_provider(provider, *, request=None, actor=None):
     with transaction.atomic():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
+        instances = stored.instances.count()
+        if instances:
+            raise DeleteRefused(
+                f"{stored} is assigned to {instances} instance(s): assign them another "
+                "provider first, or disable it."
+            )
+        if stored.versions.exists():
+            raise DeleteRefused(
+                f"{stored} has published versions, which the history refers to: disable it instead."
+            )
         audit.record(
             Action.PROVIDER_DELETED,
             request=request,

@@ -125,6 +125,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Rate-limit counters and cached JWKS. Local memory is per process: use Redis in production.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", default="10/5m")  # per client IP and per username
+RATE_LIMIT_PULL_PER_INSTANCE = env("RATE_LIMIT_PULL_PER_INSTANCE", default="120/m")
+RATE_LIMIT_PULL_PER_IP = env("RATE_LIMIT_PULL_PER_IP", default="3000/m")
+RATELIMIT_IP_META_KEY = "console.audit.client_ip"  # honours BEHIND_REVERSE_PROXY
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -227,6 +234,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_processed_dir),
         "control_folder": str(_control_dir),
         "store_processed": False,
+    }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # An unacknowledged task (its worker died) is delivered again after this many seconds.
+    # Keep it above the longest retry countdown (300 s), or retries would run twice.
+    _visibility = env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": _visibility,
+        # Look for such tasks every minute at most (kombu's default is every ~100 s).
+        "unacked_restore_interval": max(1, min(60, _visibility // 2)),
+        "unacked_restore_throttle": 1,
     }
 # Several consoles (or a test run) can share one broker with a queue each.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")

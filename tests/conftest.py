@@ -163,24 +163,11 @@ class Worker:
         raise AssertionError(f"marker {name!r} not written within {timeout}s:\n{self.log()}")
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_server):
-    """Start one real worker for the session, on the configured broker and the test database."""
-    from django.conf import settings
-    from django.db import connection
-
-    from sso_admin.celery import app
-
-    require_component(
-        broker_reachable(),
-        f"the Celery broker {settings.CELERY_BROKER_URL.split('@')[-1]!r}",
-        "start Redis: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
-    )
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    marker_dir = tmp_path_factory.mktemp("celery-markers")
-    log_path = marker_dir.parent / f"{queue}.log"
-    with django_db_blocker.unblock():
-        database_url = database_url_for_subprocess(connection.settings_dict)
+def start_worker(queue, folder, database_url, extra_environment=None):
+    """A real `celery -A sso_admin worker` process (solo pool) consuming `queue`."""
+    marker_dir = folder / f"{queue}-markers"
+    marker_dir.mkdir(exist_ok=True)
+    log_path = folder / f"{queue}.log"
     environment = {
         **subprocess_environment(),
         "DATABASE_URL": database_url,
@@ -190,9 +177,9 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_se
         "SSO_ADMIN_ALLOW_PRIVATE_URLS": "true",
         "PUSH_RETRY_BACKOFF_SECONDS": "1",
         "PUSH_MAX_ATTEMPTS": "3",
-        "AWS_ENDPOINT_URL": _moto_server,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
+        **(extra_environment or {}),
     }
     log_file = open(log_path, "w")  # noqa: SIM115 - kept open for the worker's lifetime
     process = subprocess.Popen(
@@ -204,19 +191,54 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_se
         ],
         cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    worker = Worker(queue, marker_dir, process, log_path)
+    worker.log_file = log_file
+    return worker
+
+
+def stop_worker(worker):
+    if worker.process.poll() is None:
+        worker.process.terminate()
+        try:
+            worker.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+    worker.log_file.close()
+
+
+def subprocess_database_url(django_db_blocker):
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        return database_url_for_subprocess(connection.settings_dict)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_server):
+    """One real worker for the session, on the configured broker and the test database."""
+    from django.conf import settings
+
+    from sso_admin.celery import app
+
+    require_component(
+        broker_reachable(),
+        f"the Celery broker {settings.CELERY_BROKER_URL.split('@')[-1]!r}",
+        "start Redis: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
+    )
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(
+        queue,
+        tmp_path_factory.mktemp("celery"),
+        subprocess_database_url(django_db_blocker),
+        {"AWS_ENDPOINT_URL": _moto_server},
+    )
     # Route every task this test process sends to the worker's private queue, so parallel runs
     # and leftovers on a shared broker cannot interfere.
     previous_queue = app.conf.task_default_queue
     app.conf.task_default_queue = queue
-    worker = Worker(queue, marker_dir, process, log_path)
     yield worker
     app.conf.task_default_queue = previous_queue
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log_file.close()
+    stop_worker(worker)
 
 
 # --- browser ------------------------------------------------------------------------------------

@@ -124,3 +124,19 @@ def test_it_checks_the_address_actually_connected_to(server, forbid_private):
 def test_it_refuses_credentials_in_urls(allow_private):
     with pytest.raises(outbound.OutboundError, match="credentials"):
         outbound.get("http://user:pw@127.0.0.1/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1:8765/",
+        "https://10.0.0.8/hook",
+        "https://[::ffff:192.168.1.4]/",
+        "https://169.254.169.254/",
+        "https://localhost/",
+    ],
+)
+def test_webhook_posts_to_private_addresses_are_refused_by_default(forbid_private, url):
+    with pytest.raises(outbound.OutboundError, match="Refused") as caught:
+        outbound.post(url, b"{}", {"Content-Type": "application/json"})
+    assert caught.value.permanent  # a push to such a URL is not retried

@@ -388,3 +388,23 @@ class TestCommands:
                 "add_provider", keycloak_server, "--kind", "keycloak", "--name", "K",
                 "--client-id", "c", "--realm", "r", "--client-secret-env", "NOT_SET_ANYWHERE",
             )  # fmt: skip
+
+
+def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
+    from console import rollout
+    from tests.conftest import make_instance
+
+    provider = create_keycloak(admin_client, keycloak_server)
+    instance, _ = make_instance(provider, "lab")
+    response = admin_client.post(reverse("provider-delete", args=[provider.pk]), follow=True)
+    assert b"is assigned to 1 instance(s)" in response.content
+    instance.delete()
+    Provider.objects.filter(pk=provider.pk).update(validation_passed=True)
+    make_instance(provider, "other")
+    rollout.publish(Provider.objects.get(pk=provider.pk))
+    from console.models import Instance
+
+    Instance.objects.all().delete()
+    response = admin_client.post(reverse("provider-delete", args=[provider.pk]), follow=True)
+    assert b"has published versions" in response.content
+    assert Provider.objects.filter(pk=provider.pk).exists()

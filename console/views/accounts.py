@@ -11,7 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.shortcuts import render
 from django.urls import reverse
 
-from console import audit, auth
+from console import audit, auth, ratelimits
 from console.models import AuditEvent
 
 
@@ -36,6 +36,12 @@ class LoginView(auth_views.LoginView):
             return self.render_to_response(
                 {**self.get_context_data(), "local_refused": True}, status=403
             )
+        if ratelimits.login_limited(request):
+            response = self.render_to_response(
+                {**self.get_context_data(), "rate_limited": True}, status=429
+            )
+            response["Retry-After"] = str(ratelimits.retry_after(settings.RATE_LIMIT_LOGIN))
+            return response
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):

@@ -115,7 +115,11 @@ def provider_toggle(request, provider_id):
 def provider_delete(request, provider_id):
     provider = get_provider(request, provider_id)
     if request.method == "POST":
-        providers.delete_provider(provider, request=request)
+        try:
+            providers.delete_provider(provider, request=request)
+        except providers.DeleteRefused as refusal:
+            messages.error(request, str(refusal))
+            return redirect("provider-detail", provider.pk)
         messages.success(request, f"Deleted {provider}.")
         return redirect("providers")
     return render(request, "console/provider_delete.html", {"provider": provider})

@@ -1,0 +1,413 @@
+"""What the product promises about access and secrets, checked on every URL.
+
+1. The authorization matrix: every URL pattern, asked by every kind of caller, against one table
+   of expected outcomes. A URL missing from the table fails the test.
+2. A canary planted in every kind of secret appears nowhere but the owning instance's pull
+   response and push payload.
+"""
+
+import csv
+import io
+import json
+import logging
+import re
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from celery.signals import before_task_publish
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from console import audit, rollout
+from console.models import ApiToken, AuditEvent, Instance, Provider, hash_token
+from tests.conftest import make_user
+from tests.urls_helper import all_named_urls
+
+pytestmark = pytest.mark.django_db
+
+CANARY = "CANARY-7d1f"
+SECRETS = {
+    "client_secret": f"{CANARY}-client-secret",
+    "keycloak_master_password": f"{CANARY}-master-password",
+    "keycloak_diffgram_password": f"{CANARY}-diffgram-password",
+}
+INSTANCE_TOKEN = f"dgi_{CANARY}-instance-token"
+SIGNING_SECRET = f"{CANARY}-signing-secret"
+
+# --- the world every check runs in ----------------------------------------------------------
+
+
+def build_world(django_user_model):
+    """A validated Keycloak provider with every secret set, three instances (C's token was
+    rotated away), a published version, and one personal token per role."""
+    from console import encryption
+
+    provider = Provider(
+        name="Lab Keycloak", kind="keycloak", client_id="diffgram",
+        keycloak_server_url="https://sso.example.com/auth/", keycloak_realm="diffgram-realm",
+        keycloak_master_user="admin", keycloak_diffgram_user="dg-admin", scopes="openid email",
+        diffgram_url_base="https://lab.example.com/", validation_passed=True,
+        validated_at=timezone.now(),
+        discovery_snapshot={
+            "issuer": "https://sso.example.com/auth/realms/diffgram-realm",
+            "authorization_endpoint": "https://sso.example.com/auth/realms/x/auth",
+            "token_endpoint": "https://sso.example.com/auth/realms/x/token",
+            "jwks_uri": "https://sso.example.com/auth/realms/x/certs",
+        },
+        jwks_snapshot={"keys": []},
+    )  # fmt: skip
+    provider.issuer = provider.computed_issuer()
+    for name, value in SECRETS.items():
+        provider.set_secret(name, value)
+    provider.save()
+    instances, tokens = {}, {}
+    for name in ("a", "b", "c"):
+        instance = Instance(
+            name=f"instance-{name}", url_base=f"https://{name}.example.com/", provider=provider,
+            push_target="webhook", webhook_url="http://127.0.0.1:9/",
+        )  # fmt: skip
+        tokens[name] = instance.new_token()
+        instance.signing_secret_encrypted = encryption.encrypt(SIGNING_SECRET)
+        instance.save()
+        instances[name] = instance
+    instances["a"].token_hash = hash_token(INSTANCE_TOKEN)
+    instances["a"].save()
+    tokens["a"] = INSTANCE_TOKEN
+    rollout.rotate_token(instances["c"])  # tokens["c"] is now the revoked one
+    version = rollout.publish(provider, note="matrix")
+    users = {
+        "norole": make_user(django_user_model, "nora"),
+        "auditor": make_user(django_user_model, "oscar", "auditor"),
+        "admin": make_user(django_user_model, "alice", "admin"),
+    }
+    personal = {}
+    for role in ("auditor", "admin"):
+        token = ApiToken(user=users[role], name="ci", expires_at=timezone.now() + timedelta(1))
+        personal[role] = token.new_token()
+        token.save()
+    revoked = ApiToken(user=users["admin"], name="old", expires_at=timezone.now() + timedelta(1))
+    personal["revoked"] = revoked.new_token()
+    revoked.revoked_at = timezone.now()
+    revoked.save()
+    event = AuditEvent.objects.order_by("id").first()
+    return {
+        "provider": provider, "instances": instances, "tokens": tokens, "version": version,
+        "users": users, "personal": personal, "event": event,
+    }  # fmt: skip
+
+
+def url_kwargs(world):
+    p, i = world["provider"].pk, world["instances"]["a"].pk
+    token_id = ApiToken.objects.filter(user=world["users"]["auditor"]).first().pk
+    by_param = {
+        "provider_id": p, "instance_id": i, "number": world["version"].number,
+        "event_id": world["event"].pk, "export_format": "csv", "kind": "oidc",
+        "token_id": token_id,
+    }  # fmt: skip
+    result = {}
+    for name, route, _ in all_named_urls():
+        params = re.findall(r"<(?:\w+:)?(\w+)>", route)
+        result[name] = {param: by_param[param] for param in params}
+    return result
+
+
+# --- callers and outcomes ------------------------------------------------------------------
+
+CALLERS = [
+    "anonymous",
+    "norole",
+    "auditor",
+    "auditor_token",
+    "admin_token",
+    "instance_a",
+    "instance_b",
+    "revoked",
+    "admin",
+]  # fmt: skip  (admin last: its writes may delete what the others ask for)
+
+LOGIN, NO_ACCESS, FORBIDDEN, UNAUTHORIZED, OK = "login", "no-access", "403", "401", "ok"
+
+POLICIES = {
+    # everyone reaches these
+    "public": dict.fromkeys(CALLERS, OK),
+    # console pages (session, any role)
+    "page": {
+        "anonymous": LOGIN, "norole": NO_ACCESS, "auditor": OK, "admin": OK,
+        "auditor_token": LOGIN, "admin_token": LOGIN, "instance_a": LOGIN, "instance_b": LOGIN,
+        "revoked": LOGIN,
+    },
+    # console writes (session, admin only)
+    "admin-write": {
+        "anonymous": LOGIN, "norole": NO_ACCESS, "auditor": FORBIDDEN, "admin": OK,
+        "auditor_token": LOGIN, "admin_token": LOGIN, "instance_a": LOGIN, "instance_b": LOGIN,
+        "revoked": LOGIN,
+    },
+    # the user's own API tokens (session, any role)
+    "own-account": {
+        "anonymous": LOGIN, "norole": NO_ACCESS, "auditor": OK, "admin": OK,
+        "auditor_token": LOGIN, "admin_token": LOGIN, "instance_a": LOGIN, "instance_b": LOGIN,
+        "revoked": LOGIN,
+    },
+    # signing out: anyone with a session; others are sent to the login page
+    "logout": {
+        **dict.fromkeys(CALLERS, LOGIN), "norole": OK, "auditor": OK, "admin": OK,
+    },
+    # Diffgram instance A's endpoints
+    "instance-a": {**dict.fromkeys(CALLERS, UNAUTHORIZED), "instance_a": OK},
+    # automation API
+    "api-read": {**dict.fromkeys(CALLERS, UNAUTHORIZED), "auditor_token": OK, "admin_token": OK},
+    "api-write": {
+        **dict.fromkeys(CALLERS, UNAUTHORIZED), "auditor_token": FORBIDDEN, "admin_token": OK,
+    },
+}  # fmt: skip
+
+# Every URL pattern with the methods that matter and the policy for each. One table.
+MATRIX = {
+    "home": [("GET", "page")],
+    "login": [("GET", "public")],
+    "logout": [("POST", "logout")],
+    "oidc_authentication_init": [("GET", "public")],
+    "oidc_authentication_callback": [("GET", "public")],
+    "healthz": [("GET", "public")],
+    "providers": [("GET", "page")],
+    "provider-new": [("GET", "page")],
+    "provider-create": [("GET", "page"), ("POST", "admin-write")],
+    "provider-discover": [("POST", "admin-write")],
+    "provider-detail": [("GET", "page")],
+    "provider-edit": [("GET", "page"), ("POST", "admin-write")],
+    "provider-validate": [("POST", "admin-write")],
+    "provider-toggle": [("POST", "admin-write")],
+    "provider-delete": [("GET", "page"), ("POST", "admin-write")],
+    "provider-test-login": [("GET", "page")],
+    "provider-console-login": [("POST", "admin-write")],
+    "cognito-inspect": [("GET", "page")],
+    "cognito-fix": [("POST", "admin-write")],
+    "cognito-add-saml": [("POST", "admin-write")],
+    "cognito-use-domain": [("POST", "admin-write")],
+    "provider-publish": [("POST", "admin-write")],
+    "version-diff": [("GET", "page")],
+    "version-detail": [("GET", "page")],
+    "rollout-continue": [("POST", "admin-write")],
+    "rollout-halt": [("POST", "admin-write")],
+    "version-rollback": [("POST", "admin-write")],
+    "instances": [("GET", "page")],
+    "instance-create": [("GET", "page"), ("POST", "admin-write")],
+    "instance-detail": [("GET", "page")],
+    "instance-edit": [("GET", "page"), ("POST", "admin-write")],
+    "instance-delete": [("GET", "page"), ("POST", "admin-write")],
+    "instance-push": [("POST", "admin-write")],
+    "instance-rotate-token": [("POST", "admin-write")],
+    "instance-rotate-signing-secret": [("POST", "admin-write")],
+    "config-export": [("GET", "page")],
+    "config-import": [("GET", "page"), ("POST", "admin-write")],
+    "api-tokens": [("GET", "page"), ("POST", "own-account")],
+    "api-token-revoke": [("POST", "own-account")],
+    "history": [("GET", "page")],
+    "history-verify": [("GET", "page")],
+    "history-export": [("GET", "page")],
+    "history-event": [("GET", "page")],
+    "api-v1-openapi": [("GET", "public")],
+    "api-v1-providers": [("GET", "api-read"), ("POST", "api-write")],
+    "api-v1-provider": [("GET", "api-read"), ("PATCH", "api-write")],
+    "api-v1-provider-validate": [("POST", "api-write")],
+    "api-v1-provider-publish": [("POST", "api-write")],
+    "api-v1-versions": [("GET", "api-read")],
+    "api-v1-version": [("GET", "api-read")],
+    "api-v1-diff": [("GET", "api-read")],
+    "api-v1-instances": [("GET", "api-read")],
+    "api-v1-instance": [("GET", "api-read")],
+    "api-v1-history": [("GET", "api-read")],
+    "api-pull-config": [("GET", "instance-a")],
+    "api-applied": [("POST", "instance-a")],
+}
+
+
+def client_for(caller, world):
+    client = Client()
+    if caller in ("norole", "auditor", "admin"):
+        client.force_login(world["users"][caller])
+    bearer = {
+        "auditor_token": world["personal"]["auditor"],
+        "admin_token": world["personal"]["admin"],
+        "instance_a": world["tokens"]["a"],
+        "instance_b": world["tokens"]["b"],
+        "revoked": world["personal"]["revoked"],
+    }.get(caller)
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+    return client, headers
+
+
+def outcome(response):
+    if response.status_code == 302 and response["Location"].startswith(reverse("login") + "?"):
+        return LOGIN
+    if response.status_code == 403 and b"no role in the console" in response.content:
+        return NO_ACCESS
+    if response.status_code in (401, 403):
+        return str(response.status_code)
+    assert response.status_code < 500, response.content[:500]
+    return OK
+
+
+def test_every_url_is_in_the_matrix():
+    assert set(MATRIX) == {name for name, _, _ in all_named_urls()}
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "policy"),
+    [(name, method, policy) for name, rows in MATRIX.items() for method, policy in rows],
+)
+def test_authorization_matrix(name, method, policy, django_user_model, settings):
+    settings.RATE_LIMIT_PULL_PER_IP = settings.RATE_LIMIT_PULL_PER_INSTANCE = "10000/m"
+    world = build_world(django_user_model)
+    url = reverse(name, kwargs=url_kwargs(world)[name])
+    body = json.dumps({"version": 1, "status": "ok"}) if name == "api-applied" else "{}"
+    for caller in CALLERS:
+        client, headers = client_for(caller, world)
+        if method == "GET":
+            response = client.get(url, **headers)
+        elif name.startswith("api"):
+            response = client.generic(method, url, body, content_type="application/json", **headers)
+        else:
+            response = client.generic(method, url, "", **headers)
+        assert outcome(response) == POLICIES[policy][caller], (caller, response.status_code)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n, rows in MATRIX.items() for m, p in rows if p in ("admin-write", "own-account")]
+    + ["logout"],
+)
+def test_session_writes_without_a_csrf_token_are_refused(name, django_user_model):
+    world = build_world(django_user_model)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world["users"]["admin"])
+    response = client.post(reverse(name, kwargs=url_kwargs(world)[name]))
+    assert response.status_code == 403
+    assert b"CSRF" in response.content
+
+
+# --- the canary ---------------------------------------------------------------------------
+
+
+def test_the_canary_appears_only_where_its_owner_receives_it(
+    django_user_model, caplog, django_capture_on_commit_callbacks
+):
+    caplog.set_level(logging.DEBUG)
+    published = []
+
+    def capture(body=None, headers=None, **kwargs):
+        published.append(json.dumps([body, headers], default=str))
+
+    before_task_publish.connect(capture)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):  # really send the tasks
+            world = build_world(django_user_model)
+            rollout.repush(world["instances"]["b"])
+        audit.record(audit.Action.LOGOUT, target=world["provider"])
+    finally:
+        before_task_publish.disconnect(capture)
+    kwargs = url_kwargs(world)
+    seen = {}
+
+    admin, auditor = Client(), Client()
+    admin.force_login(world["users"]["admin"])
+    auditor.force_login(world["users"]["auditor"])
+    for name, rows in MATRIX.items():
+        for method, policy in rows:
+            if method == "GET" and policy in ("page", "public") and name != "provider-test-login":
+                for label, client in (("admin", admin), ("auditor", auditor)):
+                    response = client.get(reverse(name, kwargs=kwargs[name]))
+                    content = (
+                        b"".join(response.streaming_content)
+                        if response.streaming
+                        else (response.content)
+                    )
+                    seen[f"{label} GET {name}"] = content.decode("utf-8", "replace")
+            if method == "GET" and policy == "api-read":
+                client, headers = client_for("admin_token", world)
+                seen[f"API GET {name}"] = client.get(
+                    reverse(name, kwargs=kwargs[name]), **headers
+                ).content.decode()
+    for export_format in ("csv", "jsonl"):
+        response = admin.get(reverse("history-export", args=[export_format]))
+        seen[f"history export {export_format}"] = b"".join(response.streaming_content).decode()
+    out = StringIO()
+    call_command("export_config", stdout=out)
+    seen["export_config"] = out.getvalue()
+    seen["audit table"] = json.dumps(list(AuditEvent.objects.values()), default=str)
+    seen["celery messages"] = "\n".join(published)
+    seen["logs"] = "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''}" for record in caplog.records
+    )
+    leaks = [where for where, text in seen.items() if CANARY in text]
+    assert leaks == []
+    assert len(published) >= 3  # the publish and repush really were captured
+
+    # Positive control: the owner gets its secrets, in its pull and in its push.
+    client, headers = client_for("instance_a", world)
+    pull = client.get(reverse("api-pull-config", kwargs=kwargs["api-pull-config"]), **headers)
+    assert f"{CANARY}-client-secret" in pull.content.decode()
+    body, push_headers = rollout.signed_webhook(world["instances"]["a"], world["version"])
+    assert f"{CANARY}-master-password" in body.decode()
+    assert CANARY not in json.dumps(push_headers)  # the signature, never the secret
+
+
+def test_csv_and_jsonl_exports_were_really_read(django_user_model):
+    """Guards the canary test: exports contain the events they claim to."""
+    world = build_world(django_user_model)
+    admin = Client()
+    admin.force_login(world["users"]["admin"])
+    response = admin.get(reverse("history-export", args=["csv"]))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert any(row["action"] == "version.published" for row in rows)
+
+
+# --- rate limits ----------------------------------------------------------------------------
+
+
+def test_sign_in_attempts_are_rate_limited(client, admin_user, settings):
+    settings.RATE_LIMIT_LOGIN = "3/m"
+    for _ in range(3):
+        assert client.post(reverse("login"), {"username": "x", "password": "y"}).status_code == 200
+    response = client.post(reverse("login"), {"username": "x", "password": "y"})
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) == 60
+    assert b"Too many sign-in attempts" in response.content
+
+
+def test_the_pull_api_is_rate_limited_per_token_and_per_ip(django_user_model, settings):
+    settings.RATE_LIMIT_PULL_PER_INSTANCE = "2/m"
+    world = build_world(django_user_model)
+    client, headers = client_for("instance_a", world)
+    url = reverse("api-pull-config", kwargs={"instance_id": world["instances"]["a"].pk})
+    assert [client.get(url, **headers).status_code for _ in range(3)] == [200, 200, 429]
+    response = client.get(url, **headers)
+    assert response.json()["error"].startswith("Too many requests")
+    b_client, b_headers = client_for("instance_b", world)
+    b_url = reverse("api-pull-config", kwargs={"instance_id": world["instances"]["b"].pk})
+    assert b_client.get(b_url, **b_headers).status_code == 200  # per token, not global
+
+    settings.RATE_LIMIT_PULL_PER_IP = "1/m"
+    from django.core.cache import cache
+
+    cache.clear()
+    guesses = [client.get(url, HTTP_AUTHORIZATION="Bearer dgi_guess").status_code for _ in range(3)]
+    assert guesses == [401, 429, 429]  # guessing tokens is slowed down too
+
+
+def test_an_oversized_applied_report_gets_413(django_user_model, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    world = build_world(django_user_model)
+    client, headers = client_for("instance_a", world)
+    response = client.post(
+        reverse("api-applied", kwargs={"instance_id": world["instances"]["a"].pk}),
+        json.dumps({"version": 1, "status": "ok", "detail": "x" * 500}),
+        content_type="application/json",
+        **headers,
+    )
+    assert response.status_code == 413
+    assert response.json() == {"error": "The request body is too large."}
+    assert Instance.objects.get(name="instance-a").applied_version_number is None
