@@ -10,12 +10,13 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from console import diffgram, ratelimits, rollout
+from console import diffgram, encryption, ratelimits, rollout
 from console.models import Instance, hash_token
 
 FORMATS = {
@@ -24,7 +25,16 @@ FORMATS = {
     "helm": ("application/yaml; charset=utf-8", "yaml"),
 }
 MAX_DETAIL = 2000
+PULL_CACHE_SECONDS = 3600
 _DUMMY_HASH = hash_token("no such instance")
+# What the machine API reads of an instance (not the provider, nor its JSON snapshots).
+INSTANCE_COLUMNS = (
+    "id", "name", "url_base", "token_hash", "revision", "last_pull_at",
+    "last_pulled_version_number", "assigned_version__id", "assigned_version__number",
+    "assigned_version__settings", "assigned_version__secret_settings_encrypted",
+    "assigned_version__login_url_template", "assigned_version__content_hash",
+    "assigned_version__provider_id",
+)  # fmt: skip
 
 
 def error(status, message, **extra):
@@ -45,19 +55,22 @@ def instance_api(view):
 
     @wraps(view)
     def wrapper(request, instance_id, *args, **kwargs):
-        # Per client IP first, so guessing tokens is slow too.
-        if ratelimits.exceeded(request, "pull-ip", settings.RATE_LIMIT_PULL_PER_IP):
+        # A client IP that sent too many bad tokens is refused before anything else, so
+        # guessing tokens is slow; a fleet behind one NAT address is not limited by it.
+        if ratelimits.blocked(request, "pull-bad-token", settings.RATE_LIMIT_PULL_PER_IP):
             return _too_many(settings.RATE_LIMIT_PULL_PER_IP)
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.startswith("Bearer ") else ""
         instance = (
-            Instance.objects.select_related("assigned_version__provider")
+            Instance.objects.select_related("assigned_version")
+            .only(*INSTANCE_COLUMNS)
             .filter(pk=instance_id)
             .first()
         )
         # Compare even when the instance does not exist, so timing does not tell.
         matches = (instance or Instance(token_hash=_DUMMY_HASH)).token_matches(token)
         if not token or instance is None or not matches:
+            ratelimits.exceeded(request, "pull-bad-token", settings.RATE_LIMIT_PULL_PER_IP)
             return error(401, "Missing or invalid instance token.")
         if ratelimits.exceeded(
             request, "pull-instance", settings.RATE_LIMIT_PULL_PER_INSTANCE,
@@ -71,6 +84,28 @@ def instance_api(view):
     return login_not_required(csrf_exempt(wrapper))
 
 
+def _rendered(instance, version, output):
+    """(ETag, encrypted body) of an instance's current version, cached. The key names the
+    version and the instance's revision, so a publish or an edit of the instance reads anew."""
+    key = f"pull:{instance.pk}:{instance.revision}:{version.pk}:{output}"
+    cached = cache.get(key)
+    if cached is None:
+        content_hash = rollout.instance_content_hash(version, instance)
+        settings_ = diffgram.instance_settings(
+            version.all_settings(), version.login_url_template, instance.url_base
+        )
+        if output == "env":
+            body = diffgram.render_env(settings_)
+        elif output == "json":
+            body = diffgram.render_json(instance.name, version.number, content_hash, settings_)
+        else:
+            body = diffgram.render_helm(settings_)
+        # The body holds secrets: encrypted in the cache, which may be a shared Redis.
+        cached = (f'"{content_hash}.{output}"', encryption.encrypt(body))
+        cache.set(key, cached, PULL_CACHE_SECONDS)
+    return cached  # decrypt only when the body is sent
+
+
 @instance_api
 @require_GET
 def pull_config(request):
@@ -81,24 +116,13 @@ def pull_config(request):
     version = instance.assigned_version
     if version is None:
         return error(404, "No configuration has been published to this instance yet.")
-    content_hash = rollout.instance_content_hash(version, instance)
-    etag = f'"{content_hash}.{output}"'
+    etag, encrypted_body = _rendered(instance, version, output)
+    rollout.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
-        rollout.record_pull(instance, version)
         response = HttpResponseNotModified()
     else:
-        settings = diffgram.instance_settings(
-            version.all_settings(), version.login_url_template, instance.url_base
-        )
-        if output == "env":
-            body = diffgram.render_env(settings)
-        elif output == "json":
-            body = diffgram.render_json(instance.name, version.number, content_hash, settings)
-        else:
-            body = diffgram.render_helm(settings)
-        rollout.record_pull(instance, version)
         content_type, extension = FORMATS[output]
-        response = HttpResponse(body, content_type=content_type)
+        response = HttpResponse(encryption.decrypt(encrypted_body), content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)

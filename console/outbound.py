@@ -131,6 +131,7 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
 
 def _pool_manager():
     manager = urllib3.PoolManager(
+        maxsize=16,  # connections kept per host, for concurrent pushes from threaded workers
         timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
         retries=False,
         cert_reqs="CERT_REQUIRED",

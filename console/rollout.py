@@ -223,8 +223,7 @@ def publish(provider, *, group="", note="", request=None, actor=None):
                 "content_hash": version.content_hash,
             },
         )
-        for instance in targets:
-            _assign(instance, version, request=request, actor=actor)
+        _assign_many(targets, version)
     return version
 
 
@@ -233,9 +232,12 @@ def continue_rollout(version, *, request=None, actor=None):
         rollout = Rollout.objects.select_for_update().get(version=version)
         if rollout.state != Rollout.State.STAGED:
             raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
-        rest = version.provider.instances.exclude(rollout_group=rollout.first_group)
-        for instance in rest.select_for_update():
-            _assign(instance, version, request=request, actor=actor)
+        rest = list(
+            version.provider.instances.exclude(
+                rollout_group=rollout.first_group
+            ).select_for_update()
+        )
+        _assign_many(rest, version)
         rollout.state = Rollout.State.COMPLETE
         rollout.save(update_fields=["state", "updated_at"])
         audit.record(
@@ -283,8 +285,7 @@ def rollback(version, *, note="", request=None, actor=None):
             target=new,
             context={"provider": provider.name, "number": new.number, "to": version.number},
         )
-        for instance in instances:
-            _assign(instance, new, request=request, actor=actor)
+        _assign_many(instances, new)
     return new
 
 
@@ -308,27 +309,45 @@ def version_diff(old, new):
 
 
 def _assign(instance, version, *, request=None, actor=None):
-    """Point the instance at a version and, for pushed instances, queue the push (outbox)."""
+    """Point one instance at a version (and queue its push); returns its PushRequest or None."""
+    requests = _assign_many([instance], version)
     instance.assigned_version = version
-    instance.save(update_fields=["assigned_version", "updated_at"])
-    if version is None or instance.push_target == Instance.PushTarget.NONE:
-        return None
-    PushRequest.objects.filter(instance=instance, state=PushRequest.State.PENDING).update(
-        state=PushRequest.State.SUPERSEDED, completed_at=timezone.now()
-    )
-    push = PushRequest.objects.create(
-        instance=instance, version=version, dispatched_at=timezone.now()
-    )
-    dispatch_after_commit(push.pk)
-    return push
+    return requests[0] if requests else None
 
 
-def dispatch_after_commit(push_request_id):
-    """Send the task once the transaction commits. Robust: if the broker is down the publish
-    still succeeds, and the outbox sweeper sends the request later."""
+def _assign_many(instances, version):
+    """Point instances at a version and, for pushed instances, queue the pushes (outbox).
+
+    Bulk statements: publishing to a thousand instances is a handful of queries."""
+    now = timezone.now()
+    Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
+        assigned_version=version, updated_at=now
+    )
+    pushed = [i for i in instances if i.push_target != Instance.PushTarget.NONE]
+    if version is None or not pushed:
+        return []
+    PushRequest.objects.filter(
+        instance_id__in=[i.pk for i in pushed], state=PushRequest.State.PENDING
+    ).update(state=PushRequest.State.SUPERSEDED, completed_at=now)
+    requests = PushRequest.objects.bulk_create(
+        [PushRequest(instance=i, version=version, dispatched_at=now) for i in pushed]
+    )
+    dispatch_after_commit([request.pk for request in requests])
+    return requests
+
+
+def dispatch_after_commit(push_request_ids):
+    """Send the tasks once the transaction commits. Robust: if the broker is down the publish
+    still succeeds, and the outbox sweeper sends the requests later."""
     from console import tasks
+    from sso_admin.celery import app
 
-    transaction.on_commit(lambda: tasks.push_config.delay(push_request_id), robust=True)
+    def send():
+        with app.producer_or_acquire() as producer:  # one connection for the whole fan-out
+            for push_request_id in push_request_ids:
+                tasks.push_config.apply_async((push_request_id,), producer=producer)
+
+    transaction.on_commit(send, robust=True)
 
 
 # --- pushing -------------------------------------------------------------------------------------
@@ -494,7 +513,7 @@ def sweep_outbox():
     for push_id in stuck.values_list("pk", flat=True)[:1000]:
         with transaction.atomic():
             PushRequest.objects.filter(pk=push_id).update(dispatched_at=timezone.now())
-            dispatch_after_commit(push_id)
+            dispatch_after_commit([push_id])
         count += 1
     return count
 
@@ -518,7 +537,7 @@ def record_pull(instance, version):
                 Action.INSTANCE_PULLED,
                 actor=instance,
                 target=instance,
-                context={"version": version.number, "provider": version.provider.name},
+                context={"version": version.number, "provider_id": version.provider_id},
             )
 
 

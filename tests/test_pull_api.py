@@ -170,3 +170,14 @@ def test_the_agent_runs_on_change_only_when_the_file_changed(published, live_ser
     assert marker.read_text() == "restarted\n"
     assert agent.pull("--on-change", command).returncode == 0  # 304: nothing to restart
     assert marker.read_text() == "restarted\n"
+
+
+def test_a_new_version_is_served_at_once_despite_the_cache(published, keycloak_provider):
+    base, token = published["base"], published["token"]
+    _, first, _ = call(f"{base}/config", token)
+    keycloak_provider.client_id = "diffgram-v2"
+    keycloak_provider.save()
+    rollout.publish(keycloak_provider)
+    status, second, body = call(f"{base}/config", token, headers={"If-None-Match": first["ETag"]})
+    assert status == 200 and second["X-Config-Version"] == "2"
+    assert "OAUTH2_PROVIDER_CLIENT_ID=diffgram-v2" in body.decode()

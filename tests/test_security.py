@@ -378,7 +378,7 @@ def test_sign_in_attempts_are_rate_limited(client, admin_user, settings):
     assert b"Too many sign-in attempts" in response.content
 
 
-def test_the_pull_api_is_rate_limited_per_token_and_per_ip(django_user_model, settings):
+def test_the_pull_api_is_rate_limited_per_token_and_bad_tokens_per_ip(django_user_model, settings):
     settings.RATE_LIMIT_PULL_PER_INSTANCE = "2/m"
     world = build_world(django_user_model)
     client, headers = client_for("instance_a", world)
@@ -395,7 +395,8 @@ def test_the_pull_api_is_rate_limited_per_token_and_per_ip(django_user_model, se
 
     cache.clear()
     guesses = [client.get(url, HTTP_AUTHORIZATION="Bearer dgi_guess").status_code for _ in range(3)]
-    assert guesses == [401, 429, 429]  # guessing tokens is slowed down too
+    assert guesses == [401, 401, 429]  # past the limit of bad tokens, this IP waits
+    assert client.get(url, **headers).status_code == 429  # even with a good token, from here
 
 
 def test_an_oversized_applied_report_gets_413(django_user_model, settings):

@@ -1,0 +1,99 @@
+"""P1: the pull API under a fleet of 1,000 instances, against a trivial view on the same
+gunicorn. Run: python bench/pull.py  (needs PostgreSQL, Redis and wrk; see docs/BENCHMARKS.md)"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    PROVIDER_SEED,
+    PYTHON,
+    ROOT,
+    environment,
+    fresh_database,
+    manage,
+    wait_for_http,
+    wrk,
+)  # noqa: E402
+
+INSTANCES = int(os.environ.get("BENCH_INSTANCES", 1000))
+SECONDS = int(os.environ.get("BENCH_SECONDS", 15))
+PORT = 8771
+
+SEED = (
+    PROVIDER_SEED
+    + """
+from console import api, rollout
+lines = []
+for number in range(__COUNT__):
+    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.com/",
+                        provider=provider)
+    token = instance.new_token()
+    instance.new_signing_secret()
+    instance.save()
+    lines.append([instance.pk, token])
+rollout.publish(provider)
+with open(__PATH__, "w") as out:
+    for pk, token in lines:
+        instance = Instance.objects.select_related("assigned_version").get(pk=pk)
+        etag = api._rendered(instance, instance.assigned_version, "env")[0]
+        out.write(f"{pk} {token} {etag}\\n")
+"""
+)
+
+
+def main():
+    fresh_database("sso_bench_pull")
+    env = environment("sso_bench_pull")
+    manage(env, "migrate", "--noinput")
+    manage(env, "collectstatic", "--noinput")
+    tokens = Path(tempfile.mkdtemp()) / "tokens.txt"
+    seed = SEED.replace("__COUNT__", str(INSTANCES)).replace("__PATH__", repr(str(tokens)))
+    subprocess.run([PYTHON, "-c", seed], cwd=ROOT, env=env, check=True)
+    workers = os.environ.get("BENCH_WORKERS", "4")
+    server = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "sso_admin.wsgi", "--bind", f"127.0.0.1:{PORT}",
+         "--workers", workers, "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{PORT}"
+        wait_for_http(f"{base}/bench/trivial")
+        script = Path(__file__).with_name("pull.lua")
+        url = f"{base}/api/v1/instances/1/config"
+        wrk(f"{base}/bench/trivial", seconds=3)  # warm up every worker
+        # Steady state: every instance has pulled this version once already (that first pull
+        # is an audit event; a fleet polls the same version for hours).
+        wrk(url, seconds=5, script=script, env={**env, "BENCH_TOKENS": str(tokens)})
+        results = {
+            "trivial": wrk(f"{base}/bench/trivial", seconds=SECONDS),
+            "304": wrk(url, seconds=SECONDS, script=script,
+                       env={**env, "BENCH_TOKENS": str(tokens), "BENCH_MODE": "304"}),
+            "200": wrk(url, seconds=SECONDS, script=script,
+                       env={**env, "BENCH_TOKENS": str(tokens), "BENCH_MODE": "200"}),
+        }  # fmt: skip
+        # Latency under a lighter load: 8 connections instead of 32 (wrk has no fixed rate).
+        results["304-light"] = wrk(
+            url,
+            seconds=SECONDS,
+            connections=8,
+            script=script,
+            env={**env, "BENCH_TOKENS": str(tokens), "BENCH_MODE": "304"},
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    trivial = results["trivial"]["rate"]
+    summary = {
+        name: {**result, "ratio": round(result["rate"] / trivial, 2)}
+        for name, result in results.items()
+    }
+    print(json.dumps({"instances": INSTANCES, "workers": workers, "results": summary}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

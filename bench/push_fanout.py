@@ -1,0 +1,121 @@
+"""P2: one publish to 1,000 instances with agent-webhook targets, through a real Celery worker on
+Redis, until every push is acknowledged; against the same 1,000 signed POSTs from a plain
+thread pool. Run: python bench/push_fanout.py  (needs PostgreSQL and Redis)"""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import PROVIDER_SEED, PYTHON, ROOT, environment, fresh_database, manage  # noqa: E402
+
+INSTANCES = int(os.environ.get("BENCH_INSTANCES", 1000))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", 32))
+POOL = os.environ.get("BENCH_POOL", "threads")
+PORT = 8772
+
+SEED = (
+    PROVIDER_SEED
+    + """
+for number in range(__COUNT__):
+    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.com/",
+                        provider=provider, push_target="webhook",
+                        webhook_url=f"http://127.0.0.1:__PORT__/i{number}")
+    instance.new_token()
+    instance.new_signing_secret()
+    instance.save()
+"""
+)
+
+PUBLISH = """
+import django, time; django.setup()
+from console import rollout
+from console.models import Provider, PushRequest
+started = time.monotonic()
+version = rollout.publish(Provider.objects.get())
+published = time.monotonic() - started
+while PushRequest.objects.filter(version=version, state="pending").exists():
+    time.sleep(0.1)
+elapsed = time.monotonic() - started
+states = {s: PushRequest.objects.filter(version=version, state=s).count()
+          for s in ("succeeded", "failed", "pending")}
+print(elapsed, states["succeeded"], states["failed"], published)
+"""
+
+BASELINE = """
+import django, time; django.setup()
+from concurrent.futures import ThreadPoolExecutor
+from console import outbound, rollout
+from console.models import ConfigVersion, Instance
+version = ConfigVersion.objects.get()
+instances = list(Instance.objects.all())
+for instance in instances:
+    instance.webhook_url = instance.webhook_url.replace("/i", "/baseline-i")
+def send(instance):
+    body, headers = rollout.signed_webhook(instance, version)
+    return outbound.post(instance.webhook_url, body, headers).status
+started = time.monotonic()
+with ThreadPoolExecutor(__CONCURRENCY__) as pool:
+    statuses = list(pool.map(send, instances))
+print(time.monotonic() - started, statuses.count(200))
+"""
+
+
+def main():
+    fresh_database("sso_bench_push")
+    env = environment("sso_bench_push")
+    manage(env, "migrate", "--noinput")
+    folder = Path(tempfile.mkdtemp())
+    received = folder / "received.txt"
+    seed = SEED.replace("__COUNT__", str(INSTANCES)).replace("__PORT__", str(PORT))
+    subprocess.run([PYTHON, "-c", seed], cwd=ROOT, env=env, check=True)
+    receiver = subprocess.Popen([PYTHON, "bench/receiver.py", str(PORT), str(received)], cwd=ROOT)
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "sso_admin", "worker", "--pool", POOL,
+         "--concurrency", str(CONCURRENCY), "--queues", "bench", "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    try:
+        time.sleep(5)  # the worker connects to Redis
+        elapsed, succeeded, failed, published = subprocess.run(
+            [PYTHON, "-c", PUBLISH], cwd=ROOT, env=env, check=True, capture_output=True,
+            text=True,
+        ).stdout.split()  # fmt: skip
+        baseline, ok = subprocess.run(
+            [PYTHON, "-c", BASELINE.replace("__CONCURRENCY__", str(CONCURRENCY))], cwd=ROOT,
+            env=env, check=True, capture_output=True, text=True,
+        ).stdout.split()  # fmt: skip
+    finally:
+        for process in (worker, receiver):
+            process.terminate()
+            process.wait(timeout=30)
+    paths = received.read_text().split()
+    pushed = collections.Counter(p for p in paths if not p.startswith("/baseline-"))
+    print(
+        json.dumps(
+            {
+                "instances": INSTANCES,
+                "worker": f"{POOL} x {CONCURRENCY}",
+                "celery_seconds": round(float(elapsed), 2),
+                "of_which_publish_seconds": round(float(published), 2),
+                "baseline_seconds": round(float(baseline), 2),
+                "ratio": round(float(elapsed) / float(baseline), 2),
+                "succeeded": int(succeeded),
+                "failed": int(failed),
+                "received_distinct": len(pushed),
+                "received_duplicates": sum(count - 1 for count in pushed.values()),
+                "baseline_ok": int(ok),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
