@@ -40,7 +40,7 @@ rollout.publish(provider)
 with open(__PATH__, "w") as out:
     for pk, token in lines:
         instance = Instance.objects.select_related("assigned_version").get(pk=pk)
-        etag = api._rendered(instance, instance.assigned_version, "env")[0]
+        etag = api._etag(instance, instance.assigned_version, "env")
         out.write(f"{pk} {token} {etag}\\n")
 """
 )
@@ -52,6 +52,7 @@ def main():
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
     tokens = Path(tempfile.mkdtemp()) / "tokens.txt"
+    print(f"instance tokens: {tokens} (for bench/profile_pull.py)", file=sys.stderr)
     seed = SEED.replace("__COUNT__", str(INSTANCES)).replace("__PATH__", repr(str(tokens)))
     subprocess.run([PYTHON, "-c", seed], cwd=ROOT, env=env, check=True)
     workers = os.environ.get("BENCH_WORKERS", "4")

@@ -55,10 +55,6 @@ def instance_api(view):
 
     @wraps(view)
     def wrapper(request, instance_id, *args, **kwargs):
-        # A client IP that sent too many bad tokens is refused before anything else, so
-        # guessing tokens is slow; a fleet behind one NAT address is not limited by it.
-        if ratelimits.blocked(request, "pull-bad-token", settings.RATE_LIMIT_PULL_PER_IP):
-            return _too_many(settings.RATE_LIMIT_PULL_PER_IP)
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.startswith("Bearer ") else ""
         instance = (
@@ -70,7 +66,12 @@ def instance_api(view):
         # Compare even when the instance does not exist, so timing does not tell.
         matches = (instance or Instance(token_hash=_DUMMY_HASH)).token_matches(token)
         if not token or instance is None or not matches:
-            ratelimits.exceeded(request, "pull-bad-token", settings.RATE_LIMIT_PULL_PER_IP)
+            # Bad tokens are counted per client IP, and past the limit answered 429: probing
+            # is slowed down and cannot flood the database, while a fleet behind one NAT
+            # address (good tokens) is never limited by it. Tokens have 256 random bits, so
+            # the limit is about load, not about making guesses succeed.
+            if ratelimits.exceeded(request, "pull-bad-token", settings.RATE_LIMIT_PULL_PER_IP):
+                return _too_many(settings.RATE_LIMIT_PULL_PER_IP)
             return error(401, "Missing or invalid instance token.")
         if ratelimits.exceeded(
             request, "pull-instance", settings.RATE_LIMIT_PULL_PER_INSTANCE,
@@ -84,26 +85,30 @@ def instance_api(view):
     return login_not_required(csrf_exempt(wrapper))
 
 
-def _rendered(instance, version, output):
-    """(ETag, encrypted body) of an instance's current version, cached. The key names the
-    version and the instance's revision, so a publish or an edit of the instance reads anew."""
+def _etag(instance, version, output):
+    return f'"{rollout.instance_content_hash(version, instance)}.{output}"'
+
+
+def _rendered_body(instance, version, output):
+    """The rendered settings, cached (encrypted: it holds secrets and the cache may be a shared
+    Redis). The key names the version and the instance's revision, so a publish or an edit of
+    the instance renders anew."""
     key = f"pull:{instance.pk}:{instance.revision}:{version.pk}:{output}"
-    cached = cache.get(key)
-    if cached is None:
-        content_hash = rollout.instance_content_hash(version, instance)
+    encrypted = cache.get(key)
+    if encrypted is None:
         settings_ = diffgram.instance_settings(
             version.all_settings(), version.login_url_template, instance.url_base
         )
         if output == "env":
             body = diffgram.render_env(settings_)
         elif output == "json":
+            content_hash = rollout.instance_content_hash(version, instance)
             body = diffgram.render_json(instance.name, version.number, content_hash, settings_)
         else:
             body = diffgram.render_helm(settings_)
-        # The body holds secrets: encrypted in the cache, which may be a shared Redis.
-        cached = (f'"{content_hash}.{output}"', encryption.encrypt(body))
-        cache.set(key, cached, PULL_CACHE_SECONDS)
-    return cached  # decrypt only when the body is sent
+        encrypted = encryption.encrypt(body)
+        cache.set(key, encrypted, PULL_CACHE_SECONDS)
+    return encryption.decrypt(encrypted)
 
 
 @instance_api
@@ -116,13 +121,14 @@ def pull_config(request):
     version = instance.assigned_version
     if version is None:
         return error(404, "No configuration has been published to this instance yet.")
-    etag, encrypted_body = _rendered(instance, version, output)
+    etag = _etag(instance, version, output)  # a hash: the 304 path reads no cache at all
     rollout.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
     else:
         content_type, extension = FORMATS[output]
-        response = HttpResponse(encryption.decrypt(encrypted_body), content_type=content_type)
+        body = _rendered_body(instance, version, output)
+        response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)

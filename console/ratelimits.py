@@ -13,11 +13,6 @@ def exceeded(request, group, rate, key="ip"):
     return is_ratelimited(request=request, group=group, key=key, rate=rate, increment=True)
 
 
-def blocked(request, group, rate, key="ip"):
-    """Whether `group` is over its limit already, without counting this request."""
-    return is_ratelimited(request=request, group=group, key=key, rate=rate, increment=False)
-
-
 def retry_after(rate):
     """Seconds of the rate's window, for the Retry-After header."""
     _, window = rate.split("/")

@@ -1,0 +1,43 @@
+"""Where a pull's time goes: pyinstrument over 300 in-process pulls (304 path), against the
+database bench/pull.py left behind. Run: python bench/profile_pull.py TOKENS_FILE
+(the path bench/pull.py prints). Needs `pip install pyinstrument`."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import environment  # noqa: E402
+
+os.environ.update(
+    environment("sso_bench_pull", ALLOWED_HOSTS="testserver,127.0.0.1", LOG_LEVEL="ERROR")
+)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.test import Client  # noqa: E402
+from pyinstrument import Profiler  # noqa: E402
+
+instances = [line.split() for line in Path(sys.argv[1]).read_text().splitlines()][:300]
+client = Client()
+
+
+def pull(pk, token, etag):
+    url = f"/api/v1/instances/{pk}/config"
+    return client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_IF_NONE_MATCH=etag)
+
+
+for entry in instances[:50]:
+    pull(*entry)  # warm: connections, caches
+profiler = Profiler()
+profiler.start()
+started = time.perf_counter()
+for entry in instances:
+    assert pull(*entry).status_code == 304
+elapsed = time.perf_counter() - started
+profiler.stop()
+print(f"{elapsed / len(instances) * 1000:.2f} ms per pull")
+print(profiler.output_text(unicode=False, color=False))
