@@ -57,7 +57,7 @@ def create_chain_head(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("console", "0002_audit_events")]
+    dependencies = [("console", "0002_models")]
 
     operations = [
         migrations.RunPython(add_triggers, remove_triggers),

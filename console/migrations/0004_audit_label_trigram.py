@@ -25,6 +25,6 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("console", "0010_api_tokens")]
+    dependencies = [("console", "0003_audit_append_only")]
 
     operations = [migrations.RunPython(forward, backward)]
