@@ -115,9 +115,6 @@ class Report:
             for fetched in (self.discovery, self.jwks)
         )
 
-    def status_of(self, check_id):
-        return next(check.status for check in self.checks if check.id == check_id)
-
     def as_list(self):
         return [check.as_dict() for check in self.checks]
 

@@ -19,7 +19,6 @@ from django.utils.crypto import salted_hmac
 
 from console import audit, diffgram, encryption, outbound
 from console.models import (
-    AuditEvent,
     ConfigVersion,
     Instance,
     Provider,
@@ -565,10 +564,6 @@ def record_applied(instance, *, version_number, ok, detail, request=None):
             target=instance,
             context={"version": version_number, **({"detail": detail[:2000]} if detail else {})},
         )
-
-
-def history_target_for_version(version):
-    return (AuditEvent.TargetType.VERSION, version.pk, str(version))
 
 
 def repush(instance, *, request=None, actor=None):
