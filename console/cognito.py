@@ -99,9 +99,9 @@ def _call(client, operation, permission, resource, **arguments):
         raise AWSError(_explain(error, permission, resource)) from None
 
 
-def describe(provider):
+def describe(provider, client=None):
     """Read the app client, the pool's domain and its identity providers."""
-    client = client_for(provider)
+    client = client or client_for(provider)
     pool, app = provider.user_pool_id, provider.client_id
     described = _call(
         client, "describe_user_pool_client", "cognito-idp:DescribeUserPoolClient",
@@ -235,15 +235,28 @@ def _union(existing, wanted):
     return [*existing, *[item for item in wanted if item not in existing]]
 
 
-def fix_plan(provider):
+def _writable(client, app):
+    """The described app-client settings UpdateUserPoolClient accepts back."""
+    writable = writable_fields(client)
+    return {name: value for name, value in app.items() if name in writable}
+
+
+def _update_client(provider, client, config):
+    _call(
+        client, "update_user_pool_client", "cognito-idp:UpdateUserPoolClient",
+        f"app client {provider.client_id}", **config,
+    )  # fmt: skip
+
+
+def fix_plan(provider, client=None):
     """(before, after) app-client settings that make every check about the client pass.
 
     Real Cognito resets every field left out of UpdateUserPoolClient, so `after` is the
     complete described configuration with only the needed fields changed.
     """
-    app = describe(provider).client
-    writable = writable_fields(client_for(provider))
-    before = {name: value for name, value in app.items() if name in writable}
+    client = client or client_for(provider)
+    app = describe(provider, client).client
+    before = _writable(client, app)
     after = dict(before)
     bases = url_bases(provider)
     after["CallbackURLs"] = _union(
@@ -262,14 +275,12 @@ def fix_plan(provider):
 
 def apply_fix(provider, *, request=None, actor=None):
     """Send the complete configuration with the fixes; audited with the field diff."""
-    before, after = fix_plan(provider)
+    client = client_for(provider)  # one client (and one assumed-role session) throughout
+    before, after = fix_plan(provider, client)
     changes = audit.field_changes(before, after)
     if not changes:
         return changes
-    _call(
-        client_for(provider), "update_user_pool_client", "cognito-idp:UpdateUserPoolClient",
-        f"app client {provider.client_id}", **after,
-    )  # fmt: skip
+    _update_client(provider, client, after)
     audit.record(
         audit.Action.COGNITO_CLIENT_FIXED,
         request=request,
@@ -292,14 +303,10 @@ def add_saml_provider(provider, *, name, metadata_url="", metadata_file="", emai
         ProviderName=name, ProviderType="SAML", ProviderDetails=details,
         AttributeMapping={"email": email_attribute},
     )  # fmt: skip
-    app = describe(provider).client
-    writable = writable_fields(client)
-    config = {k: v for k, v in app.items() if k in writable}
+    app = describe(provider, client).client
+    config = _writable(client, app)
     config["SupportedIdentityProviders"] = _union(app.get("SupportedIdentityProviders", []), [name])
-    _call(
-        client, "update_user_pool_client", "cognito-idp:UpdateUserPoolClient",
-        f"app client {provider.client_id}", **config,
-    )  # fmt: skip
+    _update_client(provider, client, config)
     audit.record(
         audit.Action.COGNITO_IDP_ADDED,
         request=request,

@@ -229,11 +229,17 @@ def publish(provider, *, group="", note="", request=None, actor=None):
     return version
 
 
+def _staged_rollout(version):
+    """The version's rollout, locked, if it is still waiting after its first group."""
+    rollout = Rollout.objects.select_for_update().get(version=version)
+    if rollout.state != Rollout.State.STAGED:
+        raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
+    return rollout
+
+
 def continue_rollout(version, *, request=None, actor=None):
     with transaction.atomic():
-        rollout = Rollout.objects.select_for_update().get(version=version)
-        if rollout.state != Rollout.State.STAGED:
-            raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
+        rollout = _staged_rollout(version)
         rest = list(
             version.provider.instances.exclude(
                 rollout_group=rollout.first_group
@@ -253,9 +259,7 @@ def continue_rollout(version, *, request=None, actor=None):
 
 def halt_rollout(version, *, request=None, actor=None):
     with transaction.atomic():
-        rollout = Rollout.objects.select_for_update().get(version=version)
-        if rollout.state != Rollout.State.STAGED:
-            raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
+        rollout = _staged_rollout(version)
         rollout.state = Rollout.State.HALTED
         rollout.save(update_fields=["state", "updated_at"])
         audit.record(
