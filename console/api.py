@@ -10,14 +10,14 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from console import diffgram, encryption, ratelimits, rollout
+from console import diffgram, ratelimits, rollout
 from console.models import Instance, hash_token
+from console.pull_state import pull_states
 
 FORMATS = {
     "env": ("text/plain; charset=utf-8", "env"),
@@ -25,7 +25,6 @@ FORMATS = {
     "helm": ("application/yaml; charset=utf-8", "yaml"),
 }
 MAX_DETAIL = 2000
-PULL_CACHE_SECONDS = 3600
 _DUMMY_HASH = hash_token("no such instance")
 # What the machine API reads of an instance (not the provider, nor its JSON snapshots).
 INSTANCE_COLUMNS = (
@@ -50,22 +49,29 @@ def _too_many(rate):
     return response
 
 
+def _load_instance(instance_id):
+    return (
+        Instance.objects.select_related("assigned_version")
+        .only(*INSTANCE_COLUMNS)
+        .filter(pk=instance_id)
+        .first()
+    )
+
+
 def instance_api(view):
-    """Authenticate the bearer token for the instance in the URL; sets request.instance."""
+    """Authenticate the bearer token for the instance in the URL; sets request.pull_state
+    (the instance, from this process's memory when it can be trusted: console/pull_state.py)."""
 
     @wraps(view)
     def wrapper(request, instance_id, *args, **kwargs):
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.startswith("Bearer ") else ""
-        instance = (
-            Instance.objects.select_related("assigned_version")
-            .only(*INSTANCE_COLUMNS)
-            .filter(pk=instance_id)
-            .first()
-        )
+        state = pull_states.get(instance_id, lambda: _load_instance(instance_id))
         # Compare even when the instance does not exist, so timing does not tell.
-        matches = (instance or Instance(token_hash=_DUMMY_HASH)).token_matches(token)
-        if not token or instance is None or not matches:
+        matches = (state.instance if state else Instance(token_hash=_DUMMY_HASH)).token_matches(
+            token
+        )
+        if not token or state is None or not matches:
             # Bad tokens are counted per client IP, and past the limit answered 429: probing
             # is slowed down and cannot flood the database, while a fleet behind one NAT
             # address (good tokens) is never limited by it. Tokens have 256 random bits, so
@@ -73,12 +79,9 @@ def instance_api(view):
             if ratelimits.exceeded(request, "pull-bad-token", settings.RATE_LIMIT_PULL_PER_IP):
                 return _too_many(settings.RATE_LIMIT_PULL_PER_IP)
             return error(401, "Missing or invalid instance token.")
-        if ratelimits.exceeded(
-            request, "pull-instance", settings.RATE_LIMIT_PULL_PER_INSTANCE,
-            key=lambda group, r: str(instance.pk),
-        ):  # fmt: skip
+        if ratelimits.instance_pull_exceeded(state.instance.pk):
             return _too_many(settings.RATE_LIMIT_PULL_PER_INSTANCE)
-        request.instance = instance
+        request.pull_state = state
         return view(request, *args, **kwargs)
 
     # Token-authenticated machine API: no session, no CSRF, no console role.
@@ -89,45 +92,40 @@ def _etag(instance, version, output):
     return f'"{rollout.instance_content_hash(version, instance)}.{output}"'
 
 
-def _rendered_body(instance, version, output):
-    """The rendered settings, cached (encrypted: it holds secrets and the cache may be a shared
-    Redis). The key names the version and the instance's revision, so a publish or an edit of
-    the instance renders anew."""
-    key = f"pull:{instance.pk}:{instance.revision}:{version.pk}:{output}"
-    encrypted = cache.get(key)
-    if encrypted is None:
-        settings_ = diffgram.instance_settings(
-            version.all_settings(), version.login_url_template, instance.url_base
-        )
-        if output == "env":
-            body = diffgram.render_env(settings_)
-        elif output == "json":
-            content_hash = rollout.instance_content_hash(version, instance)
-            body = diffgram.render_json(instance.name, version.number, content_hash, settings_)
-        else:
-            body = diffgram.render_helm(settings_)
-        encrypted = encryption.encrypt(body)
-        cache.set(key, encrypted, PULL_CACHE_SECONDS)
-    return encryption.decrypt(encrypted)
+def _render(instance, version, output):
+    settings_ = diffgram.instance_settings(
+        version.all_settings(), version.login_url_template, instance.url_base
+    )
+    if output == "env":
+        return diffgram.render_env(settings_)
+    if output == "json":
+        content_hash = rollout.instance_content_hash(version, instance)
+        return diffgram.render_json(instance.name, version.number, content_hash, settings_)
+    return diffgram.render_helm(settings_)
 
 
 @instance_api
 @require_GET
 def pull_config(request):
-    instance = request.instance
+    state = request.pull_state
+    instance = state.instance
     output = request.GET.get("format", "env")
     if output not in FORMATS:
         return error(400, f"Unknown format {output!r}: use env, json or helm.")
     version = instance.assigned_version
     if version is None:
         return error(404, "No configuration has been published to this instance yet.")
-    etag = _etag(instance, version, output)  # a hash: the 304 path reads no cache at all
+    etag = state.etags.get(output)
+    if etag is None:
+        etag = state.etags[output] = _etag(instance, version, output)
     rollout.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
     else:
+        body = state.bodies.get(output)
+        if body is None:
+            body = state.bodies[output] = _render(instance, version, output)
         content_type, extension = FORMATS[output]
-        body = _rendered_body(instance, version, output)
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
     response["ETag"] = etag
@@ -160,6 +158,10 @@ def report_applied(request):
     if problems:
         return error(400, "Invalid report.", fields=problems)
     rollout.record_applied(
-        request.instance, version_number=version, ok=status == "ok", detail=detail, request=request
+        request.pull_state.instance,
+        version_number=version,
+        ok=status == "ok",
+        detail=detail,
+        request=request,
     )
     return JsonResponse({"recorded": True, "version": version, "status": status})

@@ -1,11 +1,19 @@
-"""Rate limits (django-ratelimit over the Django cache): sign-in attempts and the pull API.
+"""Rate limits: sign-in attempts and bad instance tokens (django-ratelimit over the Django
+cache), and each instance's pulls (counted in process memory).
 
-Counters live in the default cache: set CACHE_URL to Redis in production so that every web
-process shares them (a deploy check warns otherwise).
+Sign-in and bad-token counters live in the default cache: set CACHE_URL to Redis in production
+so that every web process shares them (a deploy check warns otherwise). An instance's pulls are
+counted in each web process, so that a poll costs no round trip: with N web processes an
+instance can make up to N times RATE_LIMIT_PULL_PER_INSTANCE before every process refuses it.
 """
+
+import functools
+import time
 
 from django.conf import settings
 from django_ratelimit.core import is_ratelimited
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def exceeded(request, group, rate, key="ip"):
@@ -13,12 +21,30 @@ def exceeded(request, group, rate, key="ip"):
     return is_ratelimited(request=request, group=group, key=key, rate=rate, increment=True)
 
 
+@functools.cache
+def parse_rate(rate):
+    """'120/m' -> (120, 60); '10/5m' -> (10, 300)."""
+    count, window = rate.split("/")
+    return int(count), int(window[:-1] or "1") * UNITS[window[-1]]
+
+
 def retry_after(rate):
     """Seconds of the rate's window, for the Retry-After header."""
-    _, window = rate.split("/")
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number = window[:-1] or "1"
-    return int(number) * units[window[-1]]
+    return parse_rate(rate)[1]
+
+
+_pull_windows = {}  # instance id -> (window number, pulls in it), in this process
+
+
+def instance_pull_exceeded(instance_id):
+    """Count a pull by this instance in this process (a fixed window) and say whether it is
+    over RATE_LIMIT_PULL_PER_INSTANCE."""
+    allowed, seconds = parse_rate(settings.RATE_LIMIT_PULL_PER_INSTANCE)
+    window = int(time.time() // seconds)
+    previous = _pull_windows.get(instance_id)
+    count = previous[1] + 1 if previous is not None and previous[0] == window else 1
+    _pull_windows[instance_id] = (window, count)
+    return count > allowed
 
 
 def login_limited(request):

@@ -26,6 +26,7 @@ from console.models import (
     PushRequest,
     Rollout,
 )
+from console.pull_state import pull_states
 
 logger = logging.getLogger(__name__)
 Action = audit.Action
@@ -329,6 +330,7 @@ def _assign_many(instances, version):
     Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
         assigned_version=version, updated_at=now
     )
+    pull_states.invalidate(i.pk for i in instances)  # an update() sends no post_save
     pushed = [i for i in instances if i.push_target != Instance.PushTarget.NONE]
     if version is None or not pushed:
         return []
@@ -529,7 +531,10 @@ def sweep_outbox():
 
 
 def record_pull(instance, version):
-    """Note a pull; the first pull of a version is an audit event. Cheap on repeated polls."""
+    """Note a pull; the first pull of a version is an audit event. Cheap on repeated polls.
+
+    `instance` may be the pull API's copy in process memory: it is kept up to date here, and
+    the database decides which process notes the first pull of a version."""
     now = timezone.now()
     first_of_version = instance.last_pulled_version_number != version.number
     # Drift is judged in tens of minutes: noting a pull every few minutes is enough, and spares
@@ -540,17 +545,20 @@ def record_pull(instance, version):
     )
     if not (first_of_version or stale):
         return
+    rows = Instance.objects.filter(pk=instance.pk)
     with transaction.atomic():
-        Instance.objects.filter(pk=instance.pk).update(
+        if first_of_version and rows.exclude(last_pulled_version_number=version.number).update(
             last_pull_at=now, last_pulled_version_number=version.number
-        )
-        if first_of_version:
+        ):
             audit.record(
                 Action.INSTANCE_PULLED,
                 actor=instance,
                 target=instance,
                 context={"version": version.number, "provider_id": version.provider_id},
             )
+        else:  # noted already, perhaps by another web process
+            rows.update(last_pull_at=now, last_pulled_version_number=version.number)
+    instance.last_pull_at, instance.last_pulled_version_number = now, version.number
 
 
 def record_applied(instance, *, version_number, ok, detail, request=None):

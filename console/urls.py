@@ -21,6 +21,10 @@ version = provider + "versions/<int:number>/"
 instance = "instances/<int:instance_id>/"
 
 urlpatterns = [
+    # First: the fleet polls these far more often than anyone opens a page, and URL patterns
+    # are tried in order.
+    path("api/v1/instances/<int:instance_id>/config", api.pull_config, name="api-pull-config"),
+    path("api/v1/instances/<int:instance_id>/applied", api.report_applied, name="api-applied"),
     path("", RedirectView.as_view(pattern_name="providers", permanent=False), name="home"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", role_not_required(accounts.LogoutView.as_view()), name="logout"),
@@ -110,7 +114,5 @@ urlpatterns = [
         "api/v1/instances/<int:instance_id>", automation_api.instance_item, name="api-v1-instance"
     ),
     path("api/v1/history", automation_api.history, name="api-v1-history"),
-    path("api/v1/instances/<int:instance_id>/config", api.pull_config, name="api-pull-config"),
-    path("api/v1/instances/<int:instance_id>/applied", api.report_applied, name="api-applied"),
     path("healthz", health.healthz, name="healthz"),
 ]

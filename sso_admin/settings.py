@@ -131,6 +131,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate-limit counters and cached JWKS. Local memory is per process: use Redis in production.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# The pull API keeps each instance's state in the web processes' memory, invalidated over Redis
+# pub/sub (console/pull_state.py): on whenever the cache is Redis, as production requires.
+PULL_STATE_REDIS_URL = (
+    CACHES["default"]["LOCATION"] if CACHES["default"]["BACKEND"].endswith(".RedisCache") else ""
+)
 RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", default="10/5m")  # per client IP and per username
 RATE_LIMIT_PULL_PER_INSTANCE = env("RATE_LIMIT_PULL_PER_INSTANCE", default="120/m")
 RATE_LIMIT_PULL_PER_IP = env("RATE_LIMIT_PULL_PER_IP", default="3000/m")

@@ -54,12 +54,27 @@ def port_open(host, port, timeout=0.5):
         return False
 
 
+def wait_for(condition, what, timeout=60, interval=0.2):
+    """Poll `condition` until it is true; fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"{what} did not happen within {timeout}s")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Cached JWKS and validations must not leak from one test into the next."""
+    """Cached JWKS, validations, pull counts and pull state must not leak between tests."""
     from django.core.cache import cache
 
+    from console import ratelimits
+    from console.pull_state import pull_states
+
     cache.clear()
+    ratelimits._pull_windows.clear()
+    pull_states.drop()
 
 
 # --- actors -----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from tests.conftest import (
     stop_worker,
     subprocess_database_url,
     subprocess_environment,
+    wait_for,
 )
 from tests.worker_tasks import write_marker
 
@@ -76,15 +77,6 @@ class SlowFirstProxy:
 
     def stop(self):
         self.server.shutdown()
-
-
-def wait_for(condition, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {timeout}s")
 
 
 def test_a_worker_killed_mid_push_is_redelivered_and_applied_once(

@@ -1,0 +1,212 @@
+"""What the pull API needs to answer a poll, kept in each web process's memory.
+
+A fleet polls far more often than its configuration changes. Answering from memory makes an
+unchanged poll (304) a SHA-256 and a dictionary lookup, with no database or cache round trip.
+
+Correctness rests on invalidation, not on expiry: every change to an instance (its token, its
+URL, its assigned version, its deletion) publishes the instance's id on a Redis channel once the
+transaction commits, and every web process drops that entry. A process trusts its memory only
+while it is subscribed: until the subscription is confirmed, and from the moment the connection
+is lost or Redis stops answering pings, it clears its memory and answers from the database. So a
+message missed while disconnected cannot leave a stale entry behind. Without Redis (the embedded
+defaults) nothing is kept and every pull reads the database.
+
+Entries also expire after MAX_AGE_SECONDS, a bound on staleness should a publisher fail to reach
+Redis while the subscribers still can.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "diffgram-sso:pull-state"
+LISTENER_NAME = "diffgram-sso-pull-state"
+MAX_AGE_SECONDS = 600
+MAX_ENTRIES = 50_000  # ~3 KB each with rendered bodies: bounded memory per process
+PING_EVERY_SECONDS = 2
+SILENCE_LIMIT_SECONDS = 6  # no answer to pings for this long: the connection is dead
+
+
+@dataclass
+class PullState:
+    """One instance as the pull API sees it, with what was derived from it."""
+
+    instance: object  # console.models.Instance, assigned_version loaded
+    loaded_at: float = field(default_factory=time.monotonic)
+    etags: dict = field(default_factory=dict)  # format -> ETag
+    bodies: dict = field(default_factory=dict)  # format -> rendered settings (holds secrets)
+
+
+class PullStates:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries = {}
+        self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
+        self._subscribed = False
+        self._listener = None  # (pid, redis url, stop event)
+
+    # --- the request path -------------------------------------------------------------------
+
+    def get(self, instance_id, load):
+        """The instance's state from memory, or `load()` (None when there is no such
+        instance); kept only while subscribed and if nothing was dropped meanwhile."""
+        self._ensure_listener()
+        entry = self._entries.get(instance_id)
+        fresh = entry is not None and time.monotonic() - entry.loaded_at < MAX_AGE_SECONDS
+        if fresh and self._subscribed:
+            return entry
+        generation = self._generation
+        instance = load()
+        if instance is None:
+            return None
+        entry = PullState(instance)
+        with self._lock:
+            if self._subscribed and generation == self._generation:
+                if len(self._entries) >= MAX_ENTRIES:
+                    self._entries.clear()
+                self._entries[instance_id] = entry
+        return entry
+
+    def drop(self, instance_ids=None):
+        """Forget some instances (or all): they are read from the database next time."""
+        with self._lock:
+            self._generation += 1
+            if instance_ids is None:
+                self._entries.clear()
+            else:
+                for instance_id in instance_ids:
+                    self._entries.pop(instance_id, None)
+
+    @property
+    def trusted(self):
+        """Whether this process answers from memory (it is subscribed to invalidations)."""
+        return self._subscribed
+
+    # --- invalidation -----------------------------------------------------------------------
+
+    def invalidate(self, instance_ids):
+        """Once the current transaction commits, drop these instances here and in every other
+        web process."""
+        ids = sorted({int(i) for i in instance_ids})
+        if ids:
+            transaction.on_commit(lambda: self._announce(ids))
+
+    def _announce(self, ids):
+        self.drop(ids)
+        url = settings.PULL_STATE_REDIS_URL
+        if not url:
+            return
+        payload = ",".join(map(str, ids))
+        for attempt in (1, 2):
+            try:
+                _publisher(url).publish(CHANNEL, payload)
+                return
+            except Exception as error:  # noqa: BLE001 - any Redis failure; the change is committed
+                if attempt == 2:
+                    logger.error(
+                        "Could not announce a change to %d instance(s) to the other web "
+                        "processes (%s); they serve it within %d s.",
+                        len(ids), type(error).__name__, MAX_AGE_SECONDS,
+                    )  # fmt: skip
+
+    # --- the subscription -------------------------------------------------------------------
+
+    def _ensure_listener(self):
+        url = settings.PULL_STATE_REDIS_URL
+        listener = self._listener
+        if listener is not None and listener[0] == os.getpid() and listener[1] == url:
+            return
+        with self._lock:
+            listener = self._listener
+            if listener is not None and listener[0] == os.getpid() and listener[1] == url:
+                return
+            if listener is not None:
+                listener[2].set()  # settings changed (tests): stop the old subscription
+            self._subscribed = False
+            self._entries.clear()
+            self._generation += 1
+            if not url:
+                self._listener = (os.getpid(), url, threading.Event())
+                return
+            stop = threading.Event()
+            self._listener = (os.getpid(), url, stop)
+        threading.Thread(
+            target=self._listen, args=(url, stop), name="pull-state-listener", daemon=True
+        ).start()
+
+    def _set_subscribed(self, subscribed, stop):
+        with self._lock:
+            if stop.is_set():
+                return
+            self._subscribed = subscribed
+            self._entries.clear()  # messages may have been missed while not subscribed
+            self._generation += 1
+
+    def _listen(self, url, stop):
+        import redis
+
+        while not stop.is_set():
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=5, socket_timeout=5, socket_keepalive=True,
+                    client_name=f"{LISTENER_NAME}-{os.getpid()}",  # CLIENT LIST shows whose
+                )  # fmt: skip
+                pubsub = client.pubsub()
+                pubsub.subscribe(CHANNEL)
+                last_heard = last_ping = time.monotonic()
+                while not stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    now = time.monotonic()
+                    if message is not None:
+                        last_heard = now
+                        if message["type"] == "subscribe":
+                            self._set_subscribed(True, stop)
+                        elif message["type"] == "message":
+                            self.drop(int(i) for i in message["data"].split(b","))
+                    elif now - last_heard > SILENCE_LIMIT_SECONDS:
+                        raise ConnectionError("Redis did not answer pings")
+                    if now - last_ping >= PING_EVERY_SECONDS:
+                        pubsub.ping()
+                        last_ping = now
+            except Exception as error:  # noqa: BLE001 - reconnect whatever went wrong
+                logger.warning(
+                    "Pull state: not subscribed to Redis (%s); pulls read the database until "
+                    "it is back.",
+                    type(error).__name__,
+                )
+            finally:
+                self._set_subscribed(False, stop)
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):  # the connection is gone anyway
+                        pubsub.close()
+            stop.wait(1)
+
+
+_publishers = {}
+
+
+def _publisher(url):
+    client = _publishers.get((os.getpid(), url))
+    if client is None:
+        import redis
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        _publishers[(os.getpid(), url)] = client
+    return client
+
+
+pull_states = PullStates()
+
+
+def forget_instance(sender, instance, **kwargs):
+    """Signal receiver: an instance was saved or deleted."""
+    pull_states.invalidate([instance.pk])

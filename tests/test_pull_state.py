@@ -1,0 +1,177 @@
+"""The pull API's state in process memory (console/pull_state.py) against a real Redis: polls
+are answered without touching the database, and a change made by another process is served
+at once, including when this process lost its subscription meanwhile."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from django.db import connection
+from django.urls import reverse
+
+from console import rollout
+from console.models import AuditEvent, Instance
+from console.pull_state import LISTENER_NAME, pull_states
+from tests.conftest import (
+    ROOT,
+    make_instance,
+    port_open,
+    require_component,
+    subprocess_database_url,
+    subprocess_environment,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+REDIS_URL = "redis://127.0.0.1:6379/5"
+
+
+def wait_until(condition, what, timeout=10):
+    wait_for(condition, what, timeout, interval=0.02)
+
+
+@pytest.fixture
+def in_memory(settings):
+    """Pull state kept in memory, subscribed to invalidations on a real Redis."""
+    require_component(
+        port_open("127.0.0.1", 6379),
+        "Redis on 127.0.0.1:6379",
+        "start it: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save ''",
+    )
+    settings.PULL_STATE_REDIS_URL = REDIS_URL
+    settings.RATE_LIMIT_PULL_PER_INSTANCE = "100000/m"  # the tests poll until they see a change
+    pull_states.get(0, lambda: None)  # starts this process's subscription
+    wait_until(lambda: pull_states.trusted, "subscribing to invalidations")
+    yield
+    settings.PULL_STATE_REDIS_URL = ""
+    pull_states.get(0, lambda: None)  # stops it
+
+
+@pytest.fixture
+def other_process(django_db_blocker):
+    """Run Python in another console process (as another web process or a management command
+    would), on the test database and the same Redis."""
+    environment = {
+        **subprocess_environment(),
+        "DATABASE_URL": subprocess_database_url(django_db_blocker),
+        "CACHE_URL": REDIS_URL,
+    }
+
+    def run(code):
+        script = "import django; django.setup()\n" + code
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=environment,
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    return run
+
+
+@pytest.fixture
+def fleet(keycloak_provider):
+    lab, token = make_instance(keycloak_provider, "lab")
+    rollout.publish(keycloak_provider)
+    return {"lab": lab, "token": token, "url": reverse("api-pull-config", args=[lab.pk])}
+
+
+def pull(client, fleet, token=None, etag=None):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token or fleet['token']}"}
+    if etag:
+        headers["HTTP_IF_NONE_MATCH"] = etag
+    return client.get(fleet["url"], **headers)
+
+
+def test_an_unchanged_poll_is_answered_without_the_database(
+    in_memory, fleet, client, django_assert_num_queries
+):
+    first = pull(client, fleet)
+    assert first.status_code == 200
+    with django_assert_num_queries(0):
+        again = pull(client, fleet, etag=first["ETag"])
+        body = pull(client, fleet)
+    assert again.status_code == 304
+    assert body.content == first.content
+
+
+CHANGES = {
+    "publish": (
+        "from console import rollout; from console.models import Provider\n"
+        "Provider.objects.update(client_id='diffgram-renamed')\n"
+        "rollout.publish(Provider.objects.get())"
+    ),
+    "rotate token": (
+        "from console import rollout; from console.models import Instance\n"
+        "print(rollout.rotate_token(Instance.objects.get(name='lab'))[1])"
+    ),
+    "unassign provider": (
+        "from console import rollout; from console.forms import InstanceForm\n"
+        "from console.models import Instance\n"
+        "lab = Instance.objects.get(name='lab')\n"
+        "form = InstanceForm(instance=lab, data={'name': 'lab', 'url_base': lab.url_base,\n"
+        "    'shape': 'compose', 'rollout_group': 'default', 'push_target': 'none'})\n"
+        "assert form.is_valid(), form.errors\n"
+        "rollout.update_instance(form)"
+    ),
+    "delete": "from console.models import Instance\nInstance.objects.get(name='lab').delete()",
+}
+
+
+SERVED = {
+    "publish": lambda response: response.get("X-Config-Version") == "2",
+    "rotate token": lambda response: response.status_code == 401,
+    "unassign provider": lambda response: response.status_code == 404,
+    "delete": lambda response: response.status_code == 401,
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_change_in_another_process_is_served_at_once(
+    in_memory, fleet, client, other_process, change
+):
+    before = pull(client, fleet)
+    assert pull(client, fleet, etag=before["ETag"]).status_code == 304  # served from memory
+    assert not SERVED[change](before)
+    new_token = other_process(CHANGES[change])
+    # The other process announced the change when it committed; this one hears it in
+    # milliseconds (the bound is generous for a loaded CI machine, far below MAX_AGE_SECONDS).
+    wait_until(lambda: SERVED[change](pull(client, fleet)), f"serving the {change}", timeout=3)
+    if change == "rotate token":
+        assert pull(client, fleet, token=new_token).status_code == 200
+
+
+def test_after_losing_redis_memory_is_cleared_before_it_is_trusted_again(in_memory, fleet, client):
+    """Invalidations sent while this process was disconnected are lost: the memory it had
+    then must not be used once it has subscribed again."""
+    assert pull(client, fleet).status_code == 200
+    server = redis.Redis.from_url(REDIS_URL)
+    name = f"{LISTENER_NAME}-{os.getpid()}"
+    (listener,) = [c for c in server.client_list(_type="pubsub") if c["name"] == name]
+    server.client_kill_filter(_id=listener["id"])
+    # A change nobody announces (as if its message was sent while disconnected).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE console_instance SET token_hash = %s WHERE id = %s", ["0" * 64, fleet["lab"].pk]
+        )
+    wait_until(
+        lambda: (
+            any(c["name"] == name for c in server.client_list(_type="pubsub"))
+            and pull_states.trusted
+        ),
+        "subscribing again",
+    )
+    assert pull(client, fleet).status_code == 401
+
+
+def test_two_processes_note_the_first_pull_of_a_version_once(fleet):
+    """Each web process holds its own copy of the instance; the database decides who notes
+    the first pull of a version."""
+    first_copy = Instance.objects.select_related("assigned_version").get(pk=fleet["lab"].pk)
+    second_copy = Instance.objects.select_related("assigned_version").get(pk=fleet["lab"].pk)
+    for copy in (first_copy, second_copy):
+        rollout.record_pull(copy, copy.assigned_version)
+    assert AuditEvent.objects.filter(action="instance.pulled").count() == 1
+    assert second_copy.last_pulled_version_number == 1
