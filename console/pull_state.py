@@ -27,7 +27,7 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "diffgram-sso:pull-state"
+CHANNEL_PREFIX = "diffgram-sso:pull-state:"  # + the database name: consoles sharing a Redis
 LISTENER_NAME = "diffgram-sso-pull-state"
 MAX_AGE_SECONDS = 600
 MAX_ENTRIES = 50_000  # ~3 KB each with rendered bodies: bounded memory per process
@@ -107,7 +107,7 @@ class PullStates:
         payload = ",".join(map(str, ids))
         for attempt in (1, 2):
             try:
-                _publisher(url).publish(CHANNEL, payload)
+                _publisher(url).publish(_channel(), payload)
                 return
             except Exception as error:  # noqa: BLE001 - any Redis failure; the change is committed
                 if attempt == 2:
@@ -120,27 +120,27 @@ class PullStates:
     # --- the subscription -------------------------------------------------------------------
 
     def _ensure_listener(self):
-        url = settings.PULL_STATE_REDIS_URL
+        wanted = (os.getpid(), settings.PULL_STATE_REDIS_URL, _channel())
         listener = self._listener
-        if listener is not None and listener[0] == os.getpid() and listener[1] == url:
+        if listener is not None and listener[:3] == wanted:
             return
         with self._lock:
             listener = self._listener
-            if listener is not None and listener[0] == os.getpid() and listener[1] == url:
+            if listener is not None and listener[:3] == wanted:
                 return
             if listener is not None:
-                listener[2].set()  # settings changed (tests): stop the old subscription
+                listener[3].set()  # settings changed (tests): stop the old subscription
             self._subscribed = False
             self._entries.clear()
             self._generation += 1
-            if not url:
-                self._listener = (os.getpid(), url, threading.Event())
-                return
             stop = threading.Event()
-            self._listener = (os.getpid(), url, stop)
-        threading.Thread(
-            target=self._listen, args=(url, stop), name="pull-state-listener", daemon=True
-        ).start()
+            self._listener = (*wanted, stop)
+        _, url, channel = wanted
+        if url:
+            threading.Thread(
+                target=self._listen, args=(url, channel, stop), name="pull-state-listener",
+                daemon=True,
+            ).start()  # fmt: skip
 
     def _set_subscribed(self, subscribed, stop):
         with self._lock:
@@ -150,7 +150,7 @@ class PullStates:
             self._entries.clear()  # messages may have been missed while not subscribed
             self._generation += 1
 
-    def _listen(self, url, stop):
+    def _listen(self, url, channel, stop):
         import redis
 
         while not stop.is_set():
@@ -161,7 +161,7 @@ class PullStates:
                     client_name=f"{LISTENER_NAME}-{os.getpid()}",  # CLIENT LIST shows whose
                 )  # fmt: skip
                 pubsub = client.pubsub()
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(channel)
                 last_heard = last_ping = time.monotonic()
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
@@ -192,6 +192,10 @@ class PullStates:
 
 
 _publishers = {}
+
+
+def _channel():
+    return CHANNEL_PREFIX + str(settings.DATABASES["default"]["NAME"])
 
 
 def _publisher(url):
