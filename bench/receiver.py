@@ -33,6 +33,12 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+class Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: with tens of pushes connecting at once the
+    # kernel resets the rest, a limit of this stand-in, not of the 1,000 agents it plays.
+    request_queue_size = 1024
+
+
+server = Server(("127.0.0.1", port), Handler)
 server.daemon_threads = True
 server.serve_forever()

@@ -9,11 +9,12 @@ import hmac
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -34,6 +35,10 @@ Action = audit.Action
 # Large JSON columns a push never needs; loading them cost a third of each delivery.
 PROVIDER_SNAPSHOTS = ("discovery_snapshot", "jwks_snapshot", "validation_checks")
 PULL_NOTED_EVERY_SECONDS = 300
+# A task pushes this many instances, PUSH_THREADS at a time, and records them in bulk: a
+# publish to 1,000 instances is 10 tasks, not 1,000 (see docs/BENCHMARKS.md, P2).
+PUSH_BATCH_SIZE = 100
+PUSH_THREADS = 16
 SIGNATURE_HEADER = "X-Diffgram-SSO-Signature"
 TIMESTAMP_HEADER = "X-Diffgram-SSO-Timestamp"
 
@@ -345,15 +350,18 @@ def _assign_many(instances, version):
 
 
 def dispatch_after_commit(push_request_ids):
-    """Send the tasks once the transaction commits. Robust: if the broker is down the publish
-    still succeeds, and the outbox sweeper sends the requests later."""
+    """Send the tasks, PUSH_BATCH_SIZE requests each, once the transaction commits. Robust: if
+    the broker is down the publish still succeeds, and the outbox sweeper sends them later."""
     from console import tasks
     from sso_admin.celery import app
 
+    ids = list(push_request_ids)
+
     def send():
         with app.producer_or_acquire() as producer:  # one connection for the whole fan-out
-            for push_request_id in push_request_ids:
-                tasks.push_config.apply_async((push_request_id,), producer=producer)
+            for start in range(0, len(ids), PUSH_BATCH_SIZE):
+                batch = ids[start : start + PUSH_BATCH_SIZE]
+                tasks.push_config.apply_async((batch,), producer=producer)
 
     transaction.on_commit(send, robust=True)
 
@@ -419,7 +427,7 @@ def _send_ssm(instance, version):
         version.all_settings(), version.login_url_template, instance.url_base
     )
     prefix = instance.effective_ssm_prefix()
-    client = boto3.client(
+    client = boto3.session.Session().client(  # a session per push: pushes run in threads
         "ssm",
         region_name=instance.ssm_region,
         endpoint_url=django_settings.AWS_ENDPOINT_URL or None,
@@ -449,31 +457,63 @@ def _send_ssm(instance, version):
     return None
 
 
-def deliver(push_request_id, *, final_attempt):
-    """Try one delivery of a push request. Returns True when another try should follow.
+@dataclass
+class Outcome:
+    started_at: object
+    finished_at: object
+    http_status: int | None
+    error: DeliveryError | None
+
+
+def deliver(push_request_ids, *, final_attempt):
+    """Try one delivery of each push request, concurrently. Returns the ids to try again.
 
     Idempotent: a request that already ended, or whose version is no longer the instance's
-    assigned one, is left alone; re-sending the same version is harmless to the agent.
+    assigned one, is left alone; re-sending the same version is harmless to the agent. The
+    bookkeeping (attempts, states, audit events) is a few bulk statements per batch.
     """
+    pushes = _start_attempts(push_request_ids)
+    if not pushes:
+        return []
+    with ThreadPoolExecutor(max_workers=min(PUSH_THREADS, len(pushes))) as pool:
+        outcomes = list(pool.map(_attempt, pushes))
+    return _record_outcomes(pushes, outcomes, final_attempt=final_attempt)
+
+
+def _start_attempts(push_request_ids):
+    """Lock the pending requests, end those superseded, count an attempt for the rest."""
     with transaction.atomic():
-        push = (
+        pending = list(
             PushRequest.objects.select_for_update(of=("self",))
-            .select_related("instance", "version", "version__provider")
-            .defer(*(f"version__provider__{name}" for name in PROVIDER_SNAPSHOTS))
-            .filter(pk=push_request_id)
-            .first()
+            .select_related("instance")
+            .filter(pk__in=push_request_ids, state=PushRequest.State.PENDING)
+            .order_by("pk")
         )
-        if push is None or push.state != PushRequest.State.PENDING:
-            return False
-        instance, version = push.instance, push.version
-        if instance.assigned_version_id != version.pk:
-            push.state, push.completed_at = PushRequest.State.SUPERSEDED, timezone.now()
-            push.save(update_fields=["state", "completed_at"])
-            return False
+        current = [p for p in pending if p.instance.assigned_version_id == p.version_id]
+        superseded = [p.pk for p in pending if p.instance.assigned_version_id != p.version_id]
+        if superseded:
+            PushRequest.objects.filter(pk__in=superseded).update(
+                state=PushRequest.State.SUPERSEDED, completed_at=timezone.now()
+            )
+        PushRequest.objects.filter(pk__in=[p.pk for p in current]).update(
+            attempts=F("attempts") + 1
+        )
+    # A batch is usually one version: load it (and its provider's name) once, decrypt it once.
+    versions = (
+        ConfigVersion.objects.select_related("provider")
+        .defer(*(f"provider__{name}" for name in PROVIDER_SNAPSHOTS))
+        .in_bulk({push.version_id for push in current})
+    )
+    for push in current:
         push.attempts += 1
-        push.save(update_fields=["attempts"])
-    started = timezone.now()
-    error, status = None, None
+        push.version = versions[push.version_id]
+    return current
+
+
+def _attempt(push):
+    """Send one push (in a pool thread: no database access here)."""
+    instance, version = push.instance, push.version
+    started, status, error = timezone.now(), None, None
     try:
         if instance.push_target == Instance.PushTarget.WEBHOOK:
             status = _send_webhook(instance, version)
@@ -483,48 +523,74 @@ def deliver(push_request_id, *, final_attempt):
             error = DeliveryError("The instance has no push target any more.", permanent=True)
     except DeliveryError as delivery_error:
         error, status = delivery_error, delivery_error.http_status
-    retry = error is not None and not error.permanent and not final_attempt
-    with transaction.atomic():
-        PushAttempt.objects.create(
-            request=push, started_at=started, finished_at=timezone.now(), ok=error is None,
-            http_status=status, error=error.message[:1000] if error else "",
-        )  # fmt: skip
-        if retry:
-            PushRequest.objects.filter(pk=push.pk).update(last_error=error.message[:1000])
-            return True
-        push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
+    except Exception as unexpected:  # a bug must not lose the rest of the batch
+        logger.exception("Push request %s failed unexpectedly", push.pk)
+        error = DeliveryError(f"Unexpected error: {type(unexpected).__name__}", permanent=False)
+    return Outcome(started, timezone.now(), status, error)
+
+
+def _record_outcomes(pushes, outcomes, *, final_attempt):
+    attempts, retry, finished, events = [], [], [], []
+    now = timezone.now()
+    for push, outcome in zip(pushes, outcomes, strict=True):
+        error = outcome.error
         push.last_error = error.message[:1000] if error else ""
-        push.completed_at = timezone.now()
-        push.save(update_fields=["state", "last_error", "completed_at"])
-        audit.record(
-            Action.PUSH_FAILED if error else Action.PUSH_SUCCEEDED,
-            target=instance,
-            context={
-                "version": version.number,
-                "provider": version.provider.name,
-                "target": instance.push_target,
-                "attempts": push.attempts,
-                **({"error": error.message} if error else {}),
-                **({"http_status": status} if status else {}),
-            },
+        attempts.append(
+            PushAttempt(
+                request=push, started_at=outcome.started_at, finished_at=outcome.finished_at,
+                ok=error is None, http_status=outcome.http_status, error=push.last_error,
+            )
+        )  # fmt: skip
+        if error is not None and not error.permanent and not final_attempt:
+            retry.append(push)
+            continue
+        push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
+        push.completed_at = now
+        finished.append(push)
+        instance, version = push.instance, push.version
+        events.append(
+            {
+                "action": Action.PUSH_FAILED if error else Action.PUSH_SUCCEEDED,
+                "target": instance,
+                "context": {
+                    "version": version.number,
+                    "provider": version.provider.name,
+                    "target": instance.push_target,
+                    "attempts": push.attempts,
+                    **({"error": error.message} if error else {}),
+                    **({"http_status": outcome.http_status} if outcome.http_status else {}),
+                },
+            }
         )
-    return False
+    succeeded = [push.pk for push in finished if push.state == PushRequest.State.SUCCEEDED]
+    failed = [push for push in finished if push.state == PushRequest.State.FAILED]
+    with transaction.atomic():
+        PushAttempt.objects.bulk_create(attempts)
+        # Successes share their values: one UPDATE. Failures differ by their error (rarer).
+        PushRequest.objects.filter(pk__in=succeeded).update(
+            state=PushRequest.State.SUCCEEDED, last_error="", completed_at=now
+        )
+        PushRequest.objects.bulk_update(failed, ["state", "last_error", "completed_at"])
+        PushRequest.objects.bulk_update(retry, ["last_error"])
+        if events:
+            audit.record_many(events)
+    return [push.pk for push in retry]
 
 
 def sweep_outbox():
     """Re-dispatch push requests never started long after they were dispatched (the broker
     was down when they were published). Returns how many were sent again."""
     cutoff = timezone.now() - timezone.timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)
-    stuck = PushRequest.objects.filter(
-        state=PushRequest.State.PENDING, attempts=0, dispatched_at__lt=cutoff
-    )
-    count = 0
-    for push_id in stuck.values_list("pk", flat=True)[:1000]:
-        with transaction.atomic():
-            PushRequest.objects.filter(pk=push_id).update(dispatched_at=timezone.now())
-            dispatch_after_commit([push_id])
-        count += 1
-    return count
+    with transaction.atomic():
+        stuck = list(
+            PushRequest.objects.select_for_update(skip_locked=True)
+            .filter(state=PushRequest.State.PENDING, attempts=0, dispatched_at__lt=cutoff)
+            .values_list("pk", flat=True)[:1000]
+        )
+        PushRequest.objects.filter(pk__in=stuck).update(dispatched_at=timezone.now())
+        if stuck:
+            dispatch_after_commit(stuck)
+    return len(stuck)
 
 
 # --- what instances tell us ----------------------------------------------------------------------

@@ -9,17 +9,20 @@ from console.models import Provider
 
 
 @shared_task(bind=True, max_retries=None)
-def push_config(self, push_request_id):
-    """Deliver one push request; transient failures retry with exponential backoff and jitter."""
+def push_config(self, push_request_ids):
+    """Deliver a batch of push requests; those that failed transiently are retried together,
+    with exponential backoff and jitter."""
     final_attempt = self.request.retries + 1 >= settings.PUSH_MAX_ATTEMPTS
-    if rollout.deliver(push_request_id, final_attempt=final_attempt):
+    retry_ids = rollout.deliver(push_request_ids, final_attempt=final_attempt)
+    if retry_ids:
         raise self.retry(
+            args=(retry_ids,),
             countdown=get_exponential_backoff_interval(
                 factor=settings.PUSH_RETRY_BACKOFF_SECONDS,
                 retries=self.request.retries,
                 maximum=300,
                 full_jitter=True,
-            )
+            ),
         )
 
 

@@ -156,3 +156,50 @@ def test_ssm_gets_one_parameter_per_variable(celery_worker, keycloak_provider, m
     )
     names = {p["Name"] for p in ssm.get_parameters_by_path(Path="/diffgram/aws-lab/")["Parameters"]}
     assert "/diffgram/aws-lab/OAUTH2_PROVIDER_CLIENT_SECRET" not in names
+
+
+def test_one_batch_with_mixed_outcomes_retries_only_the_transient_failure(
+    celery_worker, keycloak_provider, live_server, tmp_path
+):
+    """A publish pushes its instances in batches (one task here): each instance keeps its own
+    state, attempts and audit event, and only the transient failure is tried again."""
+    agents = {}
+    for name in ("healthy", "wrong-secret", "down"):
+        (tmp_path / name).mkdir()
+        port = free_port()
+        instance, token = make_instance(
+            keycloak_provider, name, push_target="webhook",
+            webhook_url=f"http://127.0.0.1:{port}/",
+        )  # fmt: skip
+        agents[name] = (instance, AgentProcess(tmp_path / name, instance, token, live_server.url))
+        agents[name][1].port = port
+    try:
+        agents["wrong-secret"][1].secret_file.write_text("not-the-signing-secret")
+        for name in ("healthy", "wrong-secret"):
+            agents[name][1].serve(agents[name][1].port)
+        rollout.publish(keycloak_provider)
+        celery_worker.wait_until(
+            lambda: not PushRequest.objects.filter(state="pending").exists(),
+            "every push to end", 90,
+        )  # fmt: skip
+        outcome = {
+            name: PushRequest.objects.values_list("state", "attempts").get(instance=instance)
+            for name, (instance, _) in agents.items()
+        }
+        assert outcome == {
+            "healthy": ("succeeded", 1),
+            "wrong-secret": ("failed", 1),  # permanent: not retried with the other
+            "down": ("failed", 3),  # PUSH_MAX_ATTEMPTS in the test worker
+        }
+        assert PushRequest.objects.get(instance=agents["down"][0]).attempt_log.count() == 3
+        events = AuditEvent.objects.filter(action__startswith="push.")
+        assert sorted(events.values_list("action", "target_label")) == [
+            ("push.failed", "down"),
+            ("push.failed", "wrong-secret"),
+            ("push.succeeded", "healthy"),
+        ]
+        assert agents["healthy"][1].env()["OAUTH2_PROVIDER_CLIENT_SECRET"]
+        assert AuditEvent.objects.filter(action="instance.applied").count() == 1
+    finally:
+        for _, agent in agents.values():
+            agent.stop()

@@ -344,7 +344,7 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     )
     leaks = [where for where, text in seen.items() if CANARY in text]
     assert leaks == []
-    assert len(published) >= 3  # the publish and repush really were captured
+    assert len(published) >= 2  # the publish (one batch) and the repush really were captured
 
     # Positive control: the owner gets its secrets, in its pull and in its push.
     client, headers = client_for("instance_a", world)

@@ -184,17 +184,20 @@ class ConfigVersion(models.Model):
         raise ValueError("Configuration versions are immutable and kept.")
 
     def all_settings(self):
-        """Every variable, secrets decrypted: only for pushes and the owning instance's pull."""
+        """Every variable, secrets decrypted: only for pushes and the owning instance's pull.
+        Decrypted once per object (a version never changes), as a push batch shares it."""
         import json
 
         from console import encryption
 
-        secret_values = (
-            json.loads(encryption.decrypt(self.secret_settings_encrypted))
-            if self.secret_settings_encrypted
-            else {}
-        )
-        return {**self.settings, **secret_values}
+        if getattr(self, "_all_settings", None) is None:
+            secret_values = (
+                json.loads(encryption.decrypt(self.secret_settings_encrypted))
+                if self.secret_settings_encrypted
+                else {}
+            )
+            self._all_settings = {**self.settings, **secret_values}
+        return dict(self._all_settings)
 
 
 class Rollout(models.Model):
