@@ -18,8 +18,10 @@ Redis while the subscribers still can.
 import contextlib
 import logging
 import os
+import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -30,7 +32,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_PREFIX = "diffgram-sso:pull-state:"  # + the database name: consoles sharing a Redis
 LISTENER_NAME = "diffgram-sso-pull-state"
 MAX_AGE_SECONDS = 600
-MAX_ENTRIES = 50_000  # ~3 KB each with rendered bodies: bounded memory per process
+MAX_ENTRIES = 50_000  # ~3 KB each (measured): at most ~150 MB per web process
 PING_EVERY_SECONDS = 2
 SILENCE_LIMIT_SECONDS = 6  # no answer to pings for this long: the connection is dead
 
@@ -49,6 +51,7 @@ class PullStates:
     def __init__(self):
         self._lock = threading.Lock()
         self._entries = {}
+        self._versions = weakref.WeakValueDictionary()  # version id -> the copy entries share
         self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
         self._subscribed = False
         self._listener = None  # (pid, redis url, stop event)
@@ -67,11 +70,15 @@ class PullStates:
         instance = load()
         if instance is None:
             return None
+        version = instance.assigned_version
+        if version is not None:
+            # Versions never change: the instances on one version share one copy (memory, and
+            # one decryption of its secrets per process).
+            instance.assigned_version = self._versions.setdefault(version.pk, version)
         entry = PullState(instance)
         with self._lock:
-            if self._subscribed and generation == self._generation:
-                if len(self._entries) >= MAX_ENTRIES:
-                    self._entries.clear()
+            full = len(self._entries) >= MAX_ENTRIES  # past it, the rest read the database
+            if self._subscribed and generation == self._generation and not full:
                 self._entries[instance_id] = entry
         return entry
 
@@ -104,7 +111,7 @@ class PullStates:
         url = settings.PULL_STATE_REDIS_URL
         if not url:
             return
-        payload = ",".join(map(str, ids))
+        payload = f"{_origin()} {','.join(map(str, ids))}"
         for attempt in (1, 2):
             try:
                 _publisher(url).publish(_channel(), payload)
@@ -171,7 +178,9 @@ class PullStates:
                         if message["type"] == "subscribe":
                             self._set_subscribed(True, stop)
                         elif message["type"] == "message":
-                            self.drop(int(i) for i in message["data"].split(b","))
+                            origin, ids = message["data"].decode().split(" ", 1)
+                            if origin != _origin():  # this process dropped them already
+                                self.drop(int(i) for i in ids.split(","))
                     elif now - last_heard > SILENCE_LIMIT_SECONDS:
                         raise ConnectionError("Redis did not answer pings")
                     if now - last_ping >= PING_EVERY_SECONDS:
@@ -192,6 +201,14 @@ class PullStates:
 
 
 _publishers = {}
+
+
+_origins = {}
+
+
+def _origin():
+    """A random name for this process (per pid: forked workers must not share it)."""
+    return _origins.setdefault(os.getpid(), secrets.token_hex(8))
 
 
 def _channel():

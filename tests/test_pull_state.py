@@ -175,3 +175,20 @@ def test_two_processes_note_the_first_pull_of_a_version_once(fleet):
         rollout.record_pull(copy, copy.assigned_version)
     assert AuditEvent.objects.filter(action="instance.pulled").count() == 1
     assert second_copy.last_pulled_version_number == 1
+
+
+def test_past_the_memory_bound_instances_are_answered_from_the_database(
+    in_memory, fleet, keycloak_provider, client, monkeypatch, django_assert_num_queries
+):
+    from console import pull_state
+
+    monkeypatch.setattr(pull_state, "MAX_ENTRIES", 1)
+    second, second_token = make_instance(keycloak_provider, "second")
+    rollout.publish(keycloak_provider)
+    second_fleet = {"token": second_token, "url": reverse("api-pull-config", args=[second.pk])}
+    assert pull(client, fleet).status_code == 200  # the one entry memory may hold
+    assert pull(client, second_fleet).status_code == 200
+    with django_assert_num_queries(0):
+        assert pull(client, fleet).status_code == 200
+    with django_assert_num_queries(1):
+        assert pull(client, second_fleet).status_code == 200
