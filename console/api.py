@@ -64,7 +64,8 @@ def instance_api(view):
 
     @wraps(view)
     def wrapper(request, instance_id, *args, **kwargs):
-        header = request.headers.get("Authorization", "")
+        # META, not request.headers: building that mapping of every header cost a tenth of a poll.
+        header = request.META.get("HTTP_AUTHORIZATION", "")
         token = header[7:].strip() if header.startswith("Bearer ") else ""
         state = pull_states.get(instance_id, lambda: _load_instance(instance_id))
         # Compare even when the instance does not exist, so timing does not tell.
@@ -119,7 +120,7 @@ def pull_config(request):
     if etag is None:
         etag = state.etags[output] = _etag(instance, version, output)
     rollout.record_pull(instance, version)
-    if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+    if etag in [tag.strip() for tag in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
         response = HttpResponseNotModified()
     else:
         body = state.bodies.get(output)
