@@ -17,14 +17,20 @@ def check_field_encryption_keys(app_configs, **kwargs):
 
 @register(Tags.security, deploy=True)
 def check_shared_cache(app_configs, **kwargs):
+    if settings.PULL_STATE_REDIS_URL:
+        return []
     backend = settings.CACHES["default"]["BACKEND"]
-    if backend.endswith("LocMemCache") or backend.endswith("DummyCache"):
-        return [
-            Warning(
+    local = backend.endswith(("LocMemCache", "DummyCache"))
+    return [
+        Warning(
+            (
                 "The cache is local to each process, so rate limits and cached JWKS are not "
-                "shared between web processes.",
-                hint="Set CACHE_URL=redis://host:6379/1",
-                id="console.W001",
+                "shared between web processes; and without"
+                if local
+                else "Without"
             )
-        ]
-    return []
+            + " Redis the pull API reads the database on every poll.",
+            hint="Set CACHE_URL=redis://host:6379/1",
+            id="console.W001",
+        )
+    ]

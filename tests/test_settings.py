@@ -47,3 +47,18 @@ def test_it_passes_check_deploy_with_production_settings():
 def test_it_starts_in_development_without_any_configuration():
     result = manage("check", DEBUG="true", DATABASE_URL="sqlite:////tmp/never-opened.sqlite3")
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("cache_url", "says"),
+    [
+        ("locmemcache://", "local to each process"),
+        ("dbcache://console_cache", "Without Redis the pull API reads the database"),
+    ],
+)
+def test_check_deploy_warns_when_the_cache_is_not_redis(cache_url, says):
+    environment = {**PRODUCTION, "CACHE_URL": cache_url}
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **environment)
+    assert result.returncode != 0
+    assert "console.W001" in result.stderr + result.stdout
+    assert says in " ".join((result.stderr + result.stdout).split())
