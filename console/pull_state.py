@@ -54,7 +54,7 @@ class PullStates:
         self._versions = weakref.WeakValueDictionary()  # version id -> the copy entries share
         self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
         self._subscribed = False
-        self._listener = None  # (pid, redis url, stop event)
+        self._listener = None  # (pid, redis url, channel, stop event)
 
     # --- the request path -------------------------------------------------------------------
 
