@@ -160,6 +160,7 @@ class PullStates:
     def _listen(self, url, channel, stop):
         import redis
 
+        quiet = False  # one warning per outage, not one a second
         while not stop.is_set():
             pubsub = None
             try:
@@ -177,6 +178,9 @@ class PullStates:
                         last_heard = now
                         if message["type"] == "subscribe":
                             self._set_subscribed(True, stop)
+                            if quiet:
+                                logger.warning("Pull state: subscribed to Redis again.")
+                            quiet = False
                         elif message["type"] == "message":
                             origin, ids = message["data"].decode().split(" ", 1)
                             if origin != _origin():  # this process dropped them already
@@ -187,11 +191,13 @@ class PullStates:
                         pubsub.ping()
                         last_ping = now
             except Exception as error:  # noqa: BLE001 - reconnect whatever went wrong
-                logger.warning(
-                    "Pull state: not subscribed to Redis (%s); pulls read the database until "
-                    "it is back.",
-                    type(error).__name__,
-                )
+                if not quiet:
+                    logger.warning(
+                        "Pull state: not subscribed to Redis (%s); pulls read the database "
+                        "until it is back.",
+                        type(error).__name__,
+                    )
+                quiet = True
             finally:
                 self._set_subscribed(False, stop)
                 if pubsub is not None:

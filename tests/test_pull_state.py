@@ -2,9 +2,11 @@
 are answered without touching the database, and a change made by another process is served
 at once, including when this process lost its subscription meanwhile."""
 
+import logging
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -192,3 +194,23 @@ def test_past_the_memory_bound_instances_are_answered_from_the_database(
         assert pull(client, fleet).status_code == 200
     with django_assert_num_queries(1):
         assert pull(client, second_fleet).status_code == 200
+
+
+def test_with_redis_unreachable_pulls_read_the_database_and_it_warns_once(
+    settings, fleet, client, caplog, django_assert_num_queries
+):
+    caplog.set_level(logging.WARNING, logger="console.pull_state")
+    settings.PULL_STATE_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    try:
+        assert pull(client, fleet).status_code == 200  # notes the first pull of the version
+        time.sleep(2.5)  # the listener fails to connect, and again a second later, ...
+        for _ in range(3):
+            with django_assert_num_queries(1):  # the instance, read from the database
+                assert pull(client, fleet).status_code == 200
+        assert not pull_states.trusted
+        warnings = [r.getMessage() for r in caplog.records if r.name == "console.pull_state"]
+        assert len(warnings) == 1, warnings
+        assert "pulls read the database until it is back" in warnings[0]
+    finally:
+        settings.PULL_STATE_REDIS_URL = ""
+        pull_states.get(0, lambda: None)  # stops the listener
