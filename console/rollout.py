@@ -8,13 +8,14 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -39,6 +40,10 @@ PULL_NOTED_EVERY_SECONDS = 300
 # publish to 1,000 instances is 10 tasks, not 1,000 (see docs/BENCHMARKS.md, P2).
 PUSH_BATCH_SIZE = 100
 PUSH_THREADS = 16
+PUSH_RETRY_MAX_DELAY = 300  # seconds between tries at most (exponential backoff's cap)
+# A batch's time limit follows from its size: every round of PUSH_THREADS webhooks may take the
+# outbound deadline. A batch cut off anyway (slow SSM, a killed worker) is swept again later.
+PUSH_BATCH_TIME_LIMIT = math.ceil(PUSH_BATCH_SIZE / PUSH_THREADS) * outbound.TOTAL_DEADLINE + 30
 SIGNATURE_HEADER = "X-Diffgram-SSO-Signature"
 TIMESTAMP_HEADER = "X-Diffgram-SSO-Timestamp"
 
@@ -465,8 +470,9 @@ class Outcome:
     error: DeliveryError | None
 
 
-def deliver(push_request_ids, *, final_attempt):
-    """Try one delivery of each push request, concurrently. Returns the ids to try again.
+def deliver(push_request_ids):
+    """Try one delivery of each push request, concurrently. Returns the ids to try again: those
+    that failed transiently and have tries left (PUSH_MAX_ATTEMPTS, counted per request).
 
     Idempotent: a request that already ended, or whose version is no longer the instance's
     assigned one, is left alone; re-sending the same version is harmless to the agent. The
@@ -477,7 +483,7 @@ def deliver(push_request_ids, *, final_attempt):
         return []
     with ThreadPoolExecutor(max_workers=min(PUSH_THREADS, len(pushes))) as pool:
         outcomes = list(pool.map(_attempt, pushes))
-    return _record_outcomes(pushes, outcomes, final_attempt=final_attempt)
+    return _record_outcomes(pushes, outcomes)
 
 
 def _start_attempts(push_request_ids):
@@ -496,7 +502,8 @@ def _start_attempts(push_request_ids):
                 state=PushRequest.State.SUPERSEDED, completed_at=timezone.now()
             )
         PushRequest.objects.filter(pk__in=[p.pk for p in current]).update(
-            attempts=F("attempts") + 1
+            attempts=F("attempts") + 1,
+            dispatched_at=timezone.now(),  # for the sweeper
         )
     # A batch is usually one version: load it (and its provider's name) once, decrypt it once.
     versions = (
@@ -529,7 +536,7 @@ def _attempt(push):
     return Outcome(started, timezone.now(), status, error)
 
 
-def _record_outcomes(pushes, outcomes, *, final_attempt):
+def _record_outcomes(pushes, outcomes):
     attempts, retry, finished, events = [], [], [], []
     now = timezone.now()
     for push, outcome in zip(pushes, outcomes, strict=True):
@@ -541,7 +548,8 @@ def _record_outcomes(pushes, outcomes, *, final_attempt):
                 ok=error is None, http_status=outcome.http_status, error=push.last_error,
             )
         )  # fmt: skip
-        if error is not None and not error.permanent and not final_attempt:
+        tries_left = push.attempts < django_settings.PUSH_MAX_ATTEMPTS
+        if error is not None and not error.permanent and tries_left:
             retry.append(push)
             continue
         push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
@@ -578,16 +586,24 @@ def _record_outcomes(pushes, outcomes, *, final_attempt):
 
 
 def sweep_outbox():
-    """Re-dispatch push requests never started long after they were dispatched (the broker
-    was down when they were published). Returns how many were sent again."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)
+    """Re-dispatch pending push requests that no worker has: never started long after they were
+    dispatched (the broker was down at publish), or started and then silent for longer than a
+    batch may run plus the longest retry delay (a task cut off by its time limit, or lost with
+    its worker). Returns how many were sent again."""
+    now = timezone.now()
+    after = django_settings.PUSH_SWEEP_AFTER_SECONDS
+    silent_after = after + PUSH_BATCH_TIME_LIMIT + PUSH_RETRY_MAX_DELAY
     with transaction.atomic():
         stuck = list(
             PushRequest.objects.select_for_update(skip_locked=True)
-            .filter(state=PushRequest.State.PENDING, attempts=0, dispatched_at__lt=cutoff)
+            .filter(state=PushRequest.State.PENDING)
+            .filter(
+                Q(attempts=0, dispatched_at__lt=now - timezone.timedelta(seconds=after))
+                | Q(dispatched_at__lt=now - timezone.timedelta(seconds=silent_after))
+            )
             .values_list("pk", flat=True)[:1000]
         )
-        PushRequest.objects.filter(pk__in=stuck).update(dispatched_at=timezone.now())
+        PushRequest.objects.filter(pk__in=stuck).update(dispatched_at=now)
         if stuck:
             dispatch_after_commit(stuck)
     return len(stuck)

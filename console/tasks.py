@@ -8,19 +8,23 @@ from console import providers, rollout
 from console.models import Provider
 
 
-@shared_task(bind=True, max_retries=None)
+@shared_task(
+    bind=True,
+    max_retries=None,  # PUSH_MAX_ATTEMPTS is counted per push request, in the database
+    soft_time_limit=rollout.PUSH_BATCH_TIME_LIMIT,
+    time_limit=rollout.PUSH_BATCH_TIME_LIMIT + 30,
+)
 def push_config(self, push_request_ids):
     """Deliver a batch of push requests; those that failed transiently are retried together,
     with exponential backoff and jitter."""
-    final_attempt = self.request.retries + 1 >= settings.PUSH_MAX_ATTEMPTS
-    retry_ids = rollout.deliver(push_request_ids, final_attempt=final_attempt)
+    retry_ids = rollout.deliver(push_request_ids)
     if retry_ids:
         raise self.retry(
             args=(retry_ids,),
             countdown=get_exponential_backoff_interval(
                 factor=settings.PUSH_RETRY_BACKOFF_SECONDS,
                 retries=self.request.retries,
-                maximum=300,
+                maximum=rollout.PUSH_RETRY_MAX_DELAY,
                 full_jitter=True,
             ),
         )

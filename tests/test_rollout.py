@@ -1,5 +1,6 @@
 """Instances, immutable versions, staged rollout, rollback, the outbox and the fleet view."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
@@ -7,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from console import rollout
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, hash_token
@@ -270,6 +272,45 @@ class TestOutbox:
         with django_capture_on_commit_callbacks() as sweep_callbacks:
             assert rollout.sweep_outbox() == 1
         assert [callback.__name__ for callback in sweep_callbacks] == ["send"]
+
+    def test_a_started_push_that_went_silent_is_swept_but_not_one_in_progress(
+        self, keycloak_provider, django_capture_on_commit_callbacks
+    ):
+        """A batch cut off by its time limit (or lost with its worker) leaves its requests
+        pending with attempts counted; the sweeper sends them again once no retry could still
+        be on its way."""
+        make_instance(keycloak_provider, "silent", push_target="webhook",
+                      webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        make_instance(keycloak_provider, "busy", push_target="webhook",
+                      webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        rollout.publish(keycloak_provider)
+        silent_for = rollout.PUSH_BATCH_TIME_LIMIT + rollout.PUSH_RETRY_MAX_DELAY + 120
+        now = timezone.now()
+        PushRequest.objects.filter(instance__name="silent").update(
+            attempts=1, dispatched_at=now - timedelta(seconds=silent_for)
+        )
+        PushRequest.objects.filter(instance__name="busy").update(
+            attempts=1,
+            dispatched_at=now - timedelta(seconds=120),  # waiting for its retry
+        )
+        with django_capture_on_commit_callbacks():
+            assert rollout.sweep_outbox() == 1
+        assert PushRequest.objects.get(instance__name="silent").dispatched_at > now
+
+    def test_the_attempt_budget_is_counted_per_request(self, keycloak_provider, settings):
+        """A request swept again after two tries gets one more, not a fresh budget."""
+        settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+        settings.PUSH_MAX_ATTEMPTS = 3
+        make_instance(keycloak_provider, "refusing", push_target="webhook",
+                      webhook_url="http://127.0.0.1:9/")  # fmt: skip
+        rollout.publish(keycloak_provider)  # the test's transaction never commits: no task
+        push = PushRequest.objects.get(state="pending")
+        PushRequest.objects.filter(pk=push.pk).update(attempts=1)
+        assert rollout.deliver([push.pk]) == [push.pk]  # 2nd try: connection refused, retry
+        assert rollout.deliver([push.pk]) == []  # 3rd and last
+        push.refresh_from_db()
+        assert (push.state, push.attempts) == ("failed", 3)
+        assert "connection refused" in push.last_error
 
 
 class TestFleetView:

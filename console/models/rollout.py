@@ -233,7 +233,7 @@ class PushRequest(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True)
+    dispatched_at = models.DateTimeField(null=True)  # last sent to the queue or taken up
     completed_at = models.DateTimeField(null=True)
 
     class Meta:
