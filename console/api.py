@@ -94,9 +94,7 @@ def _etag(instance, version, output):
 
 
 def _render(instance, version, output):
-    settings_ = diffgram.instance_settings(
-        version.all_settings(), version.login_url_template, instance.url_base
-    )
+    settings_ = rollout.settings_for_instance(version, instance)
     if output == "env":
         return diffgram.render_env(settings_)
     if output == "json":

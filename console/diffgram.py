@@ -19,6 +19,9 @@ COGNITO = "cognito"
 KEYCLOAK = "keycloak"
 OIDC = "oidc"
 DIFFGRAM_KINDS = (COGNITO, KEYCLOAK)  # the providers Diffgram itself can talk to
+# In a Keycloak client id, replaced by each instance's name: Diffgram overwrites its client's
+# redirect URIs at every start, so instances sharing one client break each other's login.
+INSTANCE_PLACEHOLDER = "{instance}"
 
 SECRET_VARIABLES = frozenset(
     {"OAUTH2_PROVIDER_CLIENT_SECRET", "KEY_CLOAK_MASTER_PASSWORD", "KEY_CLOAK_DIFFGRAM_PASSWORD"}
@@ -117,7 +120,8 @@ def settings_for(config, url_base=""):
         "OAUTH2_PROVIDER_HOST": provider_host(config),
         "OAUTH2_PROVIDER_CLIENT_ID": config.client_id,
     }
-    if config.client_secret:
+    if config.kind == COGNITO and config.client_secret:
+        # Keycloak: Diffgram reads its client's secret from Keycloak's admin API instead.
         variables["OAUTH2_PROVIDER_CLIENT_SECRET"] = config.client_secret
     if config.kind == COGNITO and url_base:
         variables["COGNITO_LOGIN_URL"] = cognito_login_url(config, url_base)
@@ -133,17 +137,40 @@ def settings_for(config, url_base=""):
     return variables
 
 
-def instance_settings(settings, login_template, url_base):
-    """A version's settings as one instance receives them (its own COGNITO_LOGIN_URL)."""
-    if not login_template:
-        return dict(settings)
-    return {**settings, "COGNITO_LOGIN_URL": with_redirect(login_template, url_base)}
+def instance_client_id(client_id, instance_name):
+    return client_id.replace(INSTANCE_PLACEHOLDER, instance_name)
+
+
+def is_per_instance(settings):
+    """Whether the settings name a client id of each instance's own."""
+    return INSTANCE_PLACEHOLDER in settings.get("OAUTH2_PROVIDER_CLIENT_ID", "")
+
+
+def instance_settings(settings, login_template, url_base, instance_name):
+    """A version's settings as one instance receives them: its own COGNITO_LOGIN_URL (Cognito)
+    and its own client id (a Keycloak client id with {instance})."""
+    variables = dict(settings)
+    if is_per_instance(variables):
+        variables["OAUTH2_PROVIDER_CLIENT_ID"] = instance_client_id(
+            variables["OAUTH2_PROVIDER_CLIENT_ID"], instance_name
+        )
+    if login_template:
+        variables["COGNITO_LOGIN_URL"] = with_redirect(login_template, url_base)
+    return variables
 
 
 def registrations_for(kind, url_base):
-    """What the admin must register at the provider for a Diffgram at url_base."""
+    """What must be registered at the provider for a Diffgram at url_base. For Keycloak,
+    Diffgram sets its client's redirect URI itself at start-up: nothing to do by hand."""
     if kind not in DIFFGRAM_KINDS or not url_base:
         return []
+    if kind == KEYCLOAK:
+        return [
+            {
+                "label": "Redirect URI (Diffgram sets it on its client at start-up)",
+                "value": callback_url(kind, url_base),
+            }
+        ]
     return [
         {"label": "Allowed callback (redirect) URL", "value": callback_url(kind, url_base)},
         {"label": "Allowed sign-out URL", "value": signout_url(url_base)},

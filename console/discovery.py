@@ -5,8 +5,9 @@ what was fetched, so every check can be tested on plain data. Each check has a s
 ends pass / warn / fail / skip with a message an admin can act on. Checks never raise on bad
 input: any JSON at all yields check results.
 
-Rules: OpenID Connect Discovery 1.0, at the depth of the conformance suite (DESIGN.md §4), plus
-what Diffgram itself needs (DESIGN.md §2).
+Rules: OpenID Connect Discovery 1.0, at the depth of the conformance suite, plus what Diffgram's
+own code needs and does (docs/DIFFGRAM.md). The Diffgram checks that read only the configuration
+run even when the documents could not be read.
 """
 
 import ipaddress
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
-from console import diffgram, outbound
+from console import diffgram, diffgram_releases, outbound
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -55,8 +56,27 @@ CHECK_IDS = (
     "scopes.openid_email",
     "token_auth.method",
     "diffgram.host",
+    # From here on the checks read only the configuration, never the documents.
     "diffgram.url_base",
+    "diffgram.keycloak_admin",
+    "diffgram.keycloak_realm_user",
+    "diffgram.keycloak_client_per_instance",
+    "diffgram.known_issues",
 )
+CONFIG_CHECK_IDS = CHECK_IDS[CHECK_IDS.index("diffgram.url_base") :]
+KEYCLOAK_CHECK_IDS = (
+    "diffgram.keycloak_admin",
+    "diffgram.keycloak_realm_user",
+    "diffgram.keycloak_client_per_instance",
+)
+
+
+def check_ids(kind):
+    """The checks a provider of this kind gets, in report order."""
+    skipped = set() if kind == diffgram.KEYCLOAK else set(KEYCLOAK_CHECK_IDS)
+    if kind not in diffgram.DIFFGRAM_KINDS:
+        skipped.add("diffgram.known_issues")
+    return tuple(check_id for check_id in CHECK_IDS if check_id not in skipped)
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,15 @@ class ProviderSpec:
     keycloak_realm: str = ""
     cognito_domain: str = ""
     url_base: str = ""
+    # What Diffgram logs in to Keycloak with at start-up (passwords only as set / not set);
+    # None when unknown (check_issuer), which skips those checks.
+    keycloak_master_user: str | None = ""
+    keycloak_master_password_set: bool = False
+    keycloak_diffgram_user: str | None = ""
+    keycloak_diffgram_password_set: bool = False
+    # The names of the instances the provider is assigned to; None when unknown.
+    instance_names: tuple | None = ()
+    diffgram_version: str = diffgram_releases.LATEST
 
     def discovery_location(self):
         return self.discovery_url or self.issuer.rstrip("/") + DISCOVERY_PATH
@@ -197,20 +226,32 @@ def _strings(value):
 
 
 def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http):
-    """All checks, in a fixed order; a check that cannot run because of an earlier failure
-    is `skip`, never `fail`."""
+    """All checks for the provider's kind, in a fixed order; a check that cannot run because
+    of an earlier failure is `skip`, never `fail`."""
     results = []
 
     def add(check_id, status, message):
         results.append(CheckResult(check_id, status, message))
 
-    def skip_rest(reason):
+    stopped = _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopback_http)
+    if stopped:
         done = {result.id for result in results}
-        for check_id in CHECK_IDS:
+        for check_id in CHECK_IDS[: CHECK_IDS.index("diffgram.url_base")]:
             if check_id not in done:
-                add(check_id, SKIP, reason)
-        return results
+                add(check_id, SKIP, stopped)
+    _check_url_base(add, spec)
+    if spec.kind == diffgram.KEYCLOAK:
+        _check_keycloak_admin(add, spec)
+        _check_keycloak_realm_user(add, spec)
+        add("diffgram.keycloak_client_per_instance", *client_per_instance_verdict(spec))
+    if spec.kind in diffgram.DIFFGRAM_KINDS:
+        _check_known_issues(add, spec)
+    return results
 
+
+def _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopback_http):
+    """The checks of the discovery document and JWKS. Returns why it stopped early (the
+    caller skips the checks not run), or "" when every one ran."""
     problems = url_problems(spec.issuer, allow_loopback_http)
     if problems:
         add(
@@ -218,7 +259,7 @@ def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http):
             FAIL,
             f"The issuer {spec.issuer!r} is not acceptable: {'; '.join(problems)}.",
         )
-        return skip_rest("Skipped: the issuer URL is not acceptable.")
+        return "Skipped: the issuer URL is not acceptable."
     add("issuer.url", PASS, f"The issuer {spec.issuer} is a well-formed issuer URL.")
 
     location = spec.discovery_location()
@@ -229,7 +270,7 @@ def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http):
             FAIL,
             f"Could not read the discovery document at {location}: {reason}",
         )
-        return skip_rest("Skipped: the discovery document could not be read.")
+        return "Skipped: the discovery document could not be read."
     document = discovery_fetched.document
     if not isinstance(document, dict):
         add(
@@ -238,7 +279,7 @@ def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http):
             f"The discovery document at {location} is JSON but not an object "
             f"(it is a {type(document).__name__}).",
         )
-        return skip_rest("Skipped: the discovery document is not a JSON object.")
+        return "Skipped: the discovery document is not a JSON object."
     add("discovery.fetch", PASS, f"Read the discovery document at {location}.")
 
     _check_issuer_match(add, spec, document)
@@ -251,8 +292,7 @@ def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http):
     _check_scopes(add, document)
     _check_token_auth(add, spec, document)
     _check_diffgram_host(add, spec, document)
-    _check_url_base(add, spec)
-    return results
+    return ""
 
 
 def _check_issuer_match(add, spec, document):
@@ -435,7 +475,24 @@ def _check_scopes(add, document):
 def _check_token_auth(add, spec, document):
     methods = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
     methods = _strings(methods)
-    if not spec.confidential:
+    if spec.kind == diffgram.KEYCLOAK:
+        # Informational: Diffgram creates its Keycloak client and reads the secret from the
+        # admin API, then sends it in the token request body.
+        if "client_secret_post" in methods:
+            add(
+                "token_auth.method",
+                PASS,
+                "Keycloak accepts client_secret_post, which Diffgram uses with the secret it "
+                "reads from Keycloak's admin API.",
+            )
+        else:
+            add(
+                "token_auth.method",
+                WARN,
+                "Keycloak does not list client_secret_post, which Diffgram uses with the "
+                f"secret it reads from Keycloak's admin API (it lists {', '.join(methods)}).",
+            )
+    elif not spec.confidential:
         add("token_auth.method", PASS, "Public client: no client secret is sent.")
     elif "client_secret_post" in methods:
         add("token_auth.method", PASS, "client_secret_post is supported, as Diffgram needs.")
@@ -524,3 +581,113 @@ def _check_url_base(add, spec):
         )
     else:
         add("diffgram.url_base", PASS, f"URL_BASE {spec.url_base} gives correct Diffgram URLs.")
+
+
+# --- Diffgram's own code, from the configuration alone (docs/DIFFGRAM.md) ------------------------
+
+
+def _absent(user, password_set, user_words, password_words):
+    """What is missing of a user name and its password, in words ("" when nothing is)."""
+    missing = [(user_words, not user), (password_words, not password_set)]
+    return " and ".join(words for words, absent in missing if absent)
+
+
+def _check_keycloak_admin(add, spec):
+    user = spec.keycloak_master_user
+    missing = _absent(user, spec.keycloak_master_password_set, "user", "password")
+    if user is None:
+        add("diffgram.keycloak_admin", SKIP, "Not checked: no master-realm credentials given.")
+    elif missing:
+        add(
+            "diffgram.keycloak_admin",
+            FAIL,
+            f"No master admin {missing}: at every start Diffgram logs in to Keycloak's master "
+            "realm to create its realm, client and roles, and without them it tries "
+            "admin/admin; that login fails and SSO never starts. Enter a master-realm admin "
+            "user and its password.",
+        )
+    else:
+        add(
+            "diffgram.keycloak_admin",
+            PASS,
+            f"Diffgram will log in to the master realm as {user} to set up its realm and client.",
+        )
+
+
+def _check_keycloak_realm_user(add, spec):
+    user = spec.keycloak_diffgram_user
+    defaults = _absent(
+        user, spec.keycloak_diffgram_password_set, "user 'diffgram'", "password 'diffgram'"
+    )
+    if user is None:
+        add("diffgram.keycloak_realm_user", SKIP, "Not checked: no Diffgram admin user given.")
+    elif defaults:
+        add(
+            "diffgram.keycloak_realm_user",
+            FAIL,
+            f"At every start Diffgram creates or resets a user in realm {spec.keycloak_realm!r} "
+            f"(not a temporary password); without a Diffgram admin user and password it uses the "
+            f"{defaults}, a password anyone can look up. Enter a user name and a strong password.",
+        )
+    else:
+        add(
+            "diffgram.keycloak_realm_user",
+            PASS,
+            f"Diffgram will create or reset realm user {user} with the password entered here.",
+        )
+
+
+def client_per_instance_verdict(spec):
+    """(status, message): instances must not share a Keycloak client (Diffgram overwrites its
+    client's redirect URIs at every start)."""
+    client_id, names = spec.client_id, spec.instance_names
+    placeholder = diffgram.INSTANCE_PLACEHOLDER
+    if placeholder in client_id:
+        if names:
+            clients = ", ".join(diffgram.instance_client_id(client_id, n) for n in sorted(names))
+            return PASS, f"Each instance gets its own Keycloak client: {clients}."
+        return PASS, f"Each instance gets its own Keycloak client ({placeholder} = its name)."
+    if names is not None and len(names) > 1:
+        return (
+            FAIL,
+            f"{len(names)} instances ({', '.join(sorted(names))}) share client id {client_id!r}: "
+            "at every start Diffgram replaces that client's redirect URIs with its own, so each "
+            f"instance breaks the others' sign-in. Put {placeholder} in the client id (e.g. "
+            f"{client_id}-{placeholder}) so that each gets its own client.",
+        )
+    return (
+        PASS,
+        f"One instance at most uses client id {client_id!r}. Before assigning a second, put "
+        f"{placeholder} in the client id (e.g. {client_id}-{placeholder}): Diffgram overwrites its "
+        "client's redirect URIs at every start.",
+    )
+
+
+def _check_known_issues(add, spec):
+    version = spec.diffgram_version
+    issues = diffgram_releases.known_issues(version, spec.kind, client_secret=spec.confidential)
+    if issues is None:
+        known = ", ".join(diffgram_releases.RELEASES)
+        add(
+            "diffgram.known_issues",
+            WARN,
+            f"The console has no record of Diffgram {version}'s defects (it knows {known}): "
+            "check that release's sign-in yourself, or set DIFFGRAM_VERSION.",
+        )
+    elif not issues:
+        add(
+            "diffgram.known_issues",
+            PASS,
+            f"No known defect of Diffgram {version} applies to this setup.",
+        )
+    else:
+        listed = " ".join(
+            f"({number}) {issue.issue}. {issue.consequence}. Workaround: {issue.workaround}."
+            for number, issue in enumerate(issues, 1)
+        )
+        add(
+            "diffgram.known_issues",
+            WARN,
+            f"Diffgram {version} has {len(issues)} known defect(s) here that no setting fixes: "
+            f"{listed}",
+        )

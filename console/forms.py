@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.core.exceptions import ValidationError
 
+from console.diffgram import INSTANCE_PLACEHOLDER
 from console.models import AuditEvent, Instance, Provider
 
 
@@ -159,6 +160,15 @@ class ProviderForm(forms.ModelForm):
         value = self.cleaned_data.get("diffgram_url_base", "").strip()
         return _http_url(value, "Diffgram URL_BASE") if value else value
 
+    def clean_client_id(self):
+        client_id = self.cleaned_data["client_id"].strip()
+        if INSTANCE_PLACEHOLDER in client_id:
+            raise ValidationError(
+                f"Only a Keycloak client id can contain {INSTANCE_PLACEHOLDER}: this provider "
+                "issued one client id, which every instance uses."
+            )
+        return client_id
+
 
 class CognitoProviderForm(ProviderForm):
     kind = Provider.Kind.COGNITO
@@ -221,17 +231,21 @@ class CognitoProviderForm(ProviderForm):
 
 
 class KeycloakProviderForm(ProviderForm):
+    """Diffgram sets its Keycloak client up itself at every start (docs/DIFFGRAM.md): it logs in
+    to the master realm, creates the realm, its client (with the id given here) and a realm
+    user, and reads the client's secret from Keycloak. So there is no client secret to enter."""
+
     kind = Provider.Kind.KEYCLOAK
-    secret_names = ("client_secret", "keycloak_master_password", "keycloak_diffgram_password")
+    secret_names = ("keycloak_master_password", "keycloak_diffgram_password")
     secret_after = {
-        "client_id": ("client_secret",),
         "keycloak_master_user": ("keycloak_master_password",),
         "keycloak_diffgram_user": ("keycloak_diffgram_password",),
     }
     secret_help = {
-        "client_secret": "Clients → your client → Credentials. Leave blank for a public client.",
-        "keycloak_master_password": "Diffgram uses it at start-up to create its realm and roles.",
-        "keycloak_diffgram_password": "The password of the Diffgram admin user in the realm.",
+        "keycloak_master_password": "The master admin's password (without it Diffgram tries "
+        "admin).",
+        "keycloak_diffgram_password": "A strong password: Diffgram sets it on that user at every "
+        "start (without it, the password is diffgram).",
     }
 
     class Meta:
@@ -244,9 +258,17 @@ class KeycloakProviderForm(ProviderForm):
             "keycloak_server_url": "What Diffgram calls OAUTH2_PROVIDER_HOST, e.g. "
             "https://keycloak.example.com/auth/ (older Keycloak) or https://keycloak.example.com/.",
             "keycloak_realm": "The realm Diffgram's users live in (Diffgram's default: "
-            "diffgram-realm). The issuer is server URL + realms/ + realm.",
-            "client_id": "Clients → your Diffgram client. Its valid redirect URI must be "
-            "<URL_BASE>user/oidc-login.",
+            "diffgram-realm); Diffgram creates it if missing. The issuer is server URL + realms/ "
+            "+ realm.",
+            "client_id": "The client Diffgram creates in the realm at start-up. Do not create it "
+            "in Keycloak yourself: Diffgram finds its client by Keycloak's internal id, which "
+            "matches only for clients it created (start-up fails with 404 otherwise). With more "
+            "than one instance, put {instance} in it (e.g. diffgram-{instance}) so that each "
+            "instance gets its own client, named after the instance.",
+            "keycloak_master_user": "A master-realm admin Diffgram logs in as at every start, to "
+            "create its realm, client and roles (without one, Diffgram tries admin/admin).",
+            "keycloak_diffgram_user": "A realm user Diffgram creates, or resets, at every start "
+            "(without one, Diffgram uses diffgram with the password diffgram).",
         }
 
     def clean_keycloak_server_url(self):
@@ -257,6 +279,16 @@ class KeycloakProviderForm(ProviderForm):
         if not realm or "/" in realm:
             raise ValidationError("Enter the realm name (no slashes).")
         return realm
+
+    def clean_client_id(self):
+        client_id = self.cleaned_data["client_id"].strip()
+        rest = client_id.replace(INSTANCE_PLACEHOLDER, "")
+        if "{" in rest or "}" in rest:
+            raise ValidationError(
+                f"The only placeholder a client id can hold is {INSTANCE_PLACEHOLDER} "
+                "(each instance's name)."
+            )
+        return client_id
 
 
 class OIDCProviderForm(ProviderForm):
@@ -324,6 +356,7 @@ class InstanceForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        self._refuse_a_shared_keycloak_client(cleaned.get("provider"))
         target = cleaned.get("push_target")
         if target == Instance.PushTarget.WEBHOOK:
             url = cleaned.get("webhook_url", "").strip()
@@ -344,6 +377,24 @@ class InstanceForm(forms.ModelForm):
             if prefix and not prefix.startswith("/"):
                 self.add_error("ssm_prefix", "SSM parameter paths start with /.")
         return cleaned
+
+    def _refuse_a_shared_keycloak_client(self, provider):
+        """Diffgram overwrites its Keycloak client's redirect URIs at every start: a second
+        instance on the same client id would break the first one's sign-in."""
+        if provider is None or provider.kind != Provider.Kind.KEYCLOAK:
+            return
+        if INSTANCE_PLACEHOLDER in provider.client_id:
+            return
+        other = provider.instances.exclude(pk=self.instance.pk).first()
+        if other is not None:
+            self.add_error(
+                "provider",
+                f"{provider} gives every instance the Keycloak client id {provider.client_id!r}, "
+                f"which {other} already uses. Diffgram replaces that client's redirect URIs at "
+                "every start, so two instances would break each other's sign-in. Put "
+                f"{INSTANCE_PLACEHOLDER} in {provider}'s client id first (e.g. "
+                f"{provider.client_id}-{INSTANCE_PLACEHOLDER}).",
+            )
 
 
 class PublishForm(forms.Form):

@@ -19,7 +19,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from console import audit, diffgram, encryption, outbound
+from console import audit, diffgram, discovery, encryption, outbound
 from console.models import (
     ConfigVersion,
     Instance,
@@ -153,9 +153,23 @@ def content_hash(all_settings, login_template):
 
 
 def instance_content_hash(version, instance):
-    if not version.login_url_template:
+    """The hash of what this instance receives: the version's, or (when the settings differ
+    per instance) the version's combined with what makes them differ."""
+    parts = [version.content_hash]
+    if version.login_url_template:
+        parts.append(instance.url_base)
+    if diffgram.is_per_instance(version.settings):
+        parts.append(instance.name)
+    if len(parts) == 1:
         return version.content_hash
-    return hashlib.sha256(f"{version.content_hash}|{instance.url_base}".encode()).hexdigest()
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def settings_for_instance(version, instance):
+    """Every variable of `version` as `instance` receives it, secrets decrypted."""
+    return diffgram.instance_settings(
+        version.all_settings(), version.login_url_template, instance.url_base, instance.name
+    )
 
 
 def _new_version(provider, all_settings, login_template, *, note, actor_label, rollback_of=None):
@@ -198,6 +212,7 @@ def publish(provider, *, group="", note="", request=None, actor=None):
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = list(provider.instances.select_for_update())
+        _refuse_a_shared_keycloak_client(provider.kind, provider.client_id, instances)
         targets = [i for i in instances if not group or i.rollout_group == group]
         if not targets:
             raise PublishRefused(
@@ -238,6 +253,18 @@ def publish(provider, *, group="", note="", request=None, actor=None):
         )
         _assign_many(targets, version)
     return version
+
+
+def _refuse_a_shared_keycloak_client(kind, client_id, instances):
+    """The instances may have changed since the last validation: check again, under lock."""
+    if kind != Provider.Kind.KEYCLOAK:
+        return
+    spec = discovery.ProviderSpec(
+        kind=kind, issuer="", client_id=client_id, instance_names=tuple(i.name for i in instances)
+    )
+    status, message = discovery.client_per_instance_verdict(spec)
+    if status == discovery.FAIL:
+        raise PublishRefused(f"diffgram.keycloak_client_per_instance: {message}")
 
 
 def _staged_rollout(version):
@@ -289,6 +316,8 @@ def rollback(version, *, note="", request=None, actor=None):
         instances = list(provider.instances.select_for_update())
         if not instances:
             raise PublishRefused(f"No instance uses {provider}.")
+        client_id = version.settings.get("OAUTH2_PROVIDER_CLIENT_ID", "")
+        _refuse_a_shared_keycloak_client(provider.kind, client_id, instances)
         new = _new_version(
             provider, version.all_settings(), version.login_url_template,
             note=note or f"Rollback to v{version.number}",
@@ -383,9 +412,7 @@ class DeliveryError(Exception):
 
 def signed_webhook(instance, version):
     """The webhook request (body, headers) for an instance: HMAC-SHA256 over timestamp.body."""
-    all_settings = diffgram.instance_settings(
-        version.all_settings(), version.login_url_template, instance.url_base
-    )
+    all_settings = settings_for_instance(version, instance)
     body = json.dumps(
         {
             "instance": instance.name,
@@ -428,9 +455,7 @@ def _send_ssm(instance, version):
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    all_settings = diffgram.instance_settings(
-        version.all_settings(), version.login_url_template, instance.url_base
-    )
+    all_settings = settings_for_instance(version, instance)
     prefix = instance.effective_ssm_prefix()
     client = boto3.session.Session().client(  # a session per push: pushes run in threads
         "ssm",

@@ -65,6 +65,10 @@ SSO_ADMIN_ALLOW_PRIVATE_URLS = env.bool("SSO_ADMIN_ALLOW_PRIVATE_URLS", default=
 AWS_ENDPOINT_URL = env("AWS_ENDPOINT_URL", default="")
 AWS_ENDPOINT_URL_COGNITO_IDP = env("AWS_ENDPOINT_URL_COGNITO_IDP", default="")
 
+# The Diffgram release the instances run: its known defects (console/diffgram_releases.py) are
+# shown with every Cognito and Keycloak provider.
+DIFFGRAM_VERSION = env("DIFFGRAM_VERSION", default="56f04d8")
+
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",

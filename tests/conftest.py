@@ -492,7 +492,8 @@ def moto(_moto_server, settings, monkeypatch):
 
 @pytest.fixture
 def keycloak_provider(idp, django_db_blocker):
-    """A validated Keycloak provider (served by the local document server) with a secret."""
+    """A validated Keycloak provider (served by the local document server) with the
+    credentials Diffgram needs at start-up."""
     from console import providers
     from console.forms import KeycloakProviderForm
     from tests import idp_server
@@ -503,10 +504,11 @@ def keycloak_provider(idp, django_db_blocker):
             "name": "Lab Keycloak",
             "keycloak_server_url": server_url,
             "keycloak_realm": "diffgram-realm",
-            "client_id": "diffgram",
-            "client_secret": "kc-client-secret-canary",
+            "client_id": "diffgram-{instance}",
             "keycloak_master_user": "admin",
             "keycloak_master_password": "kc-master-canary",
+            "keycloak_diffgram_user": "diffgram-admin",
+            "keycloak_diffgram_password": "kc-diffgram-canary",
         }
     )
     assert form.is_valid(), form.errors

@@ -91,17 +91,18 @@ def test_auditors_read_and_admins_write(admin_api, auditor_api, keycloak_provide
 def test_secrets_are_masked_and_the_mask_round_trip_keeps_them(admin_api, keycloak_provider):
     path = f"/providers/{keycloak_provider.pk}"
     provider = admin_api("GET", path).json()
-    assert provider["client_secret"] == "********"
-    assert provider["keycloak_diffgram_password"] is None
-    assert "kc-client-secret-canary" not in json.dumps(provider)
+    assert provider["keycloak_master_password"] == "********"
+    assert provider["keycloak_diffgram_password"] == "********"
+    assert "client_secret" not in provider  # Diffgram reads Keycloak's from Keycloak
+    assert "kc-master-canary" not in json.dumps(provider)
     provider["client_id"] = "diffgram-2"
     response = admin_api("PATCH", path, provider)  # what GET returned, sent back as it is
     assert response.status_code == 200, response.json()
     stored = Provider.objects.get()
     assert stored.client_id == "diffgram-2"
-    assert stored.secret("client_secret") == "kc-client-secret-canary"  # kept
-    admin_api("PATCH", path, {"client_secret": None})
-    assert not Provider.objects.get().has_secret("client_secret")  # null clears
+    assert stored.secret("keycloak_master_password") == "kc-master-canary"  # kept
+    admin_api("PATCH", path, {"keycloak_diffgram_password": None})
+    assert not Provider.objects.get().has_secret("keycloak_diffgram_password")  # null clears
 
 
 def test_errors_are_json_with_field_messages(admin_api, keycloak_provider):
@@ -135,7 +136,7 @@ def test_publishing_and_reading_versions(admin_api, keycloak_provider):
     assert published.status_code == 201
     version = published.json()
     assert version["number"] == 1
-    assert version["settings"]["OAUTH2_PROVIDER_CLIENT_SECRET"] == "********"
+    assert version["settings"]["KEY_CLOAK_MASTER_PASSWORD"] == "********"
     assert admin_api("GET", f"/providers/{keycloak_provider.pk}/versions/1").json() == version
     event = AuditEvent.objects.get(action="version.published")
     assert event.actor_label == "alice-admin"  # the token's owner

@@ -72,8 +72,11 @@ def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
     page.get_by_label("Name").fill("Lab Keycloak")
     page.get_by_label("Server URL").fill(server_url)
     page.get_by_label("Realm").fill("diffgram-realm")
-    page.get_by_label("Client id").fill("diffgram")
-    page.get_by_label("Client secret").fill("journey-secret")
+    page.get_by_label("Client id").fill("diffgram-{instance}")
+    page.get_by_label("Master admin user").fill("admin")
+    page.get_by_label("Master admin password").fill("journey-secret")
+    page.get_by_label("Diffgram admin user").fill("diffgram-admin")
+    page.get_by_label("Diffgram admin password").fill("journey-diffgram-secret")
     page.get_by_label("Diffgram URL_BASE").fill("https://lab.example.com/")
     page.get_by_role("button", name="Add and validate").click()
     expect(page.get_by_text("Lab Keycloak passed validation")).to_be_visible()
@@ -96,7 +99,8 @@ def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
     agent = AgentProcess(tmp_path, Instance.objects.get(name="lab"), token, live_server.url)
     result = agent.pull()
     assert result.returncode == 0, result.stderr
-    assert agent.env()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "journey-secret"
+    assert agent.env()["KEY_CLOAK_MASTER_PASSWORD"] == "journey-secret"
+    assert agent.env()["OAUTH2_PROVIDER_CLIENT_ID"] == "diffgram-lab"
 
     page.get_by_role("link", name="Instances").click()
     row = page.locator('tr[data-instance="lab"]')

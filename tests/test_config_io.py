@@ -15,8 +15,8 @@ from tests.conftest import make_instance
 pytestmark = pytest.mark.django_db
 
 SECRET_ENV = {
-    "DIFFGRAM_SSO_LAB_KEYCLOAK_CLIENT_SECRET": "kc-client-secret-canary",
     "DIFFGRAM_SSO_LAB_KEYCLOAK_KEYCLOAK_MASTER_PASSWORD": "kc-master-canary",
+    "DIFFGRAM_SSO_LAB_KEYCLOAK_KEYCLOAK_DIFFGRAM_PASSWORD": "kc-diffgram-canary",
 }
 
 
@@ -44,10 +44,14 @@ def test_export_writes_references_never_secrets(keycloak_provider):
         keycloak_provider, "lab", push_target="webhook", webhook_url="http://127.0.0.1:9/"
     )
     text = export()
-    assert "kc-client-secret-canary" not in text and "kc-master-canary" not in text
+    assert "kc-diffgram-canary" not in text and "kc-master-canary" not in text
     document = yaml.safe_load(text)
     provider = document["providers"][0]
-    assert provider["client_secret"] == {"env": "DIFFGRAM_SSO_LAB_KEYCLOAK_CLIENT_SECRET"}
+    assert provider["keycloak_master_password"] == {
+        "env": "DIFFGRAM_SSO_LAB_KEYCLOAK_KEYCLOAK_MASTER_PASSWORD"
+    }
+    assert provider["keycloak_master_user"] == "admin"
+    assert provider["keycloak_diffgram_user"] == "diffgram-admin"
     assert provider["keycloak_realm"] == "diffgram-realm"
     assert document["instances"] == [
         {
@@ -74,7 +78,8 @@ def test_export_then_import_into_an_empty_database_exports_the_same(
     assert "token for new instance lab (shown once): dgi_" in output
     assert export() == first
     provider = Provider.objects.get()
-    assert provider.secret("client_secret") == "kc-client-secret-canary"
+    assert provider.secret("keycloak_diffgram_password") == "kc-diffgram-canary"
+    assert provider.validation_passed
     event = AuditEvent.objects.get(action="config.imported")
     assert event.context["created"] == [
         "provider:Lab Keycloak", "instance:lab", "instance:prod",
@@ -85,17 +90,17 @@ def test_a_dry_run_prints_the_plan_field_by_field_and_changes_nothing(keycloak_p
     make_instance(keycloak_provider, "lab")
     document = yaml.safe_load(export())
     document["providers"][0]["client_id"] = "diffgram-2"
-    document["providers"][0]["client_secret"] = {"unchanged": True}
     document["providers"][0]["keycloak_master_password"] = {"unchanged": True}
+    document["providers"][0]["keycloak_diffgram_password"] = {"unchanged": True}
     document["instances"].append({"name": "new", "url_base": "https://new.example.com/"})
     before = AuditEvent.objects.count()
     output = import_file(tmp_path, yaml.safe_dump(document), "--dry-run")
     assert "change    provider Lab Keycloak" in output
-    assert "client_id: 'diffgram' -> 'diffgram-2'" in output
+    assert "client_id: 'diffgram-{instance}' -> 'diffgram-2'" in output
     assert "unchanged instance lab" in output
     assert "create    instance new" in output
     assert "Dry run: nothing changed." in output
-    assert Provider.objects.get().client_id == "diffgram"
+    assert Provider.objects.get().client_id == "diffgram-{instance}"
     assert not Instance.objects.filter(name="new").exists()
     assert AuditEvent.objects.count() == before
 
@@ -144,8 +149,8 @@ def test_the_import_page_shows_the_plan_then_applies_it(admin_client, keycloak_p
     make_instance(keycloak_provider, "lab")
     document = yaml.safe_load(export())
     document["instances"][0]["rollout_group"] = "canary"
-    document["providers"][0]["client_secret"] = {"unchanged": True}
     document["providers"][0]["keycloak_master_password"] = {"unchanged": True}
+    document["providers"][0]["keycloak_diffgram_password"] = {"unchanged": True}
     upload = StringIO(yaml.safe_dump(document))
     upload.name = "config.yaml"
     page = admin_client.post(reverse("config-import"), {"file": upload})

@@ -68,6 +68,7 @@ def test_keycloak_settings_add_the_trailing_slash_and_admin_credentials():
         keycloak_master_user="admin",
         keycloak_master_password="m4ster",
         keycloak_diffgram_user="diffgram-admin",
+        client_secret="stored-before-it-was-dropped",  # never published for Keycloak
     )
     assert diffgram.settings_for(config) == {
         "USE_OAUTH2": "True",
@@ -79,6 +80,15 @@ def test_keycloak_settings_add_the_trailing_slash_and_admin_credentials():
         "KEY_CLOAK_MASTER_PASSWORD": "m4ster",
         "KEY_CLOAK_DIFFGRAM_USER": "diffgram-admin",
     }
+
+
+def test_each_instance_receives_its_own_keycloak_client_id():
+    version_settings = {"OAUTH2_PROVIDER_CLIENT_ID": "diffgram-{instance}", "USE_OAUTH2": "True"}
+    assert diffgram.instance_settings(version_settings, "", "https://lab.example.test/", "lab") == {
+        "OAUTH2_PROVIDER_CLIENT_ID": "diffgram-lab",
+        "USE_OAUTH2": "True",
+    }
+    assert version_settings["OAUTH2_PROVIDER_CLIENT_ID"] == "diffgram-{instance}"  # untouched
 
 
 def test_a_generic_oidc_provider_has_no_diffgram_settings():

@@ -42,11 +42,15 @@ def keycloak(idp):
     return ProviderSpec(
         kind="keycloak",
         issuer=f"{server}realms/diffgram-realm",
-        client_id="diffgram",
-        confidential=True,
+        client_id="diffgram-{instance}",
         keycloak_server_url=server,
         keycloak_realm="diffgram-realm",
         url_base="https://diffgram.example.com/",
+        keycloak_master_user="admin",
+        keycloak_master_password_set=True,
+        keycloak_diffgram_user="diffgram-admin",
+        keycloak_diffgram_password_set=True,
+        instance_names=("lab", "prod"),
     )
 
 
@@ -87,8 +91,15 @@ def test_an_okta_shaped_provider_passes(okta):
 def test_a_keycloak_shaped_provider_passes_including_diffgram_checks(keycloak):
     report = validate(keycloak)
     assert report.ok, report.as_list()
+    assert [check.id for check in report.checks] == list(discovery.check_ids("keycloak"))
     assert statuses(report)["diffgram.host"] == PASS
     assert statuses(report)["diffgram.url_base"] == PASS
+    assert statuses(report)["diffgram.keycloak_admin"] == PASS
+    assert statuses(report)["diffgram.keycloak_realm_user"] == PASS
+    assert message(report, "diffgram.keycloak_client_per_instance") == (
+        "Each instance gets its own Keycloak client: diffgram-lab, diffgram-prod."
+    )
+    assert statuses(report)["diffgram.known_issues"] == WARN  # Diffgram's, not the provider's
     assert f"OAUTH2_PROVIDER_HOST={keycloak.keycloak_server_url}" in message(
         report, "diffgram.host"
     )
@@ -278,19 +289,33 @@ def report_of(checks):
     return discovery.Report(checks=checks)
 
 
-def test_a_confidential_diffgram_client_needs_client_secret_post(idp, keycloak):
+def test_a_confidential_cognito_client_needs_client_secret_post(idp, cognito):
     def basic_only(document):
         document["token_endpoint_auth_methods_supported"] = ["client_secret_basic"]
 
-    idp_server.serve_keycloak(idp, change=basic_only)
-    report = validate(keycloak)
+    confidential = ProviderSpec(**{**cognito.__dict__, "confidential": True})
+    document = cognito_document(REGION, POOL, HOSTED_UI, idp.url(f"/{POOL}/.well-known/jwks.json"))
+    basic_only(document)
+    idp.json(f"/{POOL}/.well-known/openid-configuration", document)
+    report = validate(confidential)
     assert statuses(report)["token_auth.method"] == FAIL
     assert "client_secret_post" in message(report, "token_auth.method")
     # Absent means client_secret_basic only, per the spec.
-    idp_server.serve_keycloak(idp, change=lambda d: d.pop("token_endpoint_auth_methods_supported"))
-    assert statuses(validate(keycloak))["token_auth.method"] == FAIL
-    public = validate(ProviderSpec(**{**keycloak.__dict__, "confidential": False}))
-    assert statuses(public)["token_auth.method"] == PASS
+    del document["token_endpoint_auth_methods_supported"]
+    idp.json(f"/{POOL}/.well-known/openid-configuration", document)
+    assert statuses(validate(confidential))["token_auth.method"] == FAIL
+    assert statuses(validate(cognito))["token_auth.method"] == PASS  # public: nothing sent
+
+
+def test_the_keycloak_token_auth_check_only_informs(idp, keycloak):
+    """Diffgram creates its Keycloak client and reads the secret itself: nothing to fix here."""
+    idp_server.serve_keycloak(
+        idp, change=lambda d: d.update(token_endpoint_auth_methods_supported=["private_key_jwt"])
+    )
+    report = validate(keycloak)
+    assert statuses(report)["token_auth.method"] == WARN
+    assert "admin API" in message(report, "token_auth.method")
+    assert report.ok
 
 
 def test_the_consoles_own_sign_in_can_use_client_secret_basic(idp):
@@ -387,7 +412,13 @@ def test_check_issuer_exits_0_and_prints_json_with_diffgram_settings(keycloak):
     assert code == 0, output
     result = json.loads(output)
     assert result["ok"] is True
-    assert [check["id"] for check in result["checks"]] == list(discovery.CHECK_IDS)
+    assert [check["id"] for check in result["checks"]] == list(discovery.check_ids("keycloak"))
+    statuses_ = {check["id"]: check["status"] for check in result["checks"]}
+    # The credentials and the instances are not known to check_issuer: add_provider checks them.
+    assert statuses_["diffgram.keycloak_admin"] == statuses_["diffgram.keycloak_realm_user"] == SKIP
+    assert {issue["id"] for issue in result["known_issues"]} >= {
+        "keycloak.scope_email", "keycloak.redirect_route",
+    }  # fmt: skip
     assert result["diffgram"] == {
         "USE_OAUTH2": "True",
         "OAUTH2_PROVIDER_NAME": "keycloak",

@@ -34,11 +34,10 @@ def keycloak_form(server_url, **overrides):
         "keycloak_server_url": server_url,
         "keycloak_realm": "diffgram-realm",
         "client_id": "diffgram",
-        "client_secret": CANARY,
         "keycloak_master_user": "admin",
-        "keycloak_master_password": CANARY + "-master",
-        "keycloak_diffgram_user": "",
-        "keycloak_diffgram_password": "",
+        "keycloak_master_password": CANARY,
+        "keycloak_diffgram_user": "diffgram-admin",
+        "keycloak_diffgram_password": CANARY + "-diffgram",
         "diffgram_url_base": "https://diffgram.example.com/",
         **overrides,
     }
@@ -87,7 +86,7 @@ class TestCreate:
         assert created.changes["keycloak_realm"] == [None, "diffgram-realm"]
         secret_events = AuditEvent.objects.filter(action="provider.secret_set")
         assert sorted(e.context["field"] for e in secret_events) == [
-            "client_secret",
+            "keycloak_diffgram_password",
             "keycloak_master_password",
         ]
 
@@ -194,7 +193,7 @@ class TestSecrets:
         provider = create_keycloak(admin_client, keycloak_server)
         row = Provider.objects.filter(pk=provider.pk).values().get()
         assert CANARY not in str(row)
-        assert provider.secret("client_secret") == CANARY
+        assert provider.secret("keycloak_master_password") == CANARY
         for url in (
             reverse("provider-detail", args=[provider.pk]),
             reverse("provider-edit", args=[provider.pk]),
@@ -205,38 +204,38 @@ class TestSecrets:
         assert CANARY not in str(list(AuditEvent.objects.values()))
 
     def test_blank_keeps_new_value_replaces_clear_removes(self, admin_client, keycloak_server):
-        provider = create_keycloak(admin_client, keycloak_server)
+        provider = create_keycloak(admin_client, keycloak_server, keycloak_diffgram_password="")
         edit_url = reverse("provider-edit", args=[provider.pk])
         page = admin_client.get(edit_url).content.decode()
         assert "Currently set. Leave blank to keep it." in page
         assert "Currently not set." in page  # the Diffgram admin password
+        name = "keycloak_master_password"
 
         admin_client.post(edit_url, edit_data(provider, client_id="diffgram-2"))
         provider.refresh_from_db()
         assert provider.client_id == "diffgram-2"
-        assert provider.secret("client_secret") == CANARY
+        assert provider.secret(name) == CANARY
 
-        admin_client.post(edit_url, edit_data(provider, client_secret="rotated-value"))
+        admin_client.post(edit_url, edit_data(provider, **{name: "rotated-value"}))
         provider.refresh_from_db()
-        assert provider.secret("client_secret") == "rotated-value"
+        assert provider.secret(name) == "rotated-value"
 
-        admin_client.post(edit_url, edit_data(provider, clear_client_secret="on"))
+        admin_client.post(edit_url, edit_data(provider, **{f"clear_{name}": "on"}))
         provider.refresh_from_db()
-        assert not provider.has_secret("client_secret")
-        assert provider.secret("keycloak_master_password") == CANARY + "-master"
+        assert not provider.has_secret(name)
         events = AuditEvent.objects.filter(
-            action__in=["provider.secret_set", "provider.secret_cleared"], id__gt=4
+            action__in=["provider.secret_set", "provider.secret_cleared"], id__gt=3
         ).order_by("id")
         assert [(e.action, e.changes) for e in events] == [
-            ("provider.secret_set", {"client_secret": ["[set]", "[changed]"]}),
-            ("provider.secret_cleared", {"client_secret": ["[set]", "[cleared]"]}),
+            ("provider.secret_set", {name: ["[set]", "[changed]"]}),
+            ("provider.secret_cleared", {name: ["[set]", "[cleared]"]}),
         ]
 
     def test_a_new_value_and_clear_together_is_an_error(self, admin_client, keycloak_server):
         provider = create_keycloak(admin_client, keycloak_server)
         response = admin_client.post(
             reverse("provider-edit", args=[provider.pk]),
-            edit_data(provider, client_secret="x", clear_client_secret="on"),
+            edit_data(provider, keycloak_master_password="x", clear_keycloak_master_password="on"),
         )
         assert b"Either enter a new value or clear it, not both." in response.content
 
@@ -252,7 +251,7 @@ class TestSecrets:
         assert "Re-encrypted 2 secret(s)" in out.getvalue()
         settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone
         provider.refresh_from_db()
-        assert provider.secret("client_secret") == CANARY
+        assert provider.secret("keycloak_master_password") == CANARY
         event = AuditEvent.objects.get(action="keys.rotated")
         assert event.context == {"secrets_reencrypted": 2}
 
@@ -315,7 +314,9 @@ class TestEditing:
         # The snapshot is from the last fetch that read both documents; this one did too.
         assert provider.jwks_snapshot == {"keys": []}
         event = AuditEvent.objects.filter(action="provider.validated").first()  # newest
-        assert event.context == {"passed": False, "failed": ["jwks.keys"], "warnings": []}
+        assert event.context == {
+            "passed": False, "failed": ["jwks.keys"], "warnings": ["diffgram.known_issues"],
+        }  # fmt: skip
 
     def test_the_discovery_preview_shows_endpoints(self, admin_client, idp):
         issuer = idp_server.serve_okta(idp)
@@ -355,16 +356,26 @@ class TestAuditorIsReadOnly:
 
 
 class TestCommands:
-    def test_add_provider_reads_the_secret_from_the_environment(self, keycloak_server, monkeypatch):
-        monkeypatch.setenv("KEYCLOAK_CLIENT_SECRET", CANARY)
+    def test_add_provider_reads_the_secrets_from_the_environment(
+        self, keycloak_server, monkeypatch
+    ):
+        monkeypatch.setenv("KC_MASTER_PASSWORD", CANARY)
+        monkeypatch.setenv("KC_DIFFGRAM_PASSWORD", CANARY + "-diffgram")
         out = StringIO()
         call_command(
             "add_provider", keycloak_server, "--kind", "keycloak", "--name", "CLI Keycloak",
-            "--client-id", "diffgram", "--realm", "diffgram-realm",
-            "--client-secret-env", "KEYCLOAK_CLIENT_SECRET", stdout=out,
+            "--client-id", "diffgram-{instance}", "--realm", "diffgram-realm",
+            "--master-user", "admin", "--master-password-env", "KC_MASTER_PASSWORD",
+            "--diffgram-user", "diffgram-admin", "--diffgram-password-env", "KC_DIFFGRAM_PASSWORD",
+            stdout=out,
         )  # fmt: skip
         provider = Provider.objects.get(name="CLI Keycloak")
-        assert provider.secret("client_secret") == CANARY
+        assert provider.validation_passed, provider.validation_checks
+        assert provider.secret("keycloak_master_password") == CANARY
+        assert provider.secret("keycloak_diffgram_password") == CANARY + "-diffgram"
+        assert (provider.keycloak_master_user, provider.keycloak_diffgram_user) == (
+            "admin", "diffgram-admin",
+        )  # fmt: skip
         assert CANARY not in out.getvalue()
         assert "Created provider CLI Keycloak" in out.getvalue()
         created = AuditEvent.objects.get(action="provider.created")
@@ -386,8 +397,35 @@ class TestCommands:
         with pytest.raises(CommandError, match="NOT_SET_ANYWHERE is not set"):
             call_command(
                 "add_provider", keycloak_server, "--kind", "keycloak", "--name", "K",
-                "--client-id", "c", "--realm", "r", "--client-secret-env", "NOT_SET_ANYWHERE",
+                "--client-id", "c", "--realm", "r", "--master-password-env", "NOT_SET_ANYWHERE",
             )  # fmt: skip
+
+    def test_add_provider_without_diffgrams_credentials_fails_on_the_keycloak_checks(
+        self, keycloak_server
+    ):
+        errors = StringIO()
+        with pytest.raises(SystemExit) as caught:
+            call_command(
+                "add_provider", keycloak_server, "--kind", "keycloak", "--name", "Bare",
+                "--client-id", "diffgram", "--realm", "diffgram-realm", stdout=StringIO(),
+                stderr=errors,
+            )  # fmt: skip
+        assert caught.value.code == 1
+        provider = Provider.objects.get(name="Bare")
+        failing = [c["id"] for c in provider.validation_checks if c["status"] == "fail"]
+        assert failing == ["diffgram.keycloak_admin", "diffgram.keycloak_realm_user"]
+        messages = {c["id"]: c["message"] for c in provider.validation_checks}
+        assert "admin/admin" in messages["diffgram.keycloak_admin"]
+        assert "password 'diffgram'" in messages["diffgram.keycloak_realm_user"]
+
+    def test_add_provider_has_no_client_secret_for_keycloak(self, keycloak_server, monkeypatch):
+        monkeypatch.setenv("KC_SECRET", "x")
+        with pytest.raises(CommandError, match="reads its client's secret from Keycloak"):
+            call_command(
+                "add_provider", keycloak_server, "--kind", "keycloak", "--name", "K",
+                "--client-id", "c", "--realm", "r", "--client-secret-env", "KC_SECRET",
+            )  # fmt: skip
+        assert not Provider.objects.exists()
 
 
 def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):

@@ -47,7 +47,8 @@ def test_it_serves_env_json_and_helm_with_etag_and_version(published):
     assert headers["ETag"].startswith('"') and headers["ETag"].endswith('.env"')
     text = body.decode()
     assert "OAUTH2_PROVIDER_HOST=http://127.0.0.1:" in text
-    assert "OAUTH2_PROVIDER_CLIENT_SECRET=kc-client-secret-canary" in text  # owner only
+    assert "KEY_CLOAK_MASTER_PASSWORD=kc-master-canary" in text  # owner only
+    assert "OAUTH2_PROVIDER_CLIENT_ID=diffgram-lab" in text  # its own Keycloak client
 
     status, _, body = call(f"{base}/config?format=json", token)
     document = json.loads(body)
@@ -141,7 +142,7 @@ def test_the_agent_pulls_writes_the_env_file_and_acknowledges(published, live_se
     values = agent.env()
     assert values["POSTGRES_PASSWORD"] == "keep me"
     assert values["OAUTH2_PROVIDER_NAME"] == "keycloak"
-    assert values["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
+    assert values["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
     assert agent.env_file.read_text().startswith("# my Diffgram\n")
     assert oct(agent.env_file.stat().st_mode & 0o777) == "0o640"
     lab = Instance.objects.get(name="lab")
@@ -175,9 +176,9 @@ def test_the_agent_runs_on_change_only_when_the_file_changed(published, live_ser
 def test_a_new_version_is_served_at_once_despite_the_cache(published, keycloak_provider):
     base, token = published["base"], published["token"]
     _, first, _ = call(f"{base}/config", token)
-    keycloak_provider.client_id = "diffgram-v2"
+    keycloak_provider.client_id = "diffgram-v2-{instance}"
     keycloak_provider.save()
     rollout.publish(keycloak_provider)
     status, second, body = call(f"{base}/config", token, headers={"If-None-Match": first["ETag"]})
     assert status == 200 and second["X-Config-Version"] == "2"
-    assert "OAUTH2_PROVIDER_CLIENT_ID=diffgram-v2" in body.decode()
+    assert "OAUTH2_PROVIDER_CLIENT_ID=diffgram-v2-lab" in body.decode()

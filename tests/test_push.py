@@ -51,7 +51,8 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
         ),
         "the agent's acknowledgement and the push's success",
     )
-    assert agent.env()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
+    assert agent.env()["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
+    assert agent.env()["OAUTH2_PROVIDER_CLIENT_ID"] == "diffgram-pushed"  # its own client
     push = PushRequest.objects.get(instance=instance)
     assert (push.state, push.attempts) == ("succeeded", 1)
     attempt = push.attempt_log.get()
@@ -143,11 +144,12 @@ def test_ssm_gets_one_parameter_per_variable(celery_worker, keycloak_provider, m
     }
     assert parameters["/diffgram/aws-lab/KEYCLOAK_REALM"]["Value"] == "diffgram-realm"
     assert parameters["/diffgram/aws-lab/KEYCLOAK_REALM"]["Type"] == "String"
-    secret = parameters["/diffgram/aws-lab/OAUTH2_PROVIDER_CLIENT_SECRET"]
-    assert (secret["Type"], secret["Value"]) == ("SecureString", "kc-client-secret-canary")
+    assert parameters["/diffgram/aws-lab/OAUTH2_PROVIDER_CLIENT_ID"]["Value"] == "diffgram-aws-lab"
+    secret = parameters["/diffgram/aws-lab/KEY_CLOAK_DIFFGRAM_PASSWORD"]
+    assert (secret["Type"], secret["Value"]) == ("SecureString", "kc-diffgram-canary")
 
     # A variable that disappears from the configuration is removed from the prefix too.
-    keycloak_provider.set_secret("client_secret", "")
+    keycloak_provider.set_secret("keycloak_diffgram_password", "")
     keycloak_provider.save()
     rollout.publish(keycloak_provider)
     celery_worker.wait_until(
@@ -155,7 +157,7 @@ def test_ssm_gets_one_parameter_per_variable(celery_worker, keycloak_provider, m
         "the second SSM push",
     )
     names = {p["Name"] for p in ssm.get_parameters_by_path(Path="/diffgram/aws-lab/")["Parameters"]}
-    assert "/diffgram/aws-lab/OAUTH2_PROVIDER_CLIENT_SECRET" not in names
+    assert "/diffgram/aws-lab/KEY_CLOAK_DIFFGRAM_PASSWORD" not in names
 
 
 def test_one_batch_with_mixed_outcomes_retries_only_the_transient_failure(
@@ -198,7 +200,7 @@ def test_one_batch_with_mixed_outcomes_retries_only_the_transient_failure(
             ("push.failed", "wrong-secret"),
             ("push.succeeded", "healthy"),
         ]
-        assert agents["healthy"][1].env()["OAUTH2_PROVIDER_CLIENT_SECRET"]
+        assert agents["healthy"][1].env()["KEY_CLOAK_MASTER_PASSWORD"]
         assert AuditEvent.objects.filter(action="instance.applied").count() == 1
     finally:
         for _, agent in agents.values():

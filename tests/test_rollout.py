@@ -133,9 +133,9 @@ class TestPublishing:
         version = rollout.publish(keycloak_provider, note="first rollout")
         assert version.number == 1
         assert version.settings["OAUTH2_PROVIDER_NAME"] == "keycloak"
-        assert "OAUTH2_PROVIDER_CLIENT_SECRET" not in version.settings  # kept encrypted apart
-        assert version.all_settings()["OAUTH2_PROVIDER_CLIENT_SECRET"] == "kc-client-secret-canary"
-        assert "kc-client-secret-canary" not in str(
+        assert "KEY_CLOAK_MASTER_PASSWORD" not in version.settings  # kept encrypted apart
+        assert version.all_settings()["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
+        assert "kc-master-canary" not in str(
             ConfigVersion.objects.filter(pk=version.pk).values().get()
         )
         for instance in (lab, prod):
@@ -235,7 +235,7 @@ class TestPublishing:
         make_instance(keycloak_provider, "lab")
         rollout.publish(keycloak_provider)
         keycloak_provider.client_id = "diffgram-v2"
-        keycloak_provider.set_secret("client_secret", "second-secret-canary")
+        keycloak_provider.set_secret("keycloak_diffgram_password", "second-secret-canary")
         keycloak_provider.save()
         rollout.publish(keycloak_provider)
         response = admin_client.get(
@@ -244,12 +244,12 @@ class TestPublishing:
         rows = {row["name"]: row for row in response.context["diff"]}
         assert rows["OAUTH2_PROVIDER_CLIENT_ID"] == {
             "name": "OAUTH2_PROVIDER_CLIENT_ID", "state": "changed",
-            "before": "diffgram", "after": "diffgram-v2",
+            "before": "diffgram-{instance}", "after": "diffgram-v2",
         }  # fmt: skip
-        assert rows["OAUTH2_PROVIDER_CLIENT_SECRET"]["state"] == "changed"
+        assert rows["KEY_CLOAK_DIFFGRAM_PASSWORD"]["state"] == "changed"
         assert rows["KEY_CLOAK_MASTER_PASSWORD"]["state"] == "unchanged"
         page = response.content.decode()
-        assert "second-secret-canary" not in page and "kc-client-secret-canary" not in page
+        assert "second-secret-canary" not in page and "kc-diffgram-canary" not in page
 
     def test_a_new_instance_gets_the_current_version(self, keycloak_provider):
         make_instance(keycloak_provider, "lab")

@@ -46,7 +46,7 @@ def build_world(django_user_model):
     from console import encryption
 
     provider = Provider(
-        name="Lab Keycloak", kind="keycloak", client_id="diffgram",
+        name="Lab Keycloak", kind="keycloak", client_id="diffgram-{instance}",
         keycloak_server_url="https://sso.example.com/auth/", keycloak_realm="diffgram-realm",
         keycloak_master_user="admin", keycloak_diffgram_user="dg-admin", scopes="openid email",
         diffgram_url_base="https://lab.example.com/", validation_passed=True,
@@ -349,7 +349,10 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     # Positive control: the owner gets its secrets, in its pull and in its push.
     client, headers = client_for("instance_a", world)
     pull = client.get(reverse("api-pull-config", kwargs=kwargs["api-pull-config"]), **headers)
-    assert f"{CANARY}-client-secret" in pull.content.decode()
+    assert f"{CANARY}-master-password" in pull.content.decode()
+    # A client secret stored on a Keycloak provider is never published: Diffgram reads its
+    # Keycloak client's secret from Keycloak itself.
+    assert f"{CANARY}-client-secret" not in pull.content.decode()
     body, push_headers = rollout.signed_webhook(world["instances"]["a"], world["version"])
     assert f"{CANARY}-master-password" in body.decode()
     assert CANARY not in json.dumps(push_headers)  # the signature, never the secret

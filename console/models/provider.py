@@ -107,6 +107,8 @@ class Provider(models.Model):
         return ""
 
     def spec(self, url_base=None):
+        from django.conf import settings
+
         from console.discovery import ProviderSpec
 
         return ProviderSpec(
@@ -119,6 +121,12 @@ class Provider(models.Model):
             keycloak_realm=self.keycloak_realm,
             cognito_domain=self.cognito_domain,
             url_base=self.diffgram_url_base if url_base is None else url_base,
+            keycloak_master_user=self.keycloak_master_user,
+            keycloak_master_password_set=self.has_secret("keycloak_master_password"),
+            keycloak_diffgram_user=self.keycloak_diffgram_user,
+            keycloak_diffgram_password_set=self.has_secret("keycloak_diffgram_password"),
+            instance_names=tuple(self.instances.values_list("name", flat=True)) if self.pk else (),
+            diffgram_version=settings.DIFFGRAM_VERSION,
         )
 
     def diffgram_config(self):

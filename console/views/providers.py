@@ -95,8 +95,21 @@ def provider_detail(request, provider_id):
             "console_callback": request.build_absolute_uri(reverse("oidc_authentication_callback")),
             "versions": provider.versions.select_related("rollout")[:20],
             "jwks_json": _pretty(provider.jwks_snapshot),
+            "instance_rows": _instance_rows(provider),
         },
     )
+
+
+def _instance_rows(provider):
+    """What each instance of the provider receives that is its own, and must be registered."""
+    return [
+        {
+            "instance": instance,
+            "client_id": diffgram.instance_client_id(provider.client_id, instance.name),
+            "registrations": diffgram.registrations_for(provider.kind, instance.url_base),
+        }
+        for instance in provider.instances.order_by("rollout_group", "name")
+    ]
 
 
 @require_POST

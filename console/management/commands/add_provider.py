@@ -12,9 +12,10 @@ from console.models import Provider
 class Command(BaseCommand):
     help = (
         "Create an identity provider as the form does (same validation, same audit events), "
-        "then validate it. The client secret is read from the environment variable named by "
-        "--client-secret-env, never from the command line. Exit 0 when created and valid, 1 "
-        "when created but a validation check fails, 2 when nothing was created."
+        "then validate it. Secrets (the client secret, the Keycloak passwords) are read from "
+        "the environment variables named by the --*-env options, never from the command line. "
+        "Exit 0 when created and valid, 1 when created but a validation check fails, 2 when "
+        "nothing was created."
     )
 
     def add_arguments(self, parser):
@@ -29,6 +30,13 @@ class Command(BaseCommand):
         parser.add_argument("--scopes", default="", help="space-separated scopes")
         parser.add_argument("--url-base", default="", help="a Diffgram URL_BASE for the checks")
         parser.add_argument("--client-secret-env", metavar="VAR", default="")
+        keycloak = parser.add_argument_group(
+            "Keycloak: what Diffgram logs in with at every start (docs/DIFFGRAM.md)"
+        )
+        keycloak.add_argument("--master-user", default="", help="a master-realm admin")
+        keycloak.add_argument("--master-password-env", metavar="VAR", default="")
+        keycloak.add_argument("--diffgram-user", default="", help="the realm user Diffgram sets")
+        keycloak.add_argument("--diffgram-password-env", metavar="VAR", default="")
 
     def handle(self, *args, **options):
         form = FORMS_BY_KIND[options["kind"]](data=self._form_data(options))
@@ -46,11 +54,24 @@ class Command(BaseCommand):
     def _form_data(self, options):
         kind, location = options["kind"], options["location"]
         data = {"name": options["name"], "client_id": options["client_id"]}
-        if options["client_secret_env"]:
-            variable = options["client_secret_env"]
-            if variable not in os.environ:
-                raise CommandError(f"Environment variable {variable} is not set", returncode=2)
-            data["client_secret"] = os.environ[variable]
+        if kind == Provider.Kind.KEYCLOAK:
+            if options["client_secret_env"]:
+                raise CommandError(
+                    "Keycloak has no --client-secret-env: Diffgram reads its client's secret "
+                    "from Keycloak's admin API.",
+                    returncode=2,
+                )
+            data |= {
+                "keycloak_server_url": location,
+                "keycloak_realm": options["realm"],
+                "keycloak_master_user": options["master_user"],
+                "keycloak_master_password": _from_environment(options["master_password_env"]),
+                "keycloak_diffgram_user": options["diffgram_user"],
+                "keycloak_diffgram_password": _from_environment(options["diffgram_password_env"]),
+                "diffgram_url_base": options["url_base"],
+            }
+            return data
+        data["client_secret"] = _from_environment(options["client_secret_env"])
         if kind == Provider.Kind.COGNITO:
             match = COGNITO_ISSUER.match(location)
             data |= {
@@ -60,12 +81,15 @@ class Command(BaseCommand):
                 "scopes": options["scopes"] or "openid email",
                 "diffgram_url_base": options["url_base"],
             }
-        elif kind == Provider.Kind.KEYCLOAK:
-            data |= {
-                "keycloak_server_url": location,
-                "keycloak_realm": options["realm"],
-                "diffgram_url_base": options["url_base"],
-            }
         else:
             data |= {"issuer": location, "scopes": options["scopes"] or "openid email profile"}
         return data
+
+
+def _from_environment(variable):
+    """The value of the environment variable named on the command line ("" when none is)."""
+    if not variable:
+        return ""
+    if variable not in os.environ:
+        raise CommandError(f"Environment variable {variable} is not set", returncode=2)
+    return os.environ[variable]

@@ -1,10 +1,11 @@
+import dataclasses
 import json
 import re
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from console import diffgram, discovery
+from console import diffgram, diffgram_releases, discovery
 from console.management.commands._cli import print_checks
 from console.models import Provider
 
@@ -31,13 +32,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         draft = self._draft_provider(options)
-        spec = discovery.ProviderSpec(
-            **{
-                **draft.spec(url_base=options["url_base"]).__dict__,
-                "confidential": options["confidential"],
-            }
+        spec = dataclasses.replace(
+            draft.spec(url_base=options["url_base"]),
+            confidential=options["confidential"],
+            # Not known here: the credentials and instances are checked by add_provider.
+            keycloak_master_user=None,
+            keycloak_diffgram_user=None,
+            instance_names=None,
         )
         report = discovery.validate(spec, allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS)
+        issues = diffgram_releases.known_issues(
+            spec.diffgram_version, spec.kind, client_secret=spec.confidential
+        )
         document = report.discovery.document if report.discovery else None
         config = draft.diffgram_config()
         config = diffgram.ProviderConfig(
@@ -47,7 +53,12 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(
                 json.dumps(
-                    {"ok": report.ok, "checks": report.as_list(), "diffgram": variables},
+                    {
+                        "ok": report.ok,
+                        "checks": report.as_list(),
+                        "diffgram": variables,
+                        "known_issues": [dataclasses.asdict(issue) for issue in issues or []],
+                    },
                     indent=2,
                 )
             )
@@ -57,6 +68,13 @@ class Command(BaseCommand):
                 self.stdout.write("\nDiffgram settings:")
                 for name, value in variables.items():
                     self.stdout.write(f"  {name}={value}")
+            if issues:
+                self.stdout.write(
+                    f"\nKnown defects of Diffgram {spec.diffgram_version} no setting fixes:"
+                )
+                for issue in issues:
+                    self.stdout.write(f"  - {issue.issue}.\n    {issue.consequence}.")
+                    self.stdout.write(f"    Workaround: {issue.workaround}.")
         if not report.ok:
             raise SystemExit(1)
 
