@@ -386,12 +386,15 @@ OP_DIR = ROOT / "tests" / "op"
 
 
 class NodeOP:
-    """The node `oidc-provider` (a certified OpenID Provider) as a real process."""
+    """The node `oidc-provider` (a certified OpenID Provider) as a real process, shaped as a
+    plain OP, a Keycloak realm or a Cognito hosted-UI domain (tests/op/server.mjs)."""
 
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, shape="plain", realm="diffgram-realm"):
         self.tmp_dir = tmp_dir
         self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.shape, self.realm = shape, realm
+        self.issuer = self.base + (f"/realms/{realm}" if shape == "keycloak" else "")
         self.process = None
         self.clients, self.accounts, self.jwks = [], {}, None
 
@@ -403,6 +406,8 @@ class NodeOP:
         environment = {
             **subprocess_environment(),
             "PORT": str(self.port),
+            "OP_SHAPE": self.shape,
+            "OP_REALM": self.realm,
             "OP_CLIENTS": json.dumps(self.clients),
             "OP_ACCOUNTS": json.dumps(self.accounts),
         }
@@ -424,13 +429,17 @@ class NodeOP:
         self.process = None
 
 
-@pytest.fixture(scope="session")
-def _node_op_process(tmp_path_factory):
+def require_node_op():
     require_component(
         shutil.which("node") and (OP_DIR / "node_modules" / "oidc-provider").is_dir(),
         "The node oidc-provider test OP",
         "install Node 20 and run: npm ci --prefix tests/op",
     )
+
+
+@pytest.fixture(scope="session")
+def _node_op_process(tmp_path_factory):
+    require_node_op()
     from tests.idp_server import signing_key
 
     op = NodeOP(tmp_path_factory.mktemp("node-op"))
