@@ -92,45 +92,61 @@ def _explain(error, permission, resource):
     return f"Could not reach AWS for {permission}: {error}"
 
 
-def _call(client, operation, permission, resource, **arguments):
+def call(client, operation, permission, resource, **arguments):
+    """One boto3 call; an AWS error becomes an AWSError saying what to do about it."""
     try:
         return getattr(client, operation)(**arguments)
     except (ClientError, BotoCoreError) as error:
         raise AWSError(_explain(error, permission, resource)) from None
 
 
-def describe(provider, client=None):
-    """Read the app client, the pool's domain and its identity providers."""
-    client = client or client_for(provider)
+def app_client(provider, client):
+    """The app client as described, without its secret (never kept, never shown), and
+    whether it has one."""
     pool, app = provider.user_pool_id, provider.client_id
-    described = _call(
+    described = call(
         client, "describe_user_pool_client", "cognito-idp:DescribeUserPoolClient",
         f"app client {app} of {pool}", UserPoolId=pool, ClientId=app,
     )["UserPoolClient"]  # fmt: skip
-    user_pool = _call(
-        client, "describe_user_pool", "cognito-idp:DescribeUserPool", f"user pool {pool}",
-        UserPoolId=pool,
+    has_secret = described.pop("ClientSecret", None) is not None
+    return described, has_secret
+
+
+def identity_providers(provider, client):
+    """[{"name", "type"}] for every identity provider of the pool."""
+    found = call(
+        client, "list_identity_providers", "cognito-idp:ListIdentityProviders",
+        f"user pool {provider.user_pool_id}", UserPoolId=provider.user_pool_id, MaxResults=60,
+    )["Providers"]  # fmt: skip
+    return [{"name": p["ProviderName"], "type": p.get("ProviderType", "")} for p in found]
+
+
+def pool_domain(provider, client):
+    """The pool's custom or Cognito-prefix domain as DescribeUserPool gives it ("" for none)."""
+    user_pool = call(
+        client, "describe_user_pool", "cognito-idp:DescribeUserPool",
+        f"user pool {provider.user_pool_id}", UserPoolId=provider.user_pool_id,
     )["UserPool"]  # fmt: skip
-    domain = user_pool.get("CustomDomain") or user_pool.get("Domain") or ""
+    return user_pool.get("CustomDomain") or user_pool.get("Domain") or ""
+
+
+def describe(provider, client=None):
+    """Read the app client, the pool's domain and its identity providers."""
+    client = client or client_for(provider)
+    described, has_secret = app_client(provider, client)
+    domain = pool_domain(provider, client)
     status = ""
     if domain:
-        status = _call(
+        status = call(
             client, "describe_user_pool_domain", "cognito-idp:DescribeUserPoolDomain",
             f"domain {domain}", Domain=domain,
         )["DomainDescription"].get("Status", "")  # fmt: skip
-    providers = _call(
-        client, "list_identity_providers", "cognito-idp:ListIdentityProviders",
-        f"user pool {pool}", UserPoolId=pool, MaxResults=60,
-    )["Providers"]  # fmt: skip
-    has_secret = described.pop("ClientSecret", None) is not None  # never kept, never shown
     return Inspection(
         client=described,
         client_has_secret=has_secret,
         domain=domain,
         domain_status=status,
-        identity_providers=[
-            {"name": p["ProviderName"], "type": p.get("ProviderType", "")} for p in providers
-        ],
+        identity_providers=identity_providers(provider, client),
     )
 
 
@@ -242,7 +258,7 @@ def _writable(client, app):
 
 
 def _update_client(provider, client, config):
-    _call(
+    call(
         client, "update_user_pool_client", "cognito-idp:UpdateUserPoolClient",
         f"app client {provider.client_id}", **config,
     )  # fmt: skip
@@ -292,33 +308,17 @@ def apply_fix(provider, *, request=None, actor=None):
     return changes
 
 
-def add_saml_provider(provider, *, name, metadata_url="", metadata_file="", email_attribute,
-                      request=None, actor=None):  # fmt: skip
-    """Attach a SAML identity provider to the pool and enable it on the app client."""
-    client = client_for(provider)
-    details = {"MetadataURL": metadata_url} if metadata_url else {"MetadataFile": metadata_file}
-    _call(
-        client, "create_identity_provider", "cognito-idp:CreateIdentityProvider",
-        f"user pool {provider.user_pool_id}", UserPoolId=provider.user_pool_id,
-        ProviderName=name, ProviderType="SAML", ProviderDetails=details,
-        AttributeMapping={"email": email_attribute},
-    )  # fmt: skip
-    app = describe(provider, client).client
-    config = _writable(client, app)
-    config["SupportedIdentityProviders"] = _union(app.get("SupportedIdentityProviders", []), [name])
-    _update_client(provider, client, config)
-    audit.record(
-        audit.Action.COGNITO_IDP_ADDED,
-        request=request,
-        actor=actor,
-        target=provider,
-        context={
-            "identity_provider": name,
-            "type": "SAML",
-            "metadata": metadata_url or "(file)",
-            "email_attribute": email_attribute,
-        },
-    )
+def set_identity_provider_enabled(provider, client, name, enabled):
+    """Add or remove `name` in the app client's SupportedIdentityProviders, sending the
+    complete configuration. Returns the lists (before, after)."""
+    app, _ = app_client(provider, client)
+    before = app.get("SupportedIdentityProviders", [])
+    after = _union(before, [name]) if enabled else [n for n in before if n != name]
+    if after != before:
+        config = _writable(client, app)
+        config["SupportedIdentityProviders"] = after
+        _update_client(provider, client, config)
+    return before, after
 
 
 def save_domain(provider, domain_url, *, request=None, actor=None):

@@ -66,12 +66,13 @@ AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$")
 USER_POOL_ID = re.compile(r"^(?P<region>[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2})_[0-9A-Za-z]+$")
 SECRET_LABELS = {
     "client_secret": "Client secret",
+    "private_key": "Private key",
     "keycloak_master_password": "Master admin password",
     "keycloak_diffgram_password": "Diffgram admin password",
 }
 
 
-def _http_url(value, what):
+def http_url(value, what):
     """An http(s) URL with a host and nothing after the path, or a field error."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -81,29 +82,27 @@ def _http_url(value, what):
     return value
 
 
-class ProviderForm(forms.ModelForm):
-    """Common to every kind: write-only secrets and optimistic concurrency.
+class WriteOnlySecretsForm(forms.ModelForm):
+    """A model form whose secrets (`secret_names`, on a model with WriteOnlySecrets) are
+    write-only: never rendered with their value; the edit form says whether one is set;
+    leaving it blank keeps the stored value, ticking "clear" removes it."""
 
-    A secret field is never rendered with its value: the edit form says whether it is set;
-    leaving it blank keeps the stored value, ticking "clear" removes it.
-    """
-
-    kind = None
-    secret_names = ("client_secret",)
-    revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    secret_names = ()
+    secret_help = {}
+    secret_after = {}  # {field: (secrets shown right after it)}
+    secret_widgets = {}  # {secret: widget}, a password input by default
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         editing = not self.instance._state.adding
-        if editing:
-            self.fields["revision"].initial = self.instance.revision
         for name in self.secret_names:
             is_set = editing and self.instance.has_secret(name)
             self.fields[name] = forms.CharField(
                 label=SECRET_LABELS[name],
                 required=False,
                 strip=False,
-                widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                widget=self.secret_widgets.get(name)
+                or forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
                 help_text=(
                     ("Currently set. Leave blank to keep it." if is_set else "Currently not set.")
                     if editing
@@ -125,10 +124,6 @@ class ProviderForm(forms.ModelForm):
                 order += [secret, f"clear_{secret}"]
         return order
 
-    secret_after = {"client_id": ("client_secret",)}
-
-    secret_help = {"client_secret": "Leave blank for a public client (no secret)."}
-
     def clean(self):
         cleaned = super().clean()
         for name in self.secret_names:
@@ -147,10 +142,31 @@ class ProviderForm(forms.ModelForm):
         return updates
 
     def save(self, commit=True):
+        saved = super().save(commit=False)
+        for name, value in self.secret_updates().items():
+            saved.set_secret(name, value)
+        if commit:
+            saved.save()
+        return saved
+
+
+class ProviderForm(WriteOnlySecretsForm):
+    """Common to every kind: write-only secrets and optimistic concurrency."""
+
+    kind = None
+    secret_names = ("client_secret",)
+    secret_after = {"client_id": ("client_secret",)}
+    secret_help = {"client_secret": "Leave blank for a public client (no secret)."}
+    revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.fields["revision"].initial = self.instance.revision
+
+    def save(self, commit=True):
         provider = super().save(commit=False)
         provider.kind = self.kind
-        for name, value in self.secret_updates().items():
-            provider.set_secret(name, value)
         provider.issuer = provider.computed_issuer()
         if commit:
             provider.save()
@@ -158,7 +174,7 @@ class ProviderForm(forms.ModelForm):
 
     def clean_diffgram_url_base(self):
         value = self.cleaned_data.get("diffgram_url_base", "").strip()
-        return _http_url(value, "Diffgram URL_BASE") if value else value
+        return http_url(value, "Diffgram URL_BASE") if value else value
 
     def clean_client_id(self):
         client_id = self.cleaned_data["client_id"].strip()
@@ -207,7 +223,7 @@ class CognitoProviderForm(ProviderForm):
         domain = self.cleaned_data.get("cognito_domain", "").strip().rstrip("/")
         if domain and "://" not in domain:
             domain = "https://" + domain
-        return _http_url(domain, "hosted-UI domain") if domain else domain
+        return http_url(domain, "hosted-UI domain") if domain else domain
 
     def clean_aws_role_arn(self):
         arn = self.cleaned_data.get("aws_role_arn", "").strip()
@@ -272,7 +288,7 @@ class KeycloakProviderForm(ProviderForm):
         }
 
     def clean_keycloak_server_url(self):
-        return _http_url(self.cleaned_data["keycloak_server_url"].strip(), "Keycloak server URL")
+        return http_url(self.cleaned_data["keycloak_server_url"].strip(), "Keycloak server URL")
 
     def clean_keycloak_realm(self):
         realm = self.cleaned_data["keycloak_realm"].strip()
@@ -306,7 +322,7 @@ class OIDCProviderForm(ProviderForm):
         }
 
     def clean_issuer(self):
-        return _http_url(self.cleaned_data["issuer"].strip(), "issuer")
+        return http_url(self.cleaned_data["issuer"].strip(), "issuer")
 
     def clean_scopes(self):
         scopes = self.cleaned_data["scopes"].split()
@@ -347,7 +363,7 @@ class InstanceForm(forms.ModelForm):
         )
 
     def clean_url_base(self):
-        value = _http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")
+        value = http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")
         if not value.endswith("/"):
             raise ValidationError(
                 f"End URL_BASE with / — Diffgram concatenates paths to it (e.g. {value}/)."
@@ -364,7 +380,7 @@ class InstanceForm(forms.ModelForm):
                 self.add_error("webhook_url", "Enter the agent's webhook URL.")
             else:
                 try:
-                    cleaned["webhook_url"] = _http_url(url, "webhook URL")
+                    cleaned["webhook_url"] = http_url(url, "webhook URL")
                 except ValidationError as error:
                     self.add_error("webhook_url", error)
         if target == Instance.PushTarget.SSM:

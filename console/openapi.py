@@ -22,6 +22,7 @@ def _errors(*codes):
         404: "Not found",
         409: "Conflict (stale revision, or publishing refused)",
         413: "Request body too large",
+        502: "AWS refused or could not be reached; `error` says what to do",
     }
     return {str(code): {"description": texts[code], **JSON_ERROR} for code in codes}
 
@@ -34,6 +35,10 @@ def _path_id(name, description):
 PROVIDER_ID = _path_id("provider_id", "Provider id")
 INSTANCE_ID = _path_id("instance_id", "Instance id")
 NUMBER = _path_id("number", "Version number")
+IDP_NAME = {"name": "name", "in": "path", "required": True,
+            "description": "The identity provider's name in the pool (Google, …)",
+            "schema": {"type": "string"}}  # fmt: skip
+FEDERATION = {"$ref": "#/components/schemas/Federation"}
 USER_AUTH = [{"personalToken": []}]
 INSTANCE_AUTH = [{"instanceToken": []}]
 
@@ -61,6 +66,13 @@ SPEC = {
             "Provider": {"type": "object", "required": ["id", "name", "kind", "revision"]},
             "Version": {"type": "object", "required": ["number", "content_hash", "settings"]},
             "Instance": {"type": "object", "required": ["id", "name", "url_base"]},
+            "Federation": {
+                "type": "object",
+                "required": ["redirect_uri", "identity_providers"],
+                "description": "The pool's identity providers; each has name, type (oidc, "
+                "google, facebook, amazon, apple, saml), enabled (on the Diffgram app client) "
+                "and managed (the console holds its details, secrets masked).",
+            },
         },
     },
     "paths": {
@@ -148,6 +160,53 @@ SPEC = {
                 "operationId": "diffVersions", "security": USER_AUTH,
                 "responses": {"200": _ok("Per variable; secrets only as changed"),
                               **_errors(401, 403, 404)},
+            },
+        },
+        "/providers/{provider_id}/federation": {
+            "parameters": [PROVIDER_ID],
+            "get": {
+                "operationId": "listFederation", "security": USER_AUTH,
+                "description": "A Cognito provider's identity providers, read from AWS, and the "
+                "redirect URI upstream providers must allow.",
+                "responses": {"200": _ok("The pool's identity providers", FEDERATION),
+                              **_errors(401, 403, 404, 502)},
+            },
+            "post": {
+                "operationId": "federate", "security": USER_AUTH,
+                "description": "Create, or update when one of that name exists, an identity "
+                "provider of the pool and (unless enabled is false) enable it on the app "
+                "client. Fields by type as on the Inspect page: oidc takes upstream (a stored "
+                "provider's id, validated first); google, facebook, amazon take client_id and "
+                "client_secret; apple client_id, team_id, key_id and private_key; saml name, "
+                "metadata_url and email_attribute.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["type"], "properties": {
+                        "type": {"enum": ["oidc", "google", "facebook", "amazon", "apple",
+                                          "saml"]},
+                        "enabled": {"type": "boolean"}}}}}},
+                "responses": {
+                    "201": _ok("Federated", FEDERATION),
+                    "200": _ok("Updated", FEDERATION),
+                    **_errors(400, 401, 403, 404, 409, 502),
+                },
+            },
+        },
+        "/providers/{provider_id}/federation/{name}": {
+            "parameters": [PROVIDER_ID, IDP_NAME],
+            "patch": {
+                "operationId": "updateFederation", "security": USER_AUTH,
+                "description": "Only enabled: enable or disable it on the app client (any "
+                "identity provider of the pool). Other fields change one the console manages.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object"}}}},
+                "responses": {"200": _ok("Updated", FEDERATION),
+                              **_errors(400, 401, 403, 404, 409, 502)},
+            },
+            "delete": {
+                "operationId": "removeFederation", "security": USER_AUTH,
+                "description": "Take it off the app client and delete it from the pool.",
+                "responses": {"200": _ok("Removed", FEDERATION),
+                              **_errors(401, 403, 404, 409, 502)},
             },
         },
         "/instances": {

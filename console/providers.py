@@ -176,6 +176,11 @@ def delete_provider(provider, *, request=None, actor=None):
                 f"{stored} is assigned to {instances} instance(s): assign them another "
                 "provider first, or disable it."
             )
+        federated_into = sorted({f.cognito.name for f in stored.federated_into.all()})
+        if federated_into:
+            raise DeleteRefused(
+                f"{stored} is federated into {', '.join(federated_into)}: remove it there first."
+            )
         if stored.versions.exists():
             raise DeleteRefused(
                 f"{stored} has published versions, which the history refers to: disable it instead."

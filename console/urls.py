@@ -44,7 +44,18 @@ urlpatterns = [
     path(provider + "console-login/", oidc.mark_console_login, name="provider-console-login"),
     path(provider + "aws/", cognito.inspect, name="cognito-inspect"),
     path(provider + "aws/fix/", cognito.fix, name="cognito-fix"),
-    path(provider + "aws/saml/", cognito.add_saml, name="cognito-add-saml"),
+    path(provider + "aws/federate/<str:idp_type>/", cognito.federation_new, name="federation-new"),
+    path(provider + "aws/federation/<str:name>/", cognito.federation_edit, name="federation-edit"),
+    path(
+        provider + "aws/federation/<str:name>/toggle/",
+        cognito.federation_toggle,
+        name="federation-toggle",
+    ),
+    path(
+        provider + "aws/federation/<str:name>/remove/",
+        cognito.federation_remove,
+        name="federation-remove",
+    ),
     path(provider + "aws/domain/", cognito.use_domain, name="cognito-use-domain"),
     # versions and rollout
     path(provider + "publish/", versions.publish, name="provider-publish"),
@@ -108,6 +119,16 @@ urlpatterns = [
         "api/v1/providers/<int:provider_id>/diff",
         automation_api.provider_diff,
         name="api-v1-diff",
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/federation",
+        automation_api.federation_collection,
+        name="api-v1-federation",
+    ),
+    path(
+        "api/v1/providers/<int:provider_id>/federation/<str:name>",
+        automation_api.federation_item,
+        name="api-v1-federation-item",
     ),
     path("api/v1/instances", automation_api.instances_collection, name="api-v1-instances"),
     path(

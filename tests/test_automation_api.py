@@ -145,10 +145,16 @@ def test_publishing_and_reading_versions(admin_api, keycloak_provider):
 # --- the OpenAPI description, operation by operation ----------------------------------------
 
 
-def samples(provider, instance, instance_token):
+def samples(provider, instance, instance_token, cognito_provider):
     """Arguments for every documented operation: (auth, path params, query, body)."""
     p, i = {"provider_id": provider.pk}, {"instance_id": instance.pk}
+    c, google = {"provider_id": cognito_provider.pk}, {"provider_id": cognito_provider.pk,
+                                                       "name": "Google"}  # fmt: skip
     return {
+        "listFederation": ("user", c, {}, None),
+        "federate": ("user", c, {}, {"type": "google", "client_id": "g", "client_secret": "s"}),
+        "updateFederation": ("user", google, {}, {"enabled": False}),
+        "removeFederation": ("user", google, {}, None),
         "listProviders": ("user", {}, {}, None),
         "createProvider": ("user", {}, {}, {
             "kind": "oidc", "name": "Created", "issuer": "https://x.example.com",
@@ -169,11 +175,14 @@ def samples(provider, instance, instance_token):
     }  # fmt: skip
 
 
-def test_every_documented_operation_answers_as_documented(admin_user, keycloak_provider):
-    instance, instance_token = make_instance(keycloak_provider, "lab")
+def test_every_documented_operation_answers_as_documented(admin_user, keycloak_provider, moto):
+    from tests.test_cognito import make_pool, make_provider
+
+    instance, instance_token = make_instance(keycloak_provider, "kc-lab")
     rollout.publish(keycloak_provider)
     user_token = token_for(admin_user)
-    examples = samples(keycloak_provider, instance, instance_token)
+    cognito_provider = make_provider(*make_pool(moto))
+    examples = samples(keycloak_provider, instance, instance_token, cognito_provider)
     operations = [
         (path, method, operation)
         for path, item in openapi.SPEC["paths"].items()
@@ -208,6 +217,7 @@ def test_every_api_url_is_documented():
         + route.replace("<int:provider_id>", "{provider_id}")
         .replace("<int:instance_id>", "{instance_id}")
         .replace("<int:number>", "{number}")
+        .replace("<str:name>", "{name}")
         for name, route, _ in all_named_urls()
         if route.startswith("api/v1/") and name != "api-v1-openapi"
     }

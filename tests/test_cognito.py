@@ -180,27 +180,6 @@ def test_a_missing_pool_is_reported_readably(moto):
         cognito.inspect(provider)
 
 
-def test_a_saml_provider_is_added_and_enabled_on_the_client(moto, admin_client):
-    pool, app = make_pool(moto)
-    provider = make_provider(pool, app)
-    response = admin_client.post(
-        reverse("cognito-add-saml", args=[provider.pk]),
-        {
-            "name": "EntraID",
-            "metadata_url": "https://login.microsoftonline.com/tenant/federationmetadata.xml",
-            "email_attribute": "email",
-        },
-        follow=True,
-    )
-    assert b"Added EntraID and enabled it on the client." in response.content
-    inspection = cognito.inspect(provider)
-    assert {"name": "EntraID", "type": "SAML"} in inspection.identity_providers
-    assert inspection.client["SupportedIdentityProviders"] == ["COGNITO", "EntraID"]
-    details = aws(moto).describe_identity_provider(UserPoolId=pool, ProviderName="EntraID")
-    assert details["IdentityProvider"]["AttributeMapping"] == {"email": "email"}
-    assert AuditEvent.objects.filter(action="cognito.identity_provider_added").exists()
-
-
 def test_the_hosted_ui_domain_is_read_from_aws(moto, admin_client):
     pool, app = make_pool(moto)
     provider = make_provider(pool, app)

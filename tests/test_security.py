@@ -105,7 +105,7 @@ def url_kwargs(world):
     by_param = {
         "provider_id": p, "instance_id": i, "number": world["version"].number,
         "event_id": world["event"].pk, "export_format": "csv", "kind": "oidc",
-        "token_id": token_id,
+        "token_id": token_id, "idp_type": "google", "name": "Google",
     }  # fmt: skip
     result = {}
     for name, route, _ in all_named_urls():
@@ -185,7 +185,10 @@ MATRIX = {
     "provider-console-login": [("POST", "admin-write")],
     "cognito-inspect": [("GET", "page")],
     "cognito-fix": [("POST", "admin-write")],
-    "cognito-add-saml": [("POST", "admin-write")],
+    "federation-new": [("GET", "page"), ("POST", "admin-write")],
+    "federation-edit": [("GET", "page"), ("POST", "admin-write")],
+    "federation-toggle": [("POST", "admin-write")],
+    "federation-remove": [("GET", "page"), ("POST", "admin-write")],
     "cognito-use-domain": [("POST", "admin-write")],
     "provider-publish": [("POST", "admin-write")],
     "version-diff": [("GET", "page")],
@@ -217,6 +220,8 @@ MATRIX = {
     "api-v1-versions": [("GET", "api-read")],
     "api-v1-version": [("GET", "api-read")],
     "api-v1-diff": [("GET", "api-read")],
+    "api-v1-federation": [("GET", "api-read"), ("POST", "api-write")],
+    "api-v1-federation-item": [("PATCH", "api-write"), ("DELETE", "api-write")],
     "api-v1-instances": [("GET", "api-read")],
     "api-v1-instance": [("GET", "api-read")],
     "api-v1-history": [("GET", "api-read")],

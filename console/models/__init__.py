@@ -9,6 +9,7 @@ from console.models.audit import (
     compute_event_hash,
     event_fields,
 )
+from console.models.federation import FederatedIdentityProvider
 from console.models.provider import ExternalIdentity, Provider
 from console.models.rollout import (
     ConfigVersion,
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEvent",
     "ConfigVersion",
     "ExternalIdentity",
+    "FederatedIdentityProvider",
     "Instance",
     "Provider",
     "PushAttempt",
@@ -43,6 +45,10 @@ def encrypted_fields():
     """(model, [field names]) for every column holding an encrypted secret."""
     return [
         (Provider, [f"{name}_encrypted" for name in Provider.SECRET_NAMES]),
+        (
+            FederatedIdentityProvider,
+            [f"{name}_encrypted" for name in FederatedIdentityProvider.SECRET_NAMES],
+        ),
         (Instance, ["signing_secret_encrypted"]),
         (ConfigVersion, ["secret_settings_encrypted"]),
     ]

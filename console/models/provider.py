@@ -2,8 +2,10 @@
 
 from django.db import models
 
+from console.models.secrets import WriteOnlySecrets
 
-class Provider(models.Model):
+
+class Provider(WriteOnlySecrets, models.Model):
     """An identity provider the console validates and rolls out to Diffgram instances."""
 
     audit_target_type = "provider"
@@ -68,21 +70,6 @@ class Provider(models.Model):
 
     def __str__(self):
         return self.name
-
-    # --- secrets ------------------------------------------------------------------------------
-
-    def secret(self, name):
-        from console import encryption
-
-        return encryption.decrypt(getattr(self, f"{name}_encrypted"))
-
-    def set_secret(self, name, value):
-        from console import encryption
-
-        setattr(self, f"{name}_encrypted", encryption.encrypt(value))
-
-    def has_secret(self, name):
-        return bool(getattr(self, f"{name}_encrypted"))
 
     # --- derived --------------------------------------------------------------------------------
 

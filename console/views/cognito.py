@@ -1,15 +1,17 @@
-"""Cognito in AWS: inspect the app client, fix it, read the domain, add SAML providers."""
+"""Cognito in AWS: inspect the app client, fix it, read the domain, and the identity
+providers federated into the pool (add, change, enable or disable, remove)."""
 
 import json
 
-from django import forms
 from django.contrib import messages
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
-from console import cognito
-from console.models import Provider
+from console import cognito, federation
+from console.federation_forms import SHORT_NAMES, TYPES_BY_SHORT_NAME, FederationForm
+from console.models import FederatedIdentityProvider, Provider
 from console.views.providers import get_provider
 
 
@@ -20,41 +22,27 @@ def get_cognito_provider(request, provider_id):
     return provider
 
 
-class SAMLProviderForm(forms.Form):
-    name = forms.RegexField(
-        regex=r"^[\w.-]{1,32}$",
-        help_text="As users will see it on the hosted UI, e.g. EntraID (letters, digits, . - _).",
-    )
-    metadata_url = forms.URLField(required=False, label="Metadata URL", assume_scheme="https")
-    metadata_file = forms.FileField(required=False, label="or metadata XML file")
-    email_attribute = forms.CharField(
-        initial="http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
-        help_text="The SAML attribute that carries the user's email.",
-    )
-
-    def clean(self):
-        cleaned = super().clean()
-        if bool(cleaned.get("metadata_url")) == bool(cleaned.get("metadata_file")):
-            raise forms.ValidationError("Give either a metadata URL or a metadata file.")
-        upload = cleaned.get("metadata_file")
-        if upload:
-            if upload.size > 512 * 1024:
-                raise forms.ValidationError("The metadata file is larger than 512 KiB.")
-            cleaned["metadata_xml"] = upload.read().decode("utf-8", "replace")
-        return cleaned
-
-
 @require_safe
 def inspect(request, provider_id):
     provider = get_cognito_provider(request, provider_id)
-    context = {"provider": provider, "saml_form": SAMLProviderForm()}
+    context = {
+        "provider": provider,
+        "federation_types": [
+            (SHORT_NAMES[value], label) for value, label in FederatedIdentityProvider.Type.choices
+        ],
+    }
     try:
         found = cognito.inspect(provider)
     except cognito.AWSError as error:
         context["error"] = str(error)
     else:
-        context["inspection"] = found
-        context["domain_url"] = cognito.hosted_ui_url(found.domain, provider.aws_region)
+        domain_url = cognito.hosted_ui_url(found.domain, provider.aws_region)
+        context |= {
+            "inspection": found,
+            "domain_url": domain_url,
+            "federations": federation.overview(provider, found),
+            "idp_redirect_uri": federation.redirect_uri(domain_url),
+        }
     return render(request, "console/cognito_inspect.html", context)
 
 
@@ -85,32 +73,6 @@ def fix(request, provider_id):
 
 
 @require_POST
-def add_saml(request, provider_id):
-    provider = get_cognito_provider(request, provider_id)
-    form = SAMLProviderForm(request.POST, request.FILES)
-    if not form.is_valid():
-        for error in form.errors.values():
-            messages.error(request, " ".join(error))
-        return redirect("cognito-inspect", provider.pk)
-    try:
-        cognito.add_saml_provider(
-            provider,
-            name=form.cleaned_data["name"],
-            metadata_url=form.cleaned_data.get("metadata_url") or "",
-            metadata_file=form.cleaned_data.get("metadata_xml", ""),
-            email_attribute=form.cleaned_data["email_attribute"],
-            request=request,
-        )
-    except cognito.AWSError as error:
-        messages.error(request, str(error))
-    else:
-        messages.success(
-            request, f"Added {form.cleaned_data['name']} and enabled it on the client."
-        )
-    return redirect("cognito-inspect", provider.pk)
-
-
-@require_POST
 def use_domain(request, provider_id):
     provider = get_cognito_provider(request, provider_id)
     try:
@@ -123,3 +85,90 @@ def use_domain(request, provider_id):
         cognito.save_domain(provider, url, request=request)
         messages.success(request, f"Saved the hosted-UI domain {url}.")
     return redirect("cognito-inspect", provider.pk)
+
+
+# --- federated identity providers ------------------------------------------------------------
+
+hide_federation_secrets = sensitive_post_parameters(*FederatedIdentityProvider.SECRET_NAMES)
+
+
+@hide_federation_secrets
+def federation_new(request, provider_id, idp_type):
+    provider = get_cognito_provider(request, provider_id)
+    if idp_type not in TYPES_BY_SHORT_NAME:
+        raise Http404("Unknown identity provider type")
+    kind = TYPES_BY_SHORT_NAME[idp_type]
+    existing = provider.federations.filter(name=kind.value, type=kind).first()
+    if existing is not None:  # a social provider exists once per pool: change that one
+        return redirect("federation-edit", provider.pk, existing.name)
+    form = FederationForm(
+        request.POST or None, request.FILES or None, idp_type=kind, cognito=provider
+    )
+    return _federation_form(request, provider, form)
+
+
+@hide_federation_secrets
+def federation_edit(request, provider_id, name):
+    provider = get_cognito_provider(request, provider_id)
+    record = get_object_or_404(provider.federations, name=name)
+    form = FederationForm(
+        request.POST or None, request.FILES or None, instance=record, idp_type=record.type,
+        cognito=provider,
+    )  # fmt: skip
+    if request.method != "POST":
+        try:
+            app, _ = cognito.app_client(provider, cognito.client_for(provider))
+            form.fields["enabled"].initial = name in app.get("SupportedIdentityProviders", [])
+        except cognito.AWSError as error:
+            messages.warning(request, str(error))
+    return _federation_form(request, provider, form)
+
+
+def _federation_form(request, provider, form):
+    if request.method == "POST" and form.is_valid():
+        try:
+            record = federation.federate(form, request=request)
+        except (cognito.AWSError, federation.FederationRefused) as error:
+            form.add_error(None, str(error))  # nothing changed; the input stays in the form
+        else:
+            state = "enabled" if form.cleaned_data.get("enabled") else "not enabled"
+            messages.success(
+                request, f"Federated {record.name} into the pool ({state} on the app client)."
+            )
+            return redirect("cognito-inspect", provider.pk)
+    try:
+        idp_redirect_uri = federation.redirect_uri_at_aws(provider, form.idp_type)
+    except cognito.AWSError:
+        idp_redirect_uri = ""  # the page says where it would be
+    return render(
+        request,
+        "console/federation_form.html",
+        {"provider": provider, "form": form, "idp_redirect_uri": idp_redirect_uri},
+    )
+
+
+@require_POST
+def federation_toggle(request, provider_id, name):
+    provider = get_cognito_provider(request, provider_id)
+    enabled = request.POST.get("enabled") == "1"
+    try:
+        federation.set_enabled(provider, name, enabled, request=request)
+    except cognito.AWSError as error:
+        messages.error(request, str(error))
+    else:
+        verb = "Enabled" if enabled else "Disabled"
+        messages.success(request, f"{verb} {name} on the app client.")
+    return redirect("cognito-inspect", provider.pk)
+
+
+def federation_remove(request, provider_id, name):
+    provider = get_cognito_provider(request, provider_id)
+    if request.method == "POST":
+        try:
+            federation.remove(provider, name, request=request)
+        except (cognito.AWSError, federation.FederationRefused) as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(request, f"Removed {name} from the pool.")
+        return redirect("cognito-inspect", provider.pk)
+    return render(request, "console/federation_remove.html", {"provider": provider, "name": name})

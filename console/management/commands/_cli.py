@@ -1,6 +1,9 @@
 """Helpers shared by the console's management commands."""
 
 import getpass
+import os
+
+from django.core.management.base import CommandError
 
 from console import audit
 
@@ -23,3 +26,13 @@ def print_checks(stdout, style, checks):
     for check in checks:
         mark = marks.get(check.status, "SKIP")
         stdout.write(f"{mark}  {check.id:<20} {check.message}")
+
+
+def from_environment(variable):
+    """The value of the environment variable named on the command line ("" when none is), so
+    that secrets never appear in a command line or a shell history."""
+    if not variable:
+        return ""
+    if variable not in os.environ:
+        raise CommandError(f"Environment variable {variable} is not set", returncode=2)
+    return os.environ[variable]

@@ -1,10 +1,8 @@
-import os
-
 from django.core.management.base import BaseCommand, CommandError
 
 from console import providers
 from console.forms import FORMS_BY_KIND
-from console.management.commands._cli import cli_actor, print_checks
+from console.management.commands._cli import cli_actor, from_environment, print_checks
 from console.management.commands.check_issuer import COGNITO_ISSUER
 from console.models import Provider
 
@@ -65,13 +63,13 @@ class Command(BaseCommand):
                 "keycloak_server_url": location,
                 "keycloak_realm": options["realm"],
                 "keycloak_master_user": options["master_user"],
-                "keycloak_master_password": _from_environment(options["master_password_env"]),
+                "keycloak_master_password": from_environment(options["master_password_env"]),
                 "keycloak_diffgram_user": options["diffgram_user"],
-                "keycloak_diffgram_password": _from_environment(options["diffgram_password_env"]),
+                "keycloak_diffgram_password": from_environment(options["diffgram_password_env"]),
                 "diffgram_url_base": options["url_base"],
             }
             return data
-        data["client_secret"] = _from_environment(options["client_secret_env"])
+        data["client_secret"] = from_environment(options["client_secret_env"])
         if kind == Provider.Kind.COGNITO:
             match = COGNITO_ISSUER.match(location)
             data |= {
@@ -84,12 +82,3 @@ class Command(BaseCommand):
         else:
             data |= {"issuer": location, "scopes": options["scopes"] or "openid email profile"}
         return data
-
-
-def _from_environment(variable):
-    """The value of the environment variable named on the command line ("" when none is)."""
-    if not variable:
-        return ""
-    if variable not in os.environ:
-        raise CommandError(f"Environment variable {variable} is not set", returncode=2)
-    return os.environ[variable]
