@@ -13,11 +13,12 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
 from django.db import transaction
 
-from console import audit, diffgram
+from console import audit, diffgram, providers
 from console.models import Provider
 
 PASS, FAIL = "pass", "fail"
 REQUIRED_SCOPES = ("openid", "email")
+NEW_CLIENT_SCOPES = ("openid", "email", "profile")
 REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
 THROTTLED = {"TooManyRequestsException", "ThrottlingException", "LimitExceededException"}
 DENIED = {"AccessDeniedException", "NotAuthorizedException", "UnauthorizedOperation"}
@@ -338,3 +339,66 @@ def save_domain(provider, domain_url, *, request=None, actor=None):
             context={"revision": stored.revision, "source": "read from AWS"},
         )
     return stored
+
+
+# --- creating the app client (the guide's steps 1 to 3) -----------------------------------------
+
+
+def new_app_client_config(client_name, url_bases):
+    """Everything Diffgram's guide asks of its app client (docs/COGNITO.md), public."""
+    return {
+        "ClientName": client_name,
+        "GenerateSecret": False,
+        "CallbackURLs": [diffgram.callback_url("cognito", base) for base in url_bases],
+        "LogoutURLs": [diffgram.signout_url(base) for base in url_bases],
+        "AllowedOAuthFlows": ["code"],
+        "AllowedOAuthFlowsUserPoolClient": True,
+        "AllowedOAuthScopes": list(NEW_CLIENT_SCOPES),
+        "ExplicitAuthFlows": list(REQUIRED_AUTH_FLOWS),
+        "SupportedIdentityProviders": ["COGNITO"],
+    }
+
+
+def provision(form, *, request=None, actor=None):
+    """Create the app client of a valid ProvisionCognitoForm in its pool (and a hosted-UI
+    domain when the pool has none), then store the provider using it and validate it.
+    Returns (provider, validation report). Raises AWSError before anything is stored."""
+    draft = form.instance  # region, pool and role, as the form validated them
+    pool, url_bases = draft.user_pool_id, form.cleaned_data["url_bases"]
+    client = client_for(draft)
+    domain = pool_domain(draft, client)
+    created_domain = ""
+    if not domain:
+        prefix = form.cleaned_data.get("domain_prefix")
+        if not prefix:
+            raise AWSError(
+                f"The user pool {pool} has no hosted-UI domain, which Diffgram's login needs: "
+                "give a domain prefix to create one."
+            )
+        call(
+            client, "create_user_pool_domain", "cognito-idp:CreateUserPoolDomain",
+            f"domain {prefix}", Domain=prefix, UserPoolId=pool,
+        )  # fmt: skip
+        domain = created_domain = prefix
+    config = new_app_client_config(form.cleaned_data["client_name"], url_bases)
+    created = call(
+        client, "create_user_pool_client", "cognito-idp:CreateUserPoolClient",
+        f"user pool {pool}", UserPoolId=pool, **config,
+    )["UserPoolClient"]  # fmt: skip
+    draft.client_id = created["ClientId"]
+    draft.cognito_domain = hosted_ui_url(domain, draft.aws_region)
+    draft.scopes = " ".join(NEW_CLIENT_SCOPES)
+    draft.diffgram_url_base = url_bases[0]
+    with transaction.atomic():
+        provider = providers.save_provider(form, request=request, actor=actor)
+        context = {"user_pool": pool, "client": provider.client_id}
+        if created_domain:
+            audit.record(
+                audit.Action.COGNITO_DOMAIN_CREATED, request=request, actor=actor,
+                target=provider, context={**context, "domain": created_domain},
+            )  # fmt: skip
+        audit.record(
+            audit.Action.COGNITO_CLIENT_CREATED, request=request, actor=actor, target=provider,
+            changes=audit.field_changes({}, config), context=context,
+        )  # fmt: skip
+    return providers.run_validation(provider, request=request, actor=actor)

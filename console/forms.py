@@ -331,6 +331,52 @@ class OIDCProviderForm(ProviderForm):
         return " ".join(scopes)
 
 
+class ProvisionCognitoForm(CognitoProviderForm):
+    """Diffgram's Cognito guide, steps 1 to 3 in one: create the app client (public, with what
+    Diffgram needs) in an existing pool, and a hosted-UI domain when the pool has none
+    (console/cognito.py, provision)."""
+
+    secret_names = ()  # a public client: what works with Diffgram end to end
+    client_name = forms.CharField(
+        label="App client name", initial="diffgram", max_length=128,
+        help_text="The name the new app client gets in the pool.",
+    )  # fmt: skip
+    url_bases = forms.CharField(
+        label="Diffgram URL_BASEs",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="One per line, each ending with /: their callback and sign-out URLs are "
+        "registered on the client. Instances added later are added with Fix in AWS.",
+    )
+    domain_prefix = forms.CharField(
+        required=False,
+        max_length=63,
+        help_text="Only if the pool has no hosted-UI domain yet: the prefix of the one to "
+        "create, https://<prefix>.auth.<region>.amazoncognito.com.",
+    )
+
+    class Meta(CognitoProviderForm.Meta):
+        fields = ["name", "aws_region", "user_pool_id", "aws_role_arn"]
+
+    def clean_url_bases(self):
+        bases = []
+        for line in self.cleaned_data["url_bases"].split():
+            base = http_url(line, "URL_BASE")
+            if not base.endswith("/"):
+                raise ValidationError(f"End each URL_BASE with / (e.g. {base}/).")
+            bases.append(base)
+        if not bases:
+            raise ValidationError("Give at least one Diffgram URL_BASE.")
+        return list(dict.fromkeys(bases))
+
+    def clean_domain_prefix(self):
+        prefix = self.cleaned_data.get("domain_prefix", "").strip()
+        if prefix and not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", prefix):
+            raise ValidationError("Lower-case letters, digits and hyphens, e.g. diffgram-lab.")
+        if any(word in prefix for word in ("aws", "amazon", "cognito")):
+            raise ValidationError("Cognito refuses prefixes containing aws, amazon or cognito.")
+        return prefix
+
+
 FORMS_BY_KIND = {
     Provider.Kind.COGNITO: CognitoProviderForm,
     Provider.Kind.KEYCLOAK: KeycloakProviderForm,

@@ -33,6 +33,7 @@ urlpatterns = [
     # identity providers
     path("providers/", providers.provider_list, name="providers"),
     path("providers/new/", providers.provider_new, name="provider-new"),
+    path("providers/new/cognito/app-client/", cognito.provision, name="cognito-provision"),
     path("providers/new/<str:kind>/", providers.provider_create, name="provider-create"),
     path("providers/discover/", providers.provider_discover, name="provider-discover"),
     path(provider, providers.provider_detail, name="provider-detail"),

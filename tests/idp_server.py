@@ -7,6 +7,8 @@ and broken variants), so every check can be exercised over real HTTP without moc
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +31,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the stdlib's name
         self.server.requests.append(self.path)
         route = self.server.routes.get(self.path.split("?", 1)[0])
+        if route is None and self.server.proxy_to:
+            return self._forward()
         if route is None:
             route = Route(status=404, body=b'{"error": "not found"}')
         if route.delay:
@@ -48,6 +52,34 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(route.body)
 
+    def do_POST(self):  # noqa: N802 - the stdlib's name
+        self.server.requests.append(self.path)
+        if not self.server.proxy_to:
+            self.send_error(405)
+            return
+        self._forward()
+
+    def _forward(self):
+        """Pass the request on unchanged (e.g. boto3's calls to a moto server)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        request = urllib.request.Request(
+            self.server.proxy_to + self.path, data=body, headers=headers, method=self.command
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                status, answer, reply_headers = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, answer, reply_headers = error.code, error.read(), error.headers
+        self.send_response(status)
+        for name, value in reply_headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "date"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
     def log_message(self, *args):
         pass
 
@@ -64,6 +96,7 @@ class DocumentServer:
         self.httpd = _QuietServer(("127.0.0.1", 0), _Handler)
         self.httpd.routes = {}
         self.httpd.requests = []
+        self.httpd.proxy_to = ""  # where requests without a route go, when set
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -92,9 +125,15 @@ class DocumentServer:
     def redirect(self, path, location, status=302):
         self.httpd.routes[path] = Route(status=status, headers=(("Location", location),))
 
+    def forward_unknown_to(self, base_url):
+        """Answer the routes set here, and pass every other request on to `base_url`: a moto
+        server fronted with the discovery document real Cognito publishes."""
+        self.httpd.proxy_to = base_url
+
     def reset(self):
         self.httpd.routes.clear()
         self.httpd.requests.clear()
+        self.httpd.proxy_to = ""
 
     def stop(self):
         self.httpd.shutdown()

@@ -175,6 +175,7 @@ MATRIX = {
     "providers": [("GET", "page")],
     "provider-new": [("GET", "page")],
     "provider-create": [("GET", "page"), ("POST", "admin-write")],
+    "cognito-provision": [("GET", "page"), ("POST", "admin-write")],
     "provider-discover": [("POST", "admin-write")],
     "provider-detail": [("GET", "page")],
     "provider-edit": [("GET", "page"), ("POST", "admin-write")],

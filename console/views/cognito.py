@@ -11,8 +11,9 @@ from django.views.decorators.http import require_POST, require_safe
 
 from console import cognito, federation
 from console.federation_forms import SHORT_NAMES, TYPES_BY_SHORT_NAME, FederationForm
+from console.forms import ProvisionCognitoForm
 from console.models import FederatedIdentityProvider, Provider
-from console.views.providers import get_provider
+from console.views.providers import get_provider, show_validation
 
 
 def get_cognito_provider(request, provider_id):
@@ -172,3 +173,22 @@ def federation_remove(request, provider_id, name):
             messages.success(request, f"Removed {name} from the pool.")
         return redirect("cognito-inspect", provider.pk)
     return render(request, "console/federation_remove.html", {"provider": provider, "name": name})
+
+
+# --- creating the app client -----------------------------------------------------------------
+
+
+def provision(request):
+    """Add a Cognito provider by creating its app client (and domain) in an existing pool."""
+    form = ProvisionCognitoForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            provider, _report = cognito.provision(form, request=request)
+        except cognito.AWSError as error:
+            form.add_error(None, str(error))  # nothing was created or stored
+        else:
+            messages.success(
+                request, f"Created app client {provider.client_id} in {provider.user_pool_id}."
+            )
+            return show_validation(request, provider)
+    return render(request, "console/cognito_provision.html", {"form": form})

@@ -174,6 +174,11 @@ def provider_discover(request):
 def _validate_and_show(request, provider):
     """Validate (after a save, or on demand) and show the outcome on the provider's page."""
     provider, _report = providers.run_validation(provider, request=request)
+    return show_validation(request, provider)
+
+
+def show_validation(request, provider):
+    """The provider's page, with a message saying how its latest validation ended."""
     counts = provider.validation_counts
     if provider.validation_passed:
         messages.success(
