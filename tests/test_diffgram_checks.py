@@ -132,6 +132,7 @@ class TestKnownDiffgramDefects:
             "insufficient_scope",
             "user/oidc-login",
             "404 page",
+            "start-up fail with 404",  # a client created by hand in Keycloak
             "python-keycloak==1.9.1",
             "does not end the Keycloak session",
             "Federate this Keycloak realm into a Cognito user pool",
