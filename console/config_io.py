@@ -1,9 +1,14 @@
 """Configuration as code: every provider and instance as one YAML document, and back.
 
 Secrets are never written. A stored secret is exported as a reference to an environment
-variable ({env: NAME}); on import, {env: NAME} reads that variable, {unchanged: true} keeps what
-is stored, and no key (or null) means "not set". Import validates every object with the same
-forms the UI uses, reports errors with their line, and applies everything in one transaction.
+variable ({env: NAME}); {unchanged: true} keeps what is stored, and no key (or null) means "not
+set". On import, {env: NAME} reads that variable only in the command-line import, run by someone
+who holds the host's environment anyway. The web import never reads the server's environment
+(it holds SECRET_KEY, the encryption keys and the database password): each {env: NAME} there is
+a secret to type into its confirmation form, and whether NAME exists is never said. Import
+validates every object with the same forms the UI uses, reports errors with their line, and
+applies everything in one transaction. YAML anchors and aliases are refused: a config file never
+needs them, and nested aliases expand exponentially.
 """
 
 import os
@@ -18,6 +23,7 @@ from console.forms import FORMS_BY_KIND, InstanceForm
 from console.models import Instance, Provider
 
 FORMAT_VERSION = 1
+MAX_BYTES = 1024 * 1024
 PROVIDER_FIELDS = {
     Provider.Kind.COGNITO: [
         "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
@@ -113,8 +119,21 @@ def _lines(text):
     return lines
 
 
+def _refuse_aliases(text):
+    """Anchors and aliases, refused before anything expands them."""
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
+            line = token.start_mark.line + 1
+            raise ImportError_(
+                [f"line {line}: YAML anchors and aliases (&, *) are not accepted in a config file"]
+            )
+
+
 def parse(text):
+    if len(text.encode()) > MAX_BYTES:
+        raise ImportError_([f"line 1: the file is larger than {MAX_BYTES // 1024} KiB"])
     try:
+        _refuse_aliases(text)
         document = yaml.safe_load(text)
         lines = _lines(text)
     except yaml.YAMLError as error:
@@ -128,9 +147,37 @@ def parse(text):
     return document, lines
 
 
-def plan(text, environ=None):
-    """Validate the document and work out what importing it would do. Raises ImportError_."""
-    environ = os.environ if environ is None else environ
+class TypedSecrets:
+    """The web import's source of secrets: what the admin typed into the confirmation form,
+    keyed by (provider name, secret name). It never reads the server's environment."""
+
+    def __init__(self, typed=None):
+        self.typed = typed or {}
+        self.requested = []  # (provider, secret, the file's NAME) still to be typed
+
+    def get(self, provider, secret, name):
+        value = self.typed.get((provider, secret), "")
+        if not value:
+            self.requested.append((provider, secret, name))
+        return value or None
+
+
+class EnvironmentSecrets:
+    """The command line's source of secrets: the environment it runs in."""
+
+    def __init__(self, environ=None):
+        self.environ = os.environ if environ is None else environ
+        self.requested = []
+
+    def get(self, provider, secret, name):
+        return self.environ.get(name)
+
+
+def plan(text, secrets=None):
+    """Validate the document and work out what importing it would do. Raises ImportError_.
+    `secrets` resolves {env: NAME}: EnvironmentSecrets (the default, for the command line) or
+    TypedSecrets (the web import); after planning, its `requested` lists what was missing."""
+    secrets = EnvironmentSecrets() if secrets is None else secrets
     document, lines = parse(text)
     problems, changes = [], []
 
@@ -143,7 +190,7 @@ def plan(text, environ=None):
     seen_providers = set()
     for index, entry in enumerate(document.get("providers") or []):
         path = ("providers", index)
-        change = _plan_provider(entry, path, environ, problem, seen_providers)
+        change = _plan_provider(entry, path, secrets, problem, seen_providers)
         if change:
             changes.append(change)
     known_providers = seen_providers | set(Provider.objects.values_list("name", flat=True))
@@ -156,7 +203,7 @@ def plan(text, environ=None):
     return changes
 
 
-def _plan_provider(entry, path, environ, problem, seen):
+def _plan_provider(entry, path, secrets, problem, seen):
     if not isinstance(entry, dict) or not entry.get("name"):
         problem(path, "each provider needs a name")
         return None
@@ -184,10 +231,11 @@ def _plan_provider(entry, path, environ, problem, seen):
         if isinstance(reference, dict) and reference.get("unchanged") is True:
             continue
         if isinstance(reference, dict) and isinstance(reference.get("env"), str):
-            if reference["env"] not in environ:
-                problem((*path, secret), f"environment variable {reference['env']} is not set")
-                continue
-            value = environ[reference["env"]]
+            value = secrets.get(name, secret, reference["env"])
+            if value is None:
+                if isinstance(secrets, EnvironmentSecrets):
+                    problem((*path, secret), f"environment variable {reference['env']} is not set")
+                continue  # the web import asks for it in its confirmation form
             if not (existing and existing.secret(secret) == value):
                 data[secret] = value
                 secret_changes[secret] = "[changed]"

@@ -596,3 +596,64 @@ class AgentProcess:
         from dotenv import dotenv_values
 
         return dotenv_values(self.env_file, interpolate=False)
+
+
+# --- the console's own sign-in against an in-process OP ------------------------------------------
+
+SSO_USERS = [
+    ("alice-sub", {"email": "alice@example.com", "groups": ["sso-admins"]}),
+    ("oscar-sub", {"email": "oscar@example.com", "groups": ["sso-auditors"]}),
+    ("nora-sub", {"email": "nora@example.com", "groups": ["engineering"]}),
+]
+
+
+@pytest.fixture(scope="module")
+def mock_op():
+    """oidc-provider-mock in a thread: the user is chosen by POSTing `sub` to authorize."""
+    from oidc_provider_mock import run_server_in_thread
+    from oidc_provider_mock._storage import User as OPUser
+
+    users = [OPUser(sub=sub, claims=claims) for sub, claims in SSO_USERS]
+    with run_server_in_thread(port=0, user_claims=users) as server:
+        yield f"http://127.0.0.1:{server.server_port}"
+
+
+def set_groups(op, sub, groups):
+    """The OP's own admin API: change a user's claims, as an IdP admin would."""
+    import urllib.request
+
+    email = sub.replace("-sub", "@example.com")
+    request = urllib.request.Request(
+        f"{op}/users/{sub}",
+        data=json.dumps({"email": email, "groups": groups}).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+@pytest.fixture
+def sso(mock_op, settings):
+    """The mock OP stored, validated and marked as the console's sign-in provider."""
+    from console import providers
+    from console.forms import OIDCProviderForm
+
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
+    settings.CONSOLE_AUDITOR_GROUPS = ["sso-auditors"]
+    form = OIDCProviderForm(
+        data={
+            "name": "Mock OP",
+            "issuer": mock_op,
+            "client_id": "console",
+            "client_secret": "console-secret",
+            "scopes": "openid email profile",
+        }
+    )
+    assert form.is_valid(), form.errors
+    provider, report = providers.run_validation(providers.save_provider(form))
+    assert provider.discovery_snapshot, report.as_list()
+    providers.mark_console_login(provider)
+    set_groups(mock_op, "alice-sub", ["sso-admins"])
+    set_groups(mock_op, "oscar-sub", ["sso-auditors"])
+    return provider

@@ -1,7 +1,6 @@
 """The console's own sign-in, end to end through the backend, against an in-process OP
 (oidc-provider-mock) over real HTTP on 127.0.0.1."""
 
-import json
 import re
 import time
 import urllib.parse
@@ -13,64 +12,14 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
-from oidc_provider_mock import run_server_in_thread
-from oidc_provider_mock._storage import User as OPUser
 
 from console import providers
 from console.forms import OIDCProviderForm
 from console.models import AuditEvent, ExternalIdentity, Provider
 from console.roles import role_of
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, make_user, set_groups
 
 pytestmark = pytest.mark.django_db
-
-USERS = [
-    OPUser(sub="alice-sub", claims={"email": "alice@example.com", "groups": ["sso-admins"]}),
-    OPUser(sub="oscar-sub", claims={"email": "oscar@example.com", "groups": ["sso-auditors"]}),
-    OPUser(sub="nora-sub", claims={"email": "nora@example.com", "groups": ["engineering"]}),
-]
-
-
-@pytest.fixture(scope="module")
-def mock_op():
-    with run_server_in_thread(port=0, user_claims=USERS) as server:
-        yield f"http://127.0.0.1:{server.server_port}"
-
-
-@pytest.fixture
-def sso(mock_op, settings):
-    """The mock OP stored, validated and marked as the console's sign-in provider."""
-    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
-    settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
-    settings.CONSOLE_AUDITOR_GROUPS = ["sso-auditors"]
-    form = OIDCProviderForm(
-        data={
-            "name": "Mock OP",
-            "issuer": mock_op,
-            "client_id": "console",
-            "client_secret": "console-secret",
-            "scopes": "openid email profile",
-        }
-    )
-    assert form.is_valid(), form.errors
-    provider, report = providers.run_validation(providers.save_provider(form))
-    assert provider.discovery_snapshot, report.as_list()
-    providers.mark_console_login(provider)
-    set_groups(mock_op, "alice-sub", ["sso-admins"])
-    set_groups(mock_op, "oscar-sub", ["sso-auditors"])
-    return provider
-
-
-def set_groups(op, sub, groups):
-    """The OP's own admin API: change a user's claims, as an IdP admin would."""
-    email = sub.replace("-sub", "@example.com")
-    request = urllib.request.Request(
-        f"{op}/users/{sub}",
-        data=json.dumps({"email": email, "groups": groups}).encode(),
-        method="PUT",
-        headers={"Content-Type": "application/json"},
-    )
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

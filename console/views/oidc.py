@@ -8,18 +8,21 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 from mozilla_django_oidc.utils import generate_code_challenge, import_from_settings
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from console import audit, auth, providers
+from console import audit, auth, providers, ratelimits
 from console.views.providers import get_provider
 
 TEST_STATES = "oidc_test_states"
 TEST_PASSED = "oidc_test_logins_passed"
 TEST_LOGIN_VALID_FOR = 30 * 60  # a test login lets the same admin mark the provider for 30 min
+MAX_IDP_TEXT = 200  # characters of an IdP's error description kept and shown
+FAILED_EVENTS_PER_IP = "20/h"  # login.failed events recorded per client address
 
 
 class AuthenticateView(OIDCAuthenticationRequestView):
@@ -52,6 +55,8 @@ class CallbackView(OIDCAuthenticationCallbackView):
     def get(self, request):
         if request.GET.get("state") in request.session.get(TEST_STATES, {}):
             return test_login_result(request)
+        # mozilla-django-oidc forgets the state before login_failure() runs: note it first.
+        self.state_was_pending = request.GET.get("state") in request.session.get("oidc_states", {})
         try:
             return super().get(request)
         except auth.NoRole as refusal:
@@ -82,21 +87,39 @@ class CallbackView(OIDCAuthenticationCallbackView):
 
     def login_failure(self):
         error = self.request.GET.get("error")
-        if error:
+        if error and self.state_was_pending:
+            # Only an answer to a sign-in this browser started is the IdP's: anyone can send
+            # this URL any error text, and it must not reach the history or the page.
             description = self.request.GET.get("error_description", "")
-            message = f"The identity provider answered: {error}" + (
-                f" ({description})" if description else ""
+            message = f"The identity provider answered: {error[:100]}" + (
+                f" ({description[:MAX_IDP_TEXT]})" if description else ""
             )
             self._audit_failure(message)
             messages.error(self.request, f"Sign-in failed. {message}")
+        elif error:
+            messages.error(self.request, "Sign-in failed: start it again from this page.")
         return redirect("login")
 
     def _audit_failure(self, reason):
+        """One login.failed event, at most FAILED_EVENTS_PER_IP an hour per client address;
+        the next event recorded counts those left out."""
+        ip = audit.client_ip(self.request) or "unknown"
+        suppressed_key = f"login-failed-suppressed:{ip}"
+        if ratelimits.exceeded(self.request, "login-failed-audit", FAILED_EVENTS_PER_IP):
+            cache.add(suppressed_key, 0, 3600)
+            cache.incr(suppressed_key)
+            return
+        suppressed = cache.get(suppressed_key, 0)
+        cache.delete(suppressed_key)
         audit.record(
             audit.Action.LOGIN_FAILED,
             request=self.request,
             actor=audit.anonymous(""),
-            context={"method": "oidc", "reason": reason[:500]},
+            context={
+                "method": "oidc",
+                "reason": reason[:500],
+                **({"suppressed_before": suppressed} if suppressed else {}),
+            },
         )
 
 
