@@ -9,6 +9,7 @@ import json
 from datetime import timedelta
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
@@ -59,6 +60,15 @@ def user_api(*methods):
             request.role = role_of(token.user)
             if request.role is None:
                 return error(403, "The token's owner has no role in the console.")
+            hours = settings.API_TOKEN_SSO_RECHECK_HOURS
+            confirmed = token.sso_confirmation_overdue(hours)
+            if confirmed is not None:
+                return error(
+                    403,
+                    "Your identity provider last confirmed your account at "
+                    f"{confirmed:%Y-%m-%d %H:%M} UTC; tokens of single sign-on users act only "
+                    f"within {hours} h of that. Sign in to the console again.",
+                )
             if request.method not in SAFE_METHODS and request.role != ADMIN:
                 return error(403, "Your role is read-only: only admins can change configuration.")
             stale = token.last_used_at is None or timezone.now() - token.last_used_at > timedelta(

@@ -151,18 +151,50 @@ class WriteOnlySecretsForm(forms.ModelForm):
 
 
 class ProviderForm(WriteOnlySecretsForm):
-    """Common to every kind: write-only secrets and optimistic concurrency."""
+    """Common to every kind: write-only secrets and optimistic concurrency.
+
+    A stored secret never follows the provider to another host: changing where secrets are
+    sent (`destination_fields`) requires every stored secret again, or clearing it."""
 
     kind = None
     secret_names = ("client_secret",)
     secret_after = {"client_id": ("client_secret",)}
     secret_help = {"client_secret": "Leave blank for a public client (no secret)."}
+    destination_fields = ()
     revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.instance._state.adding:
+        editing = not self.instance._state.adding
+        self.stored_destination = (
+            {name: getattr(self.instance, name) for name in self.destination_fields}
+            if editing
+            else {}
+        )
+        if editing:
             self.fields["revision"].initial = self.instance.revision
+
+    def destination_changed(self):
+        """The fields naming where secrets go that this (valid) submission changes."""
+        return [
+            name
+            for name, before in self.stored_destination.items()
+            if self.cleaned_data.get(name, before) != before
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        moved = self.destination_changed() if self.stored_destination else []
+        if moved:
+            for name in self.secret_names:
+                kept = not cleaned.get(name) and not cleaned.get(f"clear_{name}")
+                if kept and self.instance.has_secret(name):
+                    self.add_error(
+                        name,
+                        f"You changed {', '.join(moved)}: the stored secret is not sent to a "
+                        "new place. Enter it again, or clear it.",
+                    )
+        return cleaned
 
     def save(self, commit=True):
         provider = super().save(commit=False)
@@ -188,6 +220,7 @@ class ProviderForm(WriteOnlySecretsForm):
 
 class CognitoProviderForm(ProviderForm):
     kind = Provider.Kind.COGNITO
+    destination_fields = ("aws_region", "user_pool_id", "cognito_domain")
 
     class Meta:
         model = Provider
@@ -252,6 +285,7 @@ class KeycloakProviderForm(ProviderForm):
     user, and reads the client's secret from Keycloak. So there is no client secret to enter."""
 
     kind = Provider.Kind.KEYCLOAK
+    destination_fields = ("keycloak_server_url",)
     secret_names = ("keycloak_master_password", "keycloak_diffgram_password")
     secret_after = {
         "keycloak_master_user": ("keycloak_master_password",),
@@ -309,6 +343,7 @@ class KeycloakProviderForm(ProviderForm):
 
 class OIDCProviderForm(ProviderForm):
     kind = Provider.Kind.OIDC
+    destination_fields = ("issuer",)
 
     class Meta:
         model = Provider

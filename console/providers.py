@@ -62,6 +62,12 @@ def save_provider(form, *, request=None, actor=None):
             revision = current.revision + 1
         provider = form.save(commit=False)
         provider.revision = revision
+        # Sign-in moved to another host: the console's own login waits for a new Test login.
+        dropped_console_login = (
+            not creating and current.console_login and bool(form.destination_changed())
+        )
+        if dropped_console_login:
+            provider.console_login = False
         if creating:
             provider.save()
         else:
@@ -72,10 +78,13 @@ def save_provider(form, *, request=None, actor=None):
                     "kind",
                     "issuer",
                     "revision",
+                    "console_login",
                     "updated_at",
                 ]  # fmt: skip
             )
         changes = audit.field_changes(before, provider.audit_fields())
+        if dropped_console_login:
+            changes["console_login"] = [True, False]
         if creating or changes:
             audit.record(
                 Action.PROVIDER_CREATED if creating else Action.PROVIDER_CHANGED,

@@ -165,6 +165,9 @@ CONSOLE_OIDC_GROUPS_CLAIM = env("CONSOLE_OIDC_GROUPS_CLAIM", default="groups")
 CONSOLE_ADMIN_GROUPS = [g for g in env.list("CONSOLE_ADMIN_GROUPS", default=[]) if g]
 CONSOLE_AUDITOR_GROUPS = [g for g in env.list("CONSOLE_AUDITOR_GROUPS", default=[]) if g]
 CONSOLE_LOCAL_LOGIN = env.bool("CONSOLE_LOCAL_LOGIN", default=True)
+# A personal API token of an SSO user acts only this long after the IdP last confirmed the
+# account (a sign-in or a silent re-check), so it cannot outlive the account at the IdP.
+API_TOKEN_SSO_RECHECK_HOURS = env.int("API_TOKEN_SSO_RECHECK_HOURS", default=24)
 # mozilla-django-oidc: PKCE and nonce on; our backend does the HTTP through console.outbound,
 # whose timeouts are these.
 OIDC_USE_PKCE = True

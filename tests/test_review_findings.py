@@ -1,19 +1,26 @@
 """Regression tests for the second adversarial review (issue 15): each reproduces an attack that
 worked before its fix. The numbers are the review's."""
 
+import json
 import re
 import time
 import urllib.parse
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 import yaml
+from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from console import config_io
-from console.models import AuditEvent, Provider
+from console.models import ApiToken, AuditEvent, ExternalIdentity, Provider
 from console.views import oidc as oidc_views
 from tests import idp_server
+from tests.conftest import set_groups
+from tests.test_automation_api import token_for
+from tests.test_console_login import sso_login
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +153,100 @@ class TestForgedIdentityProviderErrors:
         time.sleep(1.1)  # ...until the window has passed,
         callback_error(client, pending_state(client))
         assert failures()[-1].context["suppressed_before"] == 2  # ...and are then counted
+
+
+# --- 3. an SSO user's API token must not outlive the account at the IdP --------------------------
+
+
+def api_patch(token, provider, body):
+    return Client().patch(
+        f"/api/v1/providers/{provider.pk}", json.dumps(body), content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )  # fmt: skip
+
+
+class TestTokensOfSingleSignOnUsers:
+    def signed_in_admin_with_a_token(self, client):
+        sso_login(client, "alice-sub")
+        identity = ExternalIdentity.objects.get(subject="alice-sub")
+        return identity, token_for(identity.user)
+
+    def test_a_token_stops_acting_when_the_idp_has_not_confirmed_the_account_lately(
+        self, client, sso
+    ):
+        identity, token = self.signed_in_admin_with_a_token(client)
+        assert api_patch(token, sso, {"scopes": "openid email"}).status_code == 200
+        # Disabled at the IdP: no sign-in and no silent re-check confirms the account any more.
+        ExternalIdentity.objects.filter(pk=identity.pk).update(
+            last_login_at=timezone.now() - timedelta(hours=25)
+        )
+        refused = api_patch(token, sso, {"scopes": "openid email profile"})
+        assert refused.status_code == 403
+        assert "tokens of single sign-on users act only within 24 h" in refused.json()["error"]
+        sso_login(client, "alice-sub")  # confirmed again
+        assert api_patch(token, sso, {"scopes": "openid"}).status_code == 200
+
+    def test_a_token_is_refused_after_a_sync_that_removed_the_role(self, client, sso, mock_op):
+        _, token = self.signed_in_admin_with_a_token(client)
+        set_groups(mock_op, "alice-sub", ["engineering"])
+        sso_login(client, "alice-sub")  # the re-check finds no console group any more
+        refused = api_patch(token, sso, {"scopes": "openid"})
+        assert refused.status_code == 403 and "no role" in refused.json()["error"]
+
+    def test_admins_list_and_revoke_anyones_tokens_and_auditors_cannot(
+        self, admin_client, auditor_client, auditor_user, admin_user
+    ):
+        auditor_token = token_for(auditor_user)
+        page = admin_client.get(reverse("api-tokens"))
+        [listed] = page.context["others"]
+        assert listed.user == auditor_user
+        own = ApiToken.objects.create(
+            user=admin_user, name="admin's", token_hash="x" * 64,
+            expires_at=timezone.now() + timedelta(days=1),
+        )  # fmt: skip
+        assert auditor_client.post(reverse("api-token-revoke", args=[own.pk])).status_code == 404
+        admin_client.post(reverse("api-token-revoke", args=[listed.pk]))
+        assert ApiToken.find_active(auditor_token) is None
+        event = AuditEvent.objects.get(action="api_token.revoked")
+        assert (event.actor_label, event.target_label) == ("alice-admin", "oscar-auditor")
+
+
+# --- 4. a stored secret must not follow an edited issuer -----------------------------------------
+
+
+def edit_data(provider, **changes):
+    from tests.test_providers import edit_data as current_values
+
+    return current_values(provider, **changes)
+
+
+class TestASecretDoesNotFollowTheProvider:
+    def test_changing_the_issuer_requires_the_secret_again(self, admin_client, sso, idp):
+        elsewhere = idp_server.serve_okta(idp)
+        url = reverse("provider-edit", args=[sso.pk])
+        refused = admin_client.post(url, edit_data(sso, issuer=elsewhere))
+        assert refused.status_code == 200
+        assert "You changed issuer: the stored secret is not sent to a new place." in " ".join(
+            refused.context["form"].errors["client_secret"]
+        )
+        stored = Provider.objects.get(pk=sso.pk)
+        assert stored.issuer != elsewhere and stored.secret("client_secret") == "console-secret"
+
+        # With the secret typed again it is saved, and the console's own sign-in waits for a
+        # new test login against the new issuer.
+        done = admin_client.post(
+            url, edit_data(sso, issuer=elsewhere, client_secret="new-secret"), follow=True
+        )
+        assert b"no longer signs admins in to the console" in done.content
+        stored.refresh_from_db()
+        assert (stored.issuer, stored.console_login) == (elsewhere, False)
+        event = AuditEvent.objects.filter(action="provider.changed").latest("id")
+        assert event.changes["console_login"] == [True, False]
+
+    def test_keycloak_passwords_do_not_follow_a_new_server(self, admin_client, keycloak_provider):
+        url = reverse("provider-edit", args=[keycloak_provider.pk])
+        response = admin_client.post(
+            url, edit_data(keycloak_provider, keycloak_server_url="https://other.example.test/")
+        )
+        errors = response.context["form"].errors
+        assert set(errors) == {"keycloak_master_password", "keycloak_diffgram_password"}

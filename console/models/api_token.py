@@ -35,6 +35,18 @@ class ApiToken(models.Model):
     def active(self):
         return self.revoked_at is None and self.expires_at > timezone.now()
 
+    def sso_confirmation_overdue(self, hours):
+        """For an SSO user, when the IdP last confirmed the account (a sign-in or a silent
+        re-check) if that is more than `hours` ago, so the token must stop acting; None for a
+        local user or a recent confirmation. A token must not outlive the account at the IdP."""
+        identities = list(self.user.external_identities.all())
+        if not identities:
+            return None
+        confirmed = max((i.last_login_at for i in identities if i.last_login_at), default=None)
+        if confirmed is not None and confirmed > timezone.now() - timezone.timedelta(hours=hours):
+            return None
+        return confirmed or self.created_at
+
     @classmethod
     def find_active(cls, token):
         """The active token with this secret, or None (looked up by hash, an indexed column)."""

@@ -1,8 +1,10 @@
-"""The signed-in user's own things: personal API tokens for automation."""
+"""The signed-in user's own things: personal API tokens for automation (and, for admins,
+everyone's tokens, to revoke)."""
 
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -10,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from console import audit
 from console.models import ApiToken
-from console.roles import own_account_view
+from console.roles import ADMIN, own_account_view
 
 
 class ApiTokenForm(forms.Form):
@@ -42,10 +44,25 @@ def api_tokens(request):
             context={"token": token.name, "expires_at": token.expires_at.isoformat()},
         )
         form = ApiTokenForm()
+    others = None
+    if request.role == ADMIN:  # admins see, and may revoke, everyone's active tokens
+        others = [
+            token
+            for token in ApiToken.objects.select_related("user")
+            .exclude(user=request.user)
+            .filter(revoked_at=None)
+            if token.active
+        ]
     response = render(
         request,
         "console/api_tokens.html",
-        {"form": form, "tokens": request.user.api_tokens.all(), "new_token": new_token},
+        {
+            "form": form,
+            "tokens": request.user.api_tokens.all(),
+            "new_token": new_token,
+            "others": others,
+            "recheck_hours": settings.API_TOKEN_SSO_RECHECK_HOURS,
+        },
     )
     response["Cache-Control"] = "no-store"
     return response
@@ -54,14 +71,19 @@ def api_tokens(request):
 @own_account_view
 @require_POST
 def api_token_revoke(request, token_id):
-    token = get_object_or_404(ApiToken, pk=token_id, user=request.user, revoked_at=None)
+    """Revoke one of your own tokens; admins may revoke anyone's."""
+    tokens = ApiToken.objects.select_related("user").filter(revoked_at=None)
+    if request.role != ADMIN:
+        tokens = tokens.filter(user=request.user)
+    token = get_object_or_404(tokens, pk=token_id)
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
     audit.record(
         audit.Action.API_TOKEN_REVOKED,
         request=request,
-        target=("user", request.user.pk, request.user.username),
+        target=("user", token.user.pk, token.user.username),
         context={"token": token.name},
     )
-    messages.success(request, f"Revoked the token {token.name}.")
+    owner = "" if token.user == request.user else f" of {token.user.username}"
+    messages.success(request, f"Revoked the token {token.name}{owner}.")
     return redirect("api-tokens")

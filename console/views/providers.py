@@ -57,11 +57,18 @@ def provider_edit(request, provider_id):
     form = form_class(request.POST or None, instance=provider)
     conflict = None
     if request.method == "POST" and form.is_valid():
+        was_console_login = provider.console_login
         try:
             provider = providers.save_provider(form, request=request)
         except providers.EditConflict as error:
             conflict = error
         else:
+            if was_console_login and not provider.console_login:
+                messages.warning(
+                    request,
+                    f"{provider} no longer signs admins in to the console: it now points "
+                    "elsewhere. Run a Test login, then mark it again.",
+                )
             return _validate_and_show(request, provider)
     return render(
         request,
