@@ -7,15 +7,19 @@ Copy this one file to a Diffgram host (Python 3.8+, standard library only) and r
          diffgram_sso_agent.py pull --console https://sso.example.com/ --instance 7 \
              --token-file /etc/diffgram-sso/token --env-file /opt/diffgram/.env --interval 60
 
-  serve  receive signed webhook pushes from the console:
-         diffgram_sso_agent.py serve --listen 127.0.0.1:8765 \
+  serve  receive signed webhook pushes from the console, over TLS:
+         diffgram_sso_agent.py serve --listen 0.0.0.0:8765 \
+             --tls-cert /etc/diffgram-sso/agent.crt --tls-key /etc/diffgram-sso/agent.key \
              --secret-file /etc/diffgram-sso/secret --env-file /opt/diffgram/.env \
              --console https://sso.example.com/ --instance 7 --token-file /etc/diffgram-sso/token
 
-Only the SSO variables are replaced; every other line and comment of the .env file is kept. The
-file is written atomically (temporary file + rename) with its permissions, the applied version
-is acknowledged to the console, and --on-change "CMD" (e.g. "docker compose up -d") runs after
-a change. The applied version is remembered in <env-file>.sso-state.json.
+Only the SSO variables are replaced (MANAGED below; a push or pull naming any other variable is
+refused); every other line and comment of the .env file is kept. The file is written atomically
+(temporary file + rename) with its permissions, the applied version is acknowledged to the
+console, and --on-change "CMD" (e.g. "docker compose up -d") runs after a change. What was
+applied is remembered in <env-file>.sso-state.json: the version, and the console's assignment
+sequence, which orders pushes across a switch to another provider (version numbers are per
+provider).
 """
 
 import argparse
@@ -26,13 +30,15 @@ import json
 import os
 import random
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The variables the console manages; console/diffgram.py uses this same list.
 MANAGED = (
@@ -45,6 +51,9 @@ HEADER_COMMENT = "# Diffgram SSO: managed by the SSO console's agent"
 MAX_TIMESTAMP_SKEW = 300
 MAX_BODY = 1024 * 1024
 HTTP_TIMEOUT = 10
+CONNECTION_TIMEOUT = 10  # seconds a push connection may sit idle
+MAX_CONNECTIONS = 16  # pushes handled at once; more are turned away
+SEQUENCE_HEADER = "X-Config-Sequence"
 ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
 UNQUOTED = re.compile(r"[A-Za-z0-9_./:@%+,=~-]+")
 
@@ -114,6 +123,12 @@ def _closes(rest, quote):
         if position == 0 or rest[position - 1] != "\\":
             return True
         position += 1
+
+
+def refused_names(settings):
+    """The names in `settings` this agent will not write: only the SSO variables it manages.
+    A signed push must not be able to set POSTGRES_PASSWORD or inject a line."""
+    return sorted(name for name in settings if name not in MANAGED)
 
 
 def merge_env(existing, settings):
@@ -188,8 +203,11 @@ def read_state(env_file):
         return {}
 
 
-def apply(env_file, version, settings, etag="", on_change=""):
-    """Write the settings into the env file and remember the version."""
+def apply(env_file, version, settings, etag="", on_change="", sequence=0):
+    """Write the settings into the env file and remember what was applied."""
+    refused = refused_names(settings)
+    if refused:
+        raise AgentError(f"refused variables this agent does not manage: {', '.join(refused)}")
     try:
         with open(env_file, encoding="utf-8") as current:
             existing = current.read()
@@ -199,7 +217,8 @@ def apply(env_file, version, settings, etag="", on_change=""):
     changed = merged != existing
     if changed:
         write_atomically(env_file, merged)
-    write_atomically(env_file + ".sso-state.json", json.dumps({"version": version, "etag": etag}))
+    state = {"version": version, "etag": etag, "sequence": sequence}
+    write_atomically(env_file + ".sso-state.json", json.dumps(state))
     log(f"applied version {version} to {env_file}" + ("" if changed else " (no change)"))
     if changed and on_change:
         result = subprocess.run(on_change, shell=True, check=False)  # noqa: S602 - operator's command
@@ -253,6 +272,7 @@ def pull_once(args):
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310
             body = response.read(MAX_BODY + 1).decode("utf-8")
             version = int(response.headers["X-Config-Version"])
+            sequence = int(response.headers.get(SEQUENCE_HEADER) or 0)
             etag = response.headers.get("ETag", "")
     except urllib.error.HTTPError as error:
         if error.code == 304:
@@ -266,7 +286,7 @@ def pull_once(args):
     if len(body) > MAX_BODY:
         raise AgentError("the console's answer is larger than 1 MiB")
     try:
-        apply(args.env_file, version, parse_env_body(body), etag, args.on_change)
+        apply(args.env_file, version, parse_env_body(body), etag, args.on_change, sequence)
     except (OSError, AgentError) as error:
         acknowledge(args.console, args.instance, token, version, False, str(error))
         raise AgentError(f"could not apply version {version}: {error}") from None
@@ -310,11 +330,15 @@ def make_handler(args):
     secret = read_secret(args.secret_file)
 
     class PushHandler(BaseHTTPRequestHandler):
+        timeout = CONNECTION_TIMEOUT  # an idle or slow client cannot hold a connection
+
         def do_POST(self):  # noqa: N802 - the stdlib's name
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():  # missing, negative or not a number: never read to EOF
+                return self._answer(411, {"error": "a Content-Length is required"})
+            if int(length) > MAX_BODY:
                 return self._answer(413, {"error": "body too large"})
-            body = self.rfile.read(length)
+            body = self.rfile.read(int(length))
             refusal = verify(
                 secret,
                 self.headers.get("X-Diffgram-SSO-Timestamp"),
@@ -327,18 +351,28 @@ def make_handler(args):
             try:
                 push = json.loads(body)
                 version, settings = int(push["version"]), push["settings"]
+                sequence = int(push.get("sequence") or 0)
                 if not isinstance(settings, dict):
                     raise ValueError("settings is not an object")
             except (ValueError, KeyError, TypeError) as error:
                 return self._answer(400, {"error": f"invalid push: {error}"})
-            applied = read_state(args.env_file).get("version") or 0
-            if version < applied:
-                return self._answer(409, {"error": f"version {version} is older than {applied}"})
-            if version == applied:
+            refused = refused_names(settings)
+            if refused:
+                log(f"refused a push naming variables it does not manage: {', '.join(refused)}")
+                return self._answer(400, {"error": f"refused variables: {', '.join(refused)}"})
+            # Ordered by the console's assignment sequence, which grows across provider
+            # switches (version numbers start again at 1 with each provider).
+            state = read_state(args.env_file)
+            applied = state.get("sequence") or 0
+            if sequence < applied:
+                return self._answer(
+                    409, {"error": f"assignment {sequence} is older than {applied}"}
+                )
+            if sequence == applied and version == state.get("version"):
                 return self._answer(200, {"applied": version, "changed": False})
             token = read_secret(args.token_file)
             try:
-                apply(args.env_file, version, settings, on_change=args.on_change)
+                apply(args.env_file, version, settings, on_change=args.on_change, sequence=sequence)
             except (OSError, AgentError) as error:
                 acknowledge(args.console, args.instance, token, version, False, str(error))
                 return self._answer(500, {"error": f"could not apply: {error}"})
@@ -362,10 +396,42 @@ def make_handler(args):
     return PushHandler
 
 
+class BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS at once; more are closed at once."""
+
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def run_serve(args):
     host, _, port = args.listen.rpartition(":")
-    server = HTTPServer((host or "127.0.0.1", int(port)), make_handler(args))
-    log(f"listening on {args.listen}")
+    server = BoundedServer((host or "127.0.0.1", int(port)), make_handler(args))
+    scheme = "http"
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        # The handshake happens in the connection's own thread, under its timeout.
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        scheme = "https"
+    log(f"listening on {scheme}://{args.listen}")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
@@ -391,10 +457,14 @@ def main(argv=None):
     serve = commands.add_parser("serve", help="receive webhook pushes")
     serve.add_argument("--listen", required=True, help="HOST:PORT, e.g. 127.0.0.1:8765")
     serve.add_argument("--secret-file", required=True, help="file holding the signing secret")
+    serve.add_argument("--tls-cert", default="", help="PEM certificate (chain) to serve TLS")
+    serve.add_argument("--tls-key", default="", help="its PEM private key")
     console_args(serve)
     args = parser.parse_args(argv)
     if not args.console.startswith(("https://", "http://")):
         parser.error("--console must be an http(s) URL")
+    if args.command == "serve" and bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     try:
         return run_pull(args) if args.command == "pull" else run_serve(args)
     except AgentError as error:

@@ -28,7 +28,7 @@ MAX_DETAIL = 2000
 _DUMMY_HASH = hash_token("no such instance")
 # What the machine API reads of an instance (not the provider, nor its JSON snapshots).
 INSTANCE_COLUMNS = (
-    "id", "name", "url_base", "token_hash", "revision", "last_pull_at",
+    "id", "name", "url_base", "token_hash", "revision", "last_pull_at", "assignment_sequence",
     "last_pulled_version_number", "assigned_version__id", "assigned_version__number",
     "assigned_version__settings", "assigned_version__secret_settings_encrypted",
     "assigned_version__login_url_template", "assigned_version__content_hash",
@@ -129,6 +129,8 @@ def pull_config(request):
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)
+    # Orders what the agent applies across provider switches (version numbers are per provider).
+    response["X-Config-Sequence"] = str(instance.assignment_sequence)
     response["Cache-Control"] = "no-store"
     return response
 

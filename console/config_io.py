@@ -41,6 +41,7 @@ DEFAULT_SCOPES = {
 }
 INSTANCE_FIELDS = [
     "url_base", "shape", "rollout_group", "provider", "push_target", "webhook_url",
+    "webhook_allow_http",
     "ssm_region", "ssm_prefix",
 ]  # fmt: skip
 
@@ -287,6 +288,7 @@ def _plan_instance(entry, path, problem, known_providers):
         "rollout_group": entry.get("rollout_group", "default"),
         "push_target": entry.get("push_target", "none"),
         "webhook_url": entry.get("webhook_url", ""),
+        "webhook_allow_http": entry.get("webhook_allow_http", False),
         "ssm_region": entry.get("ssm_region", ""),
         "ssm_prefix": entry.get("ssm_prefix", ""),
     }

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.core.exceptions import ValidationError
 
+from console import outbound
 from console.diffgram import INSTANCE_PLACEHOLDER
 from console.models import AuditEvent, Instance, Provider
 
@@ -427,7 +428,7 @@ class InstanceForm(forms.ModelForm):
         model = Instance
         fields = [
             "name", "url_base", "shape", "rollout_group", "provider", "push_target",
-            "webhook_url", "ssm_region", "ssm_prefix",
+            "webhook_url", "webhook_allow_http", "ssm_region", "ssm_prefix",
         ]  # fmt: skip
         help_texts = {
             "provider": "The identity provider whose published versions this instance runs "
@@ -462,6 +463,11 @@ class InstanceForm(forms.ModelForm):
             else:
                 try:
                     cleaned["webhook_url"] = http_url(url, "webhook URL")
+                    problem = outbound.webhook_url_problem(
+                        cleaned["webhook_url"], allow_http=cleaned.get("webhook_allow_http")
+                    )
+                    if problem:
+                        raise ValidationError(problem)
                 except ValidationError as error:
                     self.add_error("webhook_url", error)
         if target == Instance.PushTarget.SSM:

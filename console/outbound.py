@@ -72,17 +72,60 @@ def private_urls_allowed():
     return settings.SSO_ADMIN_ALLOW_PRIVATE_URLS
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip):
+    """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo, NAT64), else None: such
+    addresses reach that IPv4 host and are judged as it."""
+    if ip.ipv4_mapped:
+        return ip.ipv4_mapped
+    if ip.sixtofour:
+        return ip.sixtofour
+    if ip.teredo:
+        return ip.teredo[1]  # the client's address
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def webhook_url_problem(url, *, allow_http):
+    """Why the console will not push to this agent URL, or "" when it will. Pushes carry
+    secrets: https, except to this host itself or with the instance's explicit "allow plain
+    HTTP"; never to an address that is never allowed (cloud metadata and the like)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        literal = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if literal is not None and _never_allowed(literal):
+        return f"{host} is a link-local, multicast or reserved address: never allowed."
+    loopback = host == "localhost" or (literal is not None and literal.is_loopback)
+    if parts.scheme == "http" and not loopback and not allow_http:
+        return (
+            "Pushes carry secrets: use https:// (serve the agent with --tls-cert and --tls-key), "
+            'or tick "allow plain HTTP" for a network you trust end to end.'
+        )
+    return ""
+
+
+def _never_allowed(ip):
+    return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+
+
 def address_refusal(address):
     """Why we never connect to `address`, or None when we may.
 
     Link-local (cloud metadata at 169.254.169.254), multicast, unspecified and reserved
     addresses are always refused. Loopback and private ranges are refused unless
-    SSO_ADMIN_ALLOW_PRIVATE_URLS is on. IPv4-mapped IPv6 is judged as the IPv4 it carries.
+    SSO_ADMIN_ALLOW_PRIVATE_URLS is on. An IPv6 address carrying an IPv4 one (mapped, 6to4,
+    Teredo, NAT64) is judged as the IPv4 it carries.
     """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = _embedded_ipv4(ip) or ip
+    if _never_allowed(ip):
         return "a link-local, multicast or reserved address (never allowed)"
     if ip.is_global:
         return None

@@ -354,20 +354,23 @@ def version_diff(old, new):
     return rows
 
 
-def _assign(instance, version, *, request=None, actor=None):
+def _assign(instance, version, *, request=None, actor=None, again=False):
     """Point one instance at a version (and queue its push); returns its PushRequest or None."""
-    requests = _assign_many([instance], version)
+    requests = _assign_many([instance], version, again=again)
     instance.assigned_version = version
     return requests[0] if requests else None
 
 
-def _assign_many(instances, version):
+def _assign_many(instances, version, *, again=False):
     """Point instances at a version and, for pushed instances, queue the pushes (outbox).
+    Each assignment bumps the instance's assignment sequence, except `again` (a repush of the
+    same assignment, which the agent then recognises as already applied).
 
     Bulk statements: publishing to a thousand instances is a handful of queries."""
     now = timezone.now()
+    sequence = F("assignment_sequence") + (0 if again else 1)
     Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
-        assigned_version=version, updated_at=now
+        assigned_version=version, assignment_sequence=sequence, updated_at=now
     )
     pull_states.invalidate(i.pk for i in instances)  # an update() sends no post_save
     pushed = [i for i in instances if i.push_target != Instance.PushTarget.NONE]
@@ -417,6 +420,7 @@ def signed_webhook(instance, version):
         {
             "instance": instance.name,
             "version": version.number,
+            "sequence": instance.assignment_sequence,
             "content_hash": instance_content_hash(version, instance),
             "settings": all_settings,
         },
@@ -435,6 +439,11 @@ def signed_webhook(instance, version):
 
 
 def _send_webhook(instance, version):
+    problem = outbound.webhook_url_problem(
+        instance.webhook_url, allow_http=instance.webhook_allow_http
+    )
+    if problem:
+        raise DeliveryError(f"Not sent to {instance.webhook_url}: {problem}", permanent=True)
     body, headers = signed_webhook(instance, version)
     try:
         response = outbound.post(instance.webhook_url, body, headers)
@@ -689,4 +698,4 @@ def repush(instance, *, request=None, actor=None):
     """Queue the assigned version again; the agent ignores a version it already applied."""
     with transaction.atomic():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
-        return _assign(stored, stored.assigned_version, request=request, actor=actor)
+        return _assign(stored, stored.assigned_version, request=request, actor=actor, again=True)

@@ -576,12 +576,12 @@ class AgentProcess:
             capture_output=True, text=True, timeout=60, env=subprocess_environment(),
         )  # fmt: skip
 
-    def serve(self, port):
+    def serve(self, port, *extra):
         self.log_path = self.folder / f"agent-{port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - open while it serves
         self.server = subprocess.Popen(
             [sys.executable, str(AGENT), "serve", "--listen", f"127.0.0.1:{port}",
-             "--secret-file", str(self.secret_file), *self.common_args()],
+             "--secret-file", str(self.secret_file), *self.common_args(), *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=subprocess_environment(),
         )  # fmt: skip
         wait_for_port(port, self.server, self.log_path)

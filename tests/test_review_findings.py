@@ -1,10 +1,16 @@
 """Regression tests for the second adversarial review (issue 15): each reproduces an attack that
 worked before its fix. The numbers are the review's."""
 
+import hashlib
+import hmac
+import ipaddress
 import json
 import re
+import socket
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from datetime import timedelta
 from io import StringIO
 
@@ -14,11 +20,19 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console import config_io
-from console.models import ApiToken, AuditEvent, ExternalIdentity, Provider
+from console import config_io, outbound, providers, rollout
+from console.forms import InstanceForm, KeycloakProviderForm
+from console.models import (
+    ApiToken,
+    AuditEvent,
+    ExternalIdentity,
+    Instance,
+    Provider,
+    PushRequest,
+)
 from console.views import oidc as oidc_views
 from tests import idp_server
-from tests.conftest import set_groups
+from tests.conftest import AgentProcess, free_port, make_instance, set_groups
 from tests.test_automation_api import token_for
 from tests.test_console_login import sso_login
 
@@ -250,3 +264,228 @@ class TestASecretDoesNotFollowTheProvider:
         )
         errors = response.context["form"].errors
         assert set(errors) == {"keycloak_master_password", "keycloak_diffgram_password"}
+
+
+# --- 5-8. the agent and the way pushes reach it --------------------------------------------------
+
+
+def tls_files(folder):
+    """A private CA and a certificate for 127.0.0.1 signed by it (PEM files)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = timezone.now()
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+        .public_key(ca_key.public_key()).serial_number(1)
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    certificate = (
+        x509.CertificateBuilder().subject_name(name("agent")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(2)
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )  # fmt: skip
+    )
+    return paths
+
+
+def raw_request(port, head, timeout=5):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        return sock.recv(4096).decode("latin-1")
+
+
+def signed_post(instance, version, url=None, **overrides):
+    body, headers = rollout.signed_webhook(instance, version)
+    if overrides:
+        document = {**json.loads(body), **overrides}
+        body = json.dumps(document).encode()
+        timestamp = headers["X-Diffgram-SSO-Timestamp"]
+        digest = hmac.new(
+            instance.signing_secret().encode(), timestamp.encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+        headers["X-Diffgram-SSO-Signature"] = f"sha256={digest}"
+    request = urllib.request.Request(url or instance.webhook_url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture
+def agent(keycloak_provider, live_server, tmp_path, monkeypatch):
+    """A pushed instance on the Keycloak provider with its agent serving on 127.0.0.1. The
+    tests deliver pushes themselves (rollout.deliver), so nothing is queued for a worker that
+    could still be writing when the test database is emptied."""
+    monkeypatch.setattr(rollout, "dispatch_after_commit", lambda push_request_ids: None)
+    port = free_port()
+    instance, token = make_instance(
+        keycloak_provider, "pushed", push_target="webhook",
+        webhook_url=f"http://127.0.0.1:{port}/",
+    )  # fmt: skip
+    process = AgentProcess(tmp_path, instance, token, live_server.url)
+    process.port = port
+    yield instance, process
+    process.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+class TestTheAgent:
+    def test_bad_lengths_are_refused_unread_and_an_idle_client_blocks_nobody(
+        self, agent, keycloak_provider
+    ):
+        instance, process = agent
+        process.serve(process.port)
+        head = "POST / HTTP/1.1\r\nHost: agent\r\n"
+        assert " 411 " in raw_request(process.port, f"{head}Content-Length: -1\r\n\r\n".encode())
+        assert " 411 " in raw_request(process.port, f"{head}\r\n".encode())
+        assert " 413 " in raw_request(
+            process.port, f"{head}Content-Length: 9999999\r\n\r\n".encode()
+        )
+        with socket.create_connection(("127.0.0.1", process.port)):  # says nothing, stays open
+            version = rollout.publish(keycloak_provider)
+            instance.refresh_from_db()
+            assert signed_post(instance, version) == (200, {"applied": 1, "changed": True})
+        assert process.server.poll() is None  # still serving
+
+    def test_a_switch_to_another_provider_is_applied_not_refused_as_older(
+        self, agent, keycloak_provider, idp
+    ):
+        instance, process = agent
+        process.serve(process.port)
+
+        def deliver_latest():
+            push = PushRequest.objects.filter(instance=instance).latest("id")
+            rollout.deliver([push.pk])
+            push.refresh_from_db()
+            return push
+
+        rollout.publish(keycloak_provider)
+        rollout.publish(keycloak_provider)
+        assert deliver_latest().state == "succeeded"  # the agent runs v2 of the first provider
+        form = KeycloakProviderForm(
+            data={
+                "name": "Other Keycloak", "keycloak_server_url": idp_server.serve_keycloak(idp),
+                "keycloak_realm": "diffgram-realm", "client_id": "other-{instance}",
+                "keycloak_master_user": "admin", "keycloak_master_password": "m",
+                "keycloak_diffgram_user": "d", "keycloak_diffgram_password": "p",
+            }
+        )  # fmt: skip
+        assert form.is_valid(), form.errors
+        other, _ = providers.run_validation(providers.save_provider(form))
+        instance.refresh_from_db()
+        switch = InstanceForm(
+            data={**instance.audit_fields(), "provider": other.pk, "name": instance.name},
+            instance=instance,
+        )
+        assert switch.is_valid(), switch.errors
+        rollout.update_instance(switch)
+        version = rollout.publish(Provider.objects.get(pk=other.pk))
+        assert version.number == 1  # version numbers start again with each provider
+        push = deliver_latest()
+        assert (push.state, push.last_error) == ("succeeded", "")
+        assert process.env()["OAUTH2_PROVIDER_CLIENT_ID"] == "other-pushed"
+
+    def test_it_writes_only_the_variables_it_manages(self, agent, keycloak_provider):
+        instance, process = agent
+        process.serve(process.port)
+        process.env_file.write_text("POSTGRES_PASSWORD=keep-me\n")
+        version = rollout.publish(keycloak_provider)
+        instance.refresh_from_db()
+        for settings_ in (
+            {"POSTGRES_PASSWORD": "attacker"},
+            {"USE_OAUTH2": "True", "X\nPOSTGRES_PASSWORD": "attacker"},
+        ):
+            status, answer = signed_post(instance, version, settings=settings_)
+            assert status == 400 and "refused variables" in answer["error"]
+        assert process.env_file.read_text() == "POSTGRES_PASSWORD=keep-me\n"
+        assert "refused a push naming variables it does not manage" in process.log_path.read_text()
+
+    def test_it_serves_tls_and_the_console_pushes_over_it(
+        self, agent, keycloak_provider, tmp_path, monkeypatch
+    ):
+        instance, process = agent
+        files = tls_files(tmp_path)
+        process.serve(
+            process.port, "--tls-cert", str(files["cert"]), "--tls-key", str(files["key"])
+        )
+        monkeypatch.setenv("SSL_CERT_FILE", str(files["ca"]))  # the console trusts the test CA
+        Instance.objects.filter(pk=instance.pk).update(
+            webhook_url=f"https://127.0.0.1:{process.port}/"
+        )
+        rollout.publish(keycloak_provider)
+        push = PushRequest.objects.get(instance=instance)
+        rollout.deliver([push.pk])
+        push.refresh_from_db()
+        assert push.state == "succeeded", push.last_error
+        assert process.env()["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
+
+
+class TestWebhookURLs:
+    def form(self, provider, url, allow_http=False):
+        from console.forms import InstanceForm
+
+        return InstanceForm(
+            data={
+                "name": "x", "url_base": "https://x.example.test/", "shape": "compose",
+                "rollout_group": "default", "provider": provider.pk, "push_target": "webhook",
+                "webhook_url": url, **({"webhook_allow_http": "on"} if allow_http else {}),
+            }
+        )  # fmt: skip
+
+    def test_plain_http_off_this_host_needs_the_explicit_choice(self, keycloak_provider):
+        refused = self.form(keycloak_provider, "http://agent.example.test:8765/")
+        assert "Pushes carry secrets: use https://" in " ".join(refused.errors["webhook_url"])
+        assert self.form(keycloak_provider, "http://agent.example.test:8765/", True).is_valid()
+        assert self.form(keycloak_provider, "https://agent.example.test:8765/").is_valid()
+        assert self.form(keycloak_provider, "http://127.0.0.1:8765/").is_valid()
+
+    def test_the_metadata_address_is_refused_at_registration(self, keycloak_provider):
+        for url in ("https://169.254.169.254/", "http://[fe80::1]/"):
+            errors = self.form(keycloak_provider, url, allow_http=True).errors["webhook_url"]
+            assert "never allowed" in " ".join(errors)
+
+    def test_a_plain_http_agent_is_marked_on_the_fleet_view(self, admin_client, keycloak_provider):
+        form = self.form(keycloak_provider, "http://agent.example.test:8765/", allow_http=True)
+        assert form.is_valid()
+        rollout.create_instance(form)
+        page = admin_client.get(reverse("instances")).content.decode()
+        assert "plain HTTP to the agent" in page
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:a00:1::1",  # 6to4 carrying 10.0.0.1
+        "2002:7f00:1::1",  # 6to4 carrying 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 carrying 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 carrying 169.254.169.254
+    ],
+)
+def test_ipv6_addresses_carrying_private_ipv4_are_not_public(address, settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = False
+    assert outbound.address_refusal(address) is not None

@@ -51,6 +51,12 @@ class Instance(models.Model):
         max_length=16, choices=PushTarget.choices, default=PushTarget.NONE
     )
     webhook_url = models.CharField("agent webhook URL", max_length=500, blank=True)
+    webhook_allow_http = models.BooleanField(
+        "allow plain HTTP to this agent",
+        default=False,
+        help_text="Pushes carry secrets: only for an agent on a network you trust end to end. "
+        "Otherwise serve the agent with --tls-cert/--tls-key and use https://.",
+    )
     ssm_region = models.CharField("SSM region", max_length=32, blank=True)
     ssm_prefix = models.CharField(
         "SSM parameter prefix",
@@ -61,6 +67,9 @@ class Instance(models.Model):
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_rotated_at = models.DateTimeField(null=True, editable=False)
     signing_secret_encrypted = models.TextField(editable=False)
+    # Grows with every assignment (publish, rollback, provider switch, repush): it orders what
+    # the agent applies, since version numbers start again with each provider.
+    assignment_sequence = models.PositiveBigIntegerField(default=0, editable=False)
     assigned_version = models.ForeignKey(
         "ConfigVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         editable=False,
@@ -122,6 +131,7 @@ class Instance(models.Model):
             "provider": self.provider.name if self.provider_id else None,
             "push_target": self.push_target,
             "webhook_url": self.webhook_url,
+            "webhook_allow_http": self.webhook_allow_http,
             "ssm_region": self.ssm_region,
             "ssm_prefix": self.ssm_prefix,
         }

@@ -21,6 +21,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--push", default="none", help="none | webhook:URL | ssm:REGION[:PREFIX]"
         )
+        parser.add_argument(
+            "--allow-plain-http", action="store_true",
+            help="allow an http:// webhook off this host (pushes carry secrets)",
+        )  # fmt: skip
 
     def handle(self, *args, **options):
         provider = Provider.objects.filter(name=options["provider"]).first()
@@ -33,6 +37,7 @@ class Command(BaseCommand):
             "rollout_group": options["group"],
             "provider": provider.pk,
             **self._push(options["push"]),
+            "webhook_allow_http": options["allow_plain_http"],
         }
         form = InstanceForm(data=data)
         if not form.is_valid():
