@@ -657,3 +657,18 @@ def sso(mock_op, settings):
     set_groups(mock_op, "alice-sub", ["sso-admins"])
     set_groups(mock_op, "oscar-sub", ["sso-auditors"])
     return provider
+
+
+@pytest.fixture
+def webhook_instance(keycloak_provider, live_server, tmp_path):
+    """A pushed instance on the Keycloak provider and its agent (serving once a test says so)
+    on a free port of 127.0.0.1, acknowledging to the live server."""
+    port = free_port()
+    instance, token = make_instance(
+        keycloak_provider, "pushed", push_target="webhook",
+        webhook_url=f"http://127.0.0.1:{port}/",
+    )  # fmt: skip
+    agent = AgentProcess(tmp_path, instance, token, live_server.url)
+    agent.port = port
+    yield instance, agent
+    agent.stop()

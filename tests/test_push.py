@@ -24,19 +24,6 @@ def push_state(instance):
     )
 
 
-@pytest.fixture
-def webhook_instance(keycloak_provider, live_server, tmp_path):
-    port = free_port()
-    instance, token = make_instance(
-        keycloak_provider, "pushed", push_target="webhook",
-        webhook_url=f"http://127.0.0.1:{port}/",
-    )  # fmt: skip
-    agent = AgentProcess(tmp_path, instance, token, live_server.url)
-    agent.port = port
-    yield instance, agent
-    agent.stop()
-
-
 def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
     celery_worker, keycloak_provider, webhook_instance
 ):

@@ -32,7 +32,7 @@ from console.models import (
 )
 from console.views import oidc as oidc_views
 from tests import idp_server
-from tests.conftest import AgentProcess, free_port, make_instance, set_groups
+from tests.conftest import set_groups
 from tests.test_automation_api import token_for
 from tests.test_console_login import sso_login
 
@@ -336,20 +336,11 @@ def signed_post(instance, version, url=None, **overrides):
 
 
 @pytest.fixture
-def agent(keycloak_provider, live_server, tmp_path, monkeypatch):
-    """A pushed instance on the Keycloak provider with its agent serving on 127.0.0.1. The
-    tests deliver pushes themselves (rollout.deliver), so nothing is queued for a worker that
-    could still be writing when the test database is emptied."""
+def agent(webhook_instance, monkeypatch):
+    """The tests deliver pushes themselves (rollout.deliver), so nothing is queued for a worker
+    that could still be writing when the test database is emptied."""
     monkeypatch.setattr(rollout, "dispatch_after_commit", lambda push_request_ids: None)
-    port = free_port()
-    instance, token = make_instance(
-        keycloak_provider, "pushed", push_target="webhook",
-        webhook_url=f"http://127.0.0.1:{port}/",
-    )  # fmt: skip
-    process = AgentProcess(tmp_path, instance, token, live_server.url)
-    process.port = port
-    yield instance, process
-    process.stop()
+    return webhook_instance
 
 
 @pytest.mark.django_db(transaction=True)
