@@ -13,8 +13,9 @@ import base64
 import json
 import logging
 import time
+import unicodedata
 from dataclasses import dataclass, field
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -30,7 +31,7 @@ from joserfc.jwk import KeySet
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.middleware import SessionRefresh
 
-from console import audit, discovery, outbound
+from console import audit, discovery, encryption, outbound
 from console.models import ExternalIdentity, Provider
 from console.roles import ADMIN, AUDITOR, ROLES
 
@@ -52,7 +53,7 @@ class NoRole(LoginError):
 class LoginConfig:
     issuer: str
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)  # never in a debug page or log line
     authorization_endpoint: str
     token_endpoint: str
     userinfo_endpoint: str
@@ -146,7 +147,14 @@ def login_config():
     """
     provider = Provider.objects.filter(console_login=True, enabled=True).first()
     if provider is not None:
-        config = config_for_provider(provider)
+        try:
+            config = config_for_provider(provider)
+        except encryption.DecryptionError:
+            raise LoginError(
+                f"The client secret of {provider} cannot be decrypted with the configured "
+                "FIELD_ENCRYPTION_KEYS (was a key removed too early?). Sign in with the "
+                "break-glass account and enter the secret again."
+            ) from None
         if config is None:
             raise LoginError(f"{provider} has no successful validation to sign in with.")
         return config
@@ -220,7 +228,8 @@ def _jwks_for(config, kid):
     snapshot lacks (key rotation), fetched at most once per cooldown."""
     cache_key = f"console-oidc-jwks:{config.issuer}"
     jwks = cache.get(cache_key) or config.jwks
-    known = {key.get("kid") for key in jwks.get("keys", []) if isinstance(key, dict)}
+    listed = jwks.get("keys") if isinstance(jwks, dict) else None
+    known = {key.get("kid") for key in listed or [] if isinstance(key, dict)}
     if kid is None or kid in known:
         return jwks
     cooldown_key = cache_key + ":fetched"
@@ -242,9 +251,11 @@ def verify_id_token(config, token, nonce):
         raise LoginError(f"The ID token is signed with {header.get('alg')!r}; RS256 is required.")
     jwks = _jwks_for(config, header.get("kid"))
     try:
-        keys = KeySet.import_key_set(
-            {"keys": [k for k in jwks.get("keys", []) if k.get("kty") == "RSA"]}
-        )
+        listed = jwks.get("keys") if isinstance(jwks, dict) else None
+        rsa_keys = [
+            k for k in listed or [] if isinstance(k, dict) and k.get("kty") == "RSA"
+        ]  # a provider's JWKS is not trusted to be well formed
+        keys = KeySet.import_key_set({"keys": rsa_keys})
         if header.get("kid"):
             decoded = jwt.decode(token, keys, algorithms=["RS256"])
         else:  # some providers omit kid: try each RSA key
@@ -257,11 +268,25 @@ def verify_id_token(config, token, nonce):
             exp={"essential": True},
             nonce={"essential": True, "value": nonce},
         ).validate(decoded.claims)
-    except (JoseError, ValueError, KeyError) as error:
+    except (JoseError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise LoginError(
             f"The ID token did not verify: {error.__class__.__name__} {error}"
         ) from None
+    _check_audience(config, decoded.claims)
     return decoded.claims
+
+
+def _check_audience(config, claims):
+    """OIDC Core 3.1.3.7: no audience the console does not trust (it trusts only itself), and
+    an azp, when present, naming this console."""
+    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    if audiences != [config.client_id]:
+        raise LoginError(
+            "The ID token is also meant for other clients "
+            f"({', '.join(str(a) for a in audiences if a != config.client_id)[:200]}); refused."
+        )
+    if "azp" in claims and claims["azp"] != config.client_id:
+        raise LoginError("The ID token was issued to another client (azp); refused.")
 
 
 def _decode_with_any(token, keys):
@@ -316,14 +341,36 @@ def complete_flow(config, *, code, redirect_uri, nonce, code_verifier):
 # --- users ----------------------------------------------------------------------------------------
 
 
-def _unique_username(wanted):
-    User = get_user_model()
-    base = (wanted or "user")[:140]
-    name, number = base, 1
-    while User.objects.filter(username=name).exists():
-        number += 1
-        name = f"{base}~{number}"
+# Characters a name shown in the history must not hold: controls, invisible formatting
+# (zero-width spaces and joiners), separators, and "~", which marks single-sign-on names.
+UNFIT_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
+
+
+def clean_name(value):
+    """`value` NFKC-normalised, or "" when it holds characters that would let two names look
+    the same in the history (trailing spaces, zero-width characters, controls)."""
+    name = unicodedata.normalize("NFKC", str(value or ""))
+    if not name or name != name.strip() or "~" in name:
+        return ""
+    if any(unicodedata.category(char) in UNFIT_CATEGORIES for char in name):
+        return ""
     return name
+
+
+def sso_username(issuer, *candidates):
+    """The username of a new single-sign-on user: the first fit candidate (preferred_username,
+    email, sub), "~" and the issuer's host, e.g. alice~login.example.com. Local usernames never
+    hold "~" (Django's username validator refuses it), so an SSO account can never take a local
+    name such as breakglass, and the history shows which IdP vouches for each SSO actor."""
+    host = urlsplit(issuer).hostname or "sso"
+    name = next((clean for c in candidates if (clean := clean_name(c))), "user")
+    base = f"{name[:100]}~{host}"[:140]
+    User = get_user_model()
+    username, number = base, 1
+    while User.objects.filter(username=username).exists():
+        number += 1
+        username = f"{base}~{number}"
+    return username
 
 
 def sign_in_user(config, outcome, request):
@@ -342,8 +389,8 @@ def sign_in_user(config, outcome, request):
             raise NoRole("Your account is in no console group (admin or auditor).")
         if identity is None:
             user = User(
-                username=_unique_username(
-                    userinfo.get("preferred_username") or email or claims["sub"]
+                username=sso_username(
+                    config.issuer, userinfo.get("preferred_username"), email, claims["sub"]
                 )
             )
             user.set_unusable_password()  # SSO users never sign in with a local password

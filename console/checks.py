@@ -15,6 +15,42 @@ def check_field_encryption_keys(app_configs, **kwargs):
     ]  # fmt: skip
 
 
+PLACEHOLDER_SECRET_KEYS = {"changeme", "change-me", "secret", "secret-key", "please-change-me"}
+
+
+@register(Tags.security, deploy=True)
+def check_development_keys(app_configs, **kwargs):
+    """The development keys are public (they are in this repository): never in production."""
+    errors = []
+    if settings.DEVELOPMENT_FIELD_ENCRYPTION_KEY in settings.FIELD_ENCRYPTION_KEYS:
+        errors.append(
+            Error(
+                "FIELD_ENCRYPTION_KEYS holds the public development key: anyone can decrypt "
+                "the stored secrets.",
+                hint="Generate a new Fernet key, put it first, run rotate_encryption_keys, "
+                "then remove the development key.",
+                id="console.E002",
+            )
+        )
+    key = settings.SECRET_KEY
+    if (
+        key == settings.DEVELOPMENT_SECRET_KEY
+        or key.startswith("django-insecure")
+        or key.lower() in PLACEHOLDER_SECRET_KEYS
+        or len(key) < 50
+    ):
+        errors.append(
+            Error(
+                "SECRET_KEY is a development placeholder or too short: sessions and the "
+                "version content hashes can be forged.",
+                hint='Set SECRET_KEY to 50 or more random characters, e.g. python -c "import '
+                'secrets; print(secrets.token_urlsafe(50))".',
+                id="console.E003",
+            )
+        )
+    return errors
+
+
 @register(Tags.security, deploy=True)
 def check_shared_cache(app_configs, **kwargs):
     if settings.PULL_STATE_REDIS_URL:

@@ -36,15 +36,15 @@ class ProviderConfig:
 
     kind: str
     client_id: str
-    client_secret: str = ""
+    client_secret: str = field(default="", repr=False)  # secrets never in a repr
     scopes: str = "openid email"
     cognito_domain: str = ""
     keycloak_server_url: str = ""
     keycloak_realm: str = ""
     keycloak_master_user: str = ""
-    keycloak_master_password: str = ""
+    keycloak_master_password: str = field(default="", repr=False)
     keycloak_diffgram_user: str = ""
-    keycloak_diffgram_password: str = ""
+    keycloak_diffgram_password: str = field(default="", repr=False)
     discovery: dict = field(default_factory=dict)
 
 

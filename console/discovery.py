@@ -408,8 +408,8 @@ def jwks_verdict(jwks):
     for index, key in enumerate(keys):
         label = f"key {index + 1}"
         if not isinstance(key, dict):
-            problems.append(f"{label} is not an object")
-            continue
+            # Every key must be a JSON object: sign-in would fail on this one.
+            return FAIL, f"The JWKS's {label} is not a JSON object; fix the JWKS."
         if isinstance(key.get("kid"), str):
             label += f" (kid {key['kid'][:60]!r})"
         if key.get("kty") == "oct":

@@ -48,7 +48,14 @@ def instance_pull_exceeded(instance_id):
 
 
 def login_limited(request):
+    """Sign-in attempts, as django-axes' combination mode counts them: per client address
+    (RATE_LIMIT_LOGIN), so one address guessing cannot lock the account out for everyone
+    else, and per username at a slower rate (RATE_LIMIT_LOGIN_PER_USERNAME), against guessing
+    one account from many addresses."""
     username = request.POST.get("username", "")[:150].lower()
-    return exceeded(request, "login-ip", settings.RATE_LIMIT_LOGIN) or exceeded(
-        request, "login-user", settings.RATE_LIMIT_LOGIN, key=lambda group, r: username
-    )
+    ip_limited = exceeded(request, "login-ip", settings.RATE_LIMIT_LOGIN)
+    user_limited = exceeded(
+        request, "login-user", settings.RATE_LIMIT_LOGIN_PER_USERNAME,
+        key=lambda group, r: username,
+    )  # fmt: skip
+    return ip_limited or user_limited

@@ -22,8 +22,8 @@ DEBUG = env.bool("DEBUG", default=True)
 
 # Local development only: clearly insecure placeholders that `check --deploy` flags and that
 # production (DEBUG=false) refuses to start with.
-_DEV_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
-_DEV_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="  # a Fernet key
+DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+DEVELOPMENT_FIELD_ENCRYPTION_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="  # a Fernet key
 
 
 def _required_in_production(name, dev_default):
@@ -38,13 +38,13 @@ def _required_in_production(name, dev_default):
     )
 
 
-SECRET_KEY = _required_in_production("SECRET_KEY", _DEV_SECRET_KEY)
+SECRET_KEY = _required_in_production("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation without downtime).
 FIELD_ENCRYPTION_KEYS = [
     key.strip()
-    for key in _required_in_production("FIELD_ENCRYPTION_KEYS", _DEV_FIELD_ENCRYPTION_KEY).split(
-        ","
-    )
+    for key in _required_in_production(
+        "FIELD_ENCRYPTION_KEYS", DEVELOPMENT_FIELD_ENCRYPTION_KEY
+    ).split(",")
     if key.strip()
 ]
 ALLOWED_HOSTS = [host for host in env.list("ALLOWED_HOSTS", default=[]) if host]
@@ -140,7 +140,8 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 PULL_STATE_REDIS_URL = (
     CACHES["default"]["LOCATION"] if CACHES["default"]["BACKEND"].endswith(".RedisCache") else ""
 )
-RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", default="10/5m")  # per client IP and per username
+RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", default="10/5m")  # per client IP
+RATE_LIMIT_LOGIN_PER_USERNAME = env("RATE_LIMIT_LOGIN_PER_USERNAME", default="100/h")
 RATE_LIMIT_PULL_PER_INSTANCE = env("RATE_LIMIT_PULL_PER_INSTANCE", default="120/m")
 RATE_LIMIT_PULL_PER_IP = env("RATE_LIMIT_PULL_PER_IP", default="3000/m")
 RATELIMIT_IP_META_KEY = "console.audit.client_ip"  # honours BEHIND_REVERSE_PROXY

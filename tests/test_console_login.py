@@ -57,7 +57,8 @@ def test_an_admin_signs_in_and_is_matched_on_issuer_and_sub(client, sso, mock_op
     identity = ExternalIdentity.objects.get(subject="alice-sub")
     assert identity.issuer == mock_op
     user = identity.user
-    assert (user.username, user.email) == ("alice@example.com", "alice@example.com")
+    # SSO usernames carry the issuer's host after "~", which no local username can hold.
+    assert (user.username, user.email) == ("alice@example.com~127.0.0.1", "alice@example.com")
     assert not user.has_usable_password()
     assert role_of(user) == "admin"
     assert client.get(reverse("providers")).context["role"] == "admin"
@@ -79,7 +80,7 @@ def test_a_local_user_with_the_same_email_is_not_taken_over(client, sso, django_
     sso_login(client, "alice-sub")
     identity = ExternalIdentity.objects.get(subject="alice-sub")
     assert identity.user != local
-    assert identity.user.username == "alice@example.com~2"
+    assert identity.user.username == "alice@example.com~127.0.0.1"
 
 
 def test_email_and_role_are_updated_at_every_login(client, sso, mock_op):

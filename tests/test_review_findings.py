@@ -6,16 +6,22 @@ import hmac
 import ipaddress
 import json
 import re
+import secrets
 import socket
-import time
+import types
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
 from io import StringIO
 
+import django_ratelimit.core
 import pytest
 import yaml
+from cryptography.fernet import Fernet
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -32,7 +38,7 @@ from console.models import (
 )
 from console.views import oidc as oidc_views
 from tests import idp_server
-from tests.conftest import set_groups
+from tests.conftest import PASSWORD, set_groups
 from tests.test_automation_api import token_for
 from tests.test_console_login import sso_login
 
@@ -158,13 +164,15 @@ class TestForgedIdentityProviderErrors:
         assert b"start it again" in page.content
 
     def test_real_failures_are_capped_and_counted_per_address(self, client, sso, monkeypatch):
-        monkeypatch.setattr(oidc_views, "FAILED_EVENTS_PER_IP", "2/s")
+        clock = types.SimpleNamespace(time=lambda: 1_800_000_000.0)  # the limiter's windows
+        monkeypatch.setattr(django_ratelimit.core, "time", clock)
+        monkeypatch.setattr(oidc_views, "FAILED_EVENTS_PER_IP", "2/h")
         for _ in range(4):
             callback_error(client, pending_state(client))
         recorded = failures()
         assert len(recorded) == 2  # the next two were left out...
         assert len(recorded[0].context["reason"]) < 300  # the IdP's text, capped
-        time.sleep(1.1)  # ...until the window has passed,
+        clock.time = lambda: 1_800_000_000.0 + 3600  # ...until the hour has passed,
         callback_error(client, pending_state(client))
         assert failures()[-1].context["suppressed_before"] == 2  # ...and are then counted
 
@@ -480,3 +488,167 @@ class TestWebhookURLs:
 def test_ipv6_addresses_carrying_private_ipv4_are_not_public(address, settings):
     settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = False
     assert outbound.address_refusal(address) is not None
+
+
+# --- 9, 15. names: no SSO account takes a local one, and none look alike in the history ----------
+
+
+class TestNames:
+    def test_an_sso_user_named_breakglass_cannot_take_over_the_break_glass_account(
+        self, client, sso, mock_op
+    ):
+        set_claims(mock_op, "alice-sub", preferred_username="breakglass")
+        sso_login(client, "alice-sub")
+        sso_user = ExternalIdentity.objects.get(subject="alice-sub").user
+        assert sso_user.username == "breakglass~127.0.0.1"
+        out = StringIO()
+        call_command("breakglass", stdout=out)  # creates its own, separate account
+        local = get_user_model().objects.get(username="breakglass")
+        assert local != sso_user and not local.external_identities.exists()
+        with pytest.raises(CommandError, match="Enter a valid username"):  # "~" is SSO's
+            call_command("breakglass", "--username", sso_user.username, stdout=StringIO())
+        # An SSO account with a plain name (made before SSO names had their "~") is not adopted.
+        legacy = get_user_model().objects.create_user("legacy")
+        legacy.external_identities.create(issuer=mock_op, subject="legacy-sub")
+        with pytest.raises(CommandError, match="is a single-sign-on account"):
+            call_command("breakglass", "--username", "legacy", stdout=StringIO())
+
+    @pytest.mark.parametrize(
+        ("preferred", "expected"),
+        [
+            ("redadmin ", "redadmin@example.com~127.0.0.1"),  # trailing space: not fit
+            ("red\u200badmin", "redadmin@example.com~127.0.0.1"),  # zero-width space
+            ("ｒｅｄadmin", "redadmin~127.0.0.1"),  # full-width letters: NFKC
+        ],
+    )
+    def test_look_alike_names_are_normalised_or_not_used(
+        self, client, sso, mock_op, preferred, expected
+    ):
+        set_claims(mock_op, "alice-sub", preferred_username=preferred, email="redadmin@example.com")
+        sso_login(client, "alice-sub")
+        assert ExternalIdentity.objects.get(subject="alice-sub").user.username == expected
+
+    def test_the_history_shows_which_idp_vouches_for_an_sso_actor(self, client, sso, mock_op):
+        sso_login(client, "alice-sub")
+        page = client.get(reverse("history")).content.decode()
+        assert f"alice-sub at {mock_op}" in page
+
+    def test_a_break_glass_name_must_be_plain(self):
+        with pytest.raises(CommandError, match="--username"):
+            call_command("breakglass", "--username", "rеdadmin", stdout=StringIO())  # Cyrillic е
+
+
+# --- 10. nobody locks the break-glass admin out from one address --------------------------------
+
+
+def test_guessing_from_one_address_does_not_lock_the_admin_out_of_another(admin_user, settings):
+    settings.RATE_LIMIT_LOGIN, settings.RATE_LIMIT_LOGIN_PER_USERNAME = "10/5m", "100/h"
+    attacker, admin = Client(REMOTE_ADDR="203.0.113.7"), Client(REMOTE_ADDR="198.51.100.9")
+    for _ in range(10):
+        attacker.post(reverse("login"), {"username": "alice-admin", "password": "guess"})
+    assert attacker.post(reverse("login"), {"username": "x", "password": "y"}).status_code == 429
+    signed_in = admin.post(reverse("login"), {"username": "alice-admin", "password": PASSWORD})
+    assert signed_in.status_code == 302  # the real admin, from elsewhere, gets in
+    # Guessing one account from many addresses meets the slower per-username limit.
+    settings.RATE_LIMIT_LOGIN_PER_USERNAME = "3/h"
+    for number in range(3):
+        Client(REMOTE_ADDR=f"192.0.2.{number}").post(
+            reverse("login"), {"username": "oscar", "password": "guess"}
+        )
+    elsewhere = Client(REMOTE_ADDR="192.0.2.200")
+    assert (
+        elsewhere.post(reverse("login"), {"username": "oscar", "password": "g"}).status_code == 429
+    )
+
+
+# --- 12, 13. broken JWKS entries and undecryptable secrets fail cleanly --------------------------
+
+
+def test_a_jwks_entry_that_is_not_an_object_fails_validation_and_sign_in_refuses_cleanly():
+    from console import auth, discovery
+    from tests.test_id_tokens import config, token
+
+    status, message = discovery.jwks_verdict({"keys": [public_jwks_key(), "not-a-key"]})
+    assert status == "fail" and "key 2 is not a JSON object" in message
+    broken = config(jwks={"keys": ["not-a-key", public_jwks_key()]})
+    assert auth.verify_id_token(broken, token(), "n-1")["sub"] == "alice"  # the good key works
+    with pytest.raises(auth.LoginError, match="did not verify"):
+        auth.verify_id_token(config(jwks={"keys": "nonsense"}), token(), "n-1")
+
+
+def test_no_secret_in_the_repr_of_what_holds_one():
+    from console import diffgram
+    from tests.test_id_tokens import config
+
+    assert "s3cret-canary" not in repr(config(client_secret="s3cret-canary"))
+    provider_config = diffgram.ProviderConfig(
+        kind="keycloak", client_id="c", client_secret="s3cret-canary",
+        keycloak_master_password="s3cret-canary", keycloak_diffgram_password="s3cret-canary",
+    )  # fmt: skip
+    assert "s3cret-canary" not in repr(provider_config)
+
+
+def test_the_login_page_survives_a_secret_that_cannot_be_decrypted(client, sso, admin_user):
+    Provider.objects.filter(pk=sso.pk).update(client_secret_encrypted="gAAAAAnot-a-fernet-token")
+    page = client.get(reverse("login"))
+    assert page.status_code == 200
+    assert b"cannot be decrypted with the configured" in page.content
+    csrf_client = Client(enforce_csrf_checks=True)
+    form = csrf_client.get(reverse("login"))
+    token_value = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', form.content)[1]
+    signed_in = csrf_client.post(
+        reverse("login"),
+        {"username": "alice-admin", "password": PASSWORD,
+         "csrfmiddlewaretoken": token_value.decode()},
+    )  # fmt: skip
+    assert signed_in.status_code == 302
+
+
+# --- 16. production never starts checks clean with the development keys --------------------------
+
+
+def test_check_deploy_refuses_the_development_keys(settings):
+    from console import checks
+
+    settings.FIELD_ENCRYPTION_KEYS = [settings.DEVELOPMENT_FIELD_ENCRYPTION_KEY]
+    settings.SECRET_KEY = settings.DEVELOPMENT_SECRET_KEY
+    assert {e.id for e in checks.check_development_keys(None)} == {"console.E002", "console.E003"}
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.SECRET_KEY = "x" * 10
+    assert {e.id for e in checks.check_development_keys(None)} == {"console.E003"}
+    settings.SECRET_KEY = secrets.token_urlsafe(50)
+    assert checks.check_development_keys(None) == []
+
+
+# --- 17. an ID token meant for others -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims", "problem"),
+    [
+        ({"aud": ["console", "another-app"]}, "also meant for other clients (another-app)"),
+        ({"azp": "another-app"}, "issued to another client (azp)"),
+    ],
+)
+def test_an_id_token_for_other_clients_is_refused(claims, problem):
+    from console import auth
+    from tests.test_id_tokens import config, token
+
+    with pytest.raises(auth.LoginError, match=re.escape(problem)):
+        auth.verify_id_token(config(), token(**claims), "n-1")
+    assert auth.verify_id_token(config(), token(azp="console"), "n-1")["sub"] == "alice"
+
+
+def public_jwks_key():
+    from tests.idp_server import public_jwks
+
+    return public_jwks("k1")["keys"][0]
+
+
+def set_claims(op, sub, **claims):
+    """The mock OP's admin API: the claims the user has at the IdP."""
+    request = urllib.request.Request(
+        f"{op}/users/{sub}", data=json.dumps({"groups": ["sso-admins"], **claims}).encode(),
+        method="PUT", headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    urllib.request.urlopen(request, timeout=10).close()

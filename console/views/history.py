@@ -10,7 +10,7 @@ from django.views.decorators.http import require_safe
 
 from console import audit
 from console.forms import HistoryFilterForm
-from console.models import HASHED_FIELDS, AuditEvent
+from console.models import HASHED_FIELDS, AuditEvent, ExternalIdentity
 
 PAGE_SIZE = 50
 EXPORT_COLUMNS = (*HASHED_FIELDS, "hash")
@@ -32,11 +32,23 @@ def history(request):
             before=_page_bound(request, "before"),
             after=_page_bound(request, "after"),
         )
+    _note_sso_identities(events)
     return render(
         request,
         "console/history.html",
         {"form": form, "events": events, "newer": newer, "older": older},
     )
+
+
+def _note_sso_identities(events):
+    """Set `sso_identity` ("subject at issuer") on events by single-sign-on users, so that two
+    actors whose names look alike can be told apart. One query per page."""
+    user_ids = {e.actor_id for e in events if e.actor_type == "user" and e.actor_id.isdigit()}
+    identities = {}
+    for identity in ExternalIdentity.objects.filter(user_id__in=user_ids):
+        identities.setdefault(str(identity.user_id), f"{identity.subject} at {identity.issuer}")
+    for event in events:
+        event.sso_identity = identities.get(event.actor_id, "")
 
 
 def _keyset_page(events, before=None, after=None):

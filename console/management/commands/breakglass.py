@@ -2,7 +2,9 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.contrib.auth.validators import ASCIIUsernameValidator
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from console import audit
@@ -23,9 +25,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, username, **options):
         User = get_user_model()
+        try:  # plain ASCII: a break-glass name must not look like another one in the history
+            ASCIIUsernameValidator()(username)
+        except ValidationError as error:
+            raise CommandError(f"--username {username!r}: {' '.join(error.messages)}") from None
         password = secrets.token_urlsafe(18)
         with transaction.atomic():
             user, created = User.objects.get_or_create(username=username)
+            if user.external_identities.exists():
+                raise CommandError(
+                    f"{username!r} is a single-sign-on account: it is never turned into a "
+                    "break-glass account. Choose another --username."
+                )
             user.set_password(password)
             user.is_active = True
             user.save()
