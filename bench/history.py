@@ -60,6 +60,16 @@ print(rows, size, round(time.perf_counter() - started, 1),
 )
 
 
+SERIAL_VERIFY = """
+import time, django
+django.setup()
+from console import audit
+started = time.monotonic()
+assert audit.verify_chain(processes=1).ok
+print(round(time.monotonic() - started, 1))
+"""
+
+
 def main():
     fresh_database("sso_bench_history")
     env = environment("sso_bench_history", ALLOWED_HOSTS="testserver,127.0.0.1")
@@ -82,6 +92,21 @@ def main():
     started = time.monotonic()
     verify = manage(env, "verify_audit").strip()
     verify_seconds = time.monotonic() - started
+    serial = subprocess.run(
+        [PYTHON, "-c", SERIAL_VERIFY], cwd=ROOT, env=env, check=True, capture_output=True,
+        text=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    anchored = {
+        **env,
+        "AUDIT_SIGNING_KEY": "bench-audit-signing-key",
+        "AUDIT_CHECKPOINT_FILE": str(ROOT / "var" / "bench-audit-checkpoints.jsonl"),
+    }
+    Path(anchored["AUDIT_CHECKPOINT_FILE"]).unlink(missing_ok=True)
+    manage(anchored, "audit_checkpoint")
+    manage(anchored, "seed_audit", "1000")  # what happened since the checkpoint
+    started = time.monotonic()
+    since = manage(anchored, "verify_audit", "--since-checkpoint").strip()
+    since_seconds = time.monotonic() - started
     print(
         json.dumps(
             {
@@ -93,6 +118,8 @@ def main():
                     "seconds": float(export[2]), "peak_rss_mb": int(export[3]),
                 },
                 "verify_audit": {"seconds": round(verify_seconds, 1), "output": verify},
+                "verify_serial_seconds": float(serial),
+                "verify_since_checkpoint": {"seconds": round(since_seconds, 1), "output": since},
             },
             indent=2,
         )

@@ -6,10 +6,13 @@ cannot fork the chain.
 """
 
 import ipaddress
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from console.models import GENESIS_HASH, AuditChainHead, AuditEvent, compute_event_hash
@@ -162,6 +165,7 @@ class ChainReport:
     checked: int
     first_bad_id: int | None = None
     problem: str = ""
+    last: tuple | None = None  # (id, hash) of the last event verified
 
     def __str__(self):
         if self.ok:
@@ -169,12 +173,15 @@ class ChainReport:
         return f"Audit chain broken at event #{self.first_bad_id}: {self.problem}"
 
 
-def verify_rows(rows, expected_last=None):
-    """Check an iterable of hashed-field dicts, oldest first, as a chain starting at #1.
+def verify_rows(rows, expected_last=None, start=(0, GENESIS_HASH)):
+    """Check an iterable of hashed-field dicts, oldest first, as a chain continuing from
+    `start` = (id, hash) of the event before the first row (#0 and the genesis hash for the
+    whole chain; a hash of None accepts whatever the first row follows).
 
     `expected_last` is (last_id, last_hash) from the chain head, when checking the database.
     """
-    previous_id, previous_hash, checked = 0, GENESIS_HASH, 0
+    previous_id, previous_hash = start
+    checked = 0
     for fields in rows:
         event_id = fields["id"]
         if event_id != previous_id + 1:
@@ -186,7 +193,7 @@ def verify_rows(rows, expected_last=None):
                 previous_id + 1,
                 f"missing (removed): the next event present is #{event_id}",
             )
-        if fields["prev_hash"] != previous_hash:
+        if previous_hash is not None and fields["prev_hash"] != previous_hash:
             return ChainReport(
                 False, checked, event_id, "does not follow the event before it (reordered)"
             )
@@ -195,28 +202,77 @@ def verify_rows(rows, expected_last=None):
                 False, checked, event_id, "content does not match its hash (changed)"
             )
         previous_id, previous_hash, checked = event_id, fields["hash"], checked + 1
+    report = ChainReport(True, checked, last=(previous_id, previous_hash))
     if expected_last is not None and (previous_id, previous_hash) != tuple(expected_last):
         last_id, _ = expected_last
         if last_id > previous_id:
             problem = f"missing (removed): the chain head says the last event is #{last_id}"
             return ChainReport(False, checked, previous_id + 1, problem)
         return ChainReport(False, checked, previous_id, "the chain head does not match (changed)")
-    return ChainReport(True, checked)
+    return report
 
 
-def _database_rows():
-    columns = [
-        "id", "created_at", "actor_type", "actor_id", "actor_label", "source_ip", "action",
-        "target_type", "target_id", "target_label", "changes", "context", "prev_hash", "hash",
-    ]  # fmt: skip
-    rows = AuditEvent.objects.order_by("id").values_list(*columns).iterator(chunk_size=5000)
-    for row in rows:
-        fields = dict(zip(columns, row, strict=True))
+COLUMNS = (
+    "id", "created_at", "actor_type", "actor_id", "actor_label", "source_ip", "action",
+    "target_type", "target_id", "target_label", "changes", "context", "prev_hash", "hash",
+)  # fmt: skip
+# From this many events on, verification hashes in several processes (one per core).
+PARALLEL_FROM = 200_000
+
+
+def _database_rows(after=0, upto=None):
+    events = AuditEvent.objects.filter(id__gt=after)
+    if upto is not None:
+        events = events.filter(id__lte=upto)
+    for row in events.order_by("id").values_list(*COLUMNS).iterator(chunk_size=5000):
+        fields = dict(zip(COLUMNS, row, strict=True))
         fields["created_at"] = fields["created_at"].isoformat(timespec="microseconds")
         yield fields
 
 
-def verify_chain():
-    """Walk the whole chain in the database."""
+def verify_chain(since=None, processes=None, parallel_from=PARALLEL_FROM):
+    """Walk the chain in the database: all of it, or (`since`, a checkpoint already checked
+    against the database) only the events after it."""
     head = AuditChainHead.objects.filter(pk=1).values_list("last_id", "last_hash").first()
-    return verify_rows(_database_rows(), expected_last=head or (0, GENESIS_HASH))
+    head = head or (0, GENESIS_HASH)
+    start = (since.event_id, since.hash) if since else (0, GENESIS_HASH)
+    processes = processes or min(os.cpu_count() or 1, 8)
+    if processes > 1 and head[0] - start[0] >= parallel_from:
+        return _verify_in_processes(start, head, processes)
+    return verify_rows(_database_rows(after=start[0]), expected_last=head, start=start)
+
+
+def _verify_segment(bounds):
+    """In a worker process: verify the events in (after, upto] on their own."""
+    after, upto = bounds
+    report = verify_rows(_database_rows(after, upto), start=(after, None))
+    first = AuditEvent.objects.filter(id=after + 1).values_list("prev_hash", flat=True).first()
+    return report, first
+
+
+def _verify_in_processes(start, head, processes):
+    """Hash segments of the chain in parallel (hashing is what costs), then check that each
+    segment follows the one before it and that the last ends at the chain head."""
+    bounds, size = [], max(1, (head[0] - start[0]) // (processes * 4) + 1)
+    for after in range(start[0], head[0], size):
+        bounds.append((after, min(after + size, head[0])))
+    connections.close_all()  # every worker opens its own connection
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        results = list(pool.map(_verify_segment, bounds))
+    checked, previous_hash = 0, start[1]
+    for (after, upto), (report, first_prev_hash) in zip(bounds, results, strict=True):
+        if not report.ok:
+            return ChainReport(False, checked + report.checked, report.first_bad_id, report.problem)
+        if report.checked and first_prev_hash != previous_hash:
+            return ChainReport(
+                False, checked, after + 1, "does not follow the event before it (reordered)"
+            )
+        if report.last[0] != upto:
+            return ChainReport(
+                False, checked + report.checked, report.last[0] + 1,
+                f"missing (removed): the chain head says the last event is #{head[0]}",
+            )  # fmt: skip
+        checked, previous_hash = checked + report.checked, report.last[1]
+    if previous_hash != head[1]:
+        return ChainReport(False, checked, head[0], "the chain head does not match (changed)")
+    return ChainReport(True, checked)

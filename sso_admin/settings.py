@@ -281,6 +281,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 PROVIDER_REVALIDATE_MINUTES = env.int("PROVIDER_REVALIDATE_MINUTES", default=60)
+# Audit checkpoints: the chain's end, signed with AUDIT_SIGNING_KEY (never stored in the
+# database), appended to a file and/or an S3 prefix the database cannot reach.
+AUDIT_SIGNING_KEY = env("AUDIT_SIGNING_KEY", default="")
+AUDIT_CHECKPOINT_FILE = env("AUDIT_CHECKPOINT_FILE", default="")
+AUDIT_CHECKPOINT_S3 = env("AUDIT_CHECKPOINT_S3", default="")
+AUDIT_CHECKPOINT_MINUTES = env.int("AUDIT_CHECKPOINT_MINUTES", default=15)
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-push-outbox": {"task": "console.tasks.sweep_outbox", "schedule": 60.0},
     "revalidate-providers": {
@@ -288,6 +295,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PROVIDER_REVALIDATE_MINUTES * 60.0,
     },
 }
+if AUDIT_SIGNING_KEY and (AUDIT_CHECKPOINT_FILE or AUDIT_CHECKPOINT_S3):
+    CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
+        "task": "console.tasks.audit_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_MINUTES * 60.0,
+    }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Rollout -----------------------------------------------------------------------------------

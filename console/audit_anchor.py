@@ -1,0 +1,224 @@
+"""Anchoring the audit chain outside the database, as CloudTrail's signed digest files do.
+
+The hash chain (console/audit.py) proves that the events in the database follow one another,
+but someone who can write to the database can delete the newest events and rewrite the chain
+head, or recompute every hash, and the chain still verifies. So, every AUDIT_CHECKPOINT_MINUTES
+and on demand (`manage.py audit_checkpoint`), a checkpoint — the newest event's id and hash and
+the number of events — is signed with AUDIT_SIGNING_KEY (an HMAC key kept out of the database)
+and appended to sinks the database cannot reach: a file (AUDIT_CHECKPOINT_FILE, JSON lines) and
+an S3 prefix (AUDIT_CHECKPOINT_S3, one object per checkpoint). `verify_audit` checks the chain
+against the newest checkpoints: an anchored event that is gone means truncation, one whose hash
+differs means rewriting.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.utils import timezone
+
+from console.models import AuditChainHead, AuditEvent
+
+CHECKED_CHECKPOINTS = 5  # the newest ones verify_audit compares the chain with
+
+
+class CheckpointError(Exception):
+    """Checkpoints cannot be written or read; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    event_id: int
+    hash: str
+    count: int
+    created_at: str
+    signature: str = ""
+
+    def payload(self):
+        fields = {"event_id": self.event_id, "hash": self.hash, "count": self.count,
+                  "created_at": self.created_at}  # fmt: skip
+        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+    def sign(self, key):
+        digest = hmac.new(key.encode(), self.payload(), hashlib.sha256).hexdigest()
+        return replace(self, signature=digest)
+
+    def signature_ok(self, key):
+        return hmac.compare_digest(self.sign(key).signature, self.signature)
+
+    def as_json(self):
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        try:
+            data = json.loads(text)
+            return cls(
+                event_id=int(data["event_id"]), hash=str(data["hash"]),
+                count=int(data["count"]), created_at=str(data["created_at"]),
+                signature=str(data.get("signature", "")),
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            return None  # unreadable: treated as a damaged checkpoint
+
+
+class FileSink:
+    """JSON lines appended to a file (ideally on another machine, or append-only storage)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __str__(self):
+        return self.path
+
+    def append(self, checkpoint):
+        try:
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            with os.fdopen(descriptor, "a", encoding="utf-8") as sink:
+                sink.write(checkpoint.as_json() + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+        except OSError as error:
+            raise CheckpointError(f"Cannot append to {self.path}: {error.strerror}") from None
+
+    def read(self):
+        try:
+            with open(self.path, encoding="utf-8") as sink:
+                return [Checkpoint.from_json(line) for line in sink if line.strip()]
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise CheckpointError(f"Cannot read {self.path}: {error.strerror}") from None
+
+
+class S3Sink:
+    """One object per checkpoint under s3://bucket/prefix/ (names sort by event id)."""
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        self.bucket, self.prefix = parts.netloc, parts.path.lstrip("/")
+        if self.prefix and not self.prefix.endswith("/"):
+            self.prefix += "/"
+        self.url = url
+
+    def __str__(self):
+        return self.url
+
+    def _client(self):
+        return boto3.session.Session().client("s3", endpoint_url=settings.AWS_ENDPOINT_URL or None)
+
+    def append(self, checkpoint):
+        key = f"{self.prefix}{checkpoint.event_id:015d}-{checkpoint.created_at}.json"
+        try:
+            self._client().put_object(
+                Bucket=self.bucket, Key=key, Body=checkpoint.as_json().encode(),
+                ContentType="application/json",
+            )  # fmt: skip
+        except (ClientError, BotoCoreError) as error:
+            raise CheckpointError(f"Cannot write to {self.url}: {error}") from None
+
+    def read(self, newest=CHECKED_CHECKPOINTS):
+        client = self._client()
+        try:
+            keys = []
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            ):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+            return [
+                Checkpoint.from_json(
+                    client.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode()
+                )
+                for key in sorted(keys)[-newest:]
+            ]
+        except (ClientError, BotoCoreError) as error:
+            raise CheckpointError(f"Cannot read {self.url}: {error}") from None
+
+
+def configured_sinks():
+    sinks = []
+    if settings.AUDIT_CHECKPOINT_FILE:
+        sinks.append(FileSink(settings.AUDIT_CHECKPOINT_FILE))
+    if settings.AUDIT_CHECKPOINT_S3:
+        sinks.append(S3Sink(settings.AUDIT_CHECKPOINT_S3))
+    return sinks
+
+
+def _signing_key():
+    if not settings.AUDIT_SIGNING_KEY:
+        raise CheckpointError("Set AUDIT_SIGNING_KEY to sign audit checkpoints.")
+    return settings.AUDIT_SIGNING_KEY
+
+
+def write_checkpoint():
+    """Sign the chain's present end and append it to every sink. Returns the checkpoint."""
+    sinks = configured_sinks()
+    if not sinks:
+        raise CheckpointError("Set AUDIT_CHECKPOINT_FILE or AUDIT_CHECKPOINT_S3 first.")
+    head = AuditChainHead.objects.filter(pk=1).first()
+    checkpoint = Checkpoint(
+        event_id=head.last_id if head else 0,
+        hash=head.last_hash if head else "",
+        count=AuditEvent.objects.filter(id__lte=head.last_id).count() if head else 0,
+        created_at=timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ).sign(_signing_key())
+    for sink in sinks:
+        sink.append(checkpoint)
+    return checkpoint
+
+
+@dataclass
+class AnchorReport:
+    ok: bool
+    checked: int = 0
+    problems: list = None
+    newest_good: Checkpoint | None = None
+
+    def __str__(self):
+        if self.ok:
+            if not self.checked:
+                return "No audit checkpoints to compare with yet."
+            return f"Matches the newest {self.checked} signed checkpoint(s)."
+        return "Does not match the signed checkpoints: " + "; ".join(self.problems)
+
+
+def newest_checkpoints(sinks=None):
+    """The newest checkpoints of every sink, newest first (unreadable ones as None)."""
+    found = []
+    for sink in sinks if sinks is not None else configured_sinks():
+        read = sink.read()
+        found += [(sink, checkpoint) for checkpoint in read[-CHECKED_CHECKPOINTS:]]
+    return sorted(found, key=lambda pair: -(pair[1].event_id if pair[1] else -1))
+
+
+def verify_against_checkpoints():
+    """Compare the database's chain with the newest signed checkpoints of every sink."""
+    key = _signing_key()
+    problems, checked, newest_good = [], 0, None
+    present_end = AuditChainHead.objects.filter(pk=1).values_list("last_id", flat=True).first()
+    for sink, checkpoint in newest_checkpoints():
+        checked += 1
+        if checkpoint is None or not checkpoint.signature_ok(key):
+            problems.append(f"a checkpoint in {sink} is damaged or not signed with this key")
+            continue
+        anchored = f"event #{checkpoint.event_id} (anchored {checkpoint.created_at} in {sink})"
+        found = AuditEvent.objects.filter(id=checkpoint.event_id).values_list("hash", flat=True)
+        stored = found.first()
+        if stored is None and checkpoint.event_id:
+            problems.append(
+                f"{anchored} is gone: the history was truncated (the chain now ends at "
+                f"#{present_end or 0})"
+            )
+        elif stored is not None and stored != checkpoint.hash:
+            problems.append(f"{anchored} has another hash now: the history was rewritten")
+        elif AuditEvent.objects.filter(id__lte=checkpoint.event_id).count() != checkpoint.count:
+            problems.append(f"the events up to {anchored} are not the {checkpoint.count} anchored")
+        elif newest_good is None or checkpoint.event_id > newest_good.event_id:
+            newest_good = checkpoint
+    return AnchorReport(not problems, checked, problems, newest_good)
