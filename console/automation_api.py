@@ -317,9 +317,10 @@ def provider_item(request, provider_id):
         return _json(provider_json(provider))
     form_class = FORMS_BY_KIND[provider.kind]
     current = form_class(instance=provider)
+    # What the form would show: the stored values (a field's own initial is its default).
     data = {
-        name: field.initial if field.initial is not None else getattr(provider, name, "")
-        for name, field in current.fields.items()
+        name: current[name].value()
+        for name in current.fields
         if name not in form_class.secret_names and not name.startswith("clear_")
     }
     data["revision"] = provider.revision
@@ -327,8 +328,8 @@ def provider_item(request, provider_id):
     if not isinstance(enabled, bool):
         return error(400, "Invalid input.", fields={"enabled": ["true or false."]})
     for name, value in request.json.items():
-        if name in READ_ONLY or name == "enabled":
-            continue
+        if (name in READ_ONLY and name not in data) or name == "enabled":
+            continue  # derived here (a generic provider's issuer is its own field)
         if name in form_class.secret_names:
             if value is None:
                 data[f"clear_{name}"] = "on"

@@ -280,6 +280,9 @@ def _send(method, url, body, headers, deadline):
             headers={name.lower(): value for name, value in raw.headers.items()},
             body=_read_capped(raw, url, deadline),
         )
+    except OutboundError:
+        raw.close()  # the rest of an abandoned body must not be read as the next answer
+        raise
     finally:
         raw.release_conn()
 
@@ -294,12 +297,14 @@ def _read_capped(raw, url, deadline):
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise OutboundError(_too_large(url), permanent=True)
-            if time.monotonic() > deadline:
+            chunks.append(chunk)
+            # The deadline guards the waiting: an answer read in full is an answer, however
+            # late this process got to read it (a paused worker, a slow --on-change).
+            if time.monotonic() > deadline and not _complete(raw):
                 raise OutboundError(
                     f"{url} took longer than {TOTAL_DEADLINE:g} s to send its answer",
                     permanent=False,
                 )
-            chunks.append(chunk)
     except ReadTimeoutError as error:
         raise OutboundError(
             f"{url} stopped sending for more than {READ_TIMEOUT:g} s", permanent=False
@@ -309,6 +314,12 @@ def _read_capped(raw, url, deadline):
             f"{url} broke off its answer: {_reason(error)}", permanent=False
         ) from error
     return b"".join(chunks)
+
+
+def _complete(raw):
+    """Whether the whole body has been read (its declared length, or the stream's end)."""
+    remaining = raw.length_remaining
+    return (remaining is not None and remaining <= 0) or raw.isclosed()
 
 
 def _too_large(url):

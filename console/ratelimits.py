@@ -8,17 +8,38 @@ instance can make up to N times RATE_LIMIT_PULL_PER_INSTANCE before every proces
 """
 
 import functools
+import logging
 import time
 
 from django.conf import settings
 from django_ratelimit.core import is_ratelimited
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+logger = logging.getLogger(__name__)
+
+
+_cache_down = False
 
 
 def exceeded(request, group, rate, key="ip"):
-    """Count this request against `group` and say whether the limit is exceeded."""
-    return is_ratelimited(request=request, group=group, key=key, rate=rate, increment=True)
+    """Count this request against `group` and say whether the limit is exceeded. When the
+    cache cannot be reached the counter fails open (logged once per outage): a limit that
+    cannot count must not turn every request into a 500."""
+    global _cache_down
+    try:
+        limited = is_ratelimited(request=request, group=group, key=key, rate=rate, increment=True)
+    except Exception as error:  # noqa: BLE001 - whatever the cache backend raises
+        if not _cache_down:
+            logger.error(
+                "Rate limits are not counted: the cache is unreachable (%s).",
+                type(error).__name__,
+            )
+        _cache_down = True
+        return False
+    if _cache_down:
+        logger.warning("Rate limits are counted again: the cache is back.")
+    _cache_down = False
+    return limited
 
 
 @functools.cache

@@ -23,6 +23,7 @@ class Route:
     headers: tuple = ()
     delay: float = 0.0
     chunked: bool = False
+    drip: float = 0.0  # seconds between 64 KiB pieces of the body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -50,6 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_header("Content-Length", str(len(route.body)))
         self.end_headers()
+        if route.drip:
+            for start in range(0, len(route.body), 65536):
+                self.wfile.write(route.body[start : start + 65536])
+                self.wfile.flush()
+                time.sleep(route.drip)
+            return
         self.wfile.write(route.body)
 
     def do_POST(self):  # noqa: N802 - the stdlib's name
@@ -121,6 +128,10 @@ class DocumentServer:
         self.httpd.routes[path] = Route(
             status=status, body=body, headers=(("Content-Type", content_type),), **options
         )
+
+    def slow_body(self, path, body, pause):
+        """A body sent in 64 KiB pieces, `pause` seconds apart."""
+        self.httpd.routes[path] = Route(body=body, drip=pause)
 
     def redirect(self, path, location, status=302):
         self.httpd.routes[path] = Route(status=status, headers=(("Location", location),))

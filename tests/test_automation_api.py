@@ -242,3 +242,59 @@ def test_the_api_matches_the_ui_for_an_auditor(auditor_api, keycloak_provider):
     for path in ["/providers", f"/providers/{p}", f"/providers/{p}/versions", "/instances",
                  "/history"]:  # fmt: skip
         assert auditor_api("GET", path).status_code == 200
+
+
+# --- a PATCH changes what it names and nothing else (issue 16, 3) ---------------------------------
+
+PATCHABLE = {
+    "cognito": (
+        {"name": "Pool", "aws_region": "eu-west-1", "user_pool_id": "eu-west-1_Abc123",
+         "client_id": "app", "cognito_domain": "https://auth.example.invalid",
+         "scopes": "openid email profile groups", "diffgram_url_base": "https://d.example.invalid/",
+         "aws_role_arn": "arn:aws:iam::123456789012:role/sso"},
+        {"name": "renamed", "aws_region": "us-east-1", "user_pool_id": "eu-west-1_Other1",
+         "client_id": "other", "cognito_domain": "https://login.example.invalid",
+         "scopes": "openid email phone", "diffgram_url_base": "https://e.example.invalid/",
+         "aws_role_arn": "arn:aws:iam::123456789012:role/other"},
+    ),
+    "keycloak": (
+        {"name": "Realm", "keycloak_server_url": "https://sso.example.invalid/",
+         "keycloak_realm": "lab", "client_id": "dg-{instance}", "keycloak_master_user": "root",
+         "keycloak_diffgram_user": "dg", "diffgram_url_base": "https://d.example.invalid/"},
+        {"name": "renamed", "keycloak_server_url": "https://kc.example.invalid/auth/",
+         "keycloak_realm": "prod", "client_id": "other-{instance}",
+         "keycloak_master_user": "admin2", "keycloak_diffgram_user": "dg2",
+         "diffgram_url_base": "https://e.example.invalid/"},
+    ),
+    "oidc": (
+        {"name": "Okta", "issuer": "https://idp.example.invalid/oauth2/default",
+         "client_id": "0oa1", "scopes": "openid email profile groups"},
+        {"name": "renamed", "issuer": "https://other.example.invalid", "client_id": "0oa2",
+         "scopes": "openid email"},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(PATCHABLE))
+def test_a_patch_of_one_field_leaves_every_other_field_as_it_was(admin_api, kind, settings):
+    settings.AWS_ENDPOINT_URL = "http://cognito.example.invalid"  # discovery fails, offline
+    created, changes = PATCHABLE[kind]
+    response = admin_api("POST", "/providers", {"kind": kind, **created})
+    assert response.status_code == 201, response.json()
+    path = f"/providers/{response.json()['id']}"
+    ignored = {"revision", "validation", "issuer"}
+    for field, value in changes.items():
+        before = admin_api("GET", path).json()
+        answer = admin_api("PATCH", path, {field: value})
+        after = admin_api("GET", path).json()
+        if answer.status_code == 400:  # e.g. a region without its pool: nothing changes
+            assert after == before, field
+            continue
+        assert answer.status_code == 200, (field, answer.json())
+        assert after[field] == value
+        unchanged = {k: v for k, v in before.items() if k not in ignored | {field}}
+        assert {k: after[k] for k in unchanged} == unchanged, field
+        changed = AuditEvent.objects.filter(action="provider.changed").latest("id").changes
+        derived = {"issuer"} - {field}
+        assert set(changed) - derived == {field}, field  # the history says exactly that
+        # (a Cognito pool or Keycloak server changes the issuer derived from it)

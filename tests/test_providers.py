@@ -57,8 +57,8 @@ def edit_data(provider, **changes):
 
     form = FORMS_BY_KIND[provider.kind](instance=provider)
     data = {
-        name: field.initial if field.initial is not None else getattr(provider, name, "")
-        for name, field in form.fields.items()
+        name: form[name].value()
+        for name in form.fields
         if not name.startswith("clear_") and name not in Provider.SECRET_NAMES
     }
     data["revision"] = provider.revision
