@@ -29,7 +29,8 @@ _DUMMY_HASH = hash_token("no such instance")
 # What the machine API reads of an instance (not the provider, nor its JSON snapshots).
 INSTANCE_COLUMNS = (
     "id", "name", "url_base", "token_hash", "revision", "last_pull_at", "assignment_sequence",
-    "last_pulled_version_number", "assigned_version__id", "assigned_version__number",
+    "last_pulled_version_number", "applied_version_number", "applied_status",
+    "assigned_version__id", "assigned_version__number",
     "assigned_version__settings", "assigned_version__secret_settings_encrypted",
     "assigned_version__login_url_template", "assigned_version__content_hash",
     "assigned_version__provider_id",
@@ -120,6 +121,9 @@ def pull_config(request):
     rollout.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
         response = HttpResponseNotModified()
+        # The agent holds this content (it keeps the ETag of what it applied): when that came
+        # under an earlier version number (a republish, a rollback), it runs this version.
+        rollout.record_applied_by_etag(instance, version)
     else:
         body = state.bodies.get(output)
         if body is None:

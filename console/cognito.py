@@ -16,7 +16,7 @@ from django.db import transaction
 from console import audit, diffgram, providers
 from console.models import Provider
 
-PASS, FAIL = "pass", "fail"
+PASS, WARN, FAIL = "pass", "warn", "fail"
 REQUIRED_SCOPES = ("openid", "email")
 NEW_CLIENT_SCOPES = ("openid", "email", "profile")
 REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
@@ -186,6 +186,17 @@ def inspect(provider):
         "The authorization-code grant is enabled.",
         "Enable OAuth flows for this client with the authorization-code grant.",
     )
+    implicit = "implicit" in app.get("AllowedOAuthFlows", [])
+    checks.append(
+        Check(
+            "oauth.implicit",
+            WARN if implicit else PASS,
+            "The implicit grant is enabled: Diffgram needs only the code grant, and the OAuth "
+            "2.0 Security Best Current Practice says not to use implicit. Fix removes it."
+            if implicit
+            else "The implicit grant is off.",
+        )
+    )
     missing_scopes = [s for s in REQUIRED_SCOPES if s not in app.get("AllowedOAuthScopes", [])]
     check(
         "oauth.scopes",
@@ -265,8 +276,9 @@ def _update_client(provider, client, config):
     )  # fmt: skip
 
 
-def fix_plan(provider, client=None):
-    """(before, after) app-client settings that make every check about the client pass.
+def fix_plan(provider, client=None, *, keep_implicit=False):
+    """(before, after) app-client settings that make every check about the client pass (the
+    implicit grant removed unless `keep_implicit`).
 
     Real Cognito resets every field left out of UpdateUserPoolClient, so `after` is the
     complete described configuration with only the needed fields changed.
@@ -282,7 +294,11 @@ def fix_plan(provider, client=None):
     after["LogoutURLs"] = _union(
         app.get("LogoutURLs", []), [diffgram.signout_url(b) for b in bases]
     )
-    after["AllowedOAuthFlows"] = _union(app.get("AllowedOAuthFlows", []), ["code"])
+    after["AllowedOAuthFlows"] = [
+        flow
+        for flow in _union(app.get("AllowedOAuthFlows", []), ["code"])
+        if keep_implicit or flow != "implicit"
+    ]
     after["AllowedOAuthFlowsUserPoolClient"] = True
     after["AllowedOAuthScopes"] = _union(app.get("AllowedOAuthScopes", []), list(REQUIRED_SCOPES))
     after["ExplicitAuthFlows"] = _union(app.get("ExplicitAuthFlows", []), list(REQUIRED_AUTH_FLOWS))
@@ -290,10 +306,10 @@ def fix_plan(provider, client=None):
     return before, after
 
 
-def apply_fix(provider, *, request=None, actor=None):
+def apply_fix(provider, *, keep_implicit=False, request=None, actor=None):
     """Send the complete configuration with the fixes; audited with the field diff."""
     client = client_for(provider)  # one client (and one assumed-role session) throughout
-    before, after = fix_plan(provider, client)
+    before, after = fix_plan(provider, client, keep_implicit=keep_implicit)
     changes = audit.field_changes(before, after)
     if not changes:
         return changes

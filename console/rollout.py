@@ -9,13 +9,15 @@ import hmac
 import json
 import logging
 import math
+import random
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings as django_settings
-from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Max
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -40,7 +42,16 @@ PULL_NOTED_EVERY_SECONDS = 300
 # publish to 1,000 instances is 10 tasks, not 1,000 (see docs/BENCHMARKS.md, P2).
 PUSH_BATCH_SIZE = 100
 PUSH_THREADS = 16
-PUSH_RETRY_MAX_DELAY = 300  # seconds between tries at most (exponential backoff's cap)
+PUSH_RETRY_MAX_DELAY = 3600  # seconds between tries at most (exponential backoff's cap)
+# A retry this soon is the task's own (Celery's retry); later ones are the sweeper's, so that no
+# task waits in the broker for an hour (past a Redis broker's visibility timeout).
+PUSH_RETRY_IN_TASK_MAX = 300
+# Outcomes are recorded as they come in, up to this many together, none held longer than
+# RECORD_WITHIN seconds: a worker lost mid-batch loses the records of at most that much.
+RECORD_EVERY = PUSH_THREADS
+RECORD_WITHIN = 0.5
+RECORD_GRACE = 10  # seconds for recording after the outbound deadline
+RECORD_TRIES = 4
 # A batch's time limit follows from its size: every round of PUSH_THREADS webhooks may take the
 # outbound deadline. A batch cut off anyway (slow SSM, a killed worker) is swept again later.
 PUSH_BATCH_TIME_LIMIT = math.ceil(PUSH_BATCH_SIZE / PUSH_THREADS) * outbound.TOTAL_DEADLINE + 30
@@ -62,15 +73,15 @@ def create_instance(form, *, request=None, actor=None):
         token = instance.new_token()
         instance.new_signing_secret()
         instance.save()
-        audit.record(
+        if instance.provider_id and instance.provider.versions.exists():
+            _assign(instance, _current_version(instance.provider), request=request, actor=actor)
+        audit.record(  # last: the lock order of publish()
             Action.INSTANCE_CREATED,
             request=request,
             actor=actor,
             target=instance,
             changes=audit.field_changes({}, instance.audit_fields()),
         )
-        if instance.provider_id and instance.provider.versions.exists():
-            _assign(instance, _current_version(instance.provider), request=request, actor=actor)
     return instance, token
 
 
@@ -81,8 +92,11 @@ def update_instance(form, *, request=None, actor=None):
         instance = form.save(commit=False)
         instance.revision = current.revision + 1
         instance.save()
+        if instance.provider_id != current.provider_id:
+            version = _current_version(instance.provider) if instance.provider_id else None
+            _assign(instance, version, request=request, actor=actor)
         changes = audit.field_changes(before, instance.audit_fields())
-        if changes:
+        if changes:  # last: the lock order of publish()
             audit.record(
                 Action.INSTANCE_CHANGED,
                 request=request,
@@ -91,9 +105,6 @@ def update_instance(form, *, request=None, actor=None):
                 changes=changes,
                 context={"revision": instance.revision},
             )
-        if instance.provider_id != current.provider_id:
-            version = _current_version(instance.provider) if instance.provider_id else None
-            _assign(instance, version, request=request, actor=actor)
     return instance
 
 
@@ -237,6 +248,9 @@ def publish(provider, *, group="", note="", request=None, actor=None):
             first_group="" if complete else group,
             state=Rollout.State.COMPLETE if complete else Rollout.State.STAGED,
         )
+        _assign_many(targets, version)
+        # Last: every transaction takes its locks in one order (instances, push requests, the
+        # audit chain head), so a publish and a push batch never wait on each other in a circle.
         audit.record(
             Action.VERSION_PUBLISHED,
             request=request,
@@ -251,7 +265,6 @@ def publish(provider, *, group="", note="", request=None, actor=None):
                 "content_hash": version.content_hash,
             },
         )
-        _assign_many(targets, version)
     return version
 
 
@@ -324,6 +337,7 @@ def rollback(version, *, note="", request=None, actor=None):
             actor_label=_actor_label(request, actor), rollback_of=version,
         )  # fmt: skip
         Rollout.objects.create(version=new, state=Rollout.State.COMPLETE)
+        _assign_many(instances, new)
         audit.record(
             Action.VERSION_ROLLED_BACK,
             request=request,
@@ -331,7 +345,6 @@ def rollback(version, *, note="", request=None, actor=None):
             target=new,
             context={"provider": provider.name, "number": new.number, "to": version.number},
         )
-        _assign_many(instances, new)
     return new
 
 
@@ -379,8 +392,9 @@ def _assign_many(instances, version, *, again=False):
     PushRequest.objects.filter(
         instance_id__in=[i.pk for i in pushed], state=PushRequest.State.PENDING
     ).update(state=PushRequest.State.SUPERSEDED, completed_at=now)
+    due = now + timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)  # to be started by
     requests = PushRequest.objects.bulk_create(
-        [PushRequest(instance=i, version=version, dispatched_at=now) for i in pushed]
+        [PushRequest(instance=i, version=version, due_at=due) for i in pushed]
     )
     dispatch_after_commit([request.pk for request in requests])
     return requests
@@ -505,23 +519,39 @@ class Outcome:
 
 
 def deliver(push_request_ids):
-    """Try one delivery of each push request, concurrently. Returns the ids to try again: those
-    that failed transiently and have tries left (PUSH_MAX_ATTEMPTS, counted per request).
+    """Try one delivery of each push request, concurrently, and record each outcome in small
+    groups as they come in, so a crash loses at most a group's records. Returns
+    [(push request id, seconds until its next try)] for the transient failures with tries left
+    (PUSH_MAX_ATTEMPTS, counted per request); every other request has ended.
 
     Idempotent: a request that already ended, or whose version is no longer the instance's
-    assigned one, is left alone; re-sending the same version is harmless to the agent. The
-    bookkeeping (attempts, states, audit events) is a few bulk statements per batch.
+    assigned one, is left alone; re-sending the same version is harmless to the agent.
     """
     pushes = _start_attempts(push_request_ids)
+    retries = []
     if not pushes:
-        return []
+        return retries
     with ThreadPoolExecutor(max_workers=min(PUSH_THREADS, len(pushes))) as pool:
-        outcomes = list(pool.map(_attempt, pushes))
-    return _record_outcomes(pushes, outcomes)
+        running = {pool.submit(_attempt, push): push for push in pushes}
+        done, oldest = [], None
+        while running:  # database work stays in this thread
+            finished, _ = wait(running, timeout=RECORD_WITHIN, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done.append((running.pop(future), future.result()))
+            oldest = oldest or (time.monotonic() if done else None)
+            late = oldest is not None and time.monotonic() - oldest >= RECORD_WITHIN
+            if done and (len(done) >= RECORD_EVERY or late or not running):
+                retries += _record_with_retries(done)
+                done, oldest = [], None
+    return retries
 
 
 def _start_attempts(push_request_ids):
-    """Lock the pending requests, end those superseded, count an attempt for the rest."""
+    """Lock the pending requests, end those superseded, count an attempt for the rest, and
+    say by when each must be recorded: in a batch, the k-th request waits for k // PUSH_THREADS
+    others before it, each bounded by the outbound deadline. A request not recorded by then was
+    lost with its worker, and the sweeper sends it again."""
+    now = timezone.now()
     with transaction.atomic():
         pending = list(
             PushRequest.objects.select_for_update(of=("self",))
@@ -533,12 +563,13 @@ def _start_attempts(push_request_ids):
         superseded = [p.pk for p in pending if p.instance.assigned_version_id != p.version_id]
         if superseded:
             PushRequest.objects.filter(pk__in=superseded).update(
-                state=PushRequest.State.SUPERSEDED, completed_at=timezone.now()
+                state=PushRequest.State.SUPERSEDED, completed_at=now
             )
-        PushRequest.objects.filter(pk__in=[p.pk for p in current]).update(
-            attempts=F("attempts") + 1,
-            dispatched_at=timezone.now(),  # for the sweeper
-        )
+        for position, push in enumerate(current):
+            push.attempts += 1
+            rounds = position // PUSH_THREADS + 1
+            push.due_at = now + timedelta(seconds=rounds * outbound.TOTAL_DEADLINE + RECORD_GRACE)
+        PushRequest.objects.bulk_update(current, ["attempts", "due_at"])
     # A batch is usually one version: load it (and its provider's name) once, decrypt it once.
     versions = (
         ConfigVersion.objects.select_related("provider")
@@ -546,7 +577,6 @@ def _start_attempts(push_request_ids):
         .in_bulk({push.version_id for push in current})
     )
     for push in current:
-        push.attempts += 1
         push.version = versions[push.version_id]
     return current
 
@@ -570,10 +600,37 @@ def _attempt(push):
     return Outcome(started, timezone.now(), status, error)
 
 
-def _record_outcomes(pushes, outcomes):
-    attempts, retry, finished, events = [], [], [], []
+def retry_delay(attempts):
+    """Seconds before the next try after `attempts` tries: exponential from
+    PUSH_RETRY_BACKOFF_SECONDS to an hour, half of it random so that a fleet does not retry in
+    step. With the default 40 tries, a push keeps trying for about a day."""
+    ceiling = min(django_settings.PUSH_RETRY_BACKOFF_SECONDS * 2**attempts, PUSH_RETRY_MAX_DELAY)
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+
+
+def _record_with_retries(done):
+    """Record a group of outcomes; a database that restarts or blinks is waited for (a few
+    tries over ~20 s) instead of losing the records with the task."""
+    for attempt in range(1, RECORD_TRIES + 1):
+        try:
+            return _record_outcomes(done)
+        except (OperationalError, InterfaceError) as error:
+            if attempt == RECORD_TRIES:
+                raise
+            logger.warning("Recording %d push outcomes failed (%s); trying again.",
+                           len(done), type(error).__name__)  # fmt: skip
+            connection.close()  # the next query opens a new connection
+            time.sleep(2**attempt)
+    return []
+
+
+def _record_outcomes(done):
+    """Attempt rows, request states, the applied state of SSM instances (written there is
+    applied: no agent acknowledges) and audit events, in one transaction taking its locks in
+    publish()'s order: instances, push requests, the audit chain head."""
+    attempts, retries, finished, events, applied = [], [], [], [], {}
     now = timezone.now()
-    for push, outcome in zip(pushes, outcomes, strict=True):
+    for push, outcome in done:
         error = outcome.error
         push.last_error = error.message[:1000] if error else ""
         attempts.append(
@@ -584,63 +641,77 @@ def _record_outcomes(pushes, outcomes):
         )  # fmt: skip
         tries_left = push.attempts < django_settings.PUSH_MAX_ATTEMPTS
         if error is not None and not error.permanent and tries_left:
-            retry.append(push)
+            delay = retry_delay(push.attempts)
+            # The task retries soon ones itself; the sweeper sends the rest when due, and
+            # any the task does not get to.
+            push.due_at = now + timedelta(seconds=delay + django_settings.PUSH_SWEEP_AFTER_SECONDS)
+            retries.append((push, delay))
             continue
         push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
         push.completed_at = now
         finished.append(push)
         instance, version = push.instance, push.version
+        context = {
+            "version": version.number,
+            "provider": version.provider.name,
+            "target": instance.push_target,
+            "attempts": push.attempts,
+            **({"error": error.message} if error else {}),
+            **({"http_status": outcome.http_status} if outcome.http_status else {}),
+        }
         events.append(
             {
                 "action": Action.PUSH_FAILED if error else Action.PUSH_SUCCEEDED,
                 "target": instance,
-                "context": {
-                    "version": version.number,
-                    "provider": version.provider.name,
-                    "target": instance.push_target,
-                    "attempts": push.attempts,
-                    **({"error": error.message} if error else {}),
-                    **({"http_status": outcome.http_status} if outcome.http_status else {}),
-                },
+                "context": context,
             }
         )
+        if not error and instance.push_target == Instance.PushTarget.SSM:
+            applied.setdefault(version.number, []).append(instance)
+            events.append(
+                {
+                    "action": Action.INSTANCE_APPLIED,
+                    "target": instance,
+                    "context": {"version": version.number, "via": "ssm"},
+                }
+            )
     succeeded = [push.pk for push in finished if push.state == PushRequest.State.SUCCEEDED]
     failed = [push for push in finished if push.state == PushRequest.State.FAILED]
     with transaction.atomic():
+        for number, instances in applied.items():
+            Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
+                applied_version_number=number, applied_status="ok", applied_at=now,
+                applied_detail="Written to AWS SSM Parameter Store.",
+            )  # fmt: skip
         PushAttempt.objects.bulk_create(attempts)
         # Successes share their values: one UPDATE. Failures differ by their error (rarer).
         PushRequest.objects.filter(pk__in=succeeded).update(
             state=PushRequest.State.SUCCEEDED, last_error="", completed_at=now
         )
         PushRequest.objects.bulk_update(failed, ["state", "last_error", "completed_at"])
-        PushRequest.objects.bulk_update(retry, ["last_error"])
+        PushRequest.objects.bulk_update([push for push, _ in retries], ["last_error", "due_at"])
         if events:
             audit.record_many(events)
-    return [push.pk for push in retry]
+    return [(push.pk, delay) for push, delay in retries]
 
 
 def sweep_outbox():
-    """Re-dispatch pending push requests that no worker has: never started long after they were
-    dispatched (the broker was down at publish), or started and then silent for longer than a
-    batch may run plus the longest retry delay (a task cut off by its time limit, or lost with
-    its worker). Returns how many were sent again."""
+    """Re-dispatch pending push requests that are overdue: never started (the broker was down
+    at publish), started and never recorded (lost with a worker, or cut off by its time limit),
+    or waiting for a retry that is now due. Returns how many were sent again."""
     now = timezone.now()
-    after = django_settings.PUSH_SWEEP_AFTER_SECONDS
-    silent_after = after + PUSH_BATCH_TIME_LIMIT + PUSH_RETRY_MAX_DELAY
     with transaction.atomic():
-        stuck = list(
+        due = list(
             PushRequest.objects.select_for_update(skip_locked=True)
-            .filter(state=PushRequest.State.PENDING)
-            .filter(
-                Q(attempts=0, dispatched_at__lt=now - timezone.timedelta(seconds=after))
-                | Q(dispatched_at__lt=now - timezone.timedelta(seconds=silent_after))
-            )
+            .filter(state=PushRequest.State.PENDING, due_at__lt=now)
             .values_list("pk", flat=True)[:1000]
         )
-        PushRequest.objects.filter(pk__in=stuck).update(dispatched_at=now)
-        if stuck:
-            dispatch_after_commit(stuck)
-    return len(stuck)
+        PushRequest.objects.filter(pk__in=due).update(
+            due_at=now + timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)
+        )
+        if due:
+            dispatch_after_commit(due)
+    return len(due)
 
 
 # --- what instances tell us ----------------------------------------------------------------------
@@ -675,6 +746,34 @@ def record_pull(instance, version):
         else:  # noted already, perhaps by another web process
             rows.update(last_pull_at=now, last_pulled_version_number=version.number)
     instance.last_pull_at, instance.last_pulled_version_number = now, version.number
+
+
+def record_applied_by_etag(instance, version):
+    """A pull answered 304: the agent sent the ETag of the content it applied, which is this
+    version's. If it last acknowledged an earlier version with that same content, record this
+    one as applied: the console knows, and an agent that sees no change has nothing to say.
+    (Pushed instances acknowledge every new assignment themselves.) Cheap when nothing changed;
+    the conditional UPDATE makes one web process the one that records it."""
+    if instance.applied_version_number == version.number or instance.applied_status != "ok":
+        return
+    with transaction.atomic():
+        updated = (
+            Instance.objects.filter(pk=instance.pk, applied_status="ok")
+            .exclude(applied_version_number=version.number)
+            .update(applied_version_number=version.number, applied_at=timezone.now())
+        )
+        if updated:
+            audit.record(
+                Action.INSTANCE_APPLIED,
+                actor=instance,
+                target=instance,
+                context={
+                    "version": version.number,
+                    "same_content_as": instance.applied_version_number,
+                    "via": "pull (the agent already runs this content)",
+                },
+            )
+    instance.applied_version_number = version.number
 
 
 def record_applied(instance, *, version_number, ok, detail, request=None):

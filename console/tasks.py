@@ -1,8 +1,6 @@
 """Celery tasks: thin wrappers that take primary keys; the logic lives in console.rollout."""
 
 from celery import shared_task
-from celery.utils.time import get_exponential_backoff_interval
-from django.conf import settings
 
 from console import audit_anchor, providers, rollout
 from console.models import Provider
@@ -15,19 +13,14 @@ from console.models import Provider
     time_limit=rollout.PUSH_BATCH_TIME_LIMIT + 30,
 )
 def push_config(self, push_request_ids):
-    """Deliver a batch of push requests; those that failed transiently are retried together,
-    with exponential backoff and jitter."""
-    retry_ids = rollout.deliver(push_request_ids)
-    if retry_ids:
-        raise self.retry(
-            args=(retry_ids,),
-            countdown=get_exponential_backoff_interval(
-                factor=settings.PUSH_RETRY_BACKOFF_SECONDS,
-                retries=self.request.retries,
-                maximum=rollout.PUSH_RETRY_MAX_DELAY,
-                full_jitter=True,
-            ),
-        )
+    """Deliver a batch of push requests. Transient failures due again within a few minutes are
+    retried together by this task (Celery's retry, after the longest of their delays); those
+    backing off longer, up to an hour, are left to the outbox sweeper, which sends them when
+    due (rollout.retry_delay)."""
+    retries = rollout.deliver(push_request_ids)
+    soon = [(pk, delay) for pk, delay in retries if delay <= rollout.PUSH_RETRY_IN_TASK_MAX]
+    if soon:
+        raise self.retry(args=([pk for pk, _ in soon],), countdown=max(delay for _, delay in soon))
 
 
 @shared_task

@@ -303,7 +303,7 @@ if AUDIT_SIGNING_KEY and (AUDIT_CHECKPOINT_FILE or AUDIT_CHECKPOINT_S3):
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Rollout -----------------------------------------------------------------------------------
-PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=5)
+PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=40)  # about a day of backing off
 PUSH_RETRY_BACKOFF_SECONDS = env.int("PUSH_RETRY_BACKOFF_SECONDS", default=2)
 PUSH_SWEEP_AFTER_SECONDS = env.int("PUSH_SWEEP_AFTER_SECONDS", default=60)
 INSTANCE_STALE_AFTER_MINUTES = env.int("INSTANCE_STALE_AFTER_MINUTES", default=60)

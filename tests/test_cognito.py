@@ -74,7 +74,8 @@ def test_a_correctly_configured_client_passes_every_check(moto):
     assert inspection.ok, [(c.id, c.message) for c in inspection.checks]
     assert set(statuses(inspection)) == {
         "callback:https://lab.example.com/", "signout:https://lab.example.com/",
-        "oauth.code_flow", "oauth.scopes", "auth_flows.password", "client.secret",
+        "oauth.code_flow", "oauth.implicit", "oauth.scopes", "auth_flows.password",
+        "client.secret",
         "domain.active", "identity_providers",
     }  # fmt: skip
     assert inspection.domain == "diffgram-lab" and inspection.domain_status == "ACTIVE"

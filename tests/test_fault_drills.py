@@ -1,10 +1,12 @@
-"""Fault drills with real processes: nothing published is lost, nothing is applied twice.
+"""Fault drills with real processes: nothing published is lost, nothing is applied twice, every
+delivery is recorded, and a lost worker, a database blink or an agent outage heals by itself.
 
 (The receiver-down drill is tests/test_push.py::test_a_receiver_that_is_down_fails_after_
 retries_then_a_repush_delivers; the concurrent-edit drill is tests/test_providers.py::
 TestEditing::test_a_stale_edit_is_refused_and_shows_what_changed.)
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -15,12 +17,14 @@ import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psycopg
 import pytest
 from django.conf import settings as django_settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from console import rollout
-from console.models import AuditEvent, Instance, PushRequest
+from console import audit, outbound, rollout
+from console.models import AuditEvent, Instance, Provider, PushAttempt, PushRequest
 from sso_admin.celery import app
 from tests.conftest import (
     ROOT,
@@ -155,8 +159,10 @@ def test_a_publish_while_the_broker_is_down_is_delivered_by_the_sweeper(
         push = PushRequest.objects.get(instance=instance)
         assert (push.state, push.attempts) == ("pending", 0)  # kept in the outbox
 
-        # The broker is back (this process's broker works): the beat sweeper sends it.
-        settings.PUSH_SWEEP_AFTER_SECONDS = 0
+        # The broker is back (this process's broker works): once the push is overdue (a
+        # minute after publishing), the beat sweeper sends it.
+        assert rollout.sweep_outbox() == 0
+        PushRequest.objects.filter(pk=push.pk).update(due_at=timezone.now())
         assert rollout.sweep_outbox() == 1
         celery_worker.wait_until(
             lambda: (
@@ -187,3 +193,265 @@ def test_a_rolled_back_publish_sends_nothing(celery_worker, keycloak_provider, t
         proxy.stop()
     assert proxy.received == 0
     assert not PushRequest.objects.exists()
+
+
+# --- issue 16: concurrent publishes, a lost worker, a database blink, an agent outage ----------
+
+
+class CountingReceiver:
+    """Stands in for many agents: answers every signed push 200 and counts what arrived."""
+
+    def __init__(self):
+        receiver = self
+        self.received = []
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                document = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    receiver.received.append((document["instance"], document["version"]))
+                body = b'{"applied": true}'
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+
+
+def require_postgresql():
+    require_component(
+        connection.vendor == "postgresql",
+        "PostgreSQL (row locks are what these drills exercise)",
+        "run with DATABASE_URL=postgres://postgres@127.0.0.1:5432/…",
+    )
+
+
+def test_concurrent_publishes_with_a_running_worker_neither_deadlock_nor_lose_a_record(
+    celery_worker, keycloak_provider
+):
+    require_postgresql()
+    receiver = CountingReceiver()
+    for number in range(20):
+        make_instance(keycloak_provider, f"fleet-{number}", push_target="webhook",
+                      webhook_url=receiver.url)  # fmt: skip
+    errors = []
+
+    def admin_publishing(rounds):
+        try:
+            for _ in range(rounds):
+                rollout.publish(Provider.objects.get(pk=keycloak_provider.pk))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(repr(error))
+        finally:
+            connection.close()
+
+    admins = [threading.Thread(target=admin_publishing, args=(8,)) for _ in range(2)]
+    try:
+        for admin in admins:
+            admin.start()
+        for admin in admins:
+            admin.join()
+        celery_worker.wait_until(
+            lambda: not PushRequest.objects.filter(state="pending").exists(),
+            "every push to end", timeout=120,
+        )  # fmt: skip
+    finally:
+        receiver.stop()
+    assert errors == []
+    assert sorted(keycloak_provider.versions.values_list("number", flat=True)) == list(
+        range(1, 17)
+    )  # unique and contiguous
+    assert set(PushRequest.objects.values_list("state", flat=True)) <= {"succeeded", "superseded"}
+    # Every delivery that reached an agent is recorded: an attempt row and, when it ended the
+    # request, its event.
+    assert len(receiver.received) == PushAttempt.objects.filter(ok=True).count()
+    succeeded = PushRequest.objects.filter(state="succeeded").count()
+    assert AuditEvent.objects.filter(action="push.succeeded").count() == succeeded
+    assert "deadlock" not in celery_worker.log().lower()
+    assert audit.verify_chain().ok
+
+
+def test_a_lost_worker_loses_only_what_was_in_flight_and_the_sweeper_sends_it_soon(
+    keycloak_provider, tmp_path, django_db_blocker
+):
+    """No redelivery by the broker here (the default visibility timeout is an hour): the
+    sweeper must find the killed batch's unrecorded requests by their own deadline."""
+    receiver = CountingReceiver()
+    held = SlowFirstProxy(receiver.url, delay=8)  # the first push waits 8 s for its answer
+    instances = [
+        make_instance(keycloak_provider, f"crash-{number}", push_target="webhook",
+                      webhook_url=held.url if number == 0 else receiver.url)[0]
+        for number in range(5)
+    ]  # fmt: skip
+    queue = f"crash-{uuid.uuid4().hex[:8]}"
+    database_url = subprocess_database_url(django_db_blocker)
+    worker = start_worker(queue, tmp_path, database_url)
+    previous_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    try:
+        rollout.publish(keycloak_provider)
+        wait_for(lambda: held.received == 1 and len(receiver.received) == 4, "the deliveries")
+        wait_for(
+            lambda: PushRequest.objects.filter(state="succeeded").count() == 4,
+            "the four answered ones to be recorded",
+        )
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.wait(timeout=10)
+        lost = PushRequest.objects.get(instance=instances[0])
+        assert lost.state == "pending"
+        # Due again by the batch's own deadline (one outbound deadline and the recording grace
+        # after it started), not after the ten-minute margin it had before.
+        started = lost.attempt_log.first()
+        assert lost.due_at - timezone.now() < timezone.timedelta(
+            seconds=outbound.TOTAL_DEADLINE + rollout.RECORD_GRACE
+        )
+        assert started is None  # its attempt was never recorded: the worker died waiting
+        (tmp_path / "second").mkdir()
+        second = start_worker(queue, tmp_path / "second", database_url)
+        try:
+            wait_for(lambda: rollout.sweep_outbox() == 1, "the sweeper to send it", timeout=60)
+            wait_for(
+                lambda: PushRequest.objects.get(pk=lost.pk).state == "succeeded",
+                "the swept push", timeout=60,
+            )  # fmt: skip
+        finally:
+            stop_worker(second)
+    finally:
+        app.conf.task_default_queue = previous_queue
+        stop_worker(worker)
+        held.stop()
+        receiver.stop()
+    # Only the one in flight was sent twice.
+    counts = {name: [n for n, _ in receiver.received].count(name) for name, _ in receiver.received}
+    assert counts == {"crash-0": 2, "crash-1": 1, "crash-2": 1, "crash-3": 1, "crash-4": 1}
+
+
+def test_a_database_connection_lost_while_pushing_is_reopened_to_record_the_outcomes(
+    keycloak_provider, monkeypatch
+):
+    require_postgresql()
+    monkeypatch.setattr(rollout, "dispatch_after_commit", lambda ids: None)  # delivered here
+    receiver = CountingReceiver()
+    held = SlowFirstProxy(receiver.url, delay=2)
+    instance, _ = make_instance(keycloak_provider, "blink", push_target="webhook",
+                                webhook_url=held.url)  # fmt: skip
+    rollout.publish(keycloak_provider)
+    push = PushRequest.objects.get(instance=instance)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+
+    def restart_while_it_waits():
+        time.sleep(0.5)
+        database = connection.settings_dict
+        with psycopg.connect(
+            host=database["HOST"] or "127.0.0.1", port=database["PORT"] or 5432,
+            user=database["USER"] or "postgres", dbname=database["NAME"], autocommit=True,
+        ) as admin:  # fmt: skip
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+
+    blink = threading.Thread(target=restart_while_it_waits)
+    blink.start()
+    try:
+        assert rollout.deliver([push.pk]) == []
+    finally:
+        blink.join()
+        held.stop()
+        receiver.stop()
+    push.refresh_from_db()
+    assert push.state == "succeeded" and push.attempt_log.count() == 1
+    assert AuditEvent.objects.filter(action="push.succeeded").count() == 1
+
+
+def test_an_agent_down_for_a_while_is_retried_for_about_a_day_and_then_delivered(
+    keycloak_provider, admin_user, monkeypatch
+):
+    from django.test import Client
+
+    sent = []
+    monkeypatch.setattr(rollout, "dispatch_after_commit", sent.extend)
+    port = free_port()
+    instance, _ = make_instance(keycloak_provider, "restarting", push_target="webhook",
+                                webhook_url=f"http://127.0.0.1:{port}/")  # fmt: skip
+    rollout.publish(keycloak_provider)
+    push = PushRequest.objects.get(instance=instance)
+    PushRequest.objects.filter(pk=push.pk).update(attempts=9)  # nine refused tries so far
+    [(pk, delay)] = rollout.deliver([push.pk])  # the tenth: refused too, backing off
+    assert delay > rollout.PUSH_RETRY_IN_TASK_MAX  # past a few minutes: the sweeper's turn
+    push.refresh_from_db()
+    assert push.state == "pending" and "connection refused" in push.last_error
+
+    page = Client()
+    page.force_login(admin_user)
+    fleet = page.get("/instances/").content.decode()
+    assert "retrying" in fleet and "tried 10×" in fleet
+
+    receiver = CountingReceiver()  # the agent is back, on a new address
+    Instance.objects.filter(pk=instance.pk).update(webhook_url=receiver.url)
+    try:
+        sent.clear()
+        assert rollout.sweep_outbox() == 0  # not due yet
+        PushRequest.objects.filter(pk=push.pk).update(due_at=timezone.now())  # the hour passed
+        assert rollout.sweep_outbox() == 1 and sent == [push.pk]
+        assert rollout.deliver(sent) == []
+    finally:
+        receiver.stop()
+    assert PushRequest.objects.get(pk=push.pk).state == "succeeded"
+    # The default schedule: even with the shortest random delays, tries go on for over 12 h.
+    shortest = sum(
+        min(2 * 2**attempts, rollout.PUSH_RETRY_MAX_DELAY) / 2 for attempts in range(1, 40)
+    )
+    assert shortest > 12 * 3600 and django_settings.PUSH_MAX_ATTEMPTS == 40
+
+
+def test_a_publish_and_a_batch_recording_take_their_locks_in_one_order(keycloak_provider):
+    """The deadlock of the concurrent-publish drill, made deterministic: a batch holds a
+    pending push row while it records, then takes the audit chain head; a publish supersedes
+    that row. Both must take the rows before the head."""
+    require_postgresql()
+    instance, _ = make_instance(keycloak_provider, "contended", push_target="webhook",
+                                webhook_url="http://127.0.0.1:9/")  # fmt: skip
+    rollout.publish(keycloak_provider)
+    pending = PushRequest.objects.get(instance=instance)
+    row_locked, errors = threading.Event(), []
+
+    def batch_recording():
+        try:
+            with transaction.atomic():
+                PushRequest.objects.filter(pk=pending.pk).update(last_error="recording")
+                row_locked.set()
+                time.sleep(1.5)  # the publish below is under way meanwhile
+                audit.record(audit.Action.PUSH_FAILED, target=instance)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(f"batch: {error!r}")
+        finally:
+            connection.close()
+
+    def admin_publishing():
+        row_locked.wait(10)
+        try:
+            rollout.publish(Provider.objects.get(pk=keycloak_provider.pk))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(f"publish: {error!r}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=batch_recording), threading.Thread(target=admin_publishing)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert PushRequest.objects.get(pk=pending.pk).state == "superseded"
+    assert audit.verify_chain().ok

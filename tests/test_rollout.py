@@ -10,7 +10,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from console import rollout
+from console import outbound, rollout
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, hash_token
 from tests.conftest import make_instance
 
@@ -268,7 +268,9 @@ class TestOutbox:
             rollout.publish(keycloak_provider)
         sends = [callback for callback in publish_callbacks if callback.__name__ == "send"]
         assert len(sends) == 1  # the push is sent only after the commit
-        settings.PUSH_SWEEP_AFTER_SECONDS = 0
+        with django_capture_on_commit_callbacks():
+            assert rollout.sweep_outbox() == 0  # not overdue yet: the task may be on its way
+        PushRequest.objects.update(due_at=timezone.now() - timedelta(seconds=1))  # a minute on
         with django_capture_on_commit_callbacks() as sweep_callbacks:
             assert rollout.sweep_outbox() == 1
         assert [callback.__name__ for callback in sweep_callbacks] == ["send"]
@@ -284,18 +286,21 @@ class TestOutbox:
         make_instance(keycloak_provider, "busy", push_target="webhook",
                       webhook_url="http://127.0.0.1:9/")  # fmt: skip
         rollout.publish(keycloak_provider)
-        silent_for = rollout.PUSH_BATCH_TIME_LIMIT + rollout.PUSH_RETRY_MAX_DELAY + 120
+        rollout._start_attempts(PushRequest.objects.values_list("pk", flat=True))
+        started = {
+            p.instance.name: p.due_at for p in PushRequest.objects.select_related("instance")
+        }
+        # By its batch's own deadline (an outbound deadline per round of threads), not minutes.
+        assert max(started.values()) - timezone.now() < timedelta(
+            seconds=outbound.TOTAL_DEADLINE + rollout.RECORD_GRACE + 1
+        )
         now = timezone.now()
         PushRequest.objects.filter(instance__name="silent").update(
-            attempts=1, dispatched_at=now - timedelta(seconds=silent_for)
-        )
-        PushRequest.objects.filter(instance__name="busy").update(
-            attempts=1,
-            dispatched_at=now - timedelta(seconds=120),  # waiting for its retry
+            due_at=now - timedelta(seconds=1)
         )
         with django_capture_on_commit_callbacks():
-            assert rollout.sweep_outbox() == 1
-        assert PushRequest.objects.get(instance__name="silent").dispatched_at > now
+            assert rollout.sweep_outbox() == 1  # "busy" is still within its deadline
+        assert PushRequest.objects.get(instance__name="silent").due_at > now
 
     def test_the_attempt_budget_is_counted_per_request(self, keycloak_provider, settings):
         """A request swept again after two tries gets one more, not a fresh budget."""
@@ -306,7 +311,8 @@ class TestOutbox:
         rollout.publish(keycloak_provider)  # the test's transaction never commits: no task
         push = PushRequest.objects.get(state="pending")
         PushRequest.objects.filter(pk=push.pk).update(attempts=1)
-        assert rollout.deliver([push.pk]) == [push.pk]  # 2nd try: connection refused, retry
+        retries = rollout.deliver([push.pk])  # 2nd try: connection refused, retry
+        assert [pk for pk, _ in retries] == [push.pk]
         assert rollout.deliver([push.pk]) == []  # 3rd and last
         push.refresh_from_db()
         assert (push.state, push.attempts) == ("failed", 3)

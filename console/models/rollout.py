@@ -243,12 +243,14 @@ class PushRequest(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    dispatched_at = models.DateTimeField(null=True)  # last sent to the queue or taken up
+    # By when something must happen to it (be started, be recorded, or its retry be due);
+    # a pending request past it is sent again by the sweeper (rollout.sweep_outbox).
+    due_at = models.DateTimeField(null=True)
     completed_at = models.DateTimeField(null=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["state", "dispatched_at"], name="push_pending")]
+        indexes = [models.Index(fields=["state", "due_at"], name="push_due")]
 
     def __str__(self):
         return f"push {self.version} to {self.instance}: {self.state}"

@@ -49,15 +49,18 @@ def inspect(request, provider_id):
 
 def fix(request, provider_id):
     provider = get_cognito_provider(request, provider_id)
+    keep_implicit = (request.POST if request.method == "POST" else request.GET).get(
+        "keep_implicit"
+    ) == "1"
     try:
         if request.method == "POST":
-            changes = cognito.apply_fix(provider, request=request)
+            changes = cognito.apply_fix(provider, keep_implicit=keep_implicit, request=request)
             messages.success(
                 request,
                 f"Updated the app client: {', '.join(changes) or 'nothing needed changing'}.",
             )
             return redirect("cognito-inspect", provider.pk)
-        before, after = cognito.fix_plan(provider)
+        before, after = cognito.fix_plan(provider, keep_implicit=keep_implicit)
     except cognito.AWSError as error:
         messages.error(request, str(error))
         return redirect("cognito-inspect", provider.pk)
@@ -70,7 +73,16 @@ def fix(request, provider_id):
         }
         for name in sorted(after)
     ]
-    return render(request, "console/cognito_fix.html", {"provider": provider, "rows": rows})
+    return render(
+        request,
+        "console/cognito_fix.html",
+        {
+            "provider": provider,
+            "rows": rows,
+            "keep_implicit": keep_implicit,
+            "has_implicit": "implicit" in before.get("AllowedOAuthFlows", []),
+        },
+    )
 
 
 @require_POST

@@ -27,7 +27,7 @@ def fleet_rows():
         Prefetch(
             "pushes",
             queryset=PushRequest.objects.order_by("-id").only(
-                "id", "instance_id", "state", "last_error", "attempts", "created_at"
+                "id", "instance_id", "state", "last_error", "attempts", "created_at", "due_at"
             ),
             to_attr="recent_pushes",
         )
