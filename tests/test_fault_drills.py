@@ -43,6 +43,14 @@ from tests.worker_tasks import write_marker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def serve_in_thread(handler):
+    """An HTTP server on a free port of 127.0.0.1, serving in daemon threads; (server, URL)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
 class SlowFirstProxy:
     """Forwards webhook POSTs to the agent; holds the first one for `delay` seconds, so a
     worker can be killed while it waits for the answer."""
@@ -74,10 +82,7 @@ class SlowFirstProxy:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
     def stop(self):
         self.server.shutdown()
@@ -220,10 +225,7 @@ class CountingReceiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
     def stop(self):
         self.server.shutdown()
