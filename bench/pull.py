@@ -30,7 +30,7 @@ PACE_MS = 10
 SEED = (
     PROVIDER_SEED
     + """
-from console import api, rollout
+from console import api, versions
 lines = []
 for number in range(__COUNT__):
     instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.com/",
@@ -39,7 +39,7 @@ for number in range(__COUNT__):
     instance.new_signing_secret()
     instance.save()
     lines.append([instance.pk, token])
-rollout.publish(provider)
+versions.publish(provider)
 with open(__PATH__, "w") as out:
     for pk, token in lines:
         instance = Instance.objects.select_related("assigned_version").get(pk=pk)

@@ -38,10 +38,10 @@ for number in range(__COUNT__):
 
 PUBLISH = """
 import django, time; django.setup()
-from console import rollout
+from console import delivery, versions
 from console.models import Provider, PushRequest
 started = time.monotonic()
-version = rollout.publish(Provider.objects.get())
+version = versions.publish(Provider.objects.get())
 published = time.monotonic() - started
 while PushRequest.objects.filter(version=version, state="pending").exists():
     time.sleep(0.02)
@@ -55,14 +55,14 @@ print(elapsed, states["succeeded"], states["failed"], published, retried)
 BASELINE = """
 import django, time; django.setup()
 from concurrent.futures import ThreadPoolExecutor
-from console import outbound, rollout
+from console import outbound
 from console.models import ConfigVersion, Instance
 version = ConfigVersion.objects.order_by("-number").first()  # the one just pushed
 instances = list(Instance.objects.all())
 for instance in instances:
     instance.webhook_url = instance.webhook_url.replace("/i", "/baseline-i")
 def send(instance):
-    body, headers = rollout.signed_webhook(instance, version)
+    body, headers = delivery.signed_webhook(instance, version)
     return outbound.post(instance.webhook_url, body, headers).status
 started = time.monotonic()
 with ThreadPoolExecutor(__CONCURRENCY__) as pool:

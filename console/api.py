@@ -15,7 +15,7 @@ from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from console import diffgram, ratelimits, rollout
+from console import diffgram, instances, ratelimits
 from console.models import Instance, hash_token
 from console.pull_state import pull_states
 
@@ -91,15 +91,15 @@ def instance_api(view):
 
 
 def _etag(instance, version, output):
-    return f'"{rollout.instance_content_hash(version, instance)}.{output}"'
+    return f'"{version.content_hash_for(instance)}.{output}"'
 
 
 def _render(instance, version, output):
-    settings_ = rollout.settings_for_instance(version, instance)
+    settings_ = version.settings_for(instance)
     if output == "env":
         return diffgram.render_env(settings_)
     if output == "json":
-        content_hash = rollout.instance_content_hash(version, instance)
+        content_hash = version.content_hash_for(instance)
         return diffgram.render_json(instance.name, version.number, content_hash, settings_)
     return diffgram.render_helm(settings_)
 
@@ -118,12 +118,12 @@ def pull_config(request):
     etag = state.etags.get(output)
     if etag is None:
         etag = state.etags[output] = _etag(instance, version, output)
-    rollout.record_pull(instance, version)
+    instances.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
         response = HttpResponseNotModified()
         # The agent holds this content (it keeps the ETag of what it applied): when that came
         # under an earlier version number (a republish, a rollback), it runs this version.
-        rollout.record_applied_by_etag(instance, version)
+        instances.record_applied_by_etag(instance, version)
     else:
         body = state.bodies.get(output)
         if body is None:
@@ -162,7 +162,7 @@ def report_applied(request):
         problems["detail"] = f"A string of at most {MAX_DETAIL} characters."
     if problems:
         return error(400, "Invalid report.", fields=problems)
-    rollout.record_applied(
+    instances.record_applied(
         request.pull_state.instance,
         version_number=version,
         ok=status == "ok",

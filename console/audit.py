@@ -41,13 +41,16 @@ def anonymous(tried_username):
     return Actor(ActorType.ANONYMOUS, "", (tried_username or "")[:150])
 
 
-def _actor_for(actor):
+def actor_for(actor):
+    """Who an event is by: an Actor as it is, a model naming its `audit_actor_type` (a Diffgram
+    instance calling the API), a signed-in user, else the system."""
     if actor is None:
         return SYSTEM
     if isinstance(actor, Actor):
         return actor
-    if hasattr(actor, "audit_actor"):  # e.g. a Diffgram instance calling the API
-        return actor.audit_actor()
+    actor_type = getattr(actor, "audit_actor_type", None)
+    if actor_type:
+        return Actor(actor_type, str(actor.pk), str(actor))
     if getattr(actor, "is_authenticated", False):
         return Actor(ActorType.USER, str(actor.pk), actor.get_username())
     return SYSTEM
@@ -138,7 +141,7 @@ def record_many(entries, *, batch_size=2000):
 
 
 def _chained_event(last_id, last_hash, entry):
-    who = _actor_for(entry.get("actor"))
+    who = actor_for(entry.get("actor"))
     target_type, target_id, target_label = _target_for(entry.get("target"))
     event = AuditEvent(
         id=last_id + 1,

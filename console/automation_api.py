@@ -16,7 +16,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from console import cognito, federation, providers, rollout
+from console import cognito, federation, providers, versions
 from console.api import error
 from console.federation_forms import (
     SHORT_NAMES,
@@ -374,8 +374,8 @@ def provider_publish(request, provider_id):
     if not isinstance(group, str) or not isinstance(note, str) or len(note) > 500:
         return error(400, "Invalid input.", fields={"group": ["A string."], "note": ["Up to 500."]})
     try:
-        version = rollout.publish(provider, group=group, note=note, request=request)
-    except rollout.PublishRefused as refusal:
+        version = versions.publish(provider, group=group, note=note, request=request)
+    except versions.PublishRefused as refusal:
         return error(409, f"Not published: {refusal}")
     return _json(version_json(version), status=201)
 
@@ -412,7 +412,7 @@ def provider_diff(request, provider_id):
     new = _get(ConfigVersion, provider_id=provider_id, number=number("to"))
     if old is None or new is None:
         return error(404, "Give ?from=N&to=M, two existing version numbers of this provider.")
-    return _json({"from": old.number, "to": new.number, "diff": rollout.version_diff(old, new)})
+    return _json({"from": old.number, "to": new.number, "diff": versions.version_diff(old, new)})
 
 
 # --- instances and history ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import yaml
 from django.db import transaction
 
-from console import audit, providers, rollout
+from console import audit, instances, providers
 from console.forms import FORMS_BY_KIND, InstanceForm
 from console.models import Instance, Provider
 
@@ -337,9 +337,11 @@ def apply(changes, *, request=None, actor=None):
             if not form.is_valid():  # the provider now exists; anything else was checked
                 raise ImportError_([f"{change.name}: {dict(form.errors)}"])
             if existing:
-                rollout.update_instance(form, request=request, actor=actor)
+                instances.update_instance(form, request=request, actor=actor)
             else:
-                tokens[change.name] = rollout.create_instance(form, request=request, actor=actor)[1]
+                _, tokens[change.name] = instances.create_instance(
+                    form, request=request, actor=actor
+                )
         audit.record(
             audit.Action.CONFIG_IMPORTED,
             request=request,

@@ -529,7 +529,7 @@ def keycloak_provider(idp, django_db_blocker):
 
 def make_instance(provider, name, **fields):
     """Register an instance the way the form does; returns (instance, token)."""
-    from console import rollout
+    from console import instances
     from console.forms import InstanceForm
 
     data = {
@@ -543,7 +543,7 @@ def make_instance(provider, name, **fields):
     }
     form = InstanceForm(data=data)
     assert form.is_valid(), form.errors
-    return rollout.create_instance(form)
+    return instances.create_instance(form)
 
 
 # --- the agent as a real process ----------------------------------------------------------------

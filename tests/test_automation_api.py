@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console import openapi, rollout
+from console import openapi, versions
 from console.models import ApiToken, AuditEvent, Provider
 from tests.conftest import make_instance
 from tests.urls_helper import all_named_urls
@@ -179,7 +179,7 @@ def test_every_documented_operation_answers_as_documented(admin_user, keycloak_p
     from tests.test_cognito import make_pool, make_provider
 
     instance, instance_token = make_instance(keycloak_provider, "kc-lab")
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     user_token = token_for(admin_user)
     cognito_provider = make_provider(*make_pool(moto))
     examples = samples(keycloak_provider, instance, instance_token, cognito_provider)

@@ -35,10 +35,10 @@ def test_an_answer_still_arriving_after_the_deadline_is_abandoned(idp, monkeypat
 
 
 def test_a_bad_token_gets_401_not_500_while_the_cache_is_down(client, keycloak_provider, settings):
-    from console import rollout
+    from console import versions
 
     instance, token = make_instance(keycloak_provider, "lab")
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -64,11 +64,11 @@ def fleet_state(name):
 def test_the_fleet_is_in_sync_exactly_when_each_instance_runs_the_assigned_content(
     keycloak_provider, webhook_instance, moto, tmp_path, live_server, monkeypatch
 ):
-    from console import rollout
+    from console import delivery, tasks, versions
     from console.models import PushRequest
     from tests.conftest import AgentProcess
 
-    monkeypatch.setattr(rollout, "dispatch_after_commit", lambda ids: None)  # delivered here
+    monkeypatch.setattr(tasks, "dispatch_after_commit", lambda ids: None)  # delivered here
     pushed, agent = webhook_instance
     agent.serve(agent.port)
     (tmp_path / "pull").mkdir()
@@ -78,30 +78,30 @@ def test_the_fleet_is_in_sync_exactly_when_each_instance_runs_the_assigned_conte
 
     def everyone_acts():
         pending = PushRequest.objects.filter(state="pending").values_list("pk", flat=True)
-        rollout.deliver(list(pending))
+        delivery.deliver(list(pending))
         assert puller.pull().returncode == 0
 
     def states():
         return {name: fleet_state(name) for name in ("pushed", "pulled", "ssm")}
 
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     assert states() == dict.fromkeys(("pushed", "pulled", "ssm"), "drift")  # not applied yet
     everyone_acts()
     assert states() == dict.fromkeys(("pushed", "pulled", "ssm"), "in sync")
 
-    rollout.publish(keycloak_provider)  # v2: the same content again
+    versions.publish(keycloak_provider)  # v2: the same content again
     assert states() == dict.fromkeys(("pushed", "pulled", "ssm"), "drift")
     everyone_acts()  # the pull agent gets 304: it already runs that content
     assert states() == dict.fromkeys(("pushed", "pulled", "ssm"), "in sync")
 
     keycloak_provider.keycloak_realm = "other-realm"
     keycloak_provider.save()
-    rollout.publish(keycloak_provider, group="canary")  # v3 to the canary (pulled) only
+    versions.publish(keycloak_provider, group="canary")  # v3 to the canary (pulled) only
     everyone_acts()
     assert states() == dict.fromkeys(("pushed", "pulled", "ssm"), "in sync")
     assert puller.env()["KEYCLOAK_REALM"] == "other-realm"
 
-    rollout.rollback(keycloak_provider.versions.get(number=2))  # v4 with v2's content
+    versions.rollback(keycloak_provider.versions.get(number=2))  # v4 with v2's content
     everyone_acts()
     assert states() == dict.fromkeys(("pushed", "pulled", "ssm"), "in sync")
     instances = {i.name: i for i in Instance.objects.all()}

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from console import discovery, providers, rollout
+from console import discovery, providers, versions
 from console.discovery import FAIL, PASS, SKIP, WARN, Fetched, ProviderSpec
 from console.forms import InstanceForm
 from console.models import Provider
@@ -182,7 +182,7 @@ def shared_client(provider):
 def test_two_instances_pull_their_own_keycloak_client_ids(client, keycloak_provider):
     lab, lab_token = make_instance(keycloak_provider, "lab")
     prod, prod_token = make_instance(keycloak_provider, "prod", shape="helm")
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
 
     def pull(instance, token, output="env"):
         return client.get(
@@ -233,8 +233,8 @@ def test_publishing_to_instances_sharing_a_client_is_refused_naming_the_check(
 
     # Validated before the second instance arrived (e.g. by an import): refused under lock too.
     Provider.objects.filter(pk=provider.pk).update(validation_passed=True, validation_checks=[])
-    with pytest.raises(rollout.PublishRefused, match="diffgram.keycloak_client_per_instance: 2"):
-        rollout.publish(Provider.objects.get(pk=provider.pk))
+    with pytest.raises(versions.PublishRefused, match="diffgram.keycloak_client_per_instance: 2"):
+        versions.publish(Provider.objects.get(pk=provider.pk))
 
 
 def test_the_provider_page_lists_each_instances_client_and_redirect_uri(

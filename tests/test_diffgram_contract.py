@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from dotenv import dotenv_values
 
-from console import providers, rollout
+from console import providers, versions
 from console.forms import CognitoProviderForm, KeycloakProviderForm
 from tests.conftest import NodeOP, make_instance, require_node_op
 from tests.diffgram_contract import (
@@ -56,7 +56,7 @@ def keycloak_op(_ops, settings):
 def published_env(client, provider):
     """Publish the provider to instance `lab` and pull its .env as the agent would."""
     instance, token = make_instance(provider, "lab", url_base=URL_BASE)
-    rollout.publish(provider)
+    versions.publish(provider)
     response = client.get(
         reverse("api-pull-config", args=[instance.pk]), HTTP_AUTHORIZATION=f"Bearer {token}"
     )

@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from console import audit, outbound, rollout
+from console import audit, delivery, outbound, tasks, versions
 from console.models import AuditEvent, Instance, Provider, PushAttempt, PushRequest
 from sso_admin.celery import app
 from tests.conftest import (
@@ -111,7 +111,7 @@ def test_a_worker_killed_mid_push_is_redelivered_and_applied_once(
     app.conf.task_default_queue = queue
     second = None
     try:
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         wait_for(lambda: proxy.received == 1, "the first delivery")
         os.kill(first.process.pid, signal.SIGKILL)  # mid-task: the message is not acked
         first.process.wait(timeout=10)
@@ -166,9 +166,9 @@ def test_a_publish_while_the_broker_is_down_is_delivered_by_the_sweeper(
 
         # The broker is back (this process's broker works): once the push is overdue (a
         # minute after publishing), the beat sweeper sends it.
-        assert rollout.sweep_outbox() == 0
+        assert tasks.sweep_outbox() == 0
         PushRequest.objects.filter(pk=push.pk).update(due_at=timezone.now())
-        assert rollout.sweep_outbox() == 1
+        assert tasks.sweep_outbox() == 1
         celery_worker.wait_until(
             lambda: (
                 Instance.objects.get(pk=instance.pk).applied_version_number == 1
@@ -187,7 +187,7 @@ def test_a_rolled_back_publish_sends_nothing(celery_worker, keycloak_provider, t
     make_instance(keycloak_provider, "rolled-back", push_target="webhook", webhook_url=proxy.url)
     try:
         with pytest.raises(RuntimeError), transaction.atomic():
-            rollout.publish(keycloak_provider)
+            versions.publish(keycloak_provider)
             raise RuntimeError("the request failed after publishing")
         # The solo worker runs tasks in order: once this marker is written, a push sent
         # before it would have reached the receiver.
@@ -252,7 +252,7 @@ def test_concurrent_publishes_with_a_running_worker_neither_deadlock_nor_lose_a_
     def admin_publishing(rounds):
         try:
             for _ in range(rounds):
-                rollout.publish(Provider.objects.get(pk=keycloak_provider.pk))
+                versions.publish(Provider.objects.get(pk=keycloak_provider.pk))
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(repr(error))
         finally:
@@ -302,7 +302,7 @@ def test_a_lost_worker_loses_only_what_was_in_flight_and_the_sweeper_sends_it_so
     previous_queue = app.conf.task_default_queue
     app.conf.task_default_queue = queue
     try:
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         wait_for(lambda: held.received == 1 and len(receiver.received) == 4, "the deliveries")
         wait_for(
             lambda: PushRequest.objects.filter(state="succeeded").count() == 4,
@@ -316,13 +316,13 @@ def test_a_lost_worker_loses_only_what_was_in_flight_and_the_sweeper_sends_it_so
         # after it started), not after the ten-minute margin it had before.
         started = lost.attempt_log.first()
         assert lost.due_at - timezone.now() < timezone.timedelta(
-            seconds=outbound.TOTAL_DEADLINE + rollout.RECORD_GRACE
+            seconds=outbound.TOTAL_DEADLINE + delivery.RECORD_GRACE
         )
         assert started is None  # its attempt was never recorded: the worker died waiting
         (tmp_path / "second").mkdir()
         second = start_worker(queue, tmp_path / "second", database_url)
         try:
-            wait_for(lambda: rollout.sweep_outbox() == 1, "the sweeper to send it", timeout=60)
+            wait_for(lambda: tasks.sweep_outbox() == 1, "the sweeper to send it", timeout=60)
             wait_for(
                 lambda: PushRequest.objects.get(pk=lost.pk).state == "succeeded",
                 "the swept push", timeout=60,
@@ -343,12 +343,12 @@ def test_a_database_connection_lost_while_pushing_is_reopened_to_record_the_outc
     keycloak_provider, monkeypatch
 ):
     require_postgresql()
-    monkeypatch.setattr(rollout, "dispatch_after_commit", lambda ids: None)  # delivered here
+    monkeypatch.setattr(tasks, "dispatch_after_commit", lambda ids: None)  # delivered here
     receiver = CountingReceiver()
     held = SlowFirstProxy(receiver.url, delay=2)
     instance, _ = make_instance(keycloak_provider, "blink", push_target="webhook",
                                 webhook_url=held.url)  # fmt: skip
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     push = PushRequest.objects.get(instance=instance)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -366,7 +366,7 @@ def test_a_database_connection_lost_while_pushing_is_reopened_to_record_the_outc
     blink = threading.Thread(target=restart_while_it_waits)
     blink.start()
     try:
-        assert rollout.deliver([push.pk]) == []
+        assert delivery.deliver([push.pk]) == []
     finally:
         blink.join()
         held.stop()
@@ -382,15 +382,15 @@ def test_an_agent_down_for_a_while_is_retried_for_about_a_day_and_then_delivered
     from django.test import Client
 
     sent = []
-    monkeypatch.setattr(rollout, "dispatch_after_commit", sent.extend)
+    monkeypatch.setattr(tasks, "dispatch_after_commit", sent.extend)
     port = free_port()
     instance, _ = make_instance(keycloak_provider, "restarting", push_target="webhook",
                                 webhook_url=f"http://127.0.0.1:{port}/")  # fmt: skip
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     push = PushRequest.objects.get(instance=instance)
     PushRequest.objects.filter(pk=push.pk).update(attempts=9)  # nine refused tries so far
-    [(pk, delay)] = rollout.deliver([push.pk])  # the tenth: refused too, backing off
-    assert delay > rollout.PUSH_RETRY_IN_TASK_MAX  # past a few minutes: the sweeper's turn
+    [(pk, delay)] = delivery.deliver([push.pk])  # the tenth: refused too, backing off
+    assert delay > delivery.PUSH_RETRY_IN_TASK_MAX  # past a few minutes: the sweeper's turn
     push.refresh_from_db()
     assert push.state == "pending" and "connection refused" in push.last_error
 
@@ -403,16 +403,16 @@ def test_an_agent_down_for_a_while_is_retried_for_about_a_day_and_then_delivered
     Instance.objects.filter(pk=instance.pk).update(webhook_url=receiver.url)
     try:
         sent.clear()
-        assert rollout.sweep_outbox() == 0  # not due yet
+        assert tasks.sweep_outbox() == 0  # not due yet
         PushRequest.objects.filter(pk=push.pk).update(due_at=timezone.now())  # the hour passed
-        assert rollout.sweep_outbox() == 1 and sent == [push.pk]
-        assert rollout.deliver(sent) == []
+        assert tasks.sweep_outbox() == 1 and sent == [push.pk]
+        assert delivery.deliver(sent) == []
     finally:
         receiver.stop()
     assert PushRequest.objects.get(pk=push.pk).state == "succeeded"
     # The default schedule: even with the shortest random delays, tries go on for over 12 h.
     shortest = sum(
-        min(2 * 2**attempts, rollout.PUSH_RETRY_MAX_DELAY) / 2 for attempts in range(1, 40)
+        min(2 * 2**attempts, delivery.PUSH_RETRY_MAX_DELAY) / 2 for attempts in range(1, 40)
     )
     assert shortest > 12 * 3600 and django_settings.PUSH_MAX_ATTEMPTS == 40
 
@@ -424,7 +424,7 @@ def test_a_publish_and_a_batch_recording_take_their_locks_in_one_order(keycloak_
     require_postgresql()
     instance, _ = make_instance(keycloak_provider, "contended", push_target="webhook",
                                 webhook_url="http://127.0.0.1:9/")  # fmt: skip
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     pending = PushRequest.objects.get(instance=instance)
     row_locked, errors = threading.Event(), []
 
@@ -443,7 +443,7 @@ def test_a_publish_and_a_batch_recording_take_their_locks_in_one_order(keycloak_
     def admin_publishing():
         row_locked.wait(10)
         try:
-            rollout.publish(Provider.objects.get(pk=keycloak_provider.pk))
+            versions.publish(Provider.objects.get(pk=keycloak_provider.pk))
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(f"publish: {error!r}")
         finally:

@@ -429,7 +429,7 @@ class TestCommands:
 
 
 def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
-    from console import rollout
+    from console import versions
     from tests.conftest import make_instance
 
     provider = create_keycloak(admin_client, keycloak_server)
@@ -439,7 +439,7 @@ def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
     instance.delete()
     Provider.objects.filter(pk=provider.pk).update(validation_passed=True)
     make_instance(provider, "other")
-    rollout.publish(Provider.objects.get(pk=provider.pk))
+    versions.publish(Provider.objects.get(pk=provider.pk))
     from console.models import Instance
 
     Instance.objects.all().delete()

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from console import cognito, rollout
+from console import cognito, versions
 from console.models import AuditEvent, Provider
 from tests import idp_server
 from tests.conftest import make_instance
@@ -89,7 +89,7 @@ def test_it_creates_a_public_client_and_a_domain_and_stores_a_valid_provider(mot
     # Ready: what the Inspect page checks passes, and it publishes to an instance.
     make_instance(provider, "lab", url_base="https://lab.example.test/")
     assert cognito.inspect(provider).ok
-    version = rollout.publish(provider)
+    version = versions.publish(provider)
     assert version.settings["OAUTH2_PROVIDER_HOST"] == HOSTED_UI + "/"
     assert "OAUTH2_PROVIDER_CLIENT_SECRET" not in version.all_settings()
 

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from console import rollout
+from console import versions
 from console.models import AuditEvent, Instance
 from tests.conftest import AgentProcess, make_instance
 
@@ -28,7 +28,7 @@ def call(url, token=None, method="GET", body=None, headers=None):
 def published(live_server, keycloak_provider):
     lab, token = make_instance(keycloak_provider, "lab")
     other, other_token = make_instance(keycloak_provider, "other")
-    version = rollout.publish(keycloak_provider)
+    version = versions.publish(keycloak_provider)
     base = f"{live_server.url}/api/v1/instances/{lab.pk}"
     return {
         "lab": lab,
@@ -178,7 +178,7 @@ def test_a_new_version_is_served_at_once_despite_the_cache(published, keycloak_p
     _, first, _ = call(f"{base}/config", token)
     keycloak_provider.client_id = "diffgram-v2-{instance}"
     keycloak_provider.save()
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     status, second, body = call(f"{base}/config", token, headers={"If-None-Match": first["ETag"]})
     assert status == 200 and second["X-Config-Version"] == "2"
     assert "OAUTH2_PROVIDER_CLIENT_ID=diffgram-v2-lab" in body.decode()

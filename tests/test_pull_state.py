@@ -13,7 +13,7 @@ import redis
 from django.db import connection
 from django.urls import reverse
 
-from console import rollout
+from console import instances, versions
 from console.models import AuditEvent, Instance
 from console.pull_state import LISTENER_NAME, pull_states
 from tests.conftest import (
@@ -76,7 +76,7 @@ def other_process(django_db_blocker):
 @pytest.fixture
 def fleet(keycloak_provider):
     lab, token = make_instance(keycloak_provider, "lab")
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     return {"lab": lab, "token": token, "url": reverse("api-pull-config", args=[lab.pk])}
 
 
@@ -101,22 +101,22 @@ def test_an_unchanged_poll_is_answered_without_the_database(
 
 CHANGES = {
     "publish": (
-        "from console import rollout; from console.models import Provider\n"
+        "from console import instances, versions; from console.models import Provider\n"
         "Provider.objects.update(client_id='diffgram-renamed')\n"
-        "rollout.publish(Provider.objects.get())"
+        "versions.publish(Provider.objects.get())"
     ),
     "rotate token": (
-        "from console import rollout; from console.models import Instance\n"
-        "print(rollout.rotate_token(Instance.objects.get(name='lab'))[1])"
+        "from console import instances, versions; from console.models import Instance\n"
+        "print(instances.rotate_token(Instance.objects.get(name='lab'))[1])"
     ),
     "unassign provider": (
-        "from console import rollout; from console.forms import InstanceForm\n"
+        "from console import instances, versions; from console.forms import InstanceForm\n"
         "from console.models import Instance\n"
         "lab = Instance.objects.get(name='lab')\n"
         "form = InstanceForm(instance=lab, data={'name': 'lab', 'url_base': lab.url_base,\n"
         "    'shape': 'compose', 'rollout_group': 'default', 'push_target': 'none'})\n"
         "assert form.is_valid(), form.errors\n"
-        "rollout.update_instance(form)"
+        "instances.update_instance(form)"
     ),
     "delete": "from console.models import Instance\nInstance.objects.get(name='lab').delete()",
 }
@@ -174,7 +174,7 @@ def test_two_processes_note_the_first_pull_of_a_version_once(fleet):
     first_copy = Instance.objects.select_related("assigned_version").get(pk=fleet["lab"].pk)
     second_copy = Instance.objects.select_related("assigned_version").get(pk=fleet["lab"].pk)
     for copy in (first_copy, second_copy):
-        rollout.record_pull(copy, copy.assigned_version)
+        instances.record_pull(copy, copy.assigned_version)
     assert AuditEvent.objects.filter(action="instance.pulled").count() == 1
     assert second_copy.last_pulled_version_number == 1
 
@@ -186,7 +186,7 @@ def test_past_the_memory_bound_instances_are_answered_from_the_database(
 
     monkeypatch.setattr(pull_state, "MAX_ENTRIES", 1)
     second, second_token = make_instance(keycloak_provider, "second")
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     second_fleet = {"token": second_token, "url": reverse("api-pull-config", args=[second.pk])}
     assert pull(client, fleet).status_code == 200  # the one entry memory may hold
     assert pull(client, second_fleet).status_code == 200

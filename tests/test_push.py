@@ -8,7 +8,7 @@ import urllib.request
 import boto3
 import pytest
 
-from console import rollout
+from console import delivery, instances, versions
 from console.models import AuditEvent, Instance, PushRequest
 from tests.conftest import AgentProcess, free_port, make_instance
 
@@ -29,7 +29,7 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
 ):
     instance, agent = webhook_instance
     agent.serve(agent.port)
-    rollout.publish(keycloak_provider, note="via webhook")
+    versions.publish(keycloak_provider, note="via webhook")
     # The agent acknowledges while answering the webhook, before the worker records the push.
     celery_worker.wait_until(
         lambda: (
@@ -49,7 +49,7 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
 
     # Pushing the same version again is harmless: nothing rewritten, nothing acknowledged twice.
     before = agent.env_file.stat().st_mtime_ns
-    rollout.repush(instance)
+    instances.repush(instance)
     celery_worker.wait_until(lambda: push_state(instance) == "succeeded", "the second push")
     assert agent.env_file.stat().st_mtime_ns == before
     assert AuditEvent.objects.filter(action="instance.applied").count() == 1
@@ -59,7 +59,7 @@ def test_a_receiver_that_is_down_fails_after_retries_then_a_repush_delivers(
     celery_worker, keycloak_provider, webhook_instance
 ):
     instance, agent = webhook_instance  # not serving yet: connection refused
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     celery_worker.wait_until(lambda: push_state(instance) == "failed", "the push to fail", 90)
     push = PushRequest.objects.get(instance=instance)
     assert push.attempts == 3  # PUSH_MAX_ATTEMPTS in the test worker
@@ -69,7 +69,7 @@ def test_a_receiver_that_is_down_fails_after_retries_then_a_repush_delivers(
     assert "connection refused" in failed.context["error"]
 
     agent.serve(agent.port)
-    rollout.repush(instance)
+    instances.repush(instance)
     celery_worker.wait_until(
         lambda: Instance.objects.get(pk=instance.pk).applied_version_number == 1, "the re-push"
     )
@@ -80,7 +80,7 @@ def test_a_bad_signature_is_a_permanent_failure(celery_worker, keycloak_provider
     instance, agent = webhook_instance
     agent.secret_file.write_text("not-the-signing-secret")
     agent.serve(agent.port)
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     celery_worker.wait_until(lambda: push_state(instance) == "failed", "the push to fail")
     push = PushRequest.objects.get(instance=instance)
     assert push.attempts == 1  # not retried: it cannot succeed later
@@ -91,17 +91,17 @@ def test_a_bad_signature_is_a_permanent_failure(celery_worker, keycloak_provider
 def test_the_agent_refuses_stale_and_older_pushes(keycloak_provider, webhook_instance):
     instance, agent = webhook_instance
     agent.serve(agent.port)
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     keycloak_provider.client_id = "second"
     keycloak_provider.save()
-    second = rollout.publish(keycloak_provider)
+    second = versions.publish(keycloak_provider)
     first = second.provider.versions.get(number=1)
     instance.refresh_from_db()
 
     def send(version, age=0, sequence=None):
         if sequence is not None:  # as the console signed it back then
             instance.assignment_sequence = sequence
-        body, headers = rollout.signed_webhook(instance, version)
+        body, headers = delivery.signed_webhook(instance, version)
         if age:
             old = str(int(time.time()) - age)
             headers["X-Diffgram-SSO-Timestamp"] = old
@@ -122,7 +122,7 @@ def test_ssm_gets_one_parameter_per_variable(celery_worker, keycloak_provider, m
     instance, _ = make_instance(
         keycloak_provider, "aws-lab", push_target="ssm", ssm_region="eu-west-1"
     )
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     celery_worker.wait_until(lambda: push_state(instance) == "succeeded", "the SSM push")
     ssm = boto3.client("ssm", region_name="eu-west-1", endpoint_url=moto)
     parameters = {
@@ -140,7 +140,7 @@ def test_ssm_gets_one_parameter_per_variable(celery_worker, keycloak_provider, m
     # A variable that disappears from the configuration is removed from the prefix too.
     keycloak_provider.set_secret("keycloak_diffgram_password", "")
     keycloak_provider.save()
-    rollout.publish(keycloak_provider)
+    versions.publish(keycloak_provider)
     celery_worker.wait_until(
         lambda: PushRequest.objects.filter(instance=instance, state="succeeded").count() == 2,
         "the second SSM push",
@@ -168,7 +168,7 @@ def test_one_batch_with_mixed_outcomes_retries_only_the_transient_failure(
         agents["wrong-secret"][1].secret_file.write_text("not-the-signing-secret")
         for name in ("healthy", "wrong-secret"):
             agents[name][1].serve(agents[name][1].port)
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         celery_worker.wait_until(
             lambda: not PushRequest.objects.filter(state="pending").exists(),
             "every push to end", 90,

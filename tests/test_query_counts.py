@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from console import audit, rollout
+from console import audit, versions
 from console.models import ApiToken, Provider
 from tests.conftest import make_instance
 
@@ -49,7 +49,7 @@ def test_instances_list(admin_client, keycloak_provider, django_assert_max_num_q
         for number in range(start, start + count):
             make_instance(keycloak_provider, f"i{number}", push_target="webhook",
                           webhook_url="http://127.0.0.1:9/")  # fmt: skip
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
 
     grows(admin_client, reverse("instances"), add, django_assert_max_num_queries)
 
@@ -70,7 +70,7 @@ def test_provider_page_with_its_versions(admin_client, keycloak_provider,
 
     def add(count):
         for _ in range(count):
-            rollout.publish(keycloak_provider)
+            versions.publish(keycloak_provider)
 
     url = reverse("provider-detail", args=[keycloak_provider.pk])
     grows(admin_client, url, add, django_assert_max_num_queries)
@@ -79,7 +79,7 @@ def test_provider_page_with_its_versions(admin_client, keycloak_provider,
 def test_version_page_with_its_instances(admin_client, keycloak_provider,
                                          django_assert_max_num_queries):  # fmt: skip
     make_instance(keycloak_provider, "first")
-    version = rollout.publish(keycloak_provider)
+    version = versions.publish(keycloak_provider)
 
     def add(count):
         start = keycloak_provider.instances.count()

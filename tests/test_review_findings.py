@@ -27,7 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console import audit as audit_module
-from console import config_io, outbound, providers, rollout
+from console import config_io, delivery, instances, outbound, providers, tasks, versions
 from console.forms import InstanceForm, KeycloakProviderForm
 from console.models import (
     ApiToken,
@@ -328,7 +328,7 @@ def raw_request(port, head, timeout=5):
 
 
 def signed_post(instance, version, url=None, **overrides):
-    body, headers = rollout.signed_webhook(instance, version)
+    body, headers = delivery.signed_webhook(instance, version)
     if overrides:
         document = {**json.loads(body), **overrides}
         body = json.dumps(document).encode()
@@ -347,9 +347,9 @@ def signed_post(instance, version, url=None, **overrides):
 
 @pytest.fixture
 def agent(webhook_instance, monkeypatch):
-    """The tests deliver pushes themselves (rollout.deliver), so nothing is queued for a worker
+    """The tests deliver pushes themselves (delivery.deliver), so nothing is queued for a worker
     that could still be writing when the test database is emptied."""
-    monkeypatch.setattr(rollout, "dispatch_after_commit", lambda push_request_ids: None)
+    monkeypatch.setattr(tasks, "dispatch_after_commit", lambda push_request_ids: None)
     return webhook_instance
 
 
@@ -367,7 +367,7 @@ class TestTheAgent:
             process.port, f"{head}Content-Length: 9999999\r\n\r\n".encode()
         )
         with socket.create_connection(("127.0.0.1", process.port)):  # says nothing, stays open
-            version = rollout.publish(keycloak_provider)
+            version = versions.publish(keycloak_provider)
             instance.refresh_from_db()
             assert signed_post(instance, version) == (200, {"applied": 1, "changed": True})
         assert process.server.poll() is None  # still serving
@@ -380,12 +380,12 @@ class TestTheAgent:
 
         def deliver_latest():
             push = PushRequest.objects.filter(instance=instance).latest("id")
-            rollout.deliver([push.pk])
+            delivery.deliver([push.pk])
             push.refresh_from_db()
             return push
 
-        rollout.publish(keycloak_provider)
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         assert deliver_latest().state == "succeeded"  # the agent runs v2 of the first provider
         form = KeycloakProviderForm(
             data={
@@ -403,8 +403,8 @@ class TestTheAgent:
             instance=instance,
         )
         assert switch.is_valid(), switch.errors
-        rollout.update_instance(switch)
-        version = rollout.publish(Provider.objects.get(pk=other.pk))
+        instances.update_instance(switch)
+        version = versions.publish(Provider.objects.get(pk=other.pk))
         assert version.number == 1  # version numbers start again with each provider
         push = deliver_latest()
         assert (push.state, push.last_error) == ("succeeded", "")
@@ -414,7 +414,7 @@ class TestTheAgent:
         instance, process = agent
         process.serve(process.port)
         process.env_file.write_text("POSTGRES_PASSWORD=keep-me\n")
-        version = rollout.publish(keycloak_provider)
+        version = versions.publish(keycloak_provider)
         instance.refresh_from_db()
         for settings_ in (
             {"POSTGRES_PASSWORD": "attacker"},
@@ -437,9 +437,9 @@ class TestTheAgent:
         Instance.objects.filter(pk=instance.pk).update(
             webhook_url=f"https://127.0.0.1:{process.port}/"
         )
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         push = PushRequest.objects.get(instance=instance)
-        rollout.deliver([push.pk])
+        delivery.deliver([push.pk])
         push.refresh_from_db()
         assert push.state == "succeeded", push.last_error
         assert process.env()["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
@@ -472,7 +472,7 @@ class TestWebhookURLs:
     def test_a_plain_http_agent_is_marked_on_the_fleet_view(self, admin_client, keycloak_provider):
         form = self.form(keycloak_provider, "http://agent.example.test:8765/", allow_http=True)
         assert form.is_valid()
-        rollout.create_instance(form)
+        instances.create_instance(form)
         page = admin_client.get(reverse("instances")).content.decode()
         assert "plain HTTP to the agent" in page
 

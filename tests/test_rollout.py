@@ -10,7 +10,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from console import outbound, rollout
+from console import delivery, instances, outbound, tasks, versions
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, hash_token
 from tests.conftest import make_instance
 
@@ -130,7 +130,7 @@ class TestPublishing:
         lab, _ = make_instance(keycloak_provider, "lab")
         prod, _ = make_instance(keycloak_provider, "prod", push_target="webhook",
                                 webhook_url="http://127.0.0.1:9/")  # fmt: skip
-        version = rollout.publish(keycloak_provider, note="first rollout")
+        version = versions.publish(keycloak_provider, note="first rollout")
         assert version.number == 1
         assert version.settings["OAUTH2_PROVIDER_NAME"] == "keycloak"
         assert "KEY_CLOAK_MASTER_PASSWORD" not in version.settings  # kept encrypted apart
@@ -182,7 +182,7 @@ class TestPublishing:
         make_instance(keycloak_provider, "lab", push_target="webhook",
                       webhook_url="http://127.0.0.1:9/")  # fmt: skip
         with pytest.raises(RuntimeError), transaction.atomic():
-            rollout.publish(keycloak_provider)
+            versions.publish(keycloak_provider)
             raise RuntimeError("something after the publish failed")
         assert not ConfigVersion.objects.exists()
         assert not PushRequest.objects.exists()
@@ -191,14 +191,14 @@ class TestPublishing:
     def test_staged_rollout_continue_and_halt(self, admin_client, keycloak_provider):
         canary, _ = make_instance(keycloak_provider, "canary-1", rollout_group="canary")
         prod, _ = make_instance(keycloak_provider, "prod-1")
-        first = rollout.publish(keycloak_provider, group="canary")
+        first = versions.publish(keycloak_provider, group="canary")
         canary.refresh_from_db(), prod.refresh_from_db()
         assert canary.assigned_version == first and prod.assigned_version is None
         admin_client.post(reverse("rollout-continue", args=[keycloak_provider.pk, 1]))
         prod.refresh_from_db()
         assert prod.assigned_version == first
 
-        second = rollout.publish(keycloak_provider, group="canary")
+        second = versions.publish(keycloak_provider, group="canary")
         admin_client.post(reverse("rollout-halt", args=[keycloak_provider.pk, 2]))
         canary.refresh_from_db(), prod.refresh_from_db()
         assert canary.assigned_version == second and prod.assigned_version == first
@@ -215,10 +215,10 @@ class TestPublishing:
         self, admin_client, keycloak_provider
     ):
         lab, _ = make_instance(keycloak_provider, "lab")
-        v1 = rollout.publish(keycloak_provider)
+        v1 = versions.publish(keycloak_provider)
         keycloak_provider.client_id = "diffgram-v2"
         keycloak_provider.save()
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         response = admin_client.post(
             reverse("version-rollback", args=[keycloak_provider.pk, 1]), follow=True
         )
@@ -233,11 +233,11 @@ class TestPublishing:
 
     def test_the_diff_shows_secrets_only_as_changed(self, admin_client, keycloak_provider):
         make_instance(keycloak_provider, "lab")
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         keycloak_provider.client_id = "diffgram-v2"
         keycloak_provider.set_secret("keycloak_diffgram_password", "second-secret-canary")
         keycloak_provider.save()
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         response = admin_client.get(
             reverse("version-diff", args=[keycloak_provider.pk]), {"from": 1, "to": 2}
         )
@@ -253,7 +253,7 @@ class TestPublishing:
 
     def test_a_new_instance_gets_the_current_version(self, keycloak_provider):
         make_instance(keycloak_provider, "lab")
-        version = rollout.publish(keycloak_provider)
+        version = versions.publish(keycloak_provider)
         late, _ = make_instance(keycloak_provider, "late")
         assert late.assigned_version == version
 
@@ -265,14 +265,14 @@ class TestOutbox:
         make_instance(keycloak_provider, "prod", push_target="webhook",
                       webhook_url="http://127.0.0.1:9/")  # fmt: skip
         with django_capture_on_commit_callbacks() as publish_callbacks:
-            rollout.publish(keycloak_provider)
+            versions.publish(keycloak_provider)
         sends = [callback for callback in publish_callbacks if callback.__name__ == "send"]
         assert len(sends) == 1  # the push is sent only after the commit
         with django_capture_on_commit_callbacks():
-            assert rollout.sweep_outbox() == 0  # not overdue yet: the task may be on its way
+            assert tasks.sweep_outbox() == 0  # not overdue yet: the task may be on its way
         PushRequest.objects.update(due_at=timezone.now() - timedelta(seconds=1))  # a minute on
         with django_capture_on_commit_callbacks() as sweep_callbacks:
-            assert rollout.sweep_outbox() == 1
+            assert tasks.sweep_outbox() == 1
         assert [callback.__name__ for callback in sweep_callbacks] == ["send"]
 
     def test_a_started_push_that_went_silent_is_swept_but_not_one_in_progress(
@@ -285,21 +285,21 @@ class TestOutbox:
                       webhook_url="http://127.0.0.1:9/")  # fmt: skip
         make_instance(keycloak_provider, "busy", push_target="webhook",
                       webhook_url="http://127.0.0.1:9/")  # fmt: skip
-        rollout.publish(keycloak_provider)
-        rollout._start_attempts(PushRequest.objects.values_list("pk", flat=True))
+        versions.publish(keycloak_provider)
+        delivery._start_attempts(PushRequest.objects.values_list("pk", flat=True))
         started = {
             p.instance.name: p.due_at for p in PushRequest.objects.select_related("instance")
         }
         # By its batch's own deadline (an outbound deadline per round of threads), not minutes.
         assert max(started.values()) - timezone.now() < timedelta(
-            seconds=outbound.TOTAL_DEADLINE + rollout.RECORD_GRACE + 1
+            seconds=outbound.TOTAL_DEADLINE + delivery.RECORD_GRACE + 1
         )
         now = timezone.now()
         PushRequest.objects.filter(instance__name="silent").update(
             due_at=now - timedelta(seconds=1)
         )
         with django_capture_on_commit_callbacks():
-            assert rollout.sweep_outbox() == 1  # "busy" is still within its deadline
+            assert tasks.sweep_outbox() == 1  # "busy" is still within its deadline
         assert PushRequest.objects.get(instance__name="silent").due_at > now
 
     def test_the_attempt_budget_is_counted_per_request(self, keycloak_provider, settings):
@@ -308,12 +308,12 @@ class TestOutbox:
         settings.PUSH_MAX_ATTEMPTS = 3
         make_instance(keycloak_provider, "refusing", push_target="webhook",
                       webhook_url="http://127.0.0.1:9/")  # fmt: skip
-        rollout.publish(keycloak_provider)  # the test's transaction never commits: no task
+        versions.publish(keycloak_provider)  # the test's transaction never commits: no task
         push = PushRequest.objects.get(state="pending")
         PushRequest.objects.filter(pk=push.pk).update(attempts=1)
-        retries = rollout.deliver([push.pk])  # 2nd try: connection refused, retry
+        retries = delivery.deliver([push.pk])  # 2nd try: connection refused, retry
         assert [pk for pk, _ in retries] == [push.pk]
-        assert rollout.deliver([push.pk]) == []  # 3rd and last
+        assert delivery.deliver([push.pk]) == []  # 3rd and last
         push.refresh_from_db()
         assert (push.state, push.attempts) == ("failed", 3)
         assert "connection refused" in push.last_error
@@ -326,11 +326,11 @@ class TestFleetView:
         lab, _ = make_instance(keycloak_provider, "lab")
         prod, _ = make_instance(keycloak_provider, "prod", push_target="webhook",
                                 webhook_url="http://127.0.0.1:9/")  # fmt: skip
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         page = admin_client.get(reverse("instances")).content.decode()
         assert 'hx-trigger="every 2s"' in page
         assert "drift: applied ≠ assigned, not pulled recently" in page  # lab
-        rollout.record_applied(prod, version_number=1, ok=True, detail="")
+        instances.record_applied(prod, version_number=1, ok=True, detail="")
         PushRequest.objects.update(state="succeeded")
         fragment = admin_client.get(reverse("instances"), HTTP_HX_REQUEST="true")
         html = fragment.content.decode()
@@ -343,7 +343,7 @@ class TestFleetView:
     ):
         for number in range(3):
             make_instance(keycloak_provider, f"i{number}")
-        rollout.publish(keycloak_provider)
+        versions.publish(keycloak_provider)
         with django_assert_max_num_queries(8) as few:
             admin_client.get(reverse("instances"))
         for number in range(3, 15):

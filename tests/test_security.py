@@ -21,7 +21,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console import audit, rollout
+from console import audit, delivery, instances, versions
 from console.models import ApiToken, AuditEvent, Instance, Provider, hash_token
 from tests.conftest import make_user
 from tests.urls_helper import all_named_urls
@@ -63,7 +63,7 @@ def build_world(django_user_model):
     for name, value in SECRETS.items():
         provider.set_secret(name, value)
     provider.save()
-    instances, tokens = {}, {}
+    members, tokens = {}, {}
     for name in ("a", "b", "c"):
         instance = Instance(
             name=f"instance-{name}", url_base=f"https://{name}.example.com/", provider=provider,
@@ -72,12 +72,12 @@ def build_world(django_user_model):
         tokens[name] = instance.new_token()
         instance.signing_secret_encrypted = encryption.encrypt(SIGNING_SECRET)
         instance.save()
-        instances[name] = instance
-    instances["a"].token_hash = hash_token(INSTANCE_TOKEN)
-    instances["a"].save()
+        members[name] = instance
+    members["a"].token_hash = hash_token(INSTANCE_TOKEN)
+    members["a"].save()
     tokens["a"] = INSTANCE_TOKEN
-    rollout.rotate_token(instances["c"])  # tokens["c"] is now the revoked one
-    version = rollout.publish(provider, note="matrix")
+    instances.rotate_token(members["c"])  # tokens["c"] is now the revoked one
+    version = versions.publish(provider, note="matrix")
     users = {
         "norole": make_user(django_user_model, "nora"),
         "auditor": make_user(django_user_model, "oscar", "auditor"),
@@ -94,7 +94,7 @@ def build_world(django_user_model):
     revoked.save()
     event = AuditEvent.objects.order_by("id").first()
     return {
-        "provider": provider, "instances": instances, "tokens": tokens, "version": version,
+        "provider": provider, "instances": members, "tokens": tokens, "version": version,
         "users": users, "personal": personal, "event": event,
     }  # fmt: skip
 
@@ -311,7 +311,7 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     try:
         with django_capture_on_commit_callbacks(execute=True):  # really send the tasks
             world = build_world(django_user_model)
-            rollout.repush(world["instances"]["b"])
+            instances.repush(world["instances"]["b"])
         audit.record(audit.Action.LOGOUT, target=world["provider"])
     finally:
         before_task_publish.disconnect(capture)
@@ -359,7 +359,7 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     # A client secret stored on a Keycloak provider is never published: Diffgram reads its
     # Keycloak client's secret from Keycloak itself.
     assert f"{CANARY}-client-secret" not in pull.content.decode()
-    body, push_headers = rollout.signed_webhook(world["instances"]["a"], world["version"])
+    body, push_headers = delivery.signed_webhook(world["instances"]["a"], world["version"])
     assert f"{CANARY}-master-password" in body.decode()
     assert CANARY not in json.dumps(push_headers)  # the signature, never the secret
 

@@ -11,14 +11,8 @@ from console.models.audit import (
 )
 from console.models.federation import FederatedIdentityProvider
 from console.models.provider import ExternalIdentity, Provider
-from console.models.rollout import (
-    ConfigVersion,
-    Instance,
-    PushAttempt,
-    PushRequest,
-    Rollout,
-    hash_token,
-)
+from console.models.rollout import ConfigVersion, Instance, PushAttempt, PushRequest, Rollout
+from console.models.tokens import hash_token
 
 __all__ = [
     "ApiToken",

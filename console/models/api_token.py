@@ -1,19 +1,16 @@
 """Personal API tokens for admins and auditors (automation acts with its owner's role)."""
 
-import secrets
-
 from django.db import models
 from django.utils import timezone
 
-from console.models.rollout import hash_token
-
-PERSONAL_TOKEN_PREFIX = "dgu_"
+from console.models.tokens import HashedToken, hash_token
 
 
-class ApiToken(models.Model):
+class ApiToken(HashedToken):
+    TOKEN_PREFIX = "dgu_"
+
     user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, help_text="What uses it, e.g. terraform-ci")
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, editable=False)
     revoked_at = models.DateTimeField(null=True, editable=False)
@@ -24,12 +21,6 @@ class ApiToken(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.user})"
-
-    def new_token(self):
-        """Set a new secret and return it; only its hash is kept."""
-        token = PERSONAL_TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self.token_hash = hash_token(token)
-        return token
 
     @property
     def active(self):
@@ -50,7 +41,7 @@ class ApiToken(models.Model):
     @classmethod
     def find_active(cls, token):
         """The active token with this secret, or None (looked up by hash, an indexed column)."""
-        if not token.startswith(PERSONAL_TOKEN_PREFIX):
+        if not token.startswith(cls.TOKEN_PREFIX):
             return None
         found = cls.objects.select_related("user").filter(token_hash=hash_token(token)).first()
         return found if found and found.active and found.user.is_active else None

@@ -1,7 +1,10 @@
 """Identity providers."""
 
+from django.conf import settings
 from django.db import models
 
+from console import diffgram
+from console.discovery import ProviderSpec
 from console.models.secrets import WriteOnlySecrets
 
 
@@ -74,8 +77,6 @@ class Provider(WriteOnlySecrets, models.Model):
     # --- derived --------------------------------------------------------------------------------
 
     def computed_issuer(self):
-        from console import diffgram
-
         if self.kind == self.Kind.COGNITO:
             return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}"
         if self.kind == self.Kind.KEYCLOAK:
@@ -86,18 +87,12 @@ class Provider(WriteOnlySecrets, models.Model):
     def discovery_url(self):
         """Where the discovery document is read. For Cognito, AWS_ENDPOINT_URL (as boto3 reads
         it) redirects the request to a stand-in such as moto, keeping the real issuer."""
-        from django.conf import settings
-
         endpoint = settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL
         if self.kind == self.Kind.COGNITO and endpoint:
             return f"{endpoint.rstrip('/')}/{self.user_pool_id}/.well-known/openid-configuration"
         return ""
 
     def spec(self, url_base=None):
-        from django.conf import settings
-
-        from console.discovery import ProviderSpec
-
         return ProviderSpec(
             kind=self.kind,
             issuer=self.computed_issuer(),
@@ -118,9 +113,7 @@ class Provider(WriteOnlySecrets, models.Model):
 
     def diffgram_config(self):
         """The provider as console.diffgram needs it, with secrets decrypted."""
-        from console.diffgram import ProviderConfig
-
-        return ProviderConfig(
+        return diffgram.ProviderConfig(
             kind=self.kind,
             client_id=self.client_id,
             client_secret=self.secret("client_secret"),

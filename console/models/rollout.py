@@ -2,25 +2,22 @@
 pushes that carries versions to them."""
 
 import hashlib
-import hmac
+import json
 import secrets
 
 from django.db import models
 
+from console import diffgram, encryption
 from console.models.provider import Provider
-
-TOKEN_PREFIX = "dgi_"
-
-
-def hash_token(token):
-    """Instance API tokens are random (256 bits), so a plain SHA-256 is enough to store them."""
-    return hashlib.sha256(token.encode()).hexdigest()
+from console.models.tokens import HashedToken
 
 
-class Instance(models.Model):
+class Instance(HashedToken):
     """A Diffgram installation that receives its SSO settings from the console."""
 
     audit_target_type = "instance"
+    audit_actor_type = "instance"  # an instance calling the API acts in the history as itself
+    TOKEN_PREFIX = "dgi_"
     SECRET_NAMES = ("signing_secret",)
 
     class Shape(models.TextChoices):
@@ -64,7 +61,6 @@ class Instance(models.Model):
         blank=True,
         help_text="Default /diffgram/<instance name>/",
     )
-    token_hash = models.CharField(max_length=64, unique=True, editable=False)
     token_rotated_at = models.DateTimeField(null=True, editable=False)
     signing_secret_encrypted = models.TextField(editable=False)
     # Grows with every assignment (publish, rollback, provider switch, repush): it orders what
@@ -90,32 +86,14 @@ class Instance(models.Model):
     def __str__(self):
         return self.name
 
-    def audit_actor(self):
-        from console import audit
-
-        return audit.Actor(audit.ActorType.INSTANCE, str(self.pk), self.name)
-
     # --- credentials --------------------------------------------------------------------------
 
-    def new_token(self):
-        """Set a new API token and return it; only its hash is kept."""
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        self.token_hash = hash_token(token)
-        return token
-
-    def token_matches(self, token):
-        return hmac.compare_digest(self.token_hash, hash_token(token))
-
     def new_signing_secret(self):
-        from console import encryption
-
         secret = secrets.token_urlsafe(32)
         self.signing_secret_encrypted = encryption.encrypt(secret)
         return secret
 
     def signing_secret(self):
-        from console import encryption
-
         return encryption.decrypt(self.signing_secret_encrypted)
 
     def effective_ssm_prefix(self):
@@ -193,13 +171,28 @@ class ConfigVersion(models.Model):
     def delete(self, *args, **kwargs):
         raise ValueError("Configuration versions are immutable and kept.")
 
+    def settings_for(self, instance):
+        """Every variable as `instance` receives it (its own COGNITO_LOGIN_URL and Keycloak
+        client id), secrets decrypted."""
+        return diffgram.instance_settings(
+            self.all_settings(), self.login_url_template, instance.url_base, instance.name
+        )
+
+    def content_hash_for(self, instance):
+        """The hash of what `instance` receives: the version's, or (when the settings differ
+        per instance) the version's combined with what makes them differ."""
+        parts = [self.content_hash]
+        if self.login_url_template:
+            parts.append(instance.url_base)
+        if diffgram.is_per_instance(self.settings):
+            parts.append(instance.name)
+        if len(parts) == 1:
+            return self.content_hash
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
     def all_settings(self):
         """Every variable, secrets decrypted: only for pushes and the owning instance's pull.
         Decrypted once per object (a version never changes), as a push batch shares it."""
-        import json
-
-        from console import encryption
-
         if getattr(self, "_all_settings", None) is None:
             secret_values = (
                 json.loads(encryption.decrypt(self.secret_settings_encrypted))
@@ -244,7 +237,7 @@ class PushRequest(models.Model):
     last_error = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # By when something must happen to it (be started, be recorded, or its retry be due);
-    # a pending request past it is sent again by the sweeper (rollout.sweep_outbox).
+    # a pending request past it is sent again by the sweeper (tasks.sweep_outbox).
     due_at = models.DateTimeField(null=True)
     completed_at = models.DateTimeField(null=True)
 

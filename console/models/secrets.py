@@ -1,6 +1,8 @@
 """Secrets kept encrypted in a model's `<name>_encrypted` columns (console/encryption.py):
 written once, read back only to be sent to where they belong, never shown."""
 
+from console import encryption
+
 
 class WriteOnlySecrets:
     """Mixed into models that hold secrets; SECRET_NAMES lists them."""
@@ -8,13 +10,9 @@ class WriteOnlySecrets:
     SECRET_NAMES = ()
 
     def secret(self, name):
-        from console import encryption
-
         return encryption.decrypt(getattr(self, f"{name}_encrypted"))
 
     def set_secret(self, name, value):
-        from console import encryption
-
         setattr(self, f"{name}_encrypted", encryption.encrypt(value))
 
     def has_secret(self, name):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from console import rollout
+from console import instances
 from console.forms import InstanceForm
 from console.models import Instance, PushRequest
 
@@ -23,7 +23,7 @@ def get_instance(request, instance_id):
 def fleet_rows():
     """Each instance with its assigned version, last push and drift, in a constant number of
     queries whatever the fleet size."""
-    instances = Instance.objects.select_related("provider", "assigned_version").prefetch_related(
+    fleet = Instance.objects.select_related("provider", "assigned_version").prefetch_related(
         Prefetch(
             "pushes",
             queryset=PushRequest.objects.order_by("-id").only(
@@ -34,7 +34,7 @@ def fleet_rows():
     )
     stale_before = timezone.now() - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
     rows = []
-    for instance in instances:
+    for instance in fleet:
         last_push = instance.recent_pushes[0] if instance.recent_pushes else None
         drift = []
         if instance.assigned_version_id and not instance.in_sync:
@@ -69,7 +69,7 @@ def instance_list(request):
 def instance_create(request):
     form = InstanceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        instance, token = rollout.create_instance(form, request=request)
+        instance, token = instances.create_instance(form, request=request)
         return _show_credentials(request, instance, token=token, created=True)
     return render(request, "console/instance_form.html", {"form": form})
 
@@ -78,7 +78,7 @@ def instance_edit(request, instance_id):
     instance = get_instance(request, instance_id)
     form = InstanceForm(request.POST or None, instance=instance)
     if request.method == "POST" and form.is_valid():
-        instance = rollout.update_instance(form, request=request)
+        instance = instances.update_instance(form, request=request)
         messages.success(request, f"Saved {instance}.")
         return redirect("instance-detail", instance.pk)
     return render(request, "console/instance_form.html", {"form": form, "instance": instance})
@@ -97,13 +97,13 @@ def instance_detail(request, instance_id):
 
 @require_POST
 def instance_rotate_token(request, instance_id):
-    instance, token = rollout.rotate_token(get_instance(request, instance_id), request=request)
+    instance, token = instances.rotate_token(get_instance(request, instance_id), request=request)
     return _show_credentials(request, instance, token=token)
 
 
 @require_POST
 def instance_rotate_signing_secret(request, instance_id):
-    instance, secret = rollout.rotate_signing_secret(
+    instance, secret = instances.rotate_signing_secret(
         get_instance(request, instance_id), request=request
     )
     return _show_credentials(request, instance, signing_secret=secret)
@@ -116,7 +116,7 @@ def instance_push(request, instance_id):
     if not instance.assigned_version_id or instance.push_target == Instance.PushTarget.NONE:
         messages.error(request, f"{instance} has no assigned version or no push target.")
     else:
-        rollout.repush(instance, request=request)
+        instances.repush(instance, request=request)
         messages.success(request, f"Pushing v{instance.assigned_number} to {instance} again.")
     return redirect("instance-detail", instance.pk)
 
@@ -124,7 +124,7 @@ def instance_push(request, instance_id):
 def instance_delete(request, instance_id):
     instance = get_instance(request, instance_id)
     if request.method == "POST":
-        rollout.delete_instance(instance, request=request)
+        instances.delete_instance(instance, request=request)
         messages.success(request, f"Deleted {instance}.")
         return redirect("instances")
     return render(request, "console/instance_delete.html", {"instance": instance})

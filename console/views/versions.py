@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from console import rollout
+from console import versions
 from console.forms import PublishForm
 from console.models import ConfigVersion
 from console.views.providers import get_provider
@@ -26,13 +26,13 @@ def publish(request, provider_id):
         messages.error(request, "Choose a valid group to publish to.")
         return redirect("provider-detail", provider.pk)
     try:
-        version = rollout.publish(
+        version = versions.publish(
             provider,
             group=form.cleaned_data["group"],
             note=form.cleaned_data["note"],
             request=request,
         )
-    except rollout.PublishRefused as refusal:
+    except versions.PublishRefused as refusal:
         messages.error(request, f"Not published: {refusal}")
         return redirect("provider-detail", provider.pk)
     messages.success(request, f"Published {version}.")
@@ -52,7 +52,7 @@ def version_detail(request, provider_id, number):
         {
             "version": version,
             "previous": previous,
-            "diff": rollout.version_diff(previous, version) if previous else None,
+            "diff": versions.version_diff(previous, version) if previous else None,
             "instances": instances,
         },
     )
@@ -74,27 +74,27 @@ def version_diff(request, provider_id):
             "numbers": numbers,
             "old": old,
             "new": new,
-            "diff": rollout.version_diff(old, new) if old and new else None,
+            "diff": versions.version_diff(old, new) if old and new else None,
         },
     )
 
 
 @require_POST
 def rollout_continue(request, provider_id, number):
-    return _rollout_step(request, provider_id, number, rollout.continue_rollout, "Continued")
+    return _rollout_step(request, provider_id, number, versions.continue_rollout, "Continued")
 
 
 @require_POST
 def rollout_halt(request, provider_id, number):
-    return _rollout_step(request, provider_id, number, rollout.halt_rollout, "Halted")
+    return _rollout_step(request, provider_id, number, versions.halt_rollout, "Halted")
 
 
 @require_POST
 def version_rollback(request, provider_id, number):
     version = get_version(request, provider_id, number)
     try:
-        new = rollout.rollback(version, request=request)
-    except rollout.PublishRefused as refusal:
+        new = versions.rollback(version, request=request)
+    except versions.PublishRefused as refusal:
         messages.error(request, f"Not rolled back: {refusal}")
         return redirect("version-detail", provider_id, number)
     messages.success(request, f"Published v{new.number} with the content of v{version.number}.")
@@ -105,7 +105,7 @@ def _rollout_step(request, provider_id, number, step, verb):
     version = get_version(request, provider_id, number)
     try:
         step(version, request=request)
-    except rollout.PublishRefused as refusal:
+    except versions.PublishRefused as refusal:
         messages.error(request, str(refusal))
     else:
         messages.success(request, f"{verb} the rollout of {version}.")

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from console import rollout
+from console import instances
 from console.forms import InstanceForm
 from console.management.commands._cli import cli_actor
 from console.models import Provider
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         if not form.is_valid():
             problems = [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]
             raise CommandError("Not created:\n  " + "\n  ".join(problems), returncode=2)
-        instance, token = rollout.create_instance(form, actor=cli_actor("create_instance"))
+        instance, token = instances.create_instance(form, actor=cli_actor("create_instance"))
         self.stdout.write(f"instance id: {instance.pk}")
         self.stdout.write(f"token: {token}")
         if instance.push_target == "webhook":

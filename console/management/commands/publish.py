@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from console import rollout
+from console import versions
 from console.management.commands._cli import cli_actor
 from console.models import Provider
 
@@ -22,10 +22,10 @@ class Command(BaseCommand):
         if provider is None:
             raise CommandError(f"No provider named {options['provider']!r}", returncode=2)
         try:
-            version = rollout.publish(
+            version = versions.publish(
                 provider, group=options["group"], note=options["note"], actor=cli_actor("publish")
             )
-        except rollout.PublishRefused as refusal:
+        except versions.PublishRefused as refusal:
             for check in provider.validation_checks:
                 if check.get("status") == "fail":
                     self.stderr.write(f"FAIL  {check['id']:<20} {check['message']}")

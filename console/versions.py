@@ -1,0 +1,260 @@
+"""Versions and rollouts: publishing a provider's settings as an immutable version, the staged
+rollout (a first group, then the rest), rollback, diffs, and assigning versions to instances.
+
+Publishing writes the version, the assignments and one PushRequest per pushed instance in one
+transaction (the outbox); the push tasks are dispatched only after that commits
+(console/tasks.py), and console/delivery.py sends them. Every transaction takes its locks in one
+order (provider, instances, push requests, the audit chain head): audit events come last.
+"""
+
+import json
+from datetime import timedelta
+
+from django.conf import settings as django_settings
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from console import audit, diffgram, discovery, encryption, tasks
+from console.models import ConfigVersion, Instance, Provider, PushRequest, Rollout
+from console.pull_state import pull_states
+
+Action = audit.Action
+
+
+class PublishRefused(Exception):
+    """Nothing was published; the message says why and what to do."""
+
+
+def current_version(provider):
+    """The newest version whose rollout reached every instance (what a new instance gets)."""
+    return (
+        provider.versions.filter(rollout__state=Rollout.State.COMPLETE).order_by("-number").first()
+    )
+
+
+def content_hash(all_settings, login_template):
+    """An HMAC (keyed from SECRET_KEY) over the complete content: it identifies the content for
+    ETags and diffs without letting anyone guess weak secrets from it offline."""
+    canonical = json.dumps(
+        {"settings": all_settings, "login_template": login_template}, sort_keys=True
+    )
+    return salted_hmac("console.version", canonical, algorithm="sha256").hexdigest()
+
+
+def _new_version(provider, all_settings, login_template, *, note, actor_label, rollback_of=None):
+    secrets = {k: v for k, v in all_settings.items() if k in diffgram.SECRET_VARIABLES}
+    plain = {k: v for k, v in all_settings.items() if k not in diffgram.SECRET_VARIABLES}
+    number = (provider.versions.aggregate(Max("number"))["number__max"] or 0) + 1
+    return ConfigVersion.objects.create(
+        provider=provider,
+        number=number,
+        settings=plain,
+        secret_settings_encrypted=encryption.encrypt(json.dumps(secrets)) if secrets else "",
+        secret_names=sorted(secrets),
+        login_url_template=login_template,
+        content_hash=content_hash(all_settings, login_template),
+        note=note,
+        rollback_of=rollback_of,
+        created_by=actor_label,
+    )
+
+
+def _actor_label(request, actor):
+    who = audit.actor_for(actor if actor is not None else getattr(request, "user", None))
+    return who.label
+
+
+def publish(provider, *, group="", note="", request=None, actor=None):
+    """Publish the provider's current settings as a new version to its instances (or one
+    group first). Refused when the latest validation failed or nothing would receive it."""
+    if provider.kind not in diffgram.DIFFGRAM_KINDS:
+        raise PublishRefused(
+            "Diffgram talks to Cognito or Keycloak; a generic OIDC provider cannot be published."
+        )
+    if not provider.validation_passed:
+        failing = [c["id"] for c in provider.validation_checks if c.get("status") == "fail"]
+        raise PublishRefused(
+            "The latest validation failed"
+            + (f" ({', '.join(failing)})" if failing else " or has not run")
+            + ": fix the provider and validate again before publishing."
+        )
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=provider.pk)
+        instances = list(provider.instances.select_for_update())
+        _refuse_a_shared_keycloak_client(provider.kind, provider.client_id, instances)
+        targets = [i for i in instances if not group or i.rollout_group == group]
+        if not targets:
+            raise PublishRefused(
+                f"No instance in group {group!r} uses {provider}."
+                if group
+                else f"No instance uses {provider}: assign it to an instance first."
+            )
+        config = provider.diffgram_config()
+        all_settings = diffgram.settings_for(config)
+        login_template = (
+            diffgram.cognito_login_template(config)
+            if provider.kind == Provider.Kind.COGNITO
+            else ""
+        )
+        version = _new_version(
+            provider, all_settings, login_template, note=note,
+            actor_label=_actor_label(request, actor),
+        )  # fmt: skip
+        complete = len(targets) == len(instances)
+        Rollout.objects.create(
+            version=version,
+            first_group="" if complete else group,
+            state=Rollout.State.COMPLETE if complete else Rollout.State.STAGED,
+        )
+        assign_many(targets, version)
+        # Last: every transaction takes its locks in one order (instances, push requests, the
+        # audit chain head), so a publish and a push batch never wait on each other in a circle.
+        audit.record(
+            Action.VERSION_PUBLISHED,
+            request=request,
+            actor=actor,
+            target=version,
+            context={
+                "provider": provider.name,
+                "number": version.number,
+                "group": group,
+                "instances": [i.name for i in targets],
+                "note": note,
+                "content_hash": version.content_hash,
+            },
+        )
+    return version
+
+
+def _refuse_a_shared_keycloak_client(kind, client_id, instances):
+    """The instances may have changed since the last validation: check again, under lock."""
+    if kind != Provider.Kind.KEYCLOAK:
+        return
+    spec = discovery.ProviderSpec(
+        kind=kind, issuer="", client_id=client_id, instance_names=tuple(i.name for i in instances)
+    )
+    status, message = discovery.client_per_instance_verdict(spec)
+    if status == discovery.FAIL:
+        raise PublishRefused(f"diffgram.keycloak_client_per_instance: {message}")
+
+
+def _staged_rollout(version):
+    """The version's rollout, locked, if it is still waiting after its first group."""
+    rollout = Rollout.objects.select_for_update().get(version=version)
+    if rollout.state != Rollout.State.STAGED:
+        raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
+    return rollout
+
+
+def continue_rollout(version, *, request=None, actor=None):
+    with transaction.atomic():
+        rollout = _staged_rollout(version)
+        rest = list(
+            version.provider.instances.exclude(
+                rollout_group=rollout.first_group
+            ).select_for_update()
+        )
+        assign_many(rest, version)
+        rollout.state = Rollout.State.COMPLETE
+        rollout.save(update_fields=["state", "updated_at"])
+        audit.record(
+            Action.ROLLOUT_CONTINUED,
+            request=request,
+            actor=actor,
+            target=version,
+            context={"instances": [i.name for i in rest]},
+        )
+
+
+def halt_rollout(version, *, request=None, actor=None):
+    with transaction.atomic():
+        rollout = _staged_rollout(version)
+        rollout.state = Rollout.State.HALTED
+        rollout.save(update_fields=["state", "updated_at"])
+        audit.record(
+            Action.ROLLOUT_HALTED,
+            request=request,
+            actor=actor,
+            target=version,
+            context={"first_group": rollout.first_group},
+        )
+
+
+def rollback(version, *, note="", request=None, actor=None):
+    """Publish an older version's content again, as a new version, to every instance."""
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=version.provider_id)
+        instances = list(provider.instances.select_for_update())
+        if not instances:
+            raise PublishRefused(f"No instance uses {provider}.")
+        client_id = version.settings.get("OAUTH2_PROVIDER_CLIENT_ID", "")
+        _refuse_a_shared_keycloak_client(provider.kind, client_id, instances)
+        new = _new_version(
+            provider, version.all_settings(), version.login_url_template,
+            note=note or f"Rollback to v{version.number}",
+            actor_label=_actor_label(request, actor), rollback_of=version,
+        )  # fmt: skip
+        Rollout.objects.create(version=new, state=Rollout.State.COMPLETE)
+        assign_many(instances, new)
+        audit.record(
+            Action.VERSION_ROLLED_BACK,
+            request=request,
+            actor=actor,
+            target=new,
+            context={"provider": provider.name, "number": new.number, "to": version.number},
+        )
+    return new
+
+
+def version_diff(old, new):
+    """Per variable: added / removed / changed / unchanged; secrets only as changed or not."""
+    old_all, new_all = old.all_settings(), new.all_settings()
+    rows = []
+    for name in sorted(set(old_all) | set(new_all)):
+        before, after = old_all.get(name), new_all.get(name)
+        state = (
+            "added" if before is None
+            else "removed" if after is None
+            else "unchanged" if before == after
+            else "changed"
+        )  # fmt: skip
+        if name in diffgram.SECRET_VARIABLES:
+            before = "[secret]" if before is not None else None
+            after = "[secret]" if after is not None else None
+        rows.append({"name": name, "state": state, "before": before, "after": after})
+    return rows
+
+
+def assign(instance, version, *, request=None, actor=None, again=False):
+    """Point one instance at a version (and queue its push); returns its PushRequest or None."""
+    requests = assign_many([instance], version, again=again)
+    instance.assigned_version = version
+    return requests[0] if requests else None
+
+
+def assign_many(instances, version, *, again=False):
+    """Point instances at a version and, for pushed instances, queue the pushes (outbox).
+    Each assignment bumps the instance's assignment sequence, except `again` (a repush of the
+    same assignment, which the agent then recognises as already applied).
+
+    Bulk statements: publishing to a thousand instances is a handful of queries."""
+    now = timezone.now()
+    sequence = F("assignment_sequence") + (0 if again else 1)
+    Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
+        assigned_version=version, assignment_sequence=sequence, updated_at=now
+    )
+    pull_states.invalidate(i.pk for i in instances)  # an update() sends no post_save
+    pushed = [i for i in instances if i.push_target != Instance.PushTarget.NONE]
+    if version is None or not pushed:
+        return []
+    PushRequest.objects.filter(
+        instance_id__in=[i.pk for i in pushed], state=PushRequest.State.PENDING
+    ).update(state=PushRequest.State.SUPERSEDED, completed_at=now)
+    due = now + timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)  # to be started by
+    requests = PushRequest.objects.bulk_create(
+        [PushRequest(instance=i, version=version, due_at=due) for i in pushed]
+    )
+    tasks.dispatch_after_commit([request.pk for request in requests])
+    return requests
