@@ -30,7 +30,8 @@ PACE_MS = 10
 SEED = (
     PROVIDER_SEED
     + """
-from console import api, versions
+from console import versions
+from console.api import pull
 lines = []
 for number in range(__COUNT__):
     instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.com/",
@@ -43,7 +44,7 @@ versions.publish(provider)
 with open(__PATH__, "w") as out:
     for pk, token in lines:
         instance = Instance.objects.select_related("assigned_version").get(pk=pk)
-        etag = api._etag(instance, instance.assigned_version, "env")
+        etag = pull._etag(instance, instance.assigned_version, "env")
         out.write(f"{pk} {token} {etag}\\n")
 """
 )

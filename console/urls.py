@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from console import api, automation_api, openapi
+from console.api import automation, federation, openapi, pull
 from console.roles import role_not_required
 from console.views import (
     account,
@@ -23,8 +23,8 @@ instance = "instances/<int:instance_id>/"
 urlpatterns = [
     # First: the fleet polls these far more often than anyone opens a page, and URL patterns
     # are tried in order.
-    path("api/v1/instances/<int:instance_id>/config", api.pull_config, name="api-pull-config"),
-    path("api/v1/instances/<int:instance_id>/applied", api.report_applied, name="api-applied"),
+    path("api/v1/instances/<int:instance_id>/config", pull.pull_config, name="api-pull-config"),
+    path("api/v1/instances/<int:instance_id>/applied", pull.report_applied, name="api-applied"),
     path("", RedirectView.as_view(pattern_name="providers", permanent=False), name="home"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", role_not_required(accounts.LogoutView.as_view()), name="logout"),
@@ -92,49 +92,45 @@ urlpatterns = [
     path("history/<int:event_id>/", history.event_detail, name="history-event"),
     # machine endpoints: Diffgram instances (instance tokens) and automation (personal tokens)
     path("api/v1/openapi.json", openapi.openapi_json, name="api-v1-openapi"),
-    path("api/v1/providers", automation_api.providers_collection, name="api-v1-providers"),
-    path(
-        "api/v1/providers/<int:provider_id>", automation_api.provider_item, name="api-v1-provider"
-    ),
+    path("api/v1/providers", automation.providers_collection, name="api-v1-providers"),
+    path("api/v1/providers/<int:provider_id>", automation.provider_item, name="api-v1-provider"),
     path(
         "api/v1/providers/<int:provider_id>/validate",
-        automation_api.provider_validate,
+        automation.provider_validate,
         name="api-v1-provider-validate",
     ),
     path(
         "api/v1/providers/<int:provider_id>/publish",
-        automation_api.provider_publish,
+        automation.provider_publish,
         name="api-v1-provider-publish",
     ),
     path(
         "api/v1/providers/<int:provider_id>/versions",
-        automation_api.provider_versions,
+        automation.provider_versions,
         name="api-v1-versions",
     ),
     path(
         "api/v1/providers/<int:provider_id>/versions/<int:number>",
-        automation_api.provider_version,
+        automation.provider_version,
         name="api-v1-version",
     ),
     path(
         "api/v1/providers/<int:provider_id>/diff",
-        automation_api.provider_diff,
+        automation.provider_diff,
         name="api-v1-diff",
     ),
     path(
         "api/v1/providers/<int:provider_id>/federation",
-        automation_api.federation_collection,
+        federation.federation_collection,
         name="api-v1-federation",
     ),
     path(
         "api/v1/providers/<int:provider_id>/federation/<str:name>",
-        automation_api.federation_item,
+        federation.federation_item,
         name="api-v1-federation-item",
     ),
-    path("api/v1/instances", automation_api.instances_collection, name="api-v1-instances"),
-    path(
-        "api/v1/instances/<int:instance_id>", automation_api.instance_item, name="api-v1-instance"
-    ),
-    path("api/v1/history", automation_api.history, name="api-v1-history"),
+    path("api/v1/instances", automation.instances_collection, name="api-v1-instances"),
+    path("api/v1/instances/<int:instance_id>", automation.instance_item, name="api-v1-instance"),
+    path("api/v1/history", automation.history, name="api-v1-history"),
     path("healthz", health.healthz, name="healthz"),
 ]

@@ -9,7 +9,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console import openapi, versions
+from console import versions
+from console.api import openapi
 from console.models import ApiToken, AuditEvent, Provider
 from tests.conftest import make_instance
 from tests.urls_helper import all_named_urls
@@ -298,3 +299,9 @@ def test_a_patch_of_one_field_leaves_every_other_field_as_it_was(admin_api, kind
         derived = {"issuer"} - {field}
         assert set(changed) - derived == {field}, field  # the history says exactly that
         # (a Cognito pool or Keycloak server changes the issuer derived from it)
+
+
+def test_the_description_is_a_valid_openapi_document():
+    from openapi_spec_validator import validate
+
+    validate(openapi.SPEC)  # raises, naming the problem, if the description is not valid

@@ -123,7 +123,7 @@ def test_applied_reports_are_recorded_and_validated(published):
     assert status == 400
     assert set(json.loads(answer)["fields"]) == {"version", "status"}
     status, _, answer = call(url, published["token"], "POST", b"not json", headers)
-    assert status == 400 and json.loads(answer)["error"] == "The body must be a JSON object."
+    assert status == 400 and json.loads(answer)["error"] == "The body must be JSON."
     status, _, _ = call(url, published["other_token"], "POST", body, headers)
     assert status == 401
 

@@ -5,32 +5,20 @@ auditors read and admins also write. Secrets are masked on read ("********") and
 sent back keeps the stored secret, so a read-modify-write round trip never loses one.
 """
 
-import json
 from datetime import timedelta
 from functools import wraps
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
 
-from console import cognito, federation, providers, versions
-from console.api import error
-from console.federation_forms import (
-    SHORT_NAMES,
-    TYPES_BY_SHORT_NAME,
-    FederationForm,
-    data_for,
-    name_in_pool,
-)
+from console import providers, versions
+from console.api.decorators import allowed, bearer_token, error, token_api, with_json_body
 from console.forms import FORMS_BY_KIND, HistoryFilterForm
 from console.models import (
     ApiToken,
     AuditEvent,
     ConfigVersion,
-    FederatedIdentityProvider,
     Instance,
     Provider,
 )
@@ -46,16 +34,12 @@ def user_api(*methods):
     def decorate(view):
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            header = request.headers.get("Authorization", "")
-            token = (
-                ApiToken.find_active(header[7:].strip()) if header.startswith("Bearer ") else None
-            )
+            token = ApiToken.find_active(bearer_token(request))
             if token is None:
                 return error(401, "Missing, expired or revoked API token.")
-            if request.method not in methods:
-                response = error(405, f"Use {' or '.join(methods)}.")
-                response["Allow"] = ", ".join(methods)
-                return response
+            refused = allowed(methods, request)
+            if refused:
+                return refused
             request.user, request.api_token = token.user, token
             request.role = role_of(token.user)
             if request.role is None:
@@ -76,19 +60,9 @@ def user_api(*methods):
             )
             if stale:  # at most one write a minute per token
                 ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-            request.json = None
-            if request.method in ("POST", "PATCH", "PUT"):
-                try:
-                    request.json = json.loads(request.body or b"{}")
-                except RequestDataTooBig:
-                    return error(413, "The request body is too large.")
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    return error(400, "The body must be JSON.")
-                if not isinstance(request.json, dict):
-                    return error(400, "The body must be a JSON object.")
-            return view(request, *args, **kwargs)
+            return with_json_body(view)(request, *args, **kwargs)
 
-        return login_not_required(csrf_exempt(wrapper))
+        return token_api(wrapper)
 
     return decorate
 
@@ -148,11 +122,11 @@ def version_json(version):
     }
 
 
-def _json(data, status=200):
+def json_answer(data, status=200):
     return JsonResponse(data, status=status, json_dumps_params={"indent": 2})
 
 
-def _invalid(form):
+def invalid_form(form):
     return error(400, "Invalid input.", fields={k: list(v) for k, v in form.errors.items()})
 
 
@@ -164,136 +138,10 @@ def _get(model, **lookup):
 # --- providers ----------------------------------------------------------------------------------
 
 
-# --- identity providers federated into a Cognito pool -------------------------------------------
-
-FEDERATION_FIELDS = (
-    "client_id", "authorize_scopes", "attributes_request_method", "api_version", "team_id",
-    "key_id", "metadata_url", "email_attribute",
-)  # fmt: skip
-
-
-def federation_json(idp):
-    """One identity provider of the pool ({"name", "type", "enabled", "record"}), with what
-    the console holds of it; secrets masked."""
-    record = idp["record"]
-    entry = {
-        "name": idp["name"],
-        "type": SHORT_NAMES.get(idp["type"], idp["type"]),
-        "enabled": idp["enabled"],
-        "managed": record is not None,
-    }
-    if record is not None:
-        entry |= {
-            "upstream": record.upstream_id,
-            **{name: getattr(record, name) for name in FEDERATION_FIELDS},
-            **{
-                name: MASK if record.has_secret(name) else None
-                for name in FederatedIdentityProvider.SECRET_NAMES
-            },
-        }
-    return entry
-
-
-def _cognito_provider(provider_id):
-    return Provider.objects.filter(pk=provider_id, kind=Provider.Kind.COGNITO).first()
-
-
-def _federation_answer(provider, status=200):
-    found = cognito.inspect(provider)
-    domain = cognito.hosted_ui_url(found.domain, provider.aws_region)
-    return _json(
-        {
-            "redirect_uri": federation.redirect_uri(domain),
-            "identity_providers": [
-                federation_json(idp) for idp in federation.overview(provider, found)
-            ],
-        },
-        status=status,
-    )
-
-
-def _aws_calls(view):
-    """AWS refusals become 502 with the console's message, refusals 409."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        try:
-            return view(request, *args, **kwargs)
-        except cognito.AWSError as aws_error:
-            return error(502, str(aws_error))
-        except federation.FederationRefused as refusal:
-            return error(409, str(refusal))
-
-    return wrapper
-
-
-@user_api("GET", "POST")
-@_aws_calls
-def federation_collection(request, provider_id):
-    provider = _cognito_provider(provider_id)
-    if provider is None:
-        return error(404, "No such Cognito provider.")
-    if request.method == "GET":
-        return _federation_answer(provider)
-    kind = TYPES_BY_SHORT_NAME.get(request.json.get("type"))
-    if kind is None:
-        return error(
-            400, "Invalid input.", fields={"type": [f"One of {', '.join(TYPES_BY_SHORT_NAME)}."]}
-        )
-    body = {k: v for k, v in request.json.items() if k != "type" and v != MASK}
-    upstream = (
-        Provider.objects.filter(pk=body.get("upstream")).first() if "upstream" in body else None
-    )
-    name = name_in_pool(kind, body.get("name", ""), upstream)
-    existing = provider.federations.filter(name=name).first() if name else None
-    return _federate(request, provider, kind, existing, body, created_status=201)
-
-
-@user_api("PATCH", "DELETE")
-@_aws_calls
-def federation_item(request, provider_id, name):
-    provider = _cognito_provider(provider_id)
-    if provider is None:
-        return error(404, "No such Cognito provider.")
-    if request.method == "DELETE":
-        federation.remove(provider, name, request=request)
-        return _federation_answer(provider)
-    body = {k: v for k, v in request.json.items() if v != MASK}
-    if set(body) == {"enabled"}:
-        if not isinstance(body["enabled"], bool):
-            return error(400, "Invalid input.", fields={"enabled": ["true or false."]})
-        federation.set_enabled(provider, name, body["enabled"], request=request)
-        return _federation_answer(provider)
-    record = provider.federations.filter(name=name).first()
-    if record is None:
-        return error(404, f"{name} is not managed by the console: POST it with every field.")
-    return _federate(request, provider, record.type, record, body, created_status=200)
-
-
-def _federate(request, provider, kind, record, body, *, created_status):
-    unknown = set(body) - {
-        "name",
-        "upstream",
-        "enabled",
-        *FEDERATION_FIELDS,
-        *FederatedIdentityProvider.SECRET_NAMES,
-    }
-    if unknown:
-        return error(400, "Invalid input.", fields={k: ["Unknown field."] for k in sorted(unknown)})
-    form = FederationForm(
-        data=data_for(record, **{"enabled": True, **body}), instance=record, idp_type=kind,
-        cognito=provider,
-    )  # fmt: skip
-    if not form.is_valid():
-        return _invalid(form)
-    federation.federate(form, request=request)
-    return _federation_answer(provider, status=created_status if record is None else 200)
-
-
 @user_api("GET", "POST")
 def providers_collection(request):
     if request.method == "GET":
-        return _json({"providers": [provider_json(p) for p in Provider.objects.all()]})
+        return json_answer({"providers": [provider_json(p) for p in Provider.objects.all()]})
     kind = request.json.get("kind")
     if kind not in FORMS_BY_KIND:
         return error(
@@ -302,10 +150,10 @@ def providers_collection(request):
     data = {k: v for k, v in request.json.items() if k != "kind" and v != MASK and v is not None}
     form = FORMS_BY_KIND[kind](data=data)
     if not form.is_valid():
-        return _invalid(form)
+        return invalid_form(form)
     provider = providers.save_provider(form, request=request)
     provider, _ = providers.run_validation(provider, request=request)
-    return _json(provider_json(provider), status=201)
+    return json_answer(provider_json(provider), status=201)
 
 
 @user_api("GET", "PATCH")
@@ -314,7 +162,7 @@ def provider_item(request, provider_id):
     if provider is None:
         return error(404, "No such provider.")
     if request.method == "GET":
-        return _json(provider_json(provider))
+        return json_answer(provider_json(provider))
     form_class = FORMS_BY_KIND[provider.kind]
     current = form_class(instance=provider)
     # What the form would show: the stored values (a field's own initial is its default).
@@ -341,7 +189,7 @@ def provider_item(request, provider_id):
             return error(400, "Invalid input.", fields={name: ["Unknown field."]})
     form = form_class(data=data, instance=provider)
     if not form.is_valid():
-        return _invalid(form)
+        return invalid_form(form)
     try:
         provider = providers.save_provider(form, request=request)
     except providers.EditConflict as conflict:
@@ -353,7 +201,7 @@ def provider_item(request, provider_id):
     if provider.enabled != enabled:
         provider = providers.set_enabled(provider, enabled, request=request)
     provider, _ = providers.run_validation(provider, request=request)
-    return _json(provider_json(provider))
+    return json_answer(provider_json(provider))
 
 
 @user_api("POST")
@@ -362,7 +210,7 @@ def provider_validate(request, provider_id):
     if provider is None:
         return error(404, "No such provider.")
     provider, report = providers.run_validation(provider, request=request)
-    return _json({"ok": report.ok, "checks": report.as_list()})
+    return json_answer({"ok": report.ok, "checks": report.as_list()})
 
 
 @user_api("POST")
@@ -377,7 +225,7 @@ def provider_publish(request, provider_id):
         version = versions.publish(provider, group=group, note=note, request=request)
     except versions.PublishRefused as refusal:
         return error(409, f"Not published: {refusal}")
-    return _json(version_json(version), status=201)
+    return json_answer(version_json(version), status=201)
 
 
 @user_api("GET")
@@ -387,7 +235,7 @@ def provider_versions(request, provider_id):
     versions = ConfigVersion.objects.filter(provider_id=provider_id).select_related(
         "rollout", "rollback_of"
     )
-    return _json({"versions": [version_json(v) for v in versions]})
+    return json_answer({"versions": [version_json(v) for v in versions]})
 
 
 @user_api("GET")
@@ -399,7 +247,7 @@ def provider_version(request, provider_id, number):
     )
     if version is None:
         return error(404, "No such version.")
-    return _json(version_json(version))
+    return json_answer(version_json(version))
 
 
 @user_api("GET")
@@ -412,7 +260,9 @@ def provider_diff(request, provider_id):
     new = _get(ConfigVersion, provider_id=provider_id, number=number("to"))
     if old is None or new is None:
         return error(404, "Give ?from=N&to=M, two existing version numbers of this provider.")
-    return _json({"from": old.number, "to": new.number, "diff": versions.version_diff(old, new)})
+    return json_answer(
+        {"from": old.number, "to": new.number, "diff": versions.version_diff(old, new)}
+    )
 
 
 # --- instances and history ----------------------------------------------------------------------
@@ -421,7 +271,7 @@ def provider_diff(request, provider_id):
 @user_api("GET")
 def instances_collection(request):
     instances = Instance.objects.select_related("provider", "assigned_version")
-    return _json({"instances": [instance_json(i) for i in instances]})
+    return json_answer({"instances": [instance_json(i) for i in instances]})
 
 
 @user_api("GET")
@@ -433,14 +283,14 @@ def instance_item(request, instance_id):
     )
     if instance is None:
         return error(404, "No such instance.")
-    return _json(instance_json(instance))
+    return json_answer(instance_json(instance))
 
 
 @user_api("GET")
 def history(request):
     form = HistoryFilterForm(request.GET)
     if not form.is_valid():
-        return _invalid(form)
+        return invalid_form(form)
     events = form.filter(AuditEvent.objects.all()).order_by("-id")
     before = request.GET.get("before", "")
     if before.isdigit():
@@ -448,7 +298,7 @@ def history(request):
     page = list(events[: PAGE_SIZE + 1])
     more = len(page) > PAGE_SIZE
     page = page[:PAGE_SIZE]
-    return _json(
+    return json_answer(
         {
             "events": [{**e.hashed_fields(), "hash": e.hash} for e in page],
             "next_before": page[-1].id if more else None,

@@ -1,5 +1,6 @@
-"""The OpenAPI description of /api/v1/ (hand-written; tests/test_openapi.py calls every
-operation in it, so it cannot drift from what the API does)."""
+"""The OpenAPI description of /api/v1/ (hand-written; tests/test_automation_api.py validates it
+with openapi-spec-validator and calls every operation in it, so it cannot drift from what the
+API does)."""
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse

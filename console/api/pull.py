@@ -5,17 +5,13 @@ hash. A missing or wrong token, or another instance's token, all get the same 40
 never tells whether an instance exists.
 """
 
-import json
 from functools import wraps
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_not_required
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from console import diffgram, instances, ratelimits
+from console.api.decorators import allowed, bearer_token, error, json_object, token_api
 from console.models import Instance, hash_token
 from console.pull_state import pull_states
 
@@ -37,13 +33,6 @@ INSTANCE_COLUMNS = (
 )  # fmt: skip
 
 
-def error(status, message, **extra):
-    response = JsonResponse({"error": message, **extra}, status=status)
-    if status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="diffgram-sso-console"'
-    return response
-
-
 def _too_many(rate):
     response = error(429, f"Too many requests (limit {rate}); slow down.")
     response["Retry-After"] = str(ratelimits.retry_after(rate))
@@ -59,15 +48,17 @@ def _load_instance(instance_id):
     )
 
 
-def instance_api(view):
-    """Authenticate the bearer token for the instance in the URL; sets request.pull_state
-    (the instance, from this process's memory when it can be trusted: console/pull_state.py)."""
+def instance_api(*methods):
+    """Authenticate the bearer token for the instance in the URL, then allow `methods`; sets
+    request.pull_state (the instance, from this process's memory when it can be trusted:
+    console/pull_state.py)."""
+    return lambda view: token_api(_authenticated_instance(view, methods))
 
+
+def _authenticated_instance(view, methods):
     @wraps(view)
     def wrapper(request, instance_id, *args, **kwargs):
-        # META, not request.headers: building that mapping of every header cost a tenth of a poll.
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        token = bearer_token(request)
         state = pull_states.get(instance_id, lambda: _load_instance(instance_id))
         # Compare even when the instance does not exist, so timing does not tell.
         matches = (state.instance if state else Instance(token_hash=_DUMMY_HASH)).token_matches(
@@ -84,10 +75,9 @@ def instance_api(view):
         if ratelimits.instance_pull_exceeded(state.instance.pk):
             return _too_many(settings.RATE_LIMIT_PULL_PER_INSTANCE)
         request.pull_state = state
-        return view(request, *args, **kwargs)
+        return allowed(methods, request) or view(request, *args, **kwargs)
 
-    # Token-authenticated machine API: no session, no CSRF, no console role.
-    return login_not_required(csrf_exempt(wrapper))
+    return wrapper
 
 
 def _etag(instance, version, output):
@@ -104,8 +94,7 @@ def _render(instance, version, output):
     return diffgram.render_helm(settings_)
 
 
-@instance_api
-@require_GET
+@instance_api("GET")
 def pull_config(request):
     state = request.pull_state
     instance = state.instance
@@ -139,17 +128,11 @@ def pull_config(request):
     return response
 
 
-@instance_api
-@require_POST
+@instance_api("POST")
 def report_applied(request):
-    try:
-        report = json.loads(request.body.decode("utf-8"))
-    except RequestDataTooBig:
-        return error(413, "The request body is too large.")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return error(400, "The body must be a JSON object.")
-    if not isinstance(report, dict):
-        return error(400, "The body must be a JSON object.")
+    report, problem = json_object(request)
+    if problem:
+        return problem
     problems = {}
     version = report.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
