@@ -66,6 +66,11 @@ def _target_for(target):
     return target.audit_target_type, str(target.pk), str(target)[:255]
 
 
+def user_target(user):
+    """The target of an event about a user account."""
+    return (AuditEvent.TargetType.USER, user.pk, user.get_username())
+
+
 def client_ip(request):
     """The client's address: REMOTE_ADDR, or the hop our own reverse proxy appended."""
     address = request.META.get("REMOTE_ADDR", "")

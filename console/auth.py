@@ -223,10 +223,15 @@ def _token_header(token):
         raise LoginError("The ID token is not a JWT.") from None
 
 
+def jwks_cache_key(issuer):
+    """Where the console's sign-in keeps the JWKS it fetched again for `issuer`."""
+    return f"console-oidc-jwks:{issuer}"
+
+
 def _jwks_for(config, kid):
     """The JWKS to verify with: the snapshot, or a fresh copy when the token names a key the
     snapshot lacks (key rotation), fetched at most once per cooldown."""
-    cache_key = f"console-oidc-jwks:{config.issuer}"
+    cache_key = jwks_cache_key(config.issuer)
     jwks = cache.get(cache_key) or config.jwks
     listed = jwks.get("keys") if isinstance(jwks, dict) else None
     known = {key.get("kid") for key in listed or [] if isinstance(key, dict)}
@@ -402,7 +407,7 @@ def sign_in_user(config, outcome, request):
                 audit.Action.USER_CREATED,
                 request=request,
                 actor=user,
-                target=("user", user.pk, user.username),
+                target=audit.user_target(user),
                 context={"issuer": config.issuer, "sub": claims["sub"]},
             )
         user = identity.user
@@ -430,7 +435,7 @@ def _sync_role(user, role, request, groups):
         audit.Action.USER_ROLE_CHANGED,
         request=request,
         actor=user,
-        target=("user", user.pk, user.username),
+        target=audit.user_target(user),
         changes={"role": [next(iter(current), None), role]},
         context={"groups_claim": groups[:50]},
     )

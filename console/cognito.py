@@ -13,10 +13,11 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
 from django.db import transaction
 
-from console import audit, diffgram, providers
+from console import audit, diffgram, discovery, providers
 from console.models import Provider
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
+PASS, WARN, FAIL = discovery.PASS, discovery.WARN, discovery.FAIL
+Check = discovery.CheckResult  # one kind of check result, for discovery and for AWS
 REQUIRED_SCOPES = ("openid", "email")
 NEW_CLIENT_SCOPES = ("openid", "email", "profile")
 REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
@@ -26,13 +27,6 @@ DENIED = {"AccessDeniedException", "NotAuthorizedException", "UnauthorizedOperat
 
 class AWSError(Exception):
     """Something AWS refused; the message says what to do about it."""
-
-
-@dataclass
-class Check:
-    id: str
-    status: str
-    message: str
 
 
 @dataclass

@@ -24,29 +24,19 @@ from console.models import Instance, Provider
 
 FORMAT_VERSION = 1
 MAX_BYTES = 1024 * 1024
+# The fields of each object are the fields of its form (the same as the UI and the JSON API).
 PROVIDER_FIELDS = {
-    Provider.Kind.COGNITO: [
-        "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
-        "diffgram_url_base", "aws_role_arn",
-    ],
-    Provider.Kind.KEYCLOAK: [
-        "keycloak_server_url", "keycloak_realm", "client_id", "keycloak_master_user",
-        "keycloak_diffgram_user", "diffgram_url_base",
-    ],
-    Provider.Kind.OIDC: ["issuer", "client_id", "scopes"],
-}  # fmt: skip
+    kind: [name for name in form._meta.fields if name != "name"]
+    for kind, form in FORMS_BY_KIND.items()
+}
 DEFAULT_SCOPES = {
     Provider.Kind.COGNITO: {"scopes": "openid email"},
     Provider.Kind.OIDC: {"scopes": "openid email profile"},
 }
-INSTANCE_FIELDS = [
-    "url_base", "shape", "rollout_group", "provider", "push_target", "webhook_url",
-    "webhook_allow_http",
-    "ssm_region", "ssm_prefix",
-]  # fmt: skip
+INSTANCE_FIELDS = [name for name in InstanceForm._meta.fields if name != "name"]
 
 
-class ImportError_(Exception):  # noqa: N801 - "ImportError" is a builtin
+class ConfigImportError(Exception):
     """The file cannot be imported; `problems` are "line N: path: message" strings."""
 
     def __init__(self, problems):
@@ -125,14 +115,14 @@ def _refuse_aliases(text):
     for token in yaml.scan(text, Loader=yaml.SafeLoader):
         if isinstance(token, yaml.AnchorToken | yaml.AliasToken):
             line = token.start_mark.line + 1
-            raise ImportError_(
+            raise ConfigImportError(
                 [f"line {line}: YAML anchors and aliases (&, *) are not accepted in a config file"]
             )
 
 
 def parse(text):
     if len(text.encode()) > MAX_BYTES:
-        raise ImportError_([f"line 1: the file is larger than {MAX_BYTES // 1024} KiB"])
+        raise ConfigImportError([f"line 1: the file is larger than {MAX_BYTES // 1024} KiB"])
     try:
         _refuse_aliases(text)
         document = yaml.safe_load(text)
@@ -140,11 +130,13 @@ def parse(text):
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
-        raise ImportError_(
+        raise ConfigImportError(
             [f"{where}not valid YAML ({getattr(error, 'problem', error)})"]
         ) from None
     if not isinstance(document, dict):
-        raise ImportError_(["line 1: the document must be a mapping with providers and instances"])
+        raise ConfigImportError(
+            ["line 1: the document must be a mapping with providers and instances"]
+        )
     return document, lines
 
 
@@ -175,7 +167,7 @@ class EnvironmentSecrets:
 
 
 def plan(text, secrets=None):
-    """Validate the document and work out what importing it would do. Raises ImportError_.
+    """Validate the document and work out what importing it would do. Raises ConfigImportError.
     `secrets` resolves {env: NAME}: EnvironmentSecrets (the default, for the command line) or
     TypedSecrets (the web import); after planning, its `requested` lists what was missing."""
     secrets = EnvironmentSecrets() if secrets is None else secrets
@@ -200,7 +192,7 @@ def plan(text, secrets=None):
         if change:
             changes.append(change)
     if problems:
-        raise ImportError_(problems)
+        raise ConfigImportError(problems)
     return changes
 
 
@@ -335,7 +327,7 @@ def apply(changes, *, request=None, actor=None):
             existing = Instance.objects.filter(name=change.name).first()
             form = InstanceForm(data=data, instance=existing)
             if not form.is_valid():  # the provider now exists; anything else was checked
-                raise ImportError_([f"{change.name}: {dict(form.errors)}"])
+                raise ConfigImportError([f"{change.name}: {dict(form.errors)}"])
             if existing:
                 instances.update_instance(form, request=request, actor=actor)
             else:

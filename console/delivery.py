@@ -164,7 +164,7 @@ SENDERS = {Instance.PushTarget.WEBHOOK: WebhookSender(), Instance.PushTarget.SSM
 
 
 @dataclass
-class Outcome:
+class AttemptOutcome:
     started_at: object
     finished_at: object
     http_status: int | None
@@ -249,7 +249,7 @@ def _attempt(push):
     except Exception as unexpected:  # a bug must not lose the rest of the batch
         logger.exception("Push request %s failed unexpectedly", push.pk)
         error = DeliveryError(f"Unexpected error: {type(unexpected).__name__}", permanent=False)
-    return Outcome(started, timezone.now(), status, error)
+    return AttemptOutcome(started, timezone.now(), status, error)
 
 
 def retry_delay(attempts):

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, discovery
+from console import audit, auth, discovery
 from console.models import AuditEvent, Provider
 
 Action = audit.Action
@@ -245,7 +245,7 @@ def revalidate(provider):
     if kids_before != kids_after:
         changes["jwks_kids"] = [kids_before, kids_after]
         if provider.console_login:
-            cache.delete(f"console-oidc-jwks:{provider.computed_issuer()}")
+            cache.delete(auth.jwks_cache_key(provider.computed_issuer()))
     changes.update(
         {
             name: [endpoints_before[name], endpoints_after[name]]

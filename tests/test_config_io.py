@@ -167,6 +167,6 @@ def test_auditors_may_export_but_not_import(auditor_client):
 
 
 def test_the_plan_function_reports_every_problem_at_once():
-    with pytest.raises(config_io.ImportError_) as caught:
+    with pytest.raises(config_io.ConfigImportError) as caught:
         config_io.plan("providers:\n  - kind: oidc\ninstances:\n  - url_base: x\n")
     assert len(caught.value.problems) == 2

@@ -5,7 +5,7 @@ import json
 import pytest
 from django.core.cache import cache
 
-from console import tasks
+from console import auth, tasks
 from console.models import AuditEvent, Provider
 from tests.idp_server import public_jwks
 
@@ -28,7 +28,7 @@ def test_nothing_is_recorded_when_nothing_changed(keycloak_provider):
 
 def test_a_key_rotation_is_recorded_and_refreshes_a_console_login_cache(keycloak_provider, idp):
     Provider.objects.filter(pk=keycloak_provider.pk).update(console_login=True)
-    cache_key = f"console-oidc-jwks:{keycloak_provider.issuer}"
+    cache_key = auth.jwks_cache_key(keycloak_provider.issuer)
     cache.set(cache_key, {"keys": []})
     idp.json(CERTS, public_jwks("test-key-1", "rotated-key"))
     tasks.revalidate_provider(keycloak_provider.pk)

@@ -127,14 +127,14 @@ def test_nested_aliases_are_refused_before_anything_expands_them(admin_client):
     assert response.context["problems"] == [
         "line 1: YAML anchors and aliases (&, *) are not accepted in a config file"
     ]
-    with pytest.raises(config_io.ImportError_):
+    with pytest.raises(config_io.ConfigImportError):
         config_io.parse(LAUGHS)  # the command line's path too
 
 
 def test_a_file_over_one_mebibyte_is_refused(admin_client):
     response = upload(admin_client, "# " + "x" * (1024 * 1024))
     assert "larger than 1 MiB" in response.content.decode()
-    with pytest.raises(config_io.ImportError_, match="larger than 1024 KiB"):
+    with pytest.raises(config_io.ConfigImportError, match="larger than 1024 KiB"):
         config_io.parse("# " + "x" * (1024 * 1024))
 
 

@@ -40,7 +40,7 @@ def api_tokens(request):
         audit.record(
             audit.Action.API_TOKEN_CREATED,
             request=request,
-            target=("user", request.user.pk, request.user.username),
+            target=audit.user_target(request.user),
             context={"token": token.name, "expires_at": token.expires_at.isoformat()},
         )
         form = ApiTokenForm()
@@ -81,7 +81,7 @@ def api_token_revoke(request, token_id):
     audit.record(
         audit.Action.API_TOKEN_REVOKED,
         request=request,
-        target=("user", token.user.pk, token.user.username),
+        target=audit.user_target(token.user),
         context={"token": token.name},
     )
     owner = "" if token.user == request.user else f" of {token.user.username}"

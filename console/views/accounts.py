@@ -12,11 +12,6 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from console import audit, auth, ratelimits
-from console.models import AuditEvent
-
-
-def user_target(user):
-    return (AuditEvent.TargetType.USER, user.pk, user.get_username())
 
 
 class LoginView(auth_views.LoginView):
@@ -51,7 +46,7 @@ class LoginView(auth_views.LoginView):
             audit.Action.LOGIN_BREAK_GLASS,
             request=self.request,
             actor=user,
-            target=user_target(user),
+            target=audit.user_target(user),
             context={"method": "local"},
         )
         return response
@@ -72,7 +67,9 @@ class LogoutView(auth_views.LogoutView):
     def post(self, request, *args, **kwargs):
         end_session_url = _end_session_url(request)
         if request.user.is_authenticated:
-            audit.record(audit.Action.LOGOUT, request=request, target=user_target(request.user))
+            audit.record(
+                audit.Action.LOGOUT, request=request, target=audit.user_target(request.user)
+            )
         response = super().post(request, *args, **kwargs)
         if end_session_url:
             # A page, not a redirect: the CSP's form-action allows only this console, and

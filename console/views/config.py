@@ -42,7 +42,7 @@ def import_config(request):
         try:
             changes = config_io.plan(pending["text"], secrets)
             if secrets.requested:
-                raise config_io.ImportError_(
+                raise config_io.ConfigImportError(
                     [
                         f"{provider}: type its {secret} (the file refers to {{env: {name}}}), "
                         "or write {unchanged: true} in the file"
@@ -50,7 +50,7 @@ def import_config(request):
                     ]
                 )
             tokens = config_io.apply(changes, request=request)
-        except config_io.ImportError_ as error:
+        except config_io.ConfigImportError as error:
             return _show_plan(request, pending, problems=error.problems, status=400)
         del request.session[SESSION_KEY]
         config_io.validate_imported(changes, request=request)
@@ -65,7 +65,7 @@ def import_config(request):
             secrets = config_io.TypedSecrets()
             try:
                 config_io.plan(text, secrets)
-            except config_io.ImportError_ as error:
+            except config_io.ConfigImportError as error:
                 return render(
                     request,
                     "console/config_import.html",

@@ -80,7 +80,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
             audit.Action.LOGIN_SUCCEEDED,
             request=self.request,
             actor=self.user,
-            target=("user", self.user.pk, self.user.username),
+            target=audit.user_target(self.user),
             context={"method": "oidc", "issuer": config.issuer, "role": outcome.role},
         )
         return response

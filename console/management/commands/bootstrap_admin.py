@@ -6,7 +6,6 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from console import audit
-from console.models import AuditEvent
 from console.roles import ADMIN
 
 BOOTSTRAP_USERNAME = "admin"
@@ -29,7 +28,7 @@ class Command(BaseCommand):
             user.groups.add(Group.objects.get_or_create(name=ADMIN)[0])
             audit.record(
                 audit.Action.USER_CREATED,
-                target=(AuditEvent.TargetType.USER, user.pk, user.username),
+                target=audit.user_target(user),
                 changes={"groups": [[], [ADMIN]]},
                 context={"reason": "bootstrap admin on an empty database"},
             )

@@ -9,7 +9,6 @@ from django.db import transaction
 
 from console import audit
 from console.management.commands._cli import cli_actor
-from console.models import AuditEvent
 from console.roles import ADMIN
 
 
@@ -44,7 +43,7 @@ class Command(BaseCommand):
             audit.record(
                 audit.Action.USER_CREATED if created else audit.Action.USER_PASSWORD_RESET,
                 actor=cli_actor("breakglass"),
-                target=(AuditEvent.TargetType.USER, user.pk, user.username),
+                target=audit.user_target(user),
                 changes={"password": ["[set]" if not created else "[not set]", "[changed]"]},
                 context={"reason": "break-glass account created or reset"},
             )

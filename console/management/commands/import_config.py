@@ -25,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {file}: {error.strerror}", returncode=2) from None
         try:
             changes = config_io.plan(text)
-        except config_io.ImportError_ as error:
+        except config_io.ConfigImportError as error:
             raise CommandError(
                 f"{file} was not imported; nothing changed:\n  " + "\n  ".join(error.problems)
             ) from None
