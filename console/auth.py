@@ -10,6 +10,7 @@ are re-synced at every login.
 """
 
 import base64
+import copy
 import json
 import logging
 import time
@@ -30,6 +31,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.middleware import SessionRefresh
+from mozilla_django_oidc.utils import import_from_settings
 
 from console import audit, discovery, encryption, outbound
 from console.models import ExternalIdentity, Provider
@@ -441,6 +443,24 @@ def _sync_role(user, role, request, groups):
     )
 
 
+# The provider's endpoints and client, which the library reads from static settings, come from
+# login_config() with each request (a provider stored and validated in the console).
+PER_REQUEST_SETTINGS = frozenset(
+    {
+        "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT",
+        "OIDC_RP_CLIENT_ID", "OIDC_RP_CLIENT_SECRET", "OIDC_RP_SCOPES",
+    }
+)  # fmt: skip
+
+
+def library_setting(attr, *args):
+    """mozilla-django-oidc's get_settings hook: the static settings, and nothing (None) for
+    what is resolved per request, so that its constructors can run unchanged."""
+    if attr in PER_REQUEST_SETTINGS:
+        return None
+    return import_from_settings(attr, *args)
+
+
 class ConsoleOIDCBackend(OIDCAuthenticationBackend):
     """mozilla-django-oidc's backend, fed by login_config() instead of static settings.
 
@@ -451,9 +471,7 @@ class ConsoleOIDCBackend(OIDCAuthenticationBackend):
     user by the callback view) instead of failing silently.
     """
 
-    def __init__(self, *args, **kwargs):
-        # The parent reads static OIDC_* settings here; ours are resolved per request.
-        self.UserModel = get_user_model()
+    get_settings = staticmethod(library_setting)
 
     def authenticate(self, request, nonce=None, code_verifier=None, **kwargs):
         if request is None or nonce is None or "code" not in request.GET:
@@ -476,13 +494,7 @@ class ConsoleSessionRefresh(SessionRefresh):
     """Re-checks SSO sessions silently (prompt=none) when the ID token expires, so an account
     disabled at the IdP loses access within the token's lifetime."""
 
-    def __init__(self, get_response):
-        super(SessionRefresh, self).__init__(get_response)
-        self.OIDC_EXEMPT_URLS = settings.OIDC_EXEMPT_URLS
-        self.OIDC_STATE_SIZE = 32
-        self.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-        self.OIDC_USE_NONCE = True
-        self.OIDC_NONCE_SIZE = 32
+    get_settings = staticmethod(library_setting)
 
     @cached_property
     def exempt_urls(self):
@@ -502,7 +514,9 @@ class ConsoleSessionRefresh(SessionRefresh):
             config = None
         if config is None:
             return None
-        self.OIDC_OP_AUTHORIZATION_ENDPOINT = config.authorization_endpoint
-        self.OIDC_RP_CLIENT_ID = config.client_id
-        self.OIDC_RP_SCOPES = config.scopes
-        return super().process_request(request)
+        # One middleware instance serves every thread: this request's values go on a copy.
+        this_request = copy.copy(self)
+        this_request.OIDC_OP_AUTHORIZATION_ENDPOINT = config.authorization_endpoint
+        this_request.OIDC_RP_CLIENT_ID = config.client_id
+        this_request.OIDC_RP_SCOPES = config.scopes
+        return SessionRefresh.process_request(this_request, request)

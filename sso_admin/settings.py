@@ -169,12 +169,10 @@ CONSOLE_LOCAL_LOGIN = env.bool("CONSOLE_LOCAL_LOGIN", default=True)
 # A personal API token of an SSO user acts only this long after the IdP last confirmed the
 # account (a sign-in or a silent re-check), so it cannot outlive the account at the IdP.
 API_TOKEN_SSO_RECHECK_HOURS = env.int("API_TOKEN_SSO_RECHECK_HOURS", default=24)
-# mozilla-django-oidc: PKCE and nonce on; our backend does the HTTP through console.outbound,
-# whose timeouts are these.
+# mozilla-django-oidc: PKCE and nonce on. Its backend's HTTP settings are unused: the console's
+# backend talks to the provider through console/outbound.py (timeouts, size cap, SSRF guard).
 OIDC_USE_PKCE = True
 OIDC_USE_NONCE = True
-OIDC_TIMEOUT = (3, 5)
-OIDC_RP_SIGN_ALGO = "RS256"
 OIDC_EXEMPT_URLS = ["healthz", "logout"]
 LOGIN_REDIRECT_URL_FAILURE = "login"
 

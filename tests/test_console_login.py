@@ -272,3 +272,50 @@ def test_a_test_login_shows_the_exact_token_error(admin_client, mock_op, setting
     assert "The provider refused the token request: invalid_client" in result.content.decode()
     event = AuditEvent.objects.get(action="provider.test_login")
     assert event.context["passed"] is False and "invalid_client" in event.context["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_sign_ins_at_once_each_get_their_own_session(sso, mock_op):
+    """Requests run in threads under a threaded server: nothing of one sign-in may live on an
+    object another request shares."""
+    import threading
+
+    from django.db import connection
+
+    results, errors = {}, []
+
+    def sign_in(sub):
+        try:
+            client = Client()
+            response, _ = sso_login(client, sub)
+            results[sub] = (response.status_code, client.get(reverse("providers")).context["role"])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(repr(error))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_in, args=(sub,)) for sub in ("alice-sub", "oscar-sub")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert results == {"alice-sub": (302, "admin"), "oscar-sub": (302, "auditor")}
+
+
+def test_the_session_refresh_middleware_keeps_no_request_state(client, sso):
+    """One middleware instance serves every thread: a silent re-check must not write the
+    provider it used onto it."""
+    from console.auth import ConsoleSessionRefresh
+
+    middleware = ConsoleSessionRefresh(lambda request: None)
+    sso_login(client, "alice-sub")
+    session = client.session
+    session["oidc_id_token_expiration"] = time.time() - 1
+    session.save()
+    request = client.get(reverse("providers")).wsgi_request  # a signed-in request
+    request.session["oidc_id_token_expiration"] = time.time() - 1
+    response = middleware.process_request(request)
+    assert response.status_code == 302 and "prompt=none" in response["Location"]
+    assert middleware.OIDC_OP_AUTHORIZATION_ENDPOINT is None
+    assert middleware.OIDC_RP_CLIENT_ID is None

@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
-from mozilla_django_oidc.utils import generate_code_challenge, import_from_settings
+from mozilla_django_oidc.utils import generate_code_challenge
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from console import audit, auth, providers, ratelimits
@@ -26,15 +26,15 @@ FAILED_EVENTS_PER_IP = "20/h"  # login.failed events recorded per client address
 
 
 class AuthenticateView(OIDCAuthenticationRequestView):
-    """Start the sign-in: mozilla-django-oidc builds the request (state, nonce, PKCE)."""
+    """Start the sign-in: mozilla-django-oidc builds the request (state, nonce, PKCE). A view
+    instance serves one request, so this request's provider can live on it."""
 
-    def __init__(self, **kwargs):
-        super(OIDCAuthenticationRequestView, self).__init__(**kwargs)
+    config = None
 
     def get_settings(self, attr, *args):
-        if attr == "OIDC_RP_SCOPES":
+        if attr == "OIDC_RP_SCOPES" and self.config is not None:
             return self.config.scopes
-        return import_from_settings(attr, *args)
+        return auth.library_setting(attr, *args)
 
     def get(self, request):
         try:
