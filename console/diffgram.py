@@ -1,7 +1,7 @@
 """What Diffgram needs, derived from a provider: its environment variables and the URLs to
 register at the identity provider. Pure functions, no I/O and no ORM.
 
-Diffgram builds URLs by string concatenation, so trailing slashes matter (see DESIGN.md §2):
+Diffgram builds URLs by string concatenation, so trailing slashes matter (docs/DIFFGRAM.md):
 - OAUTH2_PROVIDER_HOST must end with "/" (Diffgram appends "oauth2/token" etc.);
 - the OAuth2 redirect is URL_BASE + "user/oauth2-login/" (a "/" is inserted if missing);
 - Keycloak's redirect is URL_BASE + "user/oidc-login" with no "/" inserted.

@@ -8,18 +8,9 @@ from django.db import DatabaseError, connection, transaction
 
 from console import audit
 from console.models import AuditChainHead, AuditEvent
+from tests.support import PROVIDER, write_events
 
 CANARY = "canary-SECRET-7f3a9c"
-PROVIDER = (AuditEvent.TargetType.PROVIDER, 7, "Corporate Okta")
-
-
-def write_events(count, **overrides):
-    for number in range(count):
-        audit.record(
-            overrides.get("action", audit.Action.PROVIDER_CHANGED),
-            target=overrides.get("target", PROVIDER),
-            changes={"scopes": [f"openid {number}", f"openid email {number}"]},
-        )
 
 
 def verify_command():

@@ -12,17 +12,10 @@ from django.utils import timezone
 from console import versions
 from console.api import openapi
 from console.models import ApiToken, AuditEvent, Provider
-from tests.conftest import make_instance
+from tests.support import make_instance, token_for
 from tests.urls_helper import all_named_urls
 
 pytestmark = pytest.mark.django_db
-
-
-def token_for(user, **fields):
-    token = ApiToken(user=user, name="ci", expires_at=timezone.now() + timedelta(days=30), **fields)
-    secret = token.new_token()
-    token.save()
-    return secret
 
 
 class Api:
@@ -177,7 +170,7 @@ def samples(provider, instance, instance_token, cognito_provider):
 
 
 def test_every_documented_operation_answers_as_documented(admin_user, keycloak_provider, moto):
-    from tests.test_cognito import make_pool, make_provider
+    from tests.support import make_pool, make_provider
 
     instance, instance_token = make_instance(keycloak_provider, "kc-lab")
     versions.publish(keycloak_provider)

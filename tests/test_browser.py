@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import idp_server
-from tests.conftest import PASSWORD
+from tests.support import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -63,7 +63,7 @@ def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
 ):
     """The whole journey: provider → instance → publish → a real agent pulls → fleet in sync."""
     from console.models import Instance
-    from tests.conftest import AgentProcess
+    from tests.support import AgentProcess
 
     server_url = idp_server.serve_keycloak(idp)
     sign_in(page, live_server, admin_user)

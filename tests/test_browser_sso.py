@@ -8,8 +8,8 @@ from playwright.sync_api import expect
 from console import providers
 from console.forms import OIDCProviderForm
 from console.models import Provider
-from tests.conftest import PASSWORD
 from tests.idp_server import signing_key
+from tests.support import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

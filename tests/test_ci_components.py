@@ -4,7 +4,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.conftest import IN_CI
+from tests.support import IN_CI
 
 pytestmark = pytest.mark.skipif(not IN_CI, reason="only meaningful with CI=true (.ci/run)")
 

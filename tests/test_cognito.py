@@ -7,25 +7,10 @@ import pytest
 from django.urls import reverse
 
 from console import cognito
-from console.models import AuditEvent, Provider
-from tests.conftest import make_instance
+from console.models import AuditEvent
+from tests.support import GOOD_CLIENT, REGION, aws, make_pool, make_provider
 
 pytestmark = pytest.mark.django_db
-
-REGION = "eu-west-1"
-GOOD_CLIENT = {
-    "ClientName": "diffgram",
-    "CallbackURLs": ["https://lab.example.com/user/oauth2-login/", "https://other.app/cb"],
-    "LogoutURLs": ["https://lab.example.com/user/login/"],
-    "AllowedOAuthFlows": ["code"],
-    "AllowedOAuthFlowsUserPoolClient": True,
-    "AllowedOAuthScopes": ["openid", "email", "profile"],
-    "ExplicitAuthFlows": ["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
-    "SupportedIdentityProviders": ["COGNITO"],
-    "RefreshTokenValidity": 7,
-    "ReadAttributes": ["email", "name"],
-    "PreventUserExistenceErrors": "ENABLED",
-}
 
 
 @pytest.fixture
@@ -34,34 +19,6 @@ def aws_events():
     boto3.setup_default_session()
     yield boto3.DEFAULT_SESSION.events
     boto3.DEFAULT_SESSION = None
-
-
-def aws(moto):
-    return boto3.client("cognito-idp", region_name=REGION, endpoint_url=moto)
-
-
-def make_pool(moto, client_config=GOOD_CLIENT, domain="diffgram-lab", secret=False):
-    client = aws(moto)
-    pool = client.create_user_pool(PoolName="diffgram")["UserPool"]["Id"]
-    if domain:
-        client.create_user_pool_domain(UserPoolId=pool, Domain=domain)
-    app = client.create_user_pool_client(UserPoolId=pool, GenerateSecret=secret, **client_config)[
-        "UserPoolClient"
-    ]
-    return pool, app
-
-
-def make_provider(pool, app, secret=""):
-    provider = Provider(
-        name="Corp Cognito", kind="cognito", aws_region=REGION, user_pool_id=pool,
-        client_id=app["ClientId"], scopes="openid email",
-    )  # fmt: skip
-    provider.issuer = provider.computed_issuer()
-    if secret:
-        provider.set_secret("client_secret", secret)
-    provider.save()
-    make_instance(provider, "lab", url_base="https://lab.example.com/")
-    return provider
 
 
 def statuses(inspection):

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from console import config_io
 from console.models import AuditEvent, Instance, Provider
-from tests.conftest import make_instance
+from tests.support import make_instance
 
 pytestmark = pytest.mark.django_db
 

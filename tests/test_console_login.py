@@ -17,34 +17,9 @@ from console import providers
 from console.forms import OIDCProviderForm
 from console.models import AuditEvent, ExternalIdentity, Provider
 from console.roles import role_of
-from tests.conftest import PASSWORD, make_user, set_groups
+from tests.support import PASSWORD, authorize_at_op, make_user, set_groups, sso_login
 
 pytestmark = pytest.mark.django_db
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def authorize_at_op(authorize_url, sub):
-    """What the user does at the OP: pick the account. Returns the callback URL."""
-    opener = urllib.request.build_opener(NoRedirect)
-    data = urllib.parse.urlencode({"sub": sub}).encode()
-    try:
-        opener.open(urllib.request.Request(authorize_url, data=data), timeout=10)
-    except urllib.error.HTTPError as redirect:
-        assert redirect.code in (302, 303), redirect.read()
-        return redirect.headers["Location"]
-    raise AssertionError("the OP did not redirect back")
-
-
-def sso_login(client, sub, start=None):
-    start = client.get(start or reverse("oidc_authentication_init"))
-    assert start.status_code == 302, start.content
-    callback = authorize_at_op(start["Location"], sub)
-    parts = urllib.parse.urlsplit(callback)
-    return client.get(f"{parts.path}?{parts.query}"), start["Location"]
 
 
 def test_an_admin_signs_in_and_is_matched_on_issuer_and_sub(client, sso, mock_op):

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from console import outbound
 from console.models import AuditEvent, Instance
-from tests.conftest import make_instance
+from tests.support import make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +66,7 @@ def test_the_fleet_is_in_sync_exactly_when_each_instance_runs_the_assigned_conte
 ):
     from console import delivery, tasks, versions
     from console.models import PushRequest
-    from tests.conftest import AgentProcess
+    from tests.support import AgentProcess
 
     monkeypatch.setattr(tasks, "dispatch_after_commit", lambda ids: None)  # delivered here
     pushed, agent = webhook_instance
@@ -116,7 +116,7 @@ def test_the_fleet_is_in_sync_exactly_when_each_instance_runs_the_assigned_conte
 
 def test_inspect_warns_about_the_implicit_grant_and_fix_removes_it(moto, admin_client):
     from console import cognito
-    from tests.test_cognito import GOOD_CLIENT, aws, make_pool, make_provider
+    from tests.support import GOOD_CLIENT, aws, make_pool, make_provider
 
     pool, app = make_pool(moto, {**GOOD_CLIENT, "AllowedOAuthFlows": ["code", "implicit"]})
     provider = make_provider(pool, app)
@@ -137,7 +137,7 @@ def test_inspect_warns_about_the_implicit_grant_and_fix_removes_it(moto, admin_c
 
 
 def test_adding_saml_records_the_app_client_change_as_a_diff(moto, admin_client):
-    from tests.test_cognito import make_pool, make_provider
+    from tests.support import make_pool, make_provider
 
     provider = make_provider(*make_pool(moto))
     admin_client.post(

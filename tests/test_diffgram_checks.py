@@ -14,7 +14,7 @@ from console.discovery import FAIL, PASS, SKIP, WARN, Fetched, ProviderSpec
 from console.forms import InstanceForm
 from console.models import Provider
 from tests import idp_server
-from tests.conftest import make_instance
+from tests.support import make_instance
 
 KEYCLOAK = ProviderSpec(
     kind="keycloak",

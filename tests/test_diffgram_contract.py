@@ -12,7 +12,6 @@ from dotenv import dotenv_values
 
 from console import providers, versions
 from console.forms import CognitoProviderForm, KeycloakProviderForm
-from tests.conftest import NodeOP, make_instance, require_node_op
 from tests.diffgram_contract import (
     CognitoClient,
     DiffgramSettings,
@@ -22,6 +21,7 @@ from tests.diffgram_contract import (
     sign_in_at_op,
 )
 from tests.idp_server import cognito_document, signing_key
+from tests.support import NodeOP, make_instance, require_node_op
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Diffgram's environment variables and registration URLs, derived exactly (DESIGN.md §2)."""
+"""Diffgram's environment variables and registration URLs, derived exactly (docs/DIFFGRAM.md)."""
 
 from urllib.parse import parse_qs, urlsplit
 

@@ -2,7 +2,7 @@
 
 import re
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def variables_read_by_settings():

@@ -26,7 +26,7 @@ from django.utils import timezone
 from console import audit, delivery, outbound, tasks, versions
 from console.models import AuditEvent, Instance, Provider, PushAttempt, PushRequest
 from sso_admin.celery import app
-from tests.conftest import (
+from tests.support import (
     ROOT,
     AgentProcess,
     free_port,

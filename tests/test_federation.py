@@ -14,8 +14,7 @@ from console import federation, providers
 from console.forms import OIDCProviderForm
 from console.models import AuditEvent, FederatedIdentityProvider, Provider
 from tests import idp_server
-from tests.test_automation_api import token_for
-from tests.test_cognito import aws, make_pool, make_provider
+from tests.support import aws, make_pool, make_provider, token_for
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.urls import reverse
 
-from tests.conftest import ROOT, subprocess_environment
+from tests.support import ROOT, subprocess_environment
 
 
 @pytest.mark.django_db

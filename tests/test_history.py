@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from console import audit
 from console.models import AuditEvent
-from tests.conftest import PASSWORD, ROOT
+from tests.support import PASSWORD, ROOT
 
 pytestmark = pytest.mark.django_db
 

@@ -269,7 +269,7 @@ class TestEditing:
     def test_a_stale_edit_is_refused_and_shows_what_changed(
         self, client, keycloak_server, django_user_model
     ):
-        from tests.conftest import make_user
+        from tests.support import make_user
 
         alice = make_user(django_user_model, "alice", "admin")
         bob = make_user(django_user_model, "bob", "admin")
@@ -430,7 +430,7 @@ class TestCommands:
 
 def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
     from console import versions
-    from tests.conftest import make_instance
+    from tests.support import make_instance
 
     provider = create_keycloak(admin_client, keycloak_server)
     instance, _ = make_instance(provider, "lab")

@@ -14,8 +14,7 @@ from django.urls import reverse
 from console import cognito, versions
 from console.models import AuditEvent, Provider
 from tests import idp_server
-from tests.conftest import make_instance
-from tests.test_cognito import REGION, aws
+from tests.support import REGION, aws, make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 
 from console import versions
 from console.models import AuditEvent, Instance
-from tests.conftest import AgentProcess, make_instance
+from tests.support import AgentProcess, make_instance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

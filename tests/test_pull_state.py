@@ -16,7 +16,7 @@ from django.urls import reverse
 from console import instances, versions
 from console.models import AuditEvent, Instance
 from console.pull_state import LISTENER_NAME, pull_states
-from tests.conftest import (
+from tests.support import (
     ROOT,
     make_instance,
     port_open,

@@ -10,7 +10,7 @@ import pytest
 
 from console import delivery, instances, versions
 from console.models import AuditEvent, Instance, PushRequest
-from tests.conftest import AgentProcess, free_port, make_instance
+from tests.support import AgentProcess, free_port, make_instance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

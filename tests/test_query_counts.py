@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from console import audit, versions
 from console.models import ApiToken, Provider
-from tests.conftest import make_instance
+from tests.support import make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -39,10 +39,7 @@ from console.models import (
 )
 from console.views import oidc as oidc_views
 from tests import idp_server
-from tests.conftest import PASSWORD, set_groups
-from tests.test_audit import write_events
-from tests.test_automation_api import token_for
-from tests.test_console_login import sso_login
+from tests.support import PASSWORD, set_groups, sso_login, token_for, write_events
 
 pytestmark = pytest.mark.django_db
 

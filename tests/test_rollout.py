@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from console import delivery, instances, outbound, tasks, versions
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, hash_token
-from tests.conftest import make_instance
+from tests.support import make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from console import audit, delivery, instances, versions
 from console.models import ApiToken, AuditEvent, Instance, Provider, hash_token
-from tests.conftest import make_user
+from tests.support import make_user
 from tests.urls_helper import all_named_urls
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, subprocess_environment
+from tests.support import ROOT, subprocess_environment
 
 PRODUCTION = {
     "DEBUG": "false",
