@@ -1,0 +1,188 @@
+"""The checks of what Diffgram's own code needs and does with the published settings
+(docs/DIFFGRAM.md): the host it concatenates paths to, its URL_BASE, what its Keycloak client
+logs in with at start-up, one Keycloak client per instance, and the known defects of the
+Diffgram release. Pure functions; console/discovery.py runs them with the discovery checks."""
+
+from console import diffgram, diffgram_releases
+from console.oidc_checks import FAIL, PASS, SKIP, WARN, url_problems, without_one_slash
+
+
+def check_diffgram_host(add, spec, document):
+    if spec.kind not in diffgram.DIFFGRAM_KINDS:
+        add(
+            "diffgram.host",
+            SKIP,
+            "Not applicable: Diffgram talks to Cognito or Keycloak; use this provider for the "
+            "console's own login or federate it through Cognito.",
+        )
+        return
+    config = diffgram.ProviderConfig(
+        kind=spec.kind,
+        client_id=spec.client_id,
+        cognito_domain=spec.cognito_domain,
+        keycloak_server_url=spec.keycloak_server_url,
+        discovery=document,
+    )
+    host = diffgram.provider_host(config)
+    if not host:
+        add("diffgram.host", FAIL, "OAUTH2_PROVIDER_HOST cannot be derived: no token_endpoint.")
+        return
+    if spec.kind == diffgram.COGNITO:
+        expected = {
+            "token_endpoint": host + diffgram.COGNITO_TOKEN_PATH,
+            "userinfo_endpoint": host + diffgram.COGNITO_USERINFO_PATH,
+        }
+        wrong = [
+            f"{name} is {document.get(name)!r}, Diffgram will call {url!r}"
+            for name, url in expected.items()
+            if document.get(name) != url
+        ]
+    else:
+        expected_issuer = host + "realms/" + spec.keycloak_realm
+        found = document.get("issuer")
+        wrong = (
+            []
+            if isinstance(found, str) and without_one_slash(found) == expected_issuer
+            else [f"the issuer is {found!r}, Diffgram expects {expected_issuer!r}"]
+        )
+    if wrong:
+        add("diffgram.host", FAIL, f"With OAUTH2_PROVIDER_HOST={host}: " + "; ".join(wrong) + ".")
+    else:
+        add("diffgram.host", PASS, f"OAUTH2_PROVIDER_HOST={host} matches the discovery document.")
+
+
+def check_url_base(add, spec):
+    if not spec.url_base:
+        add("diffgram.url_base", SKIP, "No Diffgram URL_BASE given.")
+        return
+    problems = url_problems(spec.url_base, allow_loopback_http=True)
+    plain_http = [problem for problem in problems if problem.startswith("it uses http://")]
+    problems = [problem for problem in problems if problem not in plain_http]
+    if problems:
+        add("diffgram.url_base", FAIL, f"URL_BASE {spec.url_base!r}: {'; '.join(problems)}.")
+    elif spec.kind == diffgram.KEYCLOAK and not spec.url_base.endswith("/"):
+        add(
+            "diffgram.url_base",
+            FAIL,
+            f"URL_BASE {spec.url_base!r} must end with '/': Diffgram would send the redirect URI "
+            f"{diffgram.callback_url(diffgram.KEYCLOAK, spec.url_base)!r}.",
+        )
+    elif plain_http:
+        add(
+            "diffgram.url_base",
+            WARN,
+            f"URL_BASE {spec.url_base} uses plain http: authorization codes travel unencrypted, "
+            "and Cognito accepts http callback URLs only for localhost.",
+        )
+    else:
+        add("diffgram.url_base", PASS, f"URL_BASE {spec.url_base} gives correct Diffgram URLs.")
+
+
+# --- from the configuration alone ----------------------------------------------------------------
+
+
+def _absent(user, password_set, user_words, password_words):
+    """What is missing of a user name and its password, in words ("" when nothing is)."""
+    missing = [(user_words, not user), (password_words, not password_set)]
+    return " and ".join(words for words, absent in missing if absent)
+
+
+def check_keycloak_admin(add, spec):
+    user = spec.keycloak_master_user
+    missing = _absent(user, spec.keycloak_master_password_set, "user", "password")
+    if user is None:
+        add("diffgram.keycloak_admin", SKIP, "Not checked: no master-realm credentials given.")
+    elif missing:
+        add(
+            "diffgram.keycloak_admin",
+            FAIL,
+            f"No master admin {missing}: at every start Diffgram logs in to Keycloak's master "
+            "realm to create its realm, client and roles, and without them it tries "
+            "admin/admin; that login fails and SSO never starts. Enter a master-realm admin "
+            "user and its password.",
+        )
+    else:
+        add(
+            "diffgram.keycloak_admin",
+            PASS,
+            f"Diffgram will log in to the master realm as {user} to set up its realm and client.",
+        )
+
+
+def check_keycloak_realm_user(add, spec):
+    user = spec.keycloak_diffgram_user
+    defaults = _absent(
+        user, spec.keycloak_diffgram_password_set, "user 'diffgram'", "password 'diffgram'"
+    )
+    if user is None:
+        add("diffgram.keycloak_realm_user", SKIP, "Not checked: no Diffgram admin user given.")
+    elif defaults:
+        add(
+            "diffgram.keycloak_realm_user",
+            FAIL,
+            f"At every start Diffgram creates or resets a user in realm {spec.keycloak_realm!r} "
+            f"(not a temporary password); without a Diffgram admin user and password it uses the "
+            f"{defaults}, a password anyone can look up. Enter a user name and a strong password.",
+        )
+    else:
+        add(
+            "diffgram.keycloak_realm_user",
+            PASS,
+            f"Diffgram will create or reset realm user {user} with the password entered here.",
+        )
+
+
+def client_per_instance_verdict(spec):
+    """(status, message): instances must not share a Keycloak client (Diffgram overwrites its
+    client's redirect URIs at every start)."""
+    client_id, names = spec.client_id, spec.instance_names
+    placeholder = diffgram.INSTANCE_PLACEHOLDER
+    if placeholder in client_id:
+        if names:
+            clients = ", ".join(diffgram.instance_client_id(client_id, n) for n in sorted(names))
+            return PASS, f"Each instance gets its own Keycloak client: {clients}."
+        return PASS, f"Each instance gets its own Keycloak client ({placeholder} = its name)."
+    if names is not None and len(names) > 1:
+        return (
+            FAIL,
+            f"{len(names)} instances ({', '.join(sorted(names))}) share client id {client_id!r}: "
+            "at every start Diffgram replaces that client's redirect URIs with its own, so each "
+            f"instance breaks the others' sign-in. Put {placeholder} in the client id (e.g. "
+            f"{client_id}-{placeholder}) so that each gets its own client.",
+        )
+    return (
+        PASS,
+        f"One instance at most uses client id {client_id!r}. Before assigning a second, put "
+        f"{placeholder} in the client id (e.g. {client_id}-{placeholder}): Diffgram overwrites its "
+        "client's redirect URIs at every start.",
+    )
+
+
+def check_known_issues(add, spec):
+    version = spec.diffgram_version
+    issues = diffgram_releases.known_issues(version, spec.kind, client_secret=spec.confidential)
+    if issues is None:
+        known = ", ".join(diffgram_releases.RELEASES)
+        add(
+            "diffgram.known_issues",
+            WARN,
+            f"The console has no record of Diffgram {version}'s defects (it knows {known}): "
+            "check that release's sign-in yourself, or set DIFFGRAM_VERSION.",
+        )
+    elif not issues:
+        add(
+            "diffgram.known_issues",
+            PASS,
+            f"No known defect of Diffgram {version} applies to this setup.",
+        )
+    else:
+        listed = " ".join(
+            f"({number}) {issue.issue}. {issue.consequence}. Workaround: {issue.workaround}."
+            for number, issue in enumerate(issues, 1)
+        )
+        add(
+            "diffgram.known_issues",
+            WARN,
+            f"Diffgram {version} has {len(issues)} known defect(s) here that no setting fixes: "
+            f"{listed}",
+        )
