@@ -5,11 +5,14 @@ commit together or not at all. Writers serialise on the chain head row, so concu
 cannot fork the chain.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -36,12 +39,12 @@ class Actor:
 SYSTEM = Actor(ActorType.SYSTEM, "", "system")
 
 
-def anonymous(tried_username):
+def anonymous(tried_username) -> Actor:
     """Someone not signed in, e.g. a failed login for `tried_username`."""
     return Actor(ActorType.ANONYMOUS, "", (tried_username or "")[:150])
 
 
-def actor_for(actor):
+def actor_for(actor) -> Actor:
     """Who an event is by: an Actor as it is, a model naming its `audit_actor_type` (a Diffgram
     instance calling the API), a signed-in user, else the system."""
     if actor is None:
@@ -66,12 +69,12 @@ def _target_for(target):
     return target.audit_target_type, str(target.pk), str(target)[:255]
 
 
-def user_target(user):
+def user_target(user) -> tuple[str, int, str]:
     """The target of an event about a user account."""
     return (AuditEvent.TargetType.USER, user.pk, user.get_username())
 
 
-def client_ip(request):
+def client_ip(request) -> str | None:
     """The client's address: REMOTE_ADDR, or the hop our own reverse proxy appended."""
     address = request.META.get("REMOTE_ADDR", "")
     if settings.BEHIND_REVERSE_PROXY:
@@ -84,7 +87,7 @@ def client_ip(request):
         return None
 
 
-def field_changes(before, after, secret_fields=()):
+def field_changes(before, after, secret_fields=()) -> dict[str, list[Any]]:
     """{field: [old, new]} for every field whose value differs; secrets never leave as values.
 
     A changed secret is recorded as [old state, "[changed]"] or [old state, "[cleared]"], where
@@ -103,7 +106,9 @@ def field_changes(before, after, secret_fields=()):
     return changes
 
 
-def record(action, *, actor=None, request=None, target=None, changes=None, context=None):
+def record(
+    action, *, actor=None, request=None, target=None, changes=None, context=None
+) -> AuditEvent | None:
     """Append one event to the chain and return it.
 
     `actor` defaults to the request's signed-in user, else the system. `target` is a model
@@ -123,7 +128,7 @@ def record(action, *, actor=None, request=None, target=None, changes=None, conte
     return record_many([entry])
 
 
-def record_many(entries, *, batch_size=2000):
+def record_many(entries, *, batch_size=2000) -> AuditEvent | None:
     """Append many events in one transaction (seeding, bulk imports); same chain as record().
 
     Each entry is a dict with the keyword arguments of record() (without request) plus
@@ -181,7 +186,7 @@ class ChainReport:
         return f"Audit chain broken at event #{self.first_bad_id}: {self.problem}"
 
 
-def verify_rows(rows, expected_last=None, start=(0, GENESIS_HASH)):
+def verify_rows(rows, expected_last=None, start=(0, GENESIS_HASH)) -> ChainReport:
     """Check an iterable of hashed-field dicts, oldest first, as a chain continuing from
     `start` = (id, hash) of the event before the first row (#0 and the genesis hash for the
     whole chain; a hash of None accepts whatever the first row follows).
@@ -238,7 +243,7 @@ def _database_rows(after=0, upto=None):
         yield fields
 
 
-def verify_chain(since=None, processes=None, parallel_from=PARALLEL_FROM):
+def verify_chain(since=None, processes=None, parallel_from=PARALLEL_FROM) -> ChainReport:
     """Walk the chain in the database: all of it, or (`since`, a checkpoint already checked
     against the database) only the events after it."""
     head = AuditChainHead.objects.filter(pk=1).values_list("last_id", "last_hash").first()

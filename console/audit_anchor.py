@@ -11,11 +11,13 @@ against the newest checkpoints: an anchored event that is gone means truncation,
 differs means rewriting.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from urllib.parse import urlsplit
 
 import boto3
@@ -40,23 +42,23 @@ class Checkpoint:
     created_at: str
     signature: str = ""
 
-    def payload(self):
+    def payload(self) -> bytes:
         fields = {"event_id": self.event_id, "hash": self.hash, "count": self.count,
                   "created_at": self.created_at}  # fmt: skip
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
-    def sign(self, key):
+    def sign(self, key) -> Checkpoint:
         digest = hmac.new(key.encode(), self.payload(), hashlib.sha256).hexdigest()
         return replace(self, signature=digest)
 
-    def signature_ok(self, key):
+    def signature_ok(self, key) -> bool:
         return hmac.compare_digest(self.sign(key).signature, self.signature)
 
-    def as_json(self):
+    def as_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text):
+    def from_json(cls, text) -> Checkpoint | None:
         try:
             data = json.loads(text)
             return cls(
@@ -77,7 +79,7 @@ class FileSink:
     def __str__(self):
         return self.path
 
-    def append(self, checkpoint):
+    def append(self, checkpoint) -> None:
         try:
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             with os.fdopen(descriptor, "a", encoding="utf-8") as sink:
@@ -87,7 +89,7 @@ class FileSink:
         except OSError as error:
             raise CheckpointError(f"Cannot append to {self.path}: {error.strerror}") from None
 
-    def read(self):
+    def read(self) -> list[Checkpoint | None]:
         try:
             with open(self.path, encoding="utf-8") as sink:
                 return [Checkpoint.from_json(line) for line in sink if line.strip()]
@@ -113,7 +115,7 @@ class S3Sink:
     def _client(self):
         return boto3.session.Session().client("s3", endpoint_url=settings.AWS_ENDPOINT_URL or None)
 
-    def append(self, checkpoint):
+    def append(self, checkpoint) -> None:
         key = f"{self.prefix}{checkpoint.event_id:015d}-{checkpoint.created_at}.json"
         try:
             self._client().put_object(
@@ -123,7 +125,7 @@ class S3Sink:
         except (ClientError, BotoCoreError) as error:
             raise CheckpointError(f"Cannot write to {self.url}: {error}") from None
 
-    def read(self, newest=CHECKED_CHECKPOINTS):
+    def read(self, newest=CHECKED_CHECKPOINTS) -> list[Checkpoint | None]:
         client = self._client()
         try:
             keys = []
@@ -141,8 +143,8 @@ class S3Sink:
             raise CheckpointError(f"Cannot read {self.url}: {error}") from None
 
 
-def configured_sinks():
-    sinks = []
+def configured_sinks() -> list[FileSink | S3Sink]:
+    sinks: list[FileSink | S3Sink] = []
     if settings.AUDIT_CHECKPOINT_FILE:
         sinks.append(FileSink(settings.AUDIT_CHECKPOINT_FILE))
     if settings.AUDIT_CHECKPOINT_S3:
@@ -156,7 +158,7 @@ def _signing_key():
     return settings.AUDIT_SIGNING_KEY
 
 
-def write_checkpoint():
+def write_checkpoint() -> Checkpoint:
     """Sign the chain's present end and append it to every sink. Returns the checkpoint."""
     sinks = configured_sinks()
     if not sinks:
@@ -177,7 +179,7 @@ def write_checkpoint():
 class AnchorReport:
     ok: bool
     checked: int = 0
-    problems: list = None
+    problems: list = field(default_factory=list)
     newest_good: Checkpoint | None = None
 
     def __str__(self):
@@ -188,7 +190,7 @@ class AnchorReport:
         return "Does not match the signed checkpoints: " + "; ".join(self.problems)
 
 
-def newest_checkpoints(sinks=None):
+def newest_checkpoints(sinks=None) -> list[tuple[FileSink | S3Sink, Checkpoint | None]]:
     """The newest checkpoints of every sink, newest first (unreadable ones as None)."""
     found = []
     for sink in sinks if sinks is not None else configured_sinks():
@@ -197,7 +199,7 @@ def newest_checkpoints(sinks=None):
     return sorted(found, key=lambda pair: -(pair[1].event_id if pair[1] else -1))
 
 
-def verify_against_checkpoints():
+def verify_against_checkpoints() -> AnchorReport:
     """Compare the database's chain with the newest signed checkpoints of every sink."""
     key = _signing_key()
     problems, checked, newest_good = [], 0, None

@@ -114,11 +114,8 @@ def _config_from_environment():
             allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS,
         )
         failing = [c.message for c in report.checks if c.status == discovery.FAIL]
-        cached = {
-            "failing": failing,
-            "document": report.discovery.document if report.fetched_everything else None,
-            "jwks": report.jwks.document if report.fetched_everything else None,
-        }
+        document, jwks = report.snapshot() or (None, None)
+        cached = {"failing": failing, "document": document, "jwks": jwks}
         cache.set(key, cached, ENV_VALIDATION_TTL)
     if cached["failing"]:
         raise LoginError(

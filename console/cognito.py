@@ -6,7 +6,10 @@ follows AWS_ENDPOINT_URL (a moto server in tests). AWS errors become messages na
 permission that is missing; they never escape as exceptions.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -39,7 +42,7 @@ class Inspection:
     checks: list = field(default_factory=list)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return all(check.status == PASS for check in self.checks)
 
 
@@ -61,7 +64,7 @@ def _session(provider):
     )
 
 
-def client_for(provider):
+def client_for(provider) -> Any:
     return _session(provider).client(
         "cognito-idp",
         region_name=provider.aws_region,
@@ -87,7 +90,7 @@ def _explain(error, permission, resource):
     return f"Could not reach AWS for {permission}: {error}"
 
 
-def call(client, operation, permission, resource, **arguments):
+def call(client, operation, permission, resource, **arguments) -> Any:
     """One boto3 call; an AWS error becomes an AWSError saying what to do about it."""
     try:
         return getattr(client, operation)(**arguments)
@@ -95,7 +98,7 @@ def call(client, operation, permission, resource, **arguments):
         raise AWSError(_explain(error, permission, resource)) from None
 
 
-def app_client(provider, client):
+def app_client(provider, client) -> tuple[dict[str, Any], bool]:
     """The app client as described, without its secret (never kept, never shown), and
     whether it has one."""
     pool, app = provider.user_pool_id, provider.client_id
@@ -107,7 +110,7 @@ def app_client(provider, client):
     return described, has_secret
 
 
-def identity_providers(provider, client):
+def identity_providers(provider, client) -> list[dict[str, str]]:
     """[{"name", "type"}] for every identity provider of the pool."""
     found = call(
         client, "list_identity_providers", "cognito-idp:ListIdentityProviders",
@@ -116,7 +119,7 @@ def identity_providers(provider, client):
     return [{"name": p["ProviderName"], "type": p.get("ProviderType", "")} for p in found]
 
 
-def pool_domain(provider, client):
+def pool_domain(provider, client) -> str:
     """The pool's custom or Cognito-prefix domain as DescribeUserPool gives it ("" for none)."""
     user_pool = call(
         client, "describe_user_pool", "cognito-idp:DescribeUserPool",
@@ -125,7 +128,7 @@ def pool_domain(provider, client):
     return user_pool.get("CustomDomain") or user_pool.get("Domain") or ""
 
 
-def describe(provider, client=None):
+def describe(provider, client=None) -> Inspection:
     """Read the app client, the pool's domain and its identity providers."""
     client = client or client_for(provider)
     described, has_secret = app_client(provider, client)
@@ -145,19 +148,19 @@ def describe(provider, client=None):
     )
 
 
-def url_bases(provider):
+def url_bases(provider) -> list[str]:
     """The Diffgram URL_BASEs the app client must serve: its instances', or the provider's."""
     bases = sorted({i.url_base for i in provider.instances.all()})
     return bases or ([provider.diffgram_url_base] if provider.diffgram_url_base else [])
 
 
-def inspect(provider):
+def inspect(provider) -> Inspection:
     """Describe the app client and check it against every Diffgram instance of the provider."""
     found = describe(provider)
     app = found.client
     checks = []
 
-    def check(check_id, ok, passed, failed):
+    def check(check_id, ok, passed, failed) -> None:
         checks.append(Check(check_id, PASS if ok else FAIL, passed if ok else failed))
 
     for base in url_bases(provider):
@@ -235,7 +238,7 @@ def inspect(provider):
     return found
 
 
-def hosted_ui_url(domain, region):
+def hosted_ui_url(domain, region) -> str:
     """The URL of a hosted-UI domain as describe_user_pool gives it (prefix or custom)."""
     if not domain:
         return ""
@@ -247,7 +250,7 @@ def hosted_ui_url(domain, region):
 # --- the one-click fix --------------------------------------------------------------------------
 
 
-def writable_fields(client):
+def writable_fields(client) -> set[str]:
     """The members UpdateUserPoolClient accepts, from botocore's own model of the API."""
     shape = client.meta.service_model.operation_model("UpdateUserPoolClient").input_shape
     return set(shape.members)
@@ -270,7 +273,9 @@ def _update_client(provider, client, config):
     )  # fmt: skip
 
 
-def fix_plan(provider, client=None, *, keep_implicit=False):
+def fix_plan(
+    provider, client=None, *, keep_implicit=False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(before, after) app-client settings that make every check about the client pass (the
     implicit grant removed unless `keep_implicit`).
 
@@ -300,7 +305,7 @@ def fix_plan(provider, client=None, *, keep_implicit=False):
     return before, after
 
 
-def apply_fix(provider, *, keep_implicit=False, request=None, actor=None):
+def apply_fix(provider, *, keep_implicit=False, request=None, actor=None) -> dict[str, list[Any]]:
     """Send the complete configuration with the fixes; audited with the field diff."""
     client = client_for(provider)  # one client (and one assumed-role session) throughout
     before, after = fix_plan(provider, client, keep_implicit=keep_implicit)
@@ -319,7 +324,7 @@ def apply_fix(provider, *, keep_implicit=False, request=None, actor=None):
     return changes
 
 
-def set_identity_provider_enabled(provider, client, name, enabled):
+def set_identity_provider_enabled(provider, client, name, enabled) -> tuple[list[str], list[str]]:
     """Add or remove `name` in the app client's SupportedIdentityProviders, sending the
     complete configuration. Returns the lists (before, after)."""
     app, _ = app_client(provider, client)
@@ -332,7 +337,7 @@ def set_identity_provider_enabled(provider, client, name, enabled):
     return before, after
 
 
-def save_domain(provider, domain_url, *, request=None, actor=None):
+def save_domain(provider, domain_url, *, request=None, actor=None) -> Provider:
     """Keep the hosted-UI domain read from AWS on the provider (audited as a change)."""
     with transaction.atomic():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
@@ -354,7 +359,7 @@ def save_domain(provider, domain_url, *, request=None, actor=None):
 # --- creating the app client (the guide's steps 1 to 3) -----------------------------------------
 
 
-def new_app_client_config(client_name, url_bases):
+def new_app_client_config(client_name, url_bases) -> dict[str, Any]:
     """Everything Diffgram's guide asks of its app client (docs/COGNITO.md), public."""
     return {
         "ClientName": client_name,
@@ -369,7 +374,7 @@ def new_app_client_config(client_name, url_bases):
     }
 
 
-def provision(form, *, request=None, actor=None):
+def provision(form, *, request=None, actor=None) -> tuple[Provider, discovery.Report]:
     """Create the app client of a valid ProvisionCognitoForm in its pool (and a hosted-UI
     domain when the pool has none), then store the provider using it and validate it.
     Returns (provider, validation report). Raises AWSError before anything is stored."""

@@ -11,29 +11,32 @@ applies everything in one transaction. YAML anchors and aliases are refused: a c
 needs them, and nested aliases expand exponentially.
 """
 
+from __future__ import annotations
+
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from django.db import transaction
 
-from console import audit, instances, providers
-from console.forms import FORMS_BY_KIND, InstanceForm
+from console import audit, discovery, instances, providers
+from console.forms import FORMS_BY_KIND, InstanceForm, model_form_fields
 from console.models import Instance, Provider
 
 FORMAT_VERSION = 1
 MAX_BYTES = 1024 * 1024
 # The fields of each object are the fields of its form (the same as the UI and the JSON API).
-PROVIDER_FIELDS = {
-    kind: [name for name in form._meta.fields if name != "name"]
+PROVIDER_FIELDS: dict[str, list[str]] = {
+    kind: [name for name in model_form_fields(form) if name != "name"]
     for kind, form in FORMS_BY_KIND.items()
 }
 DEFAULT_SCOPES = {
     Provider.Kind.COGNITO: {"scopes": "openid email"},
     Provider.Kind.OIDC: {"scopes": "openid email profile"},
 }
-INSTANCE_FIELDS = [name for name in InstanceForm._meta.fields if name != "name"]
+INSTANCE_FIELDS = [name for name in model_form_fields(InstanceForm) if name != "name"]
 
 
 class ConfigImportError(Exception):
@@ -44,7 +47,7 @@ class ConfigImportError(Exception):
         self.problems = problems
 
 
-def secret_variable(provider_name, secret):
+def secret_variable(provider_name, secret) -> str:
     slug = re.sub(r"[^A-Z0-9]+", "_", provider_name.upper()).strip("_")
     return f"DIFFGRAM_SSO_{slug}_{secret.upper()}"
 
@@ -52,8 +55,8 @@ def secret_variable(provider_name, secret):
 # --- export -------------------------------------------------------------------------------------
 
 
-def export_document():
-    document = {"version": FORMAT_VERSION, "providers": [], "instances": []}
+def export_document() -> dict[str, Any]:
+    document: dict[str, Any] = {"version": FORMAT_VERSION, "providers": [], "instances": []}
     for provider in Provider.objects.order_by("name"):
         entry = {"name": provider.name, "kind": provider.kind, "enabled": provider.enabled}
         for name in PROVIDER_FIELDS[provider.kind]:
@@ -71,7 +74,7 @@ def export_document():
     return document
 
 
-def export_yaml():
+def export_yaml() -> str:
     header = (
         "# Diffgram SSO console configuration. Secrets are references, never values:\n"
         "# {env: NAME} is read from the environment on import.\n"
@@ -88,14 +91,16 @@ class PlannedChange:
     name: str
     action: str  # "create", "change" or "unchanged"
     changes: dict = field(default_factory=dict)
-    form: object = None
+    form: Any = None
+    enabled: bool = True  # providers: enabled after the import
+    data: dict = field(default_factory=dict)  # instances: the form data to apply
 
 
 def _lines(text):
     """{path tuple: line number} for every node of the YAML document."""
     lines = {}
 
-    def walk(node, path):
+    def walk(node, path) -> None:
         lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
@@ -120,7 +125,7 @@ def _refuse_aliases(text):
             )
 
 
-def parse(text):
+def parse(text) -> tuple[Any, dict[tuple, int]]:
     if len(text.encode()) > MAX_BYTES:
         raise ConfigImportError([f"line 1: the file is larger than {MAX_BYTES // 1024} KiB"])
     try:
@@ -148,7 +153,7 @@ class TypedSecrets:
         self.typed = typed or {}
         self.requested = []  # (provider, secret, the file's NAME) still to be typed
 
-    def get(self, provider, secret, name):
+    def get(self, provider, secret, name) -> str | None:
         value = self.typed.get((provider, secret), "")
         if not value:
             self.requested.append((provider, secret, name))
@@ -162,11 +167,11 @@ class EnvironmentSecrets:
         self.environ = os.environ if environ is None else environ
         self.requested = []
 
-    def get(self, provider, secret, name):
+    def get(self, provider, secret, name) -> str | None:
         return self.environ.get(name)
 
 
-def plan(text, secrets=None):
+def plan(text, secrets=None) -> list[PlannedChange]:
     """Validate the document and work out what importing it would do. Raises ConfigImportError.
     `secrets` resolves {env: NAME}: EnvironmentSecrets (the default, for the command line) or
     TypedSecrets (the web import); after planning, its `requested` lists what was missing."""
@@ -174,13 +179,13 @@ def plan(text, secrets=None):
     document, lines = parse(text)
     problems, changes = [], []
 
-    def problem(path, message):
+    def problem(path, message) -> None:
         line = next((lines[p] for p in (path, path[:-1], path[:-2]) if p in lines), 1)
         problems.append(f"line {line}: {'.'.join(str(p) for p in path)}: {message}")
 
     if document.get("version", FORMAT_VERSION) != FORMAT_VERSION:
         problem(("version",), f"unsupported version (this console reads {FORMAT_VERSION})")
-    seen_providers = set()
+    seen_providers: set[str] = set()
     for index, entry in enumerate(document.get("providers") or []):
         path = ("providers", index)
         change = _plan_provider(entry, path, secrets, problem, seen_providers)
@@ -245,7 +250,7 @@ def _plan_provider(entry, path, secrets, problem, seen):
     form = FORMS_BY_KIND[kind](data=data, instance=existing)
     if not form.is_valid():
         for field_name, errors in form.errors.items():
-            problem((*path, field_name), " ".join(errors))
+            problem((*path, field_name), " ".join(str(e) for e in errors))
         return None
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -295,7 +300,7 @@ def _plan_instance(entry, path, problem, known_providers):
         for field_name, errors in form.errors.items():
             if field_name == "provider" and provider is None:
                 continue
-            problem((*path, field_name), " ".join(errors))
+            problem((*path, field_name), " ".join(str(e) for e in errors))
         if set(form.errors) - {"provider"}:
             return None
     wanted = {**{k: v for k, v in data.items() if k != "provider"}, "provider": provider_name}
@@ -308,7 +313,7 @@ def _plan_instance(entry, path, problem, known_providers):
     return change
 
 
-def apply(changes, *, request=None, actor=None):
+def apply(changes, *, request=None, actor=None) -> dict[str, str]:
     """Apply a plan in one transaction; returns {instance name: token} for new instances."""
     tokens = {}
     with transaction.atomic():
@@ -348,7 +353,7 @@ def apply(changes, *, request=None, actor=None):
     return tokens
 
 
-def validate_imported(changes, *, request=None, actor=None):
+def validate_imported(changes, *, request=None, actor=None) -> dict[str, discovery.Report]:
     """Validate the providers an import created or changed (HTTP, after the transaction)."""
     results = {}
     for change in changes:
@@ -359,7 +364,7 @@ def validate_imported(changes, *, request=None, actor=None):
     return results
 
 
-def describe_plan(changes):
+def describe_plan(changes) -> list[str]:
     """Human-readable lines: one per object, then one per changed field."""
     lines = []
     for change in changes:

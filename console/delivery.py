@@ -5,6 +5,8 @@ the overdue requests the outbox sweeper sends again. No Celery here: console/tas
 Each push target is one sender, chosen by the instance's `push_target` (SENDERS).
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
 import json
@@ -56,7 +58,7 @@ class DeliveryError(Exception):
     http_status: int | None = None
 
 
-def signed_webhook(instance, version):
+def signed_webhook(instance, version) -> tuple[bytes, dict[str, str]]:
     """The webhook request (body, headers) for an instance: HMAC-SHA256 over timestamp.body."""
     all_settings = version.settings_for(instance)
     body = json.dumps(
@@ -88,14 +90,14 @@ class Sender:
 
     applies = False
 
-    def send(self, instance, version):
+    def send(self, instance, version) -> int | None:
         raise NotImplementedError
 
 
 class WebhookSender(Sender):
     """A signed POST to the agent's webhook; the agent acknowledges what it applied."""
 
-    def send(self, instance, version):
+    def send(self, instance, version) -> int | None:
         problem = outbound.webhook_url_problem(
             instance.webhook_url, allow_http=instance.webhook_allow_http
         )
@@ -122,7 +124,7 @@ class SSMSender(Sender):
 
     applies = True
 
-    def send(self, instance, version):
+    def send(self, instance, version) -> int | None:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -171,7 +173,7 @@ class AttemptOutcome:
     error: DeliveryError | None
 
 
-def deliver(push_request_ids):
+def deliver(push_request_ids) -> list[tuple[int, float]]:
     """Try one delivery of each push request, concurrently, and record each outcome in small
     groups as they come in, so a crash loses at most a group's records. Returns
     [(push request id, seconds until its next try)] for the transient failures with tries left
@@ -181,7 +183,7 @@ def deliver(push_request_ids):
     assigned one, is left alone; re-sending the same version is harmless to the agent.
     """
     pushes = _start_attempts(push_request_ids)
-    retries = []
+    retries: list[tuple[int, float]] = []
     if not pushes:
         return retries
     with ThreadPoolExecutor(max_workers=min(PUSH_THREADS, len(pushes))) as pool:
@@ -252,7 +254,7 @@ def _attempt(push):
     return AttemptOutcome(started, timezone.now(), status, error)
 
 
-def retry_delay(attempts):
+def retry_delay(attempts) -> float:
     """Seconds before the next try after `attempts` tries: exponential from
     PUSH_RETRY_BACKOFF_SECONDS to an hour, half of it random so that a fleet does not retry in
     step. With the default 40 tries, a push keeps trying for about a day."""
@@ -280,7 +282,8 @@ def _record_outcomes(done):
     """Attempt rows, request states, the applied state of SSM instances (written there is
     applied: no agent acknowledges) and audit events, in one transaction taking its locks in
     publish()'s order: instances, push requests, the audit chain head."""
-    attempts, retries, finished, events, applied = [], [], [], [], {}
+    attempts, retries, finished, events = [], [], [], []
+    applied: dict[int, list[Instance]] = {}
     now = timezone.now()
     for push, outcome in done:
         error = outcome.error
@@ -347,7 +350,7 @@ def _record_outcomes(done):
     return [(push.pk, delay) for push, delay in retries]
 
 
-def take_overdue():
+def take_overdue() -> list[int]:
     """The pending push requests that are overdue, given a new deadline so that the next sweep
     leaves them alone while they are sent again: never started (the broker was down at
     publish), started and never recorded (lost with a worker, or cut off by its time limit), or

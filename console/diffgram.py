@@ -7,6 +7,8 @@ Diffgram builds URLs by string concatenation, so trailing slashes matter (docs/D
 - Keycloak's redirect is URL_BASE + "user/oidc-login" with no "/" inserted.
 """
 
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlencode
@@ -48,27 +50,27 @@ class ProviderConfig:
     discovery: dict = field(default_factory=dict)
 
 
-def with_trailing_slash(url):
+def with_trailing_slash(url) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def diffgram_join(url_base, path):
+def diffgram_join(url_base, path) -> str:
     """Diffgram's own rule for its derived URLs: insert "/" between if URL_BASE lacks one."""
     return with_trailing_slash(url_base) + path
 
 
-def callback_url(kind, url_base):
+def callback_url(kind, url_base) -> str:
     """The redirect URI Diffgram sends, which must be registered at the provider verbatim."""
     if kind == KEYCLOAK:
         return url_base + "user/oidc-login"  # Diffgram inserts no "/" here
     return diffgram_join(url_base, "user/oauth2-login/")
 
 
-def signout_url(url_base):
+def signout_url(url_base) -> str:
     return diffgram_join(url_base, "user/login/")
 
 
-def provider_host(config):
+def provider_host(config) -> str:
     """OAUTH2_PROVIDER_HOST: the base Diffgram appends its paths to, always ending in "/"."""
     if config.kind == KEYCLOAK:
         return with_trailing_slash(config.keycloak_server_url) if config.keycloak_server_url else ""
@@ -80,13 +82,13 @@ def provider_host(config):
     return ""
 
 
-def login_scopes(scopes):
+def login_scopes(scopes) -> str:
     """Scopes for the login URL: the configured ones, always with openid and email first."""
     extra = [scope for scope in scopes.split() if scope not in ("openid", "email")]
     return " ".join(["openid", "email", *dict.fromkeys(extra)])
 
 
-def cognito_login_template(config):
+def cognito_login_template(config) -> str:
     """COGNITO_LOGIN_URL without its redirect_uri, which depends on each instance's URL_BASE."""
     authorize = config.discovery.get("authorization_endpoint")
     if not isinstance(authorize, str) or not authorize:
@@ -101,15 +103,15 @@ def cognito_login_template(config):
     return f"{authorize}?{query}"
 
 
-def with_redirect(login_template, url_base):
+def with_redirect(login_template, url_base) -> str:
     return f"{login_template}&redirect_uri={quote(callback_url(COGNITO, url_base), safe='')}"
 
 
-def cognito_login_url(config, url_base):
+def cognito_login_url(config, url_base) -> str:
     return with_redirect(cognito_login_template(config), url_base)
 
 
-def settings_for(config, url_base=""):
+def settings_for(config, url_base="") -> dict[str, str]:
     """Diffgram's environment variables for this provider (empty for a generic OIDC provider,
     which Diffgram reaches through Cognito federation). COGNITO_LOGIN_URL needs url_base."""
     if config.kind not in DIFFGRAM_KINDS:
@@ -137,16 +139,16 @@ def settings_for(config, url_base=""):
     return variables
 
 
-def instance_client_id(client_id, instance_name):
+def instance_client_id(client_id, instance_name) -> str:
     return client_id.replace(INSTANCE_PLACEHOLDER, instance_name)
 
 
-def is_per_instance(settings):
+def is_per_instance(settings) -> bool:
     """Whether the settings name a client id of each instance's own."""
     return INSTANCE_PLACEHOLDER in settings.get("OAUTH2_PROVIDER_CLIENT_ID", "")
 
 
-def instance_settings(settings, login_template, url_base, instance_name):
+def instance_settings(settings, login_template, url_base, instance_name) -> dict[str, str]:
     """A version's settings as one instance receives them: its own COGNITO_LOGIN_URL (Cognito)
     and its own client id (a Keycloak client id with {instance})."""
     variables = dict(settings)
@@ -159,7 +161,7 @@ def instance_settings(settings, login_template, url_base, instance_name):
     return variables
 
 
-def registrations_for(kind, url_base):
+def registrations_for(kind, url_base) -> list[dict[str, str]]:
     """What must be registered at the provider for a Diffgram at url_base. For Keycloak,
     Diffgram sets its client's redirect URI itself at start-up: nothing to do by hand."""
     if kind not in DIFFGRAM_KINDS or not url_base:
@@ -177,7 +179,7 @@ def registrations_for(kind, url_base):
     ]
 
 
-def masked(variables):
+def masked(variables) -> dict[str, str]:
     """The same variables with secret values replaced, for pages, logs and audit records."""
     return {
         name: ("[secret: set]" if name in SECRET_VARIABLES else value)
@@ -192,11 +194,11 @@ def masked(variables):
 env_value = agent.env_value
 
 
-def render_env(settings):
+def render_env(settings) -> str:
     return "".join(f"{name}={env_value(value)}\n" for name, value in settings.items())
 
 
-def render_json(instance_name, version_number, content_hash, settings):
+def render_json(instance_name, version_number, content_hash, settings) -> str:
     return json.dumps(
         {
             "instance": instance_name,
@@ -208,7 +210,7 @@ def render_json(instance_name, version_number, content_hash, settings):
     )
 
 
-def helm_value(value):
+def helm_value(value) -> str:
     """Quoted twice: Diffgram's chart pastes values unquoted into a ConfigMap/Secret, so the
     value itself must be a quoted YAML string for "True" to stay the string "True". Escapes
     what YAML cannot hold raw in double quotes: controls, line breaks, BOM, non-characters."""
@@ -229,7 +231,7 @@ def helm_value(value):
     return '"' + "".join(escaped) + '"'
 
 
-def render_helm(settings):
+def render_helm(settings) -> str:
     plain = {name: helm_value(v) for name, v in settings.items() if name not in SECRET_VARIABLES}
     secret = {name: helm_value(v) for name, v in settings.items() if name in SECRET_VARIABLES}
     document = {"diffgramSettings": plain, "diffgramSecrets": secret}

@@ -3,11 +3,13 @@
 logs in with at start-up, one Keycloak client per instance, and the known defects of the
 Diffgram release. Pure functions; console/discovery.py runs them with the discovery checks."""
 
+from __future__ import annotations
+
 from console import diffgram, diffgram_releases
 from console.oidc_checks import FAIL, PASS, SKIP, WARN, url_problems, without_one_slash
 
 
-def check_diffgram_host(add, spec, document):
+def check_diffgram_host(add, spec, document) -> None:
     if spec.kind not in diffgram.DIFFGRAM_KINDS:
         add(
             "diffgram.host",
@@ -51,7 +53,7 @@ def check_diffgram_host(add, spec, document):
         add("diffgram.host", PASS, f"OAUTH2_PROVIDER_HOST={host} matches the discovery document.")
 
 
-def check_url_base(add, spec):
+def check_url_base(add, spec) -> None:
     if not spec.url_base:
         add("diffgram.url_base", SKIP, "No Diffgram URL_BASE given.")
         return
@@ -87,7 +89,7 @@ def _absent(user, password_set, user_words, password_words):
     return " and ".join(words for words, absent in missing if absent)
 
 
-def check_keycloak_admin(add, spec):
+def check_keycloak_admin(add, spec) -> None:
     user = spec.keycloak_master_user
     missing = _absent(user, spec.keycloak_master_password_set, "user", "password")
     if user is None:
@@ -109,7 +111,7 @@ def check_keycloak_admin(add, spec):
         )
 
 
-def check_keycloak_realm_user(add, spec):
+def check_keycloak_realm_user(add, spec) -> None:
     user = spec.keycloak_diffgram_user
     defaults = _absent(
         user, spec.keycloak_diffgram_password_set, "user 'diffgram'", "password 'diffgram'"
@@ -132,7 +134,7 @@ def check_keycloak_realm_user(add, spec):
         )
 
 
-def client_per_instance_verdict(spec):
+def client_per_instance_verdict(spec) -> tuple[str, str]:
     """(status, message): instances must not share a Keycloak client (Diffgram overwrites its
     client's redirect URIs at every start)."""
     client_id, names = spec.client_id, spec.instance_names
@@ -158,7 +160,7 @@ def client_per_instance_verdict(spec):
     )
 
 
-def check_known_issues(add, spec):
+def check_known_issues(add, spec) -> None:
     version = spec.diffgram_version
     issues = diffgram_releases.known_issues(version, spec.kind, client_secret=spec.confidential)
     if issues is None:

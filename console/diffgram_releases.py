@@ -6,6 +6,8 @@ against a real OpenID Provider (docs/DIFFGRAM.md). When Diffgram ships a fix, ad
 here without the fixed issue and make it the default: nothing else in the console changes.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 COGNITO = "cognito"
@@ -88,7 +90,7 @@ RELEASES = {"56f04d8": RELEASE_56F04D8}
 LATEST = "56f04d8"
 
 
-def known_issues(version, kind, *, client_secret):
+def known_issues(version, kind, *, client_secret) -> list[KnownIssue] | None:
     """The known issues of Diffgram `version` that apply to this provider, or None when the
     console has no data for that version."""
     issues = RELEASES.get(version)

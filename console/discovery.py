@@ -10,6 +10,8 @@ own code needs and does (docs/DIFFGRAM.md). The Diffgram checks that read only t
 run even when the documents could not be read.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 
 from console import diffgram, diffgram_checks, oidc_checks, outbound
@@ -62,7 +64,7 @@ KEYCLOAK_CHECK_IDS = (
 )
 
 
-def check_ids(kind):
+def check_ids(kind) -> tuple[str, ...]:
     """The checks a provider of this kind gets, in report order."""
     skipped = set() if kind == diffgram.KEYCLOAK else set(KEYCLOAK_CHECK_IDS)
     if kind not in diffgram.DIFFGRAM_KINDS:
@@ -87,25 +89,27 @@ class Report:
     jwks: Fetched | None = None
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return not any(check.status == FAIL for check in self.checks)
 
-    @property
-    def fetched_everything(self):
-        """True when both documents were read as JSON objects (a snapshot worth keeping)."""
-        return all(
-            fetched is not None and not fetched.error and isinstance(fetched.document, dict)
+    def snapshot(self) -> tuple[dict, dict] | None:
+        """The discovery document and JWKS when both were read as JSON objects (a snapshot
+        worth keeping), else None."""
+        documents = [
+            fetched.document
             for fetched in (self.discovery, self.jwks)
-        )
+            if fetched is not None and not fetched.error and isinstance(fetched.document, dict)
+        ]
+        return (documents[0], documents[1]) if len(documents) == 2 else None
 
-    def as_list(self):
+    def as_list(self) -> list[dict[str, str]]:
         return [check.as_dict() for check in self.checks]
 
 
 # --- I/O ----------------------------------------------------------------------------------------
 
 
-def fetch_json(url):
+def fetch_json(url) -> Fetched:
     try:
         response = outbound.get(url, headers={"Accept": "application/json"})
     except outbound.OutboundError as error:
@@ -118,7 +122,7 @@ def fetch_json(url):
         return Fetched(url, status=200, error=error.message)
 
 
-def validate(spec, *, allow_loopback_http, fetch=fetch_json):
+def validate(spec, *, allow_loopback_http, fetch=fetch_json) -> Report:
     """Fetch the discovery document and the JWKS it names, then evaluate every check."""
     discovery_fetched = jwks_fetched = None
     if not url_problems(spec.issuer, allow_loopback_http):
@@ -135,12 +139,12 @@ def validate(spec, *, allow_loopback_http, fetch=fetch_json):
 # --- the checks, in order ------------------------------------------------------------------------
 
 
-def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http):
+def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http) -> list[CheckResult]:
     """All checks for the provider's kind, in a fixed order; a check that cannot run because
     of an earlier failure is `skip`, never `fail`."""
     results = []
 
-    def add(check_id, status, message):
+    def add(check_id, status, message) -> None:
         results.append(CheckResult(check_id, status, message))
 
     stopped = _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopback_http)

@@ -4,6 +4,8 @@ The first key encrypts; every key decrypts, so keys rotate without downtime: put
 first, run `manage.py rotate_encryption_keys`, then drop the old key.
 """
 
+from __future__ import annotations
+
 from functools import cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -23,11 +25,11 @@ def _cipher():
     return _multifernet(tuple(settings.FIELD_ENCRYPTION_KEYS))
 
 
-def encrypt(plaintext):
+def encrypt(plaintext) -> str:
     return _cipher().encrypt(plaintext.encode()).decode() if plaintext else ""
 
 
-def decrypt(token):
+def decrypt(token) -> str:
     if not token:
         return ""
     try:
@@ -39,7 +41,7 @@ def decrypt(token):
         ) from None
 
 
-def rotate(token):
+def rotate(token) -> str:
     """Re-encrypt with the first key (a no-op for empty values)."""
     if not token:
         return ""
@@ -49,7 +51,7 @@ def rotate(token):
         raise DecryptionError("A stored secret cannot be decrypted for rotation") from None
 
 
-def key_problems(keys):
+def key_problems(keys) -> list[str]:
     """Why FIELD_ENCRYPTION_KEYS cannot be used (empty when they can)."""
     if not keys:
         return ["FIELD_ENCRYPTION_KEYS is empty"]

@@ -6,6 +6,10 @@ complete details, then the app client's SupportedIdentityProviders), then record
 audit event. AWS errors arrive as cognito.AWSError, whose message says what to do.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.db import transaction
 
 from console import audit, cognito, providers
@@ -28,7 +32,7 @@ class FederationRefused(Exception):
     """Nothing was changed; the message says why."""
 
 
-def redirect_uri(domain_url, idp_type=Type.OIDC):
+def redirect_uri(domain_url, idp_type=Type.OIDC) -> str:
     """What the upstream provider must allow as redirect URI (SAML: its assertion consumer
     service URL) on the pool's hosted-UI domain."""
     if not domain_url:
@@ -37,14 +41,14 @@ def redirect_uri(domain_url, idp_type=Type.OIDC):
     return domain_url.rstrip("/") + path
 
 
-def redirect_uri_at_aws(provider, idp_type=Type.OIDC):
+def redirect_uri_at_aws(provider, idp_type=Type.OIDC) -> str:
     """redirect_uri() for the pool's domain as AWS knows it now."""
     client = cognito.client_for(provider)
     domain = cognito.pool_domain(provider, client)
     return redirect_uri(cognito.hosted_ui_url(domain, provider.aws_region), idp_type)
 
 
-def provider_details(record):
+def provider_details(record) -> dict[str, str]:
     """Cognito's ProviderDetails for the record, secrets decrypted (sent to AWS only)."""
     scopes = record.authorize_scopes
     if record.type == Type.OIDC:
@@ -77,13 +81,13 @@ def provider_details(record):
     return details
 
 
-def attribute_mapping(record):
+def attribute_mapping(record) -> dict[str, str]:
     if record.type == Type.SAML:
         return {"email": record.email_attribute}
     return dict(ATTRIBUTE_MAPPINGS[record.type])
 
 
-def federate(form, *, request=None, actor=None):
+def federate(form, *, request=None, actor=None) -> FederatedIdentityProvider:
     """Create or update the identity provider of a valid FederationForm at AWS, enable or
     disable it on the Diffgram app client, and record it. An OIDC upstream must pass the
     console's discovery checks first. Returns the record."""
@@ -144,7 +148,7 @@ def federate(form, *, request=None, actor=None):
     return record
 
 
-def set_enabled(provider, name, enabled, *, request=None, actor=None):
+def set_enabled(provider, name, enabled, *, request=None, actor=None) -> list[str]:
     """Enable or disable an identity provider of the pool on the Diffgram app client."""
     client = cognito.client_for(provider)
     before, after = cognito.set_identity_provider_enabled(provider, client, name, enabled)
@@ -160,7 +164,7 @@ def set_enabled(provider, name, enabled, *, request=None, actor=None):
     return after
 
 
-def remove(provider, name, *, request=None, actor=None):
+def remove(provider, name, *, request=None, actor=None) -> None:
     """Take the identity provider off the app client, delete it from the pool, forget it."""
     if name == "COGNITO":
         raise FederationRefused("COGNITO is the pool's own user directory, not a federation.")
@@ -204,7 +208,7 @@ def _removal_changes(record):
     }
 
 
-def overview(provider, inspection):
+def overview(provider, inspection) -> list[dict[str, Any]]:
     """The pool's identity providers with what the console knows of each, for the page and
     the API: [{"name", "type", "enabled", "record"}]."""
     records = {r.name: r for r in provider.federations.select_related("upstream")}

@@ -413,7 +413,12 @@ class ProvisionCognitoForm(CognitoProviderForm):
         return prefix
 
 
-FORMS_BY_KIND = {
+def model_form_fields(form_class) -> list[str]:
+    """The model fields a ModelForm class edits (its Meta.fields), in their order."""
+    return list(form_class.Meta.fields)
+
+
+FORMS_BY_KIND: dict[str, type[ProviderForm]] = {
     Provider.Kind.COGNITO: CognitoProviderForm,
     Provider.Kind.KEYCLOAK: KeycloakProviderForm,
     Provider.Kind.OIDC: OIDCProviderForm,

@@ -1,17 +1,19 @@
 """Diffgram instances: registering, changing and removing them, their credentials, and what
 they tell the console (pulls, and what they applied). Every change is audited."""
 
+from __future__ import annotations
+
 from django.db import transaction
 from django.utils import timezone
 
 from console import audit, versions
-from console.models import Instance
+from console.models import Instance, PushRequest
 
 Action = audit.Action
 PULL_NOTED_EVERY_SECONDS = 300
 
 
-def create_instance(form, *, request=None, actor=None):
+def create_instance(form, *, request=None, actor=None) -> tuple[Instance, str]:
     """Save a new instance from a valid form; returns (instance, token shown once)."""
     with transaction.atomic():
         instance = form.save(commit=False)
@@ -32,7 +34,7 @@ def create_instance(form, *, request=None, actor=None):
     return instance, token
 
 
-def update_instance(form, *, request=None, actor=None):
+def update_instance(form, *, request=None, actor=None) -> Instance:
     with transaction.atomic():
         current = Instance.objects.select_for_update().get(pk=form.instance.pk)
         before = current.audit_fields()
@@ -55,7 +57,7 @@ def update_instance(form, *, request=None, actor=None):
     return instance
 
 
-def delete_instance(instance, *, request=None, actor=None):
+def delete_instance(instance, *, request=None, actor=None) -> None:
     with transaction.atomic():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
         audit.record(
@@ -68,7 +70,7 @@ def delete_instance(instance, *, request=None, actor=None):
         stored.delete()
 
 
-def rotate_token(instance, *, request=None, actor=None):
+def rotate_token(instance, *, request=None, actor=None) -> tuple[Instance, str]:
     """A new API token (returned once); the old one stops working at once."""
     with transaction.atomic():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
@@ -79,7 +81,7 @@ def rotate_token(instance, *, request=None, actor=None):
     return stored, token
 
 
-def rotate_signing_secret(instance, *, request=None, actor=None):
+def rotate_signing_secret(instance, *, request=None, actor=None) -> tuple[Instance, str]:
     """A new webhook signing secret (returned once, for the agent's --secret-file)."""
     with transaction.atomic():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
@@ -91,7 +93,7 @@ def rotate_signing_secret(instance, *, request=None, actor=None):
     return stored, secret
 
 
-def repush(instance, *, request=None, actor=None):
+def repush(instance, *, request=None, actor=None) -> PushRequest | None:
     """Queue the assigned version again; the agent ignores a version it already applied."""
     with transaction.atomic():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
@@ -100,7 +102,7 @@ def repush(instance, *, request=None, actor=None):
         )
 
 
-def record_pull(instance, version):
+def record_pull(instance, version) -> None:
     """Note a pull; the first pull of a version is an audit event. Cheap on repeated polls.
 
     `instance` may be the pull API's copy in process memory: it is kept up to date here, and
@@ -131,7 +133,7 @@ def record_pull(instance, version):
     instance.last_pull_at, instance.last_pulled_version_number = now, version.number
 
 
-def record_applied_by_etag(instance, version):
+def record_applied_by_etag(instance, version) -> None:
     """A pull answered 304: the agent sent the ETag of the content it applied, which is this
     version's. If it last acknowledged an earlier version with that same content, record this
     one as applied: the console knows, and an agent that sees no change has nothing to say.
@@ -159,7 +161,7 @@ def record_applied_by_etag(instance, version):
     instance.applied_version_number = version.number
 
 
-def record_applied(instance, *, version_number, ok, detail, request=None):
+def record_applied(instance, *, version_number, ok, detail, request=None) -> None:
     with transaction.atomic():
         Instance.objects.filter(pk=instance.pk).update(
             applied_version_number=version_number,

@@ -3,6 +3,8 @@ at the depth of the conformance suite): pure functions over what was fetched, ea
 CheckResult with a stable id. console/discovery.py fetches and runs them; the checks of what
 Diffgram itself needs are in console/diffgram_checks.py."""
 
+from __future__ import annotations
+
 import ipaddress
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
@@ -43,7 +45,7 @@ class CheckResult:
     status: str
     message: str
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -70,7 +72,7 @@ class ProviderSpec:
     instance_names: tuple | None = ()
     diffgram_version: str = diffgram_releases.LATEST
 
-    def discovery_location(self):
+    def discovery_location(self) -> str:
         return self.discovery_url or self.issuer.rstrip("/") + DISCOVERY_PATH
 
 
@@ -83,7 +85,7 @@ def _is_loopback_host(host):
         return False
 
 
-def url_problems(url, allow_loopback_http):
+def url_problems(url, allow_loopback_http) -> list[str]:
     """What makes `url` unacceptable as an issuer or endpoint (empty list when it is fine)."""
     if not isinstance(url, str) or not url:
         return ["it is not a URL"]
@@ -110,15 +112,15 @@ def url_problems(url, allow_loopback_http):
     return problems
 
 
-def without_one_slash(url):
+def without_one_slash(url) -> str:
     return url[:-1] if url.endswith("/") else url
 
 
-def strings(value):
+def strings(value) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def check_issuer_match(add, spec, document):
+def check_issuer_match(add, spec, document) -> None:
     found = document.get("issuer")
     if not isinstance(found, str):
         add("issuer.match", FAIL, "The discovery document has no issuer string.")
@@ -133,7 +135,7 @@ def check_issuer_match(add, spec, document):
         )
 
 
-def check_required_metadata(add, document):
+def check_required_metadata(add, document) -> None:
     missing = [name for name in REQUIRED_METADATA if name not in document]
     wrong_type = [
         name
@@ -151,7 +153,7 @@ def check_required_metadata(add, document):
         add("metadata.required", PASS, "All required discovery metadata is present.")
 
 
-def check_endpoints(add, document, allow_loopback_http):
+def check_endpoints(add, document, allow_loopback_http) -> None:
     bad = []
     for name in ENDPOINT_KEYS:
         if name in document:
@@ -168,7 +170,7 @@ def check_endpoints(add, document, allow_loopback_http):
         )
 
 
-def check_code_flow(add, document):
+def check_code_flow(add, document) -> None:
     response_types = strings(document.get("response_types_supported"))
     grant_types = document.get("grant_types_supported", ["authorization_code", "implicit"])
     if "code" not in response_types:
@@ -188,7 +190,7 @@ def check_code_flow(add, document):
         add("response_types.code", PASS, "The authorization-code flow is supported.")
 
 
-def check_id_token_alg(add, document):
+def check_id_token_alg(add, document) -> None:
     algorithms = strings(document.get("id_token_signing_alg_values_supported"))
     if "RS256" in algorithms:
         add("id_token_alg.rs256", PASS, "ID tokens can be signed with RS256.")
@@ -201,7 +203,7 @@ def check_id_token_alg(add, document):
         )
 
 
-def check_jwks(add, document, jwks_fetched, allow_loopback_http):
+def check_jwks(add, document, jwks_fetched, allow_loopback_http) -> None:
     jwks_uri = document.get("jwks_uri")
     if not isinstance(jwks_uri, str) or url_problems(jwks_uri, allow_loopback_http):
         add("jwks.fetch", SKIP, "Skipped: there is no acceptable jwks_uri.")
@@ -222,7 +224,7 @@ def check_jwks(add, document, jwks_fetched, allow_loopback_http):
     add("jwks.keys", status, message)
 
 
-def jwks_verdict(jwks):
+def jwks_verdict(jwks) -> tuple[str, str]:
     """(status, message) for a parsed JWKS object."""
     keys = jwks.get("keys")
     if not isinstance(keys, list) or not keys:
@@ -265,7 +267,7 @@ def jwks_verdict(jwks):
     return PASS, f"{usable} usable RS256 signing key(s); no private or symmetric keys."
 
 
-def check_userinfo(add, spec, document):
+def check_userinfo(add, spec, document) -> None:
     if isinstance(document.get("userinfo_endpoint"), str) and document["userinfo_endpoint"]:
         add("userinfo.present", PASS, "A userinfo endpoint is published.")
     elif spec.kind in diffgram.DIFFGRAM_KINDS:
@@ -278,7 +280,7 @@ def check_userinfo(add, spec, document):
         add("userinfo.present", WARN, "No userinfo_endpoint is published (recommended).")
 
 
-def check_scopes(add, document):
+def check_scopes(add, document) -> None:
     if "scopes_supported" not in document:
         add("scopes.openid_email", WARN, "scopes_supported is not published; cannot confirm email.")
         return
@@ -295,7 +297,7 @@ def check_scopes(add, document):
         add("scopes.openid_email", PASS, "The openid and email scopes are supported.")
 
 
-def check_token_auth(add, spec, document):
+def check_token_auth(add, spec, document) -> None:
     methods = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
     methods = strings(methods)
     if spec.kind == diffgram.KEYCLOAK:

@@ -11,11 +11,14 @@ Failures raise OutboundError with a message an admin can act on and `permanent`,
 tasks whether retrying can help.
 """
 
+from __future__ import annotations
+
 import ipaddress
 import json
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -55,7 +58,7 @@ class Response:
     headers: dict = field(default_factory=dict)
     body: bytes = b""
 
-    def json(self):
+    def json(self) -> Any:
         """The body parsed as JSON, or OutboundError saying why it is not JSON."""
         try:
             return json.loads(self.body.decode("utf-8"))
@@ -68,7 +71,7 @@ class Response:
             ) from error
 
 
-def private_urls_allowed():
+def private_urls_allowed() -> bool:
     return settings.SSO_ADMIN_ALLOW_PRIVATE_URLS
 
 
@@ -89,7 +92,7 @@ def _embedded_ipv4(ip):
     return None
 
 
-def webhook_url_problem(url, *, allow_http):
+def webhook_url_problem(url, *, allow_http) -> str:
     """Why the console will not push to this agent URL, or "" when it will. Pushes carry
     secrets: https, except to this host itself or with the instance's explicit "allow plain
     HTTP"; never to an address that is never allowed (cloud metadata and the like)."""
@@ -114,7 +117,7 @@ def _never_allowed(ip):
     return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
 
 
-def address_refusal(address):
+def address_refusal(address) -> str | None:
     """Why we never connect to `address`, or None when we may.
 
     Link-local (cloud metadata at 169.254.169.254), multicast, unspecified and reserved
@@ -143,25 +146,25 @@ def _refuse_private(address, host):
         raise OutboundError(f"Refused: {host} is at {address}, {reason}.", permanent=True)
 
 
-class _PeerCheck:
-    """Check the address a new connection actually reached, before anything is sent on it."""
+def _checked(sock, host):
+    """The socket of a new connection, once the address it reached is allowed (nothing has been
+    sent on it yet)."""
+    try:
+        _refuse_private(sock.getpeername()[0], host)
+    except OutboundError:
+        sock.close()
+        raise
+    return sock
 
+
+class _GuardedHTTPConnection(HTTPConnection):
     def _new_conn(self):
-        sock = super()._new_conn()
-        try:
-            _refuse_private(sock.getpeername()[0], self.host)
-        except OutboundError:
-            sock.close()
-            raise
-        return sock
+        return _checked(super()._new_conn(), self.host)
 
 
-class _GuardedHTTPConnection(_PeerCheck, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPSConnection(_PeerCheck, HTTPSConnection):
-    pass
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self):
+        return _checked(super()._new_conn(), self.host)
 
 
 class _GuardedHTTPPool(HTTPConnectionPool):
@@ -187,7 +190,7 @@ def _pool_manager():
 _MANAGER = _pool_manager()
 
 
-def check_url(url):
+def check_url(url) -> None:
     """Refuse URLs we never fetch: not http(s), no host, credentials, or a private address."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http"):
@@ -214,7 +217,7 @@ def check_url(url):
         _refuse_private(address, parts.hostname)
 
 
-def request(method, url, *, body=None, headers=None, max_redirects=MAX_REDIRECTS):
+def request(method, url, *, body=None, headers=None, max_redirects=MAX_REDIRECTS) -> Response:
     """Send one request (following up to `max_redirects` checked redirects) and read the body.
 
     Returns a Response for any HTTP status; raises OutboundError when no response was read.
@@ -232,11 +235,11 @@ def request(method, url, *, body=None, headers=None, max_redirects=MAX_REDIRECTS
     raise OutboundError(f"Too many redirects (more than {max_redirects})", permanent=True)
 
 
-def get(url, **kwargs):
+def get(url, **kwargs) -> Response:
     return request("GET", url, **kwargs)
 
 
-def post(url, body, headers, **kwargs):
+def post(url, body, headers, **kwargs) -> Response:
     return request("POST", url, body=body, headers=headers, max_redirects=0, **kwargs)
 
 

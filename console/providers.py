@@ -4,6 +4,10 @@ Views and management commands both go through here, so the rules and the audit t
 same whichever way an admin works.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -44,7 +48,7 @@ def _secret_events(provider, updates, *, request=None, actor=None, before=None):
         )
 
 
-def save_provider(form, *, request=None, actor=None):
+def save_provider(form, *, request=None, actor=None) -> Provider:
     """Save a valid provider form (create or edit) and audit it. Raises EditConflict when the
     form was based on an older revision than the stored one."""
     creating = form.instance._state.adding
@@ -100,7 +104,7 @@ def save_provider(form, *, request=None, actor=None):
     return provider
 
 
-def changes_since(provider, base_revision):
+def changes_since(provider, base_revision) -> list[AuditEvent]:
     """The audited edits of `provider` after `base_revision`, oldest first."""
     return list(
         AuditEvent.objects.filter(
@@ -116,7 +120,9 @@ def changes_since(provider, base_revision):
     )
 
 
-def run_validation(provider, *, request=None, actor=None, audit_it=True):
+def run_validation(
+    provider, *, request=None, actor=None, audit_it=True
+) -> tuple[Provider, discovery.Report]:
     """Validate against the live discovery document and JWKS; store and audit the outcome.
 
     The HTTP requests happen outside any transaction, so no lock is held while waiting.
@@ -131,9 +137,9 @@ def run_validation(provider, *, request=None, actor=None, audit_it=True):
         stored.validation_checks = report.as_list()
         stored.validation_passed = report.ok
         fields = ["validated_at", "validation_checks", "validation_passed"]
-        if report.fetched_everything:
-            stored.discovery_snapshot = report.discovery.document
-            stored.jwks_snapshot = report.jwks.document
+        snapshot = report.snapshot()
+        if snapshot:
+            stored.discovery_snapshot, stored.jwks_snapshot = snapshot
             stored.snapshot_at = now
             fields += ["discovery_snapshot", "jwks_snapshot", "snapshot_at"]
         stored.save(update_fields=fields)
@@ -153,7 +159,7 @@ def run_validation(provider, *, request=None, actor=None, audit_it=True):
     return stored, report
 
 
-def set_enabled(provider, enabled, *, request=None, actor=None):
+def set_enabled(provider, enabled, *, request=None, actor=None) -> Provider:
     with transaction.atomic():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
         if stored.enabled == enabled:
@@ -176,7 +182,7 @@ class DeleteRefused(Exception):
     """The provider is still in use; the message says what to do instead."""
 
 
-def delete_provider(provider, *, request=None, actor=None):
+def delete_provider(provider, *, request=None, actor=None) -> None:
     with transaction.atomic():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = stored.instances.count()
@@ -204,7 +210,7 @@ def delete_provider(provider, *, request=None, actor=None):
         stored.delete()
 
 
-def mark_console_login(provider, *, request=None, actor=None):
+def mark_console_login(provider, *, request=None, actor=None) -> None:
     """Make this the provider the console's own admins sign in with (only one at a time)."""
     with transaction.atomic():
         previous = list(
@@ -233,7 +239,7 @@ def _watched(provider):
     return provider.validation_passed, kids, endpoints
 
 
-def revalidate(provider):
+def revalidate(provider) -> dict[str, list[Any]]:
     """The scheduled check: validate again and record an event only when something changed
     (outcome, JWKS keys, endpoints). A console-login provider's cached JWKS is refreshed."""
     passed_before, kids_before, endpoints_before = _watched(provider)

@@ -15,6 +15,8 @@ Entries also expire after MAX_AGE_SECONDS, a bound on staleness should a publish
 Redis while the subscribers still can.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
@@ -51,14 +53,15 @@ class PullStates:
     def __init__(self):
         self._lock = threading.Lock()
         self._entries = {}
-        self._versions = weakref.WeakValueDictionary()  # version id -> the copy entries share
+        # version id -> the copy entries share
+        self._versions: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
         self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
         self._subscribed = False
         self._listener = None  # (pid, redis url, channel, stop event)
 
     # --- the request path -------------------------------------------------------------------
 
-    def get(self, instance_id, load):
+    def get(self, instance_id, load) -> PullState | None:
         """The instance's state from memory, or `load()` (None when there is no such
         instance); kept only while subscribed and if nothing was dropped meanwhile."""
         self._ensure_listener()
@@ -82,7 +85,7 @@ class PullStates:
                 self._entries[instance_id] = entry
         return entry
 
-    def drop(self, instance_ids=None):
+    def drop(self, instance_ids=None) -> None:
         """Forget some instances (or all): they are read from the database next time."""
         with self._lock:
             self._generation += 1
@@ -93,13 +96,13 @@ class PullStates:
                     self._entries.pop(instance_id, None)
 
     @property
-    def trusted(self):
+    def trusted(self) -> bool:
         """Whether this process answers from memory (it is subscribed to invalidations)."""
         return self._subscribed
 
     # --- invalidation -----------------------------------------------------------------------
 
-    def invalidate(self, instance_ids):
+    def invalidate(self, instance_ids) -> None:
         """Once the current transaction commits, drop these instances here and in every other
         web process."""
         ids = sorted({int(i) for i in instance_ids})
@@ -206,10 +209,10 @@ class PullStates:
             stop.wait(1)
 
 
-_publishers = {}
+_publishers: dict[tuple[int, str], object] = {}
 
 
-_origins = {}
+_origins: dict[int, str] = {}
 
 
 def _origin():
@@ -234,6 +237,6 @@ def _publisher(url):
 pull_states = PullStates()
 
 
-def forget_instance(sender, instance, **kwargs):
+def forget_instance(sender, instance, **kwargs) -> None:
     """Signal receiver: an instance was saved or deleted."""
     pull_states.invalidate([instance.pk])

@@ -7,6 +7,8 @@ counted in each web process, so that a poll costs no round trip: with N web proc
 instance can make up to N times RATE_LIMIT_PULL_PER_INSTANCE before every process refuses it.
 """
 
+from __future__ import annotations
+
 import functools
 import logging
 import time
@@ -21,7 +23,7 @@ logger = logging.getLogger(__name__)
 _cache_down = False
 
 
-def exceeded(request, group, rate, key="ip"):
+def exceeded(request, group, rate, key="ip") -> bool:
     """Count this request against `group` and say whether the limit is exceeded. When the
     cache cannot be reached the counter fails open (logged once per outage): a limit that
     cannot count must not turn every request into a 500."""
@@ -43,21 +45,22 @@ def exceeded(request, group, rate, key="ip"):
 
 
 @functools.cache
-def parse_rate(rate):
+def parse_rate(rate) -> tuple[int, int]:
     """'120/m' -> (120, 60); '10/5m' -> (10, 300)."""
     count, window = rate.split("/")
     return int(count), int(window[:-1] or "1") * UNITS[window[-1]]
 
 
-def retry_after(rate):
+def retry_after(rate) -> int:
     """Seconds of the rate's window, for the Retry-After header."""
     return parse_rate(rate)[1]
 
 
-_pull_windows = {}  # instance id -> (window number, pulls in it), in this process
+# instance id -> (window number, pulls in it), in this process
+_pull_windows: dict[int, tuple[int, int]] = {}
 
 
-def instance_pull_exceeded(instance_id):
+def instance_pull_exceeded(instance_id) -> bool:
     """Count a pull by this instance in this process (a fixed window) and say whether it is
     over RATE_LIMIT_PULL_PER_INSTANCE."""
     allowed, seconds = parse_rate(settings.RATE_LIMIT_PULL_PER_INSTANCE)
@@ -68,7 +71,7 @@ def instance_pull_exceeded(instance_id):
     return count > allowed
 
 
-def login_limited(request):
+def login_limited(request) -> bool:
     """Sign-in attempts, as django-axes' combination mode counts them: per client address
     (RATE_LIMIT_LOGIN), so one address guessing cannot lock the account out for everyone
     else, and per username at a slower rate (RATE_LIMIT_LOGIN_PER_USERNAME), against guessing

@@ -7,8 +7,11 @@ transaction (the outbox); the push tasks are dispatched only after that commits
 order (provider, instances, push requests, the audit chain head): audit events come last.
 """
 
+from __future__ import annotations
+
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.db import transaction
@@ -27,14 +30,14 @@ class PublishRefused(Exception):
     """Nothing was published; the message says why and what to do."""
 
 
-def current_version(provider):
+def current_version(provider) -> ConfigVersion | None:
     """The newest version whose rollout reached every instance (what a new instance gets)."""
     return (
         provider.versions.filter(rollout__state=Rollout.State.COMPLETE).order_by("-number").first()
     )
 
 
-def content_hash(all_settings, login_template):
+def content_hash(all_settings, login_template) -> str:
     """An HMAC (keyed from SECRET_KEY) over the complete content: it identifies the content for
     ETags and diffs without letting anyone guess weak secrets from it offline."""
     canonical = json.dumps(
@@ -66,7 +69,7 @@ def _actor_label(request, actor):
     return who.label
 
 
-def publish(provider, *, group="", note="", request=None, actor=None):
+def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigVersion:
     """Publish the provider's current settings as a new version to its instances (or one
     group first). Refused when the latest validation failed or nothing would receive it."""
     if provider.kind not in diffgram.DIFFGRAM_KINDS:
@@ -148,7 +151,7 @@ def _staged_rollout(version):
     return rollout
 
 
-def continue_rollout(version, *, request=None, actor=None):
+def continue_rollout(version, *, request=None, actor=None) -> None:
     with transaction.atomic():
         rollout = _staged_rollout(version)
         rest = list(
@@ -168,7 +171,7 @@ def continue_rollout(version, *, request=None, actor=None):
         )
 
 
-def halt_rollout(version, *, request=None, actor=None):
+def halt_rollout(version, *, request=None, actor=None) -> None:
     with transaction.atomic():
         rollout = _staged_rollout(version)
         rollout.state = Rollout.State.HALTED
@@ -182,7 +185,7 @@ def halt_rollout(version, *, request=None, actor=None):
         )
 
 
-def rollback(version, *, note="", request=None, actor=None):
+def rollback(version, *, note="", request=None, actor=None) -> ConfigVersion:
     """Publish an older version's content again, as a new version, to every instance."""
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=version.provider_id)
@@ -208,7 +211,7 @@ def rollback(version, *, note="", request=None, actor=None):
     return new
 
 
-def version_diff(old, new):
+def version_diff(old, new) -> list[dict[str, Any]]:
     """Per variable: added / removed / changed / unchanged; secrets only as changed or not."""
     old_all, new_all = old.all_settings(), new.all_settings()
     rows = []
@@ -227,14 +230,14 @@ def version_diff(old, new):
     return rows
 
 
-def assign(instance, version, *, request=None, actor=None, again=False):
+def assign(instance, version, *, request=None, actor=None, again=False) -> PushRequest | None:
     """Point one instance at a version (and queue its push); returns its PushRequest or None."""
     requests = assign_many([instance], version, again=again)
     instance.assigned_version = version
     return requests[0] if requests else None
 
 
-def assign_many(instances, version, *, again=False):
+def assign_many(instances, version, *, again=False) -> list[PushRequest]:
     """Point instances at a version and, for pushed instances, queue the pushes (outbox).
     Each assignment bumps the instance's assignment sequence, except `again` (a repush of the
     same assignment, which the agent then recognises as already applied).

@@ -69,7 +69,7 @@ def cognito(idp):
 def test_an_okta_shaped_provider_passes(okta):
     report = validate(okta)
     assert report.ok
-    assert report.fetched_everything
+    assert report.snapshot() == (report.discovery.document, report.jwks.document)
     assert statuses(report) == {
         "issuer.url": PASS,
         "discovery.fetch": PASS,

@@ -1,5 +1,7 @@
 """The console's data. Audit events and configuration versions are append-only."""
 
+from __future__ import annotations
+
 from console.models.api_token import ApiToken
 from console.models.audit import (
     GENESIS_HASH,
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 
-def encrypted_fields():
+def encrypted_fields() -> list[tuple[type, list[str]]]:
     """(model, [field names]) for every column holding an encrypted secret."""
     return [
         (Provider, [f"{name}_encrypted" for name in Provider.SECRET_NAMES]),

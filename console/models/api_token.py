@@ -1,5 +1,9 @@
 """Personal API tokens for admins and auditors (automation acts with its owner's role)."""
 
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
 from django.db import models
 from django.utils import timezone
 
@@ -23,10 +27,10 @@ class ApiToken(HashedToken):
         return f"{self.name} ({self.user})"
 
     @property
-    def active(self):
+    def active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
 
-    def sso_confirmation_overdue(self, hours):
+    def sso_confirmation_overdue(self, hours) -> datetime | None:
         """For an SSO user, when the IdP last confirmed the account (a sign-in or a silent
         re-check) if that is more than `hours` ago, so the token must stop acting; None for a
         local user or a recent confirmation. A token must not outlive the account at the IdP."""
@@ -34,12 +38,12 @@ class ApiToken(HashedToken):
         if not identities:
             return None
         confirmed = max((i.last_login_at for i in identities if i.last_login_at), default=None)
-        if confirmed is not None and confirmed > timezone.now() - timezone.timedelta(hours=hours):
+        if confirmed is not None and confirmed > timezone.now() - timedelta(hours=hours):
             return None
         return confirmed or self.created_at
 
     @classmethod
-    def find_active(cls, token):
+    def find_active(cls, token) -> ApiToken | None:
         """The active token with this secret, or None (looked up by hash, an indexed column)."""
         if not token.startswith(cls.TOKEN_PREFIX):
             return None

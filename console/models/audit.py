@@ -1,7 +1,10 @@
 """Audit events: append-only and hash-chained; console/audit.py is the only writer."""
 
+from __future__ import annotations
+
 import hashlib
 import json
+from typing import Any, NoReturn
 
 from django.db import models
 
@@ -110,16 +113,16 @@ class AuditEvent(models.Model):
     def __str__(self):
         return f"#{self.id} {self.action} {self.target_label}".strip()
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
             raise ValueError("Audit events are append-only and cannot be changed.")
         kwargs["force_insert"] = True
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args, **kwargs) -> NoReturn:
         raise ValueError("Audit events are append-only and cannot be deleted.")
 
-    def hashed_fields(self):
+    def hashed_fields(self) -> dict[str, Any]:
         """The fields covered by the hash, in the form used for exports too."""
         return event_fields(
             id=self.id,
@@ -137,7 +140,7 @@ class AuditEvent(models.Model):
             prev_hash=self.prev_hash,
         )
 
-    def compute_hash(self):
+    def compute_hash(self) -> str:
         return compute_event_hash(self.hashed_fields())
 
 
@@ -147,11 +150,11 @@ HASHED_FIELDS = (
 )  # fmt: skip
 
 
-def event_fields(**values):
+def event_fields(**values) -> dict[str, Any]:
     return {name: values[name] for name in HASHED_FIELDS}
 
 
-def compute_event_hash(fields):
+def compute_event_hash(fields) -> str:
     """SHA-256 over canonical JSON (sorted keys, no whitespace, ASCII) of the hashed fields."""
     canonical = json.dumps(
         {name: fields[name] for name in HASHED_FIELDS},

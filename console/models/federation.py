@@ -1,5 +1,9 @@
 """Identity providers federated into a Cognito user pool by the console."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.db import models
 
 from console.models.provider import Provider
@@ -56,12 +60,12 @@ class FederatedIdentityProvider(WriteOnlySecrets, models.Model):
     def __str__(self):
         return f"{self.name} ({self.get_type_display()}) in {self.cognito.name}"
 
-    def audit_fields(self):
+    def audit_fields(self) -> dict[str, Any]:
         """Plain fields as they are, secrets only as set / not set (audit.field_changes)."""
         return {
             "name": self.name,
             "type": self.type,
-            "upstream": self.upstream.name if self.upstream_id else None,
+            "upstream": self.upstream.name if self.upstream else None,
             "client_id": self.client_id,
             "authorize_scopes": self.authorize_scopes,
             "attributes_request_method": self.attributes_request_method,

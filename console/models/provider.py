@@ -1,5 +1,9 @@
 """Identity providers."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -76,7 +80,7 @@ class Provider(WriteOnlySecrets, models.Model):
 
     # --- derived --------------------------------------------------------------------------------
 
-    def computed_issuer(self):
+    def computed_issuer(self) -> str:
         if self.kind == self.Kind.COGNITO:
             return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}"
         if self.kind == self.Kind.KEYCLOAK:
@@ -84,7 +88,7 @@ class Provider(WriteOnlySecrets, models.Model):
             return f"{server}realms/{self.keycloak_realm}"
         return self.issuer
 
-    def discovery_url(self):
+    def discovery_url(self) -> str:
         """Where the discovery document is read. For Cognito, AWS_ENDPOINT_URL (as boto3 reads
         it) redirects the request to a stand-in such as moto, keeping the real issuer."""
         endpoint = settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL
@@ -92,7 +96,7 @@ class Provider(WriteOnlySecrets, models.Model):
             return f"{endpoint.rstrip('/')}/{self.user_pool_id}/.well-known/openid-configuration"
         return ""
 
-    def spec(self, url_base=None):
+    def spec(self, url_base=None) -> ProviderSpec:
         return ProviderSpec(
             kind=self.kind,
             issuer=self.computed_issuer(),
@@ -111,7 +115,7 @@ class Provider(WriteOnlySecrets, models.Model):
             diffgram_version=settings.DIFFGRAM_VERSION,
         )
 
-    def diffgram_config(self):
+    def diffgram_config(self) -> diffgram.ProviderConfig:
         """The provider as console.diffgram needs it, with secrets decrypted."""
         return diffgram.ProviderConfig(
             kind=self.kind,
@@ -128,7 +132,7 @@ class Provider(WriteOnlySecrets, models.Model):
             discovery=self.discovery_snapshot or {},
         )
 
-    def audit_fields(self):
+    def audit_fields(self) -> dict[str, Any]:
         """Field values for audit diffs: plain fields as they are, secrets only as set / not."""
         values = {
             name: getattr(self, name)
@@ -142,7 +146,7 @@ class Provider(WriteOnlySecrets, models.Model):
         return values
 
     @property
-    def validation_counts(self):
+    def validation_counts(self) -> dict[str, int]:
         counts = {"pass": 0, "warn": 0, "fail": 0, "skip": 0}
         for check in self.validation_checks or []:
             counts[check.get("status", "skip")] = counts.get(check.get("status", "skip"), 0) + 1

@@ -1,9 +1,12 @@
 """Diffgram instances, the immutable configuration versions assigned to them, and the outbox of
 pushes that carries versions to them."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 import secrets
+from typing import Any, NoReturn
 
 from django.db import models
 
@@ -88,25 +91,25 @@ class Instance(HashedToken):
 
     # --- credentials --------------------------------------------------------------------------
 
-    def new_signing_secret(self):
+    def new_signing_secret(self) -> str:
         secret = secrets.token_urlsafe(32)
         self.signing_secret_encrypted = encryption.encrypt(secret)
         return secret
 
-    def signing_secret(self):
+    def signing_secret(self) -> str:
         return encryption.decrypt(self.signing_secret_encrypted)
 
-    def effective_ssm_prefix(self):
+    def effective_ssm_prefix(self) -> str:
         prefix = self.ssm_prefix or f"/diffgram/{self.name}/"
         return prefix if prefix.endswith("/") else prefix + "/"
 
-    def audit_fields(self):
+    def audit_fields(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "url_base": self.url_base,
             "shape": self.shape,
             "rollout_group": self.rollout_group,
-            "provider": self.provider.name if self.provider_id else None,
+            "provider": self.provider.name if self.provider else None,
             "push_target": self.push_target,
             "webhook_url": self.webhook_url,
             "webhook_allow_http": self.webhook_allow_http,
@@ -117,11 +120,11 @@ class Instance(HashedToken):
     # --- fleet state --------------------------------------------------------------------------
 
     @property
-    def assigned_number(self):
-        return self.assigned_version.number if self.assigned_version_id else None
+    def assigned_number(self) -> int | None:
+        return self.assigned_version.number if self.assigned_version else None
 
     @property
-    def in_sync(self):
+    def in_sync(self) -> bool:
         return (
             self.assigned_version_id is not None
             and self.applied_status == "ok"
@@ -163,22 +166,22 @@ class ConfigVersion(models.Model):
     def __str__(self):
         return f"{self.provider.name} v{self.number}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
             raise ValueError("Configuration versions are immutable.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args, **kwargs) -> NoReturn:
         raise ValueError("Configuration versions are immutable and kept.")
 
-    def settings_for(self, instance):
+    def settings_for(self, instance) -> dict[str, str]:
         """Every variable as `instance` receives it (its own COGNITO_LOGIN_URL and Keycloak
         client id), secrets decrypted."""
         return diffgram.instance_settings(
             self.all_settings(), self.login_url_template, instance.url_base, instance.name
         )
 
-    def content_hash_for(self, instance):
+    def content_hash_for(self, instance) -> str:
         """The hash of what `instance` receives: the version's, or (when the settings differ
         per instance) the version's combined with what makes them differ."""
         parts = [self.content_hash]
@@ -190,7 +193,7 @@ class ConfigVersion(models.Model):
             return self.content_hash
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
-    def all_settings(self):
+    def all_settings(self) -> dict[str, str]:
         """Every variable, secrets decrypted: only for pushes and the owning instance's pull.
         Decrypted once per object (a version never changes), as a push batch shares it."""
         if getattr(self, "_all_settings", None) is None:
