@@ -9,6 +9,8 @@ iss, aud, exp, nonce. Users are matched on (issuer, sub); roles come from a grou
 are re-synced at every login.
 """
 
+from __future__ import annotations
+
 import base64
 import copy
 import json
@@ -16,6 +18,7 @@ import logging
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote_plus, urlencode, urlsplit
 
 from django.conf import settings
@@ -23,6 +26,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import transaction
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
@@ -71,13 +75,13 @@ class LoginConfig:
 # --- where the configuration comes from ---------------------------------------------------------
 
 
-def token_auth_method(document):
+def token_auth_method(document) -> str:
     """client_secret_post when offered, else client_secret_basic (the default, RFC 8414)."""
     methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     return "client_secret_post" if "client_secret_post" in methods else "client_secret_basic"
 
 
-def config_for_provider(provider):
+def config_for_provider(provider) -> LoginConfig | None:
     """A LoginConfig from a provider's last successful snapshot (None without one)."""
     document = provider.discovery_snapshot or {}
     if not document.get("authorization_endpoint") or not document.get("token_endpoint"):
@@ -139,7 +143,7 @@ def _config_from_environment():
     )
 
 
-def login_config():
+def login_config() -> LoginConfig | None:
     """The console's sign-in configuration, None when only local login exists.
 
     Raises LoginError when it is configured but unusable (shown on the login page).
@@ -165,7 +169,7 @@ def login_config():
 # --- talking to the provider ----------------------------------------------------------------------
 
 
-def exchange_code(config, code, redirect_uri, code_verifier):
+def exchange_code(config, code, redirect_uri, code_verifier) -> dict[str, Any]:
     """The token request (client_secret_post or _basic); errors quote the provider."""
     form = {
         "grant_type": "authorization_code",
@@ -198,7 +202,7 @@ def exchange_code(config, code, redirect_uri, code_verifier):
     return tokens
 
 
-def fetch_userinfo(config, access_token):
+def fetch_userinfo(config, access_token) -> dict[str, Any]:
     if not config.userinfo_endpoint or not access_token:
         return {}
     try:
@@ -222,7 +226,7 @@ def _token_header(token):
         raise LoginError("The ID token is not a JWT.") from None
 
 
-def jwks_cache_key(issuer):
+def jwks_cache_key(issuer) -> str:
     """Where the console's sign-in keeps the JWKS it fetched again for `issuer`."""
     return f"console-oidc-jwks:{issuer}"
 
@@ -248,7 +252,7 @@ def _jwks_for(config, kid):
     return jwks
 
 
-def verify_id_token(config, token, nonce):
+def verify_id_token(config, token, nonce) -> dict[str, Any]:
     """Verify signature (RS256, JWKS) and claims (iss, aud, exp, nonce); return the claims."""
     header = _token_header(token)
     if header.get("alg") != "RS256":
@@ -305,7 +309,7 @@ def _decode_with_any(token, keys):
 # --- roles --------------------------------------------------------------------------------------
 
 
-def groups_claim(claims, userinfo):
+def groups_claim(claims, userinfo) -> list[str]:
     name = settings.CONSOLE_OIDC_GROUPS_CLAIM
     value = userinfo.get(name, claims.get(name))
     if isinstance(value, str):
@@ -313,7 +317,7 @@ def groups_claim(claims, userinfo):
     return [group for group in value if isinstance(group, str)] if isinstance(value, list) else []
 
 
-def role_for_groups(groups):
+def role_for_groups(groups) -> str | None:
     if set(groups) & set(settings.CONSOLE_ADMIN_GROUPS):
         return ADMIN
     if set(groups) & set(settings.CONSOLE_AUDITOR_GROUPS):
@@ -332,7 +336,7 @@ class Outcome:
     id_token: str
 
 
-def complete_flow(config, *, code, redirect_uri, nonce, code_verifier):
+def complete_flow(config, *, code, redirect_uri, nonce, code_verifier) -> Outcome:
     tokens = exchange_code(config, code, redirect_uri, code_verifier)
     claims = verify_id_token(config, tokens["id_token"], nonce)
     userinfo = fetch_userinfo(config, tokens.get("access_token"))
@@ -350,7 +354,7 @@ def complete_flow(config, *, code, redirect_uri, nonce, code_verifier):
 UNFIT_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
 
 
-def clean_name(value):
+def clean_name(value) -> str:
     """`value` NFKC-normalised, or "" when it holds characters that would let two names look
     the same in the history (trailing spaces, zero-width characters, controls)."""
     name = unicodedata.normalize("NFKC", str(value or ""))
@@ -361,7 +365,7 @@ def clean_name(value):
     return name
 
 
-def sso_username(issuer, *candidates):
+def sso_username(issuer, *candidates) -> str:
     """The username of a new single-sign-on user: the first fit candidate (preferred_username,
     email, sub), "~" and the issuer's host, e.g. alice~login.example.com. Local usernames never
     hold "~" (Django's username validator refuses it), so an SSO account can never take a local
@@ -377,7 +381,7 @@ def sso_username(issuer, *candidates):
     return username
 
 
-def sign_in_user(config, outcome, request):
+def sign_in_user(config, outcome, request) -> Any:
     """The console user for (issuer, sub): created on first login, updated every login, roles
     re-synced. Raises NoRole (and removes any role) for someone in no console group."""
     User = get_user_model()
@@ -450,7 +454,7 @@ PER_REQUEST_SETTINGS = frozenset(
 )  # fmt: skip
 
 
-def library_setting(attr, *args):
+def library_setting(attr, *args) -> Any:
     """mozilla-django-oidc's get_settings hook: the static settings, and nothing (None) for
     what is resolved per request, so that its constructors can run unchanged."""
     if attr in PER_REQUEST_SETTINGS:
@@ -470,7 +474,7 @@ class ConsoleOIDCBackend(OIDCAuthenticationBackend):
 
     get_settings = staticmethod(library_setting)
 
-    def authenticate(self, request, nonce=None, code_verifier=None, **kwargs):
+    def authenticate(self, request, nonce=None, code_verifier=None, **kwargs) -> Any:
         if request is None or nonce is None or "code" not in request.GET:
             return None  # not an SSO sign-in: the next backend (local accounts) may try
         config = login_config()
@@ -494,7 +498,7 @@ class ConsoleSessionRefresh(SessionRefresh):
     get_settings = staticmethod(library_setting)
 
     @cached_property
-    def exempt_urls(self):
+    def exempt_urls(self) -> set[str]:
         names = [
             *settings.OIDC_EXEMPT_URLS,
             "oidc_authentication_init",
@@ -502,7 +506,7 @@ class ConsoleSessionRefresh(SessionRefresh):
         ]
         return {reverse(name) for name in names}
 
-    def process_request(self, request):
+    def process_request(self, request) -> HttpResponse | None:
         if not self.is_refreshable_url(request):
             return None
         try:

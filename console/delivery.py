@@ -125,6 +125,7 @@ class SSMSender(Sender):
     applies = True
 
     def send(self, instance, version) -> int | None:
+        # boto3 takes a third of a second to import; only consoles that push to SSM pay for it.
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 

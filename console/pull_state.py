@@ -26,6 +26,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+import redis
 from django.conf import settings
 from django.db import transaction
 
@@ -161,8 +162,6 @@ class PullStates:
             self._generation += 1
 
     def _listen(self, url, channel, stop):
-        import redis
-
         quiet = False  # one warning per outage, not one a second
         while not stop.is_set():
             pubsub = None
@@ -227,8 +226,6 @@ def _channel():
 def _publisher(url):
     client = _publishers.get((os.getpid(), url))
     if client is None:
-        import redis
-
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         _publishers[(os.getpid(), url)] = client
     return client

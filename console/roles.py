@@ -7,8 +7,14 @@ Every view requires a signed-in user (Django's LoginRequiredMiddleware) and a ro
 (RoleMiddleware below), so a new view is protected without anyone remembering to protect it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 from django.contrib.auth import BACKEND_SESSION_KEY
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import render
 
 ADMIN = "admin"
@@ -18,7 +24,7 @@ ROLES = (ADMIN, AUDITOR)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def role_of(user):
+def role_of(user) -> str | None:
     """The user's role: ``admin`` wins over ``auditor``; ``None`` for no role."""
     if not user.is_authenticated or not user.is_active:
         return None
@@ -29,13 +35,13 @@ def role_of(user):
     return None
 
 
-def role_not_required(view):
+def role_not_required(view) -> Callable[..., Any]:
     """Let a signed-in user without a role reach this view (logout, for instance)."""
     view.role_not_required = True
     return view
 
 
-def own_account_view(view):
+def own_account_view(view) -> Callable[..., Any]:
     """Let any role (auditors too) POST to this view: it changes only the user's own things,
     such as their personal API tokens, never the configuration."""
     view.own_account = True
@@ -51,7 +57,7 @@ class RoleMiddleware:
     def __call__(self, request):
         return self.get_response(request)
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(self, request, view_func, view_args, view_kwargs) -> HttpResponse | None:
         request.role = role_of(request.user)
         if not getattr(view_func, "login_required", True):
             return None  # public view: the login page, /healthz
@@ -69,7 +75,7 @@ class RoleMiddleware:
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
-def role_context(request):
+def role_context(request) -> dict[str, Any]:
     role = getattr(request, "role", None)
     user = getattr(request, "user", None)
     break_glass = bool(
