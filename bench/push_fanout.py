@@ -55,7 +55,7 @@ print(elapsed, states["succeeded"], states["failed"], published, retried)
 BASELINE = """
 import django, time; django.setup()
 from concurrent.futures import ThreadPoolExecutor
-from console import outbound
+from console import delivery, outbound
 from console.models import ConfigVersion, Instance
 version = ConfigVersion.objects.order_by("-number").first()  # the one just pushed
 instances = list(Instance.objects.all())

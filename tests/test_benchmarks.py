@@ -1,0 +1,47 @@
+"""The commands in docs/BENCHMARKS.md keep working: each benchmark runs end to end at a small
+scale and its output says the system did the right thing (every push delivered once, every pull
+answered, the audit chain verified). Numbers are not asserted here: they are measured, not
+tested (docs/BENCHMARKS.md)."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+from tests.support import ROOT, port_open, require_component, subprocess_environment
+
+
+def run_benchmark(script, **scale):
+    require_component(port_open("127.0.0.1", 5432), "PostgreSQL", "start it (README)")
+    require_component(port_open("127.0.0.1", 6379), "Redis", "start it (README)")
+    completed = subprocess.run(
+        [sys.executable, f"bench/{script}"],
+        cwd=ROOT,
+        env={**subprocess_environment(), **{k: str(v) for k, v in scale.items()}},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout)
+
+
+def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
+    """One test, so the three never run at once: they share the benchmark Redis databases."""
+    push = run_benchmark("push_fanout.py", BENCH_INSTANCES=20, BENCH_ROUNDS=1)
+    (round_,) = push["rounds"]
+    assert (round_["succeeded"], round_["failed"], round_["received_duplicates"]) == (20, 0, 0)
+    assert round_["received_distinct"] == round_["baseline_ok"] == 20
+
+    history = run_benchmark("history.py", BENCH_EVENTS=2000)
+    assert "Audit chain intact: 2001 events verified." in history["verify_audit"]["output"]
+    assert history["csv_export"]["lines"] > 2000  # a header and every seeded event
+
+    require_component(shutil.which("wrk"), "wrk", "install it: apt-get install -y wrk")
+    pull = run_benchmark("pull.py", BENCH_INSTANCES=20, BENCH_ROUNDS=1, BENCH_SECONDS=1)
+    assert {path: result["non_2xx"] for path, result in pull["results"].items()} == {
+        "trivial": 0,
+        "304": 0,
+        "200": 0,
+        "304 at 80%": 0,
+    }
