@@ -34,7 +34,7 @@ from console import versions
 from console.api import pull
 lines = []
 for number in range(__COUNT__):
-    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.com/",
+    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.test/",
                         provider=provider)
     token = instance.new_token()
     instance.new_signing_secret()

@@ -27,7 +27,7 @@ SEED = (
     PROVIDER_SEED
     + """
 for number in range(__COUNT__):
-    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.com/",
+    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.test/",
                         provider=provider, push_target="webhook",
                         webhook_url=f"http://127.0.0.1:__PORT__/i{number}")
     instance.new_token()

@@ -269,7 +269,7 @@ def make_instance(provider, name, **fields):
 
     data = {
         "name": name,
-        "url_base": f"https://{name}.example.com/",
+        "url_base": f"https://{name}.example.test/",
         "shape": "compose",
         "rollout_group": "default",
         "provider": provider.pk if provider else "",
@@ -332,9 +332,9 @@ class AgentProcess:
 
 
 SSO_USERS = [
-    ("alice-sub", {"email": "alice@example.com", "groups": ["sso-admins"]}),
-    ("oscar-sub", {"email": "oscar@example.com", "groups": ["sso-auditors"]}),
-    ("nora-sub", {"email": "nora@example.com", "groups": ["engineering"]}),
+    ("alice-sub", {"email": "alice@example.test", "groups": ["sso-admins"]}),
+    ("oscar-sub", {"email": "oscar@example.test", "groups": ["sso-auditors"]}),
+    ("nora-sub", {"email": "nora@example.test", "groups": ["engineering"]}),
 ]
 
 
@@ -342,7 +342,7 @@ def set_groups(op, sub, groups):
     """The OP's own admin API: change a user's claims, as an IdP admin would."""
     import urllib.request
 
-    email = sub.replace("-sub", "@example.com")
+    email = sub.replace("-sub", "@example.test")
     request = urllib.request.Request(
         f"{op}/users/{sub}",
         data=json.dumps({"email": email, "groups": groups}).encode(),
@@ -360,8 +360,8 @@ PROVIDER = (AuditEvent.TargetType.PROVIDER, 7, "Corporate Okta")  # a target for
 
 GOOD_CLIENT = {
     "ClientName": "diffgram",
-    "CallbackURLs": ["https://lab.example.com/user/oauth2-login/", "https://other.app/cb"],
-    "LogoutURLs": ["https://lab.example.com/user/login/"],
+    "CallbackURLs": ["https://lab.example.test/user/oauth2-login/", "https://other.app/cb"],
+    "LogoutURLs": ["https://lab.example.test/user/login/"],
     "AllowedOAuthFlows": ["code"],
     "AllowedOAuthFlowsUserPoolClient": True,
     "AllowedOAuthScopes": ["openid", "email", "profile"],
@@ -397,7 +397,7 @@ def make_provider(pool, app, secret=""):
     if secret:
         provider.set_secret("client_secret", secret)
     provider.save()
-    make_instance(provider, "lab", url_base="https://lab.example.com/")
+    make_instance(provider, "lab", url_base="https://lab.example.test/")
     return provider
 
 

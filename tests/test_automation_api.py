@@ -151,7 +151,7 @@ def samples(provider, instance, instance_token, cognito_provider):
         "removeFederation": ("user", google, {}, None),
         "listProviders": ("user", {}, {}, None),
         "createProvider": ("user", {}, {}, {
-            "kind": "oidc", "name": "Created", "issuer": "https://x.example.com",
+            "kind": "oidc", "name": "Created", "issuer": "https://x.example.test",
             "client_id": "c", "scopes": "openid",
         }),
         "getProvider": ("user", p, {}, None),

@@ -14,9 +14,9 @@ from tests.support import PASSWORD
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ACCOUNTS = {
-    "alice": {"sub": "alice-sub", "email": "alice@example.com", "groups": ["console-admins"]},
-    "oscar": {"sub": "oscar-sub", "email": "oscar@example.com", "groups": ["console-auditors"]},
-    "nora": {"sub": "nora-sub", "email": "nora@example.com", "groups": ["engineering"]},
+    "alice": {"sub": "alice-sub", "email": "alice@example.test", "groups": ["console-admins"]},
+    "oscar": {"sub": "oscar-sub", "email": "oscar@example.test", "groups": ["console-auditors"]},
+    "nora": {"sub": "nora-sub", "email": "nora@example.test", "groups": ["engineering"]},
 }
 
 
@@ -113,7 +113,7 @@ def test_test_login_shows_the_claims(page, live_server, sso, admin_user):
     sign_in_at_op(page, "oscar", live_server)
     expect(page.get_by_text("The test login worked.")).to_be_visible()
     expect(page.get_by_text("would sign in as auditor")).to_be_visible()
-    expect(page.locator("#userinfo")).to_contain_text("oscar@example.com")
+    expect(page.locator("#userinfo")).to_contain_text("oscar@example.test")
     expect(page.locator("#id-token-claims")).to_contain_text('"sub": "oscar-sub"')
     # Still the local admin: the test login did not touch the session.
     expect(page.locator(".whoami")).to_contain_text(admin_user.username)

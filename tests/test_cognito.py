@@ -30,7 +30,7 @@ def test_a_correctly_configured_client_passes_every_check(moto):
     inspection = cognito.inspect(make_provider(pool, app))
     assert inspection.ok, [(c.id, c.message) for c in inspection.checks]
     assert set(statuses(inspection)) == {
-        "callback:https://lab.example.com/", "signout:https://lab.example.com/",
+        "callback:https://lab.example.test/", "signout:https://lab.example.test/",
         "oauth.code_flow", "oauth.implicit", "oauth.scopes", "auth_flows.password",
         "client.secret",
         "domain.active", "identity_providers",
@@ -41,8 +41,8 @@ def test_a_correctly_configured_client_passes_every_check(moto):
 @pytest.mark.parametrize(
     ("change", "failing"),
     [
-        ({"CallbackURLs": ["https://other.app/cb"]}, "callback:https://lab.example.com/"),
-        ({"LogoutURLs": []}, "signout:https://lab.example.com/"),
+        ({"CallbackURLs": ["https://other.app/cb"]}, "callback:https://lab.example.test/"),
+        ({"LogoutURLs": []}, "signout:https://lab.example.test/"),
         ({"AllowedOAuthFlows": ["implicit"]}, "oauth.code_flow"),
         ({"AllowedOAuthFlowsUserPoolClient": False}, "oauth.code_flow"),
         ({"AllowedOAuthScopes": ["openid"]}, "oauth.scopes"),
@@ -90,7 +90,7 @@ def test_the_fix_turns_a_wrong_client_into_a_passing_one_sending_every_field(
         lambda params, **kwargs: sent.append(json.loads(params["body"])),
     )
     plan = admin_client.get(reverse("cognito-fix", args=[provider.pk]))
-    assert b"https://lab.example.com/user/oauth2-login/" in plan.content
+    assert b"https://lab.example.test/user/oauth2-login/" in plan.content
     admin_client.post(reverse("cognito-fix", args=[provider.pk]))
 
     assert len(sent) == 1
@@ -101,7 +101,7 @@ def test_the_fix_turns_a_wrong_client_into_a_passing_one_sending_every_field(
     assert sent[0]["RefreshTokenValidity"] == 7
     assert sent[0]["ReadAttributes"] == ["email", "name"]
     assert sent[0]["CallbackURLs"] == [
-        "https://other.app/cb", "https://lab.example.com/user/oauth2-login/",
+        "https://other.app/cb", "https://lab.example.test/user/oauth2-login/",
     ]  # fmt: skip
     assert cognito.inspect(provider).ok
     event = AuditEvent.objects.get(action="cognito.client_fixed")

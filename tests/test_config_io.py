@@ -55,7 +55,7 @@ def test_export_writes_references_never_secrets(keycloak_provider):
     assert provider["keycloak_realm"] == "diffgram-realm"
     assert document["instances"] == [
         {
-            "name": "lab", "url_base": "https://lab.example.com/", "shape": "compose",
+            "name": "lab", "url_base": "https://lab.example.test/", "shape": "compose",
             "rollout_group": "default", "provider": "Lab Keycloak", "push_target": "webhook",
             "webhook_url": "http://127.0.0.1:9/",
         }
@@ -92,7 +92,7 @@ def test_a_dry_run_prints_the_plan_field_by_field_and_changes_nothing(keycloak_p
     document["providers"][0]["client_id"] = "diffgram-2"
     document["providers"][0]["keycloak_master_password"] = {"unchanged": True}
     document["providers"][0]["keycloak_diffgram_password"] = {"unchanged": True}
-    document["instances"].append({"name": "new", "url_base": "https://new.example.com/"})
+    document["instances"].append({"name": "new", "url_base": "https://new.example.test/"})
     before = AuditEvent.objects.count()
     output = import_file(tmp_path, yaml.safe_dump(document), "--dry-run")
     assert "change    provider Lab Keycloak" in output
@@ -115,21 +115,21 @@ def test_a_dry_run_prints_the_plan_field_by_field_and_changes_nothing(keycloak_p
             "line 4: providers.0.keycloak_server_url: Enter the Keycloak server URL as a full URL",
         ),
         (
-            "providers:\n  - name: X\n    kind: oidc\n    issuer: https://x.example.com\n"
+            "providers:\n  - name: X\n    kind: oidc\n    issuer: https://x.example.test\n"
             "    client_id: c\n    client_secret: plain-text-secret\n",
             "line 6: providers.0.client_secret: a secret must be {env: NAME}",
         ),
         (
-            "providers:\n  - name: X\n    kind: oidc\n    issuer: https://x.example.com\n"
+            "providers:\n  - name: X\n    kind: oidc\n    issuer: https://x.example.test\n"
             "    client_id: c\n    client_secret: {env: NOT_SET_HERE_123}\n",
             "line 6: providers.0.client_secret: environment variable NOT_SET_HERE_123 is not set",
         ),
         (
-            "instances:\n  - name: lab\n    url_base: https://lab.example.com\n",
+            "instances:\n  - name: lab\n    url_base: https://lab.example.test\n",
             "line 3: instances.0.url_base: End URL_BASE with /",
         ),
         (
-            "instances:\n  - name: lab\n    url_base: https://lab.example.com/\n"
+            "instances:\n  - name: lab\n    url_base: https://lab.example.test/\n"
             "    provider: Missing\n",
             "line 4: instances.0.provider: no provider named 'Missing'",
         ),

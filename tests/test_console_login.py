@@ -33,7 +33,7 @@ def test_an_admin_signs_in_and_is_matched_on_issuer_and_sub(client, sso, mock_op
     assert identity.issuer == mock_op
     user = identity.user
     # SSO usernames carry the issuer's host after "~", which no local username can hold.
-    assert (user.username, user.email) == ("alice@example.com~127.0.0.1", "alice@example.com")
+    assert (user.username, user.email) == ("alice@example.test~127.0.0.1", "alice@example.test")
     assert not user.has_usable_password()
     assert role_of(user) == "admin"
     assert client.get(reverse("providers")).context["role"] == "admin"
@@ -50,12 +50,12 @@ def test_an_admin_signs_in_and_is_matched_on_issuer_and_sub(client, sso, mock_op
 
 def test_a_local_user_with_the_same_email_is_not_taken_over(client, sso, django_user_model):
     local = django_user_model.objects.create_user(
-        "alice@example.com", "alice@example.com", PASSWORD
+        "alice@example.test", "alice@example.test", PASSWORD
     )
     sso_login(client, "alice-sub")
     identity = ExternalIdentity.objects.get(subject="alice-sub")
     assert identity.user != local
-    assert identity.user.username == "alice@example.com~127.0.0.1"
+    assert identity.user.username == "alice@example.test~127.0.0.1"
 
 
 def test_email_and_role_are_updated_at_every_login(client, sso, mock_op):
@@ -189,7 +189,7 @@ class TestTestLogin:
         page = result.content.decode()
         assert "The test login worked." in page
         assert "would sign in as <strong>auditor</strong>" in page
-        assert "oscar@example.com" in page and "sso-auditors" in page
+        assert "oscar@example.test" in page and "sso-auditors" in page
         assert admin_client.session["_auth_user_id"] == str(admin_user.pk)  # still alice-admin
         event = AuditEvent.objects.get(action="provider.test_login")
         assert event.context == {"passed": True, "role": "auditor", "sub": "oscar-sub"}

@@ -249,7 +249,7 @@ def test_the_provider_page_lists_each_instances_client_and_redirect_uri(
         ("prod", "diffgram-prod"),
     ]
     text = page.content.decode()
-    assert "https://prod.example.com/user/oidc-login" in text
+    assert "https://prod.example.test/user/oidc-login" in text
     assert "none to enter: Diffgram creates the client and reads its secret" in text
 
 

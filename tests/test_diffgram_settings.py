@@ -21,7 +21,7 @@ def test_cognito_settings_take_the_host_from_the_token_endpoint():
         scopes="openid email profile",
         discovery=COGNITO_DISCOVERY,
     )
-    variables = diffgram.settings_for(config, "https://diffgram.example.com/")
+    variables = diffgram.settings_for(config, "https://diffgram.example.test/")
     login_url = variables.pop("COGNITO_LOGIN_URL")
     assert variables == {
         "USE_OAUTH2": "True",
@@ -36,19 +36,19 @@ def test_cognito_settings_take_the_host_from_the_token_endpoint():
         "client_id": ["4dn1c"],
         "response_type": ["code"],
         "scope": ["openid email profile"],
-        "redirect_uri": ["https://diffgram.example.com/user/oauth2-login/"],
+        "redirect_uri": ["https://diffgram.example.test/user/oauth2-login/"],
     }
 
 
 def test_cognito_without_discovery_uses_the_entered_domain_and_omits_a_missing_secret():
     config = ProviderConfig(
-        kind="cognito", client_id="4dn1c", cognito_domain="https://auth.example.com"
+        kind="cognito", client_id="4dn1c", cognito_domain="https://auth.example.test"
     )
-    variables = diffgram.settings_for(config, "https://diffgram.example.com")
-    assert variables["OAUTH2_PROVIDER_HOST"] == "https://auth.example.com/"
-    assert variables["COGNITO_LOGIN_URL"].startswith("https://auth.example.com/oauth2/authorize?")
+    variables = diffgram.settings_for(config, "https://diffgram.example.test")
+    assert variables["OAUTH2_PROVIDER_HOST"] == "https://auth.example.test/"
+    assert variables["COGNITO_LOGIN_URL"].startswith("https://auth.example.test/oauth2/authorize?")
     assert (
-        "redirect_uri=https%3A%2F%2Fdiffgram.example.com%2Fuser%2Foauth2-login%2F"
+        "redirect_uri=https%3A%2F%2Fdiffgram.example.test%2Fuser%2Foauth2-login%2F"
         in (variables["COGNITO_LOGIN_URL"])
     )
     assert "OAUTH2_PROVIDER_CLIENT_SECRET" not in variables
@@ -63,7 +63,7 @@ def test_keycloak_settings_add_the_trailing_slash_and_admin_credentials():
     config = ProviderConfig(
         kind="keycloak",
         client_id="diffgram",
-        keycloak_server_url="https://sso.example.com/auth",
+        keycloak_server_url="https://sso.example.test/auth",
         keycloak_realm="diffgram-realm",
         keycloak_master_user="admin",
         keycloak_master_password="m4ster",
@@ -73,7 +73,7 @@ def test_keycloak_settings_add_the_trailing_slash_and_admin_credentials():
     assert diffgram.settings_for(config) == {
         "USE_OAUTH2": "True",
         "OAUTH2_PROVIDER_NAME": "keycloak",
-        "OAUTH2_PROVIDER_HOST": "https://sso.example.com/auth/",
+        "OAUTH2_PROVIDER_HOST": "https://sso.example.test/auth/",
         "OAUTH2_PROVIDER_CLIENT_ID": "diffgram",
         "KEYCLOAK_REALM": "diffgram-realm",
         "KEY_CLOAK_MASTER_USER": "admin",
@@ -97,19 +97,19 @@ def test_a_generic_oidc_provider_has_no_diffgram_settings():
 
 
 def test_registration_urls_follow_diffgrams_own_concatenation():
-    assert diffgram.registrations_for("cognito", "https://d.example.com") == [
+    assert diffgram.registrations_for("cognito", "https://d.example.test") == [
         {
             "label": "Allowed callback (redirect) URL",
-            "value": "https://d.example.com/user/oauth2-login/",
+            "value": "https://d.example.test/user/oauth2-login/",
         },
-        {"label": "Allowed sign-out URL", "value": "https://d.example.com/user/login/"},
+        {"label": "Allowed sign-out URL", "value": "https://d.example.test/user/login/"},
     ]
     # Keycloak: Diffgram inserts no slash, so a URL_BASE without one gives a broken URI.
-    assert diffgram.callback_url("keycloak", "https://d.example.com/") == (
-        "https://d.example.com/user/oidc-login"
+    assert diffgram.callback_url("keycloak", "https://d.example.test/") == (
+        "https://d.example.test/user/oidc-login"
     )
-    assert diffgram.callback_url("keycloak", "https://d.example.com") == (
-        "https://d.example.comuser/oidc-login"
+    assert diffgram.callback_url("keycloak", "https://d.example.test") == (
+        "https://d.example.testuser/oidc-login"
     )
 
 

@@ -45,7 +45,7 @@ def keycloak(idp):
         client_id="diffgram-{instance}",
         keycloak_server_url=server,
         keycloak_realm="diffgram-realm",
-        url_base="https://diffgram.example.com/",
+        url_base="https://diffgram.example.test/",
         keycloak_master_user="admin",
         keycloak_master_password_set=True,
         keycloak_diffgram_user="diffgram-admin",
@@ -62,7 +62,7 @@ def cognito(idp):
         issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{POOL}",
         discovery_url=idp.url(f"/{POOL}/.well-known/openid-configuration"),
         client_id="4dn1c",
-        url_base="https://diffgram.example.com/",
+        url_base="https://diffgram.example.test/",
     )
 
 
@@ -145,12 +145,12 @@ def test_issuer_match_compares_exactly_after_one_trailing_slash(
     ("change", "check_id", "expected_text"),
     [
         (
-            lambda d: d.update(token_endpoint="http://idp.example.com/token"),
+            lambda d: d.update(token_endpoint="http://idp.example.test/token"),
             "endpoints.https",
-            "token_endpoint 'http://idp.example.com/token': it uses http://",
+            "token_endpoint 'http://idp.example.test/token': it uses http://",
         ),
         (
-            lambda d: d.update(authorization_endpoint="https://idp.example.com/a?x=1#y"),
+            lambda d: d.update(authorization_endpoint="https://idp.example.test/a?x=1#y"),
             "endpoints.https",
             "it has a query string; it has a fragment",
         ),
@@ -276,10 +276,10 @@ def test_http_issuers_are_refused_unless_loopback_is_allowed(okta, settings):
 
 def test_issuers_with_query_fragment_or_credentials_are_refused():
     for issuer, problem in [
-        ("https://idp.example.com/?tenant=1", "query string"),
-        ("https://idp.example.com/#x", "fragment"),
-        ("https://user:pw@idp.example.com/", "credentials"),
-        ("ftp://idp.example.com/", "must start with https://"),
+        ("https://idp.example.test/?tenant=1", "query string"),
+        ("https://idp.example.test/#x", "fragment"),
+        ("https://user:pw@idp.example.test/", "credentials"),
+        ("ftp://idp.example.test/", "must start with https://"),
     ]:
         report = discovery.evaluate(ProviderSpec(kind="oidc", issuer=issuer), None, None, False)
         assert problem in message(report_of(report), "issuer.url")
@@ -338,10 +338,10 @@ def test_userinfo_is_required_for_diffgram_providers_only(idp, keycloak):
 
 def test_a_keycloak_url_base_without_trailing_slash_fails(keycloak):
     report = validate(
-        ProviderSpec(**{**keycloak.__dict__, "url_base": "https://diffgram.example.com"})
+        ProviderSpec(**{**keycloak.__dict__, "url_base": "https://diffgram.example.test"})
     )
     assert statuses(report)["diffgram.url_base"] == FAIL
-    assert "'https://diffgram.example.comuser/oidc-login'" in message(report, "diffgram.url_base")
+    assert "'https://diffgram.example.testuser/oidc-login'" in message(report, "diffgram.url_base")
 
 
 def test_a_keycloak_realm_that_does_not_match_the_issuer_fails(keycloak):
@@ -352,7 +352,7 @@ def test_a_keycloak_realm_that_does_not_match_the_issuer_fails(keycloak):
 
 def test_cognito_endpoints_off_the_hosted_ui_domain_fail_the_host_check(idp, cognito):
     document = cognito_document(REGION, POOL, HOSTED_UI, idp.url(f"/{POOL}/.well-known/jwks.json"))
-    document["userinfo_endpoint"] = "https://elsewhere.example.com/oauth2/userInfo"
+    document["userinfo_endpoint"] = "https://elsewhere.example.test/oauth2/userInfo"
     idp.json(f"/{POOL}/.well-known/openid-configuration", document)
     report = validate(cognito)
     assert statuses(report)["diffgram.host"] == FAIL
@@ -407,7 +407,7 @@ def test_check_issuer_exits_0_and_prints_json_with_diffgram_settings(keycloak):
     code, output = run_check_issuer(
         keycloak.keycloak_server_url,
         "--kind", "keycloak", "--realm", "diffgram-realm", "--client-id", "diffgram",
-        "--url-base", "https://diffgram.example.com/", "--json",
+        "--url-base", "https://diffgram.example.test/", "--json",
     )  # fmt: skip
     assert code == 0, output
     result = json.loads(output)

@@ -8,7 +8,7 @@ from joserfc import jwt
 from console import auth
 from tests.idp_server import public_jwks, signing_key
 
-ISSUER = "https://login.example.com"
+ISSUER = "https://login.example.test"
 
 
 def config(**overrides):
@@ -41,7 +41,7 @@ def test_a_good_token_verifies():
 @pytest.mark.parametrize(
     ("claims", "problem"),
     [
-        ({"iss": "https://evil.example.com"}, "iss"),
+        ({"iss": "https://evil.example.test"}, "iss"),
         ({"aud": "someone-else"}, "aud"),
         ({"exp": int(time.time()) - 3600}, "expired"),
         ({"nonce": "replayed"}, "nonce"),

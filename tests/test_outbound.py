@@ -111,7 +111,7 @@ def test_it_refuses_private_addresses_by_default(forbid_private, url):
 
 def test_it_refuses_plain_http_by_default(forbid_private):
     with pytest.raises(outbound.OutboundError, match="plain http is not allowed"):
-        outbound.get("http://example.com/")
+        outbound.get("http://example.test/")
 
 
 def test_it_checks_the_address_actually_connected_to(server, forbid_private):

@@ -22,7 +22,7 @@ JSON = st.recursive(
 URLISH = st.one_of(
     st.text(max_size=200),
     st.builds(lambda s: "https://" + s, st.text(max_size=100)),
-    st.just("https://idp.example.com"),
+    st.just("https://idp.example.test"),
 )
 # Documents that look like discovery documents, with any value in any place.
 DOCUMENTS = st.one_of(

@@ -38,7 +38,7 @@ def keycloak_form(server_url, **overrides):
         "keycloak_master_password": CANARY,
         "keycloak_diffgram_user": "diffgram-admin",
         "keycloak_diffgram_password": CANARY + "-diffgram",
-        "diffgram_url_base": "https://diffgram.example.com/",
+        "diffgram_url_base": "https://diffgram.example.test/",
         **overrides,
     }
 
@@ -104,7 +104,7 @@ class TestCreate:
                 "client_id": "4dn1c",
                 "cognito_domain": "",
                 "scopes": "openid email",
-                "diffgram_url_base": "https://diffgram.example.com/",
+                "diffgram_url_base": "https://diffgram.example.test/",
             },
         )
         assert response.status_code == 302
@@ -113,8 +113,8 @@ class TestCreate:
         assert provider.validation_passed, provider.validation_checks
         page = admin_client.get(reverse("provider-detail", args=[provider.pk])).content.decode()
         assert f"{HOSTED_UI}/" in page  # OAUTH2_PROVIDER_HOST from discovery
-        assert "https://diffgram.example.com/user/oauth2-login/" in page
-        assert 'data-copy="https://diffgram.example.com/user/login/"' in page
+        assert "https://diffgram.example.test/user/oauth2-login/" in page
+        assert 'data-copy="https://diffgram.example.test/user/login/"' in page
 
     def test_it_creates_a_generic_oidc_provider_against_the_node_op(self, admin_client, node_op):
         response = admin_client.post(
@@ -152,13 +152,13 @@ class TestCreate:
             ("cognito", {"scopes": "openid profile"}, "scopes", "needs the scope(s): email"),
             (
                 "keycloak",
-                {"keycloak_server_url": "sso.example.com"},
+                {"keycloak_server_url": "sso.example.test"},
                 "keycloak_server_url",
                 "full URL",
             ),
             (
                 "oidc",
-                {"issuer": "https://x.example.com/?a=1"},
+                {"issuer": "https://x.example.test/?a=1"},
                 "issuer",
                 "must not contain a query",
             ),
@@ -173,11 +173,11 @@ class TestCreate:
                 "scopes": "openid email",
             },
             "keycloak": {
-                "name": "K", "keycloak_server_url": "https://sso.example.com/",
+                "name": "K", "keycloak_server_url": "https://sso.example.test/",
                 "keycloak_realm": "r", "client_id": "c",
             },
             "oidc": {
-                "name": "O", "issuer": "https://x.example.com", "client_id": "c",
+                "name": "O", "issuer": "https://x.example.test", "client_id": "c",
                 "scopes": "openid",
             },
         }[kind]  # fmt: skip

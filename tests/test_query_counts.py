@@ -35,7 +35,7 @@ def test_providers_list(admin_client, django_assert_max_num_queries):
         start = Provider.objects.count()
         for number in range(start, start + count):
             Provider.objects.create(
-                name=f"P{number}", kind="oidc", issuer="https://x.example.com", client_id="c",
+                name=f"P{number}", kind="oidc", issuer="https://x.example.test", client_id="c",
                 validation_checks=[{"id": "issuer.url", "status": "pass", "message": "ok"}],
                 validation_passed=True,
             )  # fmt: skip

@@ -85,7 +85,7 @@ def test_the_agent_replaces_only_the_sso_variables():
         "POSTGRES_PASSWORD=keep-me\n"
         "OAUTH2_PROVIDER_CLIENT_ID=old\n"
         "KEYCLOAK_REALM='multi\nline'\n"
-        "export URL_BASE=https://lab.example.com/\n"
+        "export URL_BASE=https://lab.example.test/\n"
         "OAUTH2_PROVIDER_CLIENT_ID=duplicate\n"
         "# trailing comment\n"
     )
@@ -94,7 +94,7 @@ def test_the_agent_replaces_only_the_sso_variables():
         "# Diffgram settings\n"
         "POSTGRES_PASSWORD=keep-me\n"
         "OAUTH2_PROVIDER_CLIENT_ID=new\n"
-        "export URL_BASE=https://lab.example.com/\n"
+        "export URL_BASE=https://lab.example.test/\n"
         "# trailing comment\n"
         "\n"
         f"{agent.HEADER_COMMENT}\n"

@@ -515,15 +515,17 @@ class TestNames:
     @pytest.mark.parametrize(
         ("preferred", "expected"),
         [
-            ("redadmin ", "redadmin@example.com~127.0.0.1"),  # trailing space: not fit
-            ("red\u200badmin", "redadmin@example.com~127.0.0.1"),  # zero-width space
+            ("redadmin ", "redadmin@example.test~127.0.0.1"),  # trailing space: not fit
+            ("red\u200badmin", "redadmin@example.test~127.0.0.1"),  # zero-width space
             ("ｒｅｄadmin", "redadmin~127.0.0.1"),  # full-width letters: NFKC
         ],
     )
     def test_look_alike_names_are_normalised_or_not_used(
         self, client, sso, mock_op, preferred, expected
     ):
-        set_claims(mock_op, "alice-sub", preferred_username=preferred, email="redadmin@example.com")
+        set_claims(
+            mock_op, "alice-sub", preferred_username=preferred, email="redadmin@example.test"
+        )
         sso_login(client, "alice-sub")
         assert ExternalIdentity.objects.get(subject="alice-sub").user.username == expected
 

@@ -29,7 +29,7 @@ class TestInstances:
             reverse("instance-create"),
             {
                 "name": "lab",
-                "url_base": "https://lab.example.com/",
+                "url_base": "https://lab.example.test/",
                 "shape": "compose",
                 "rollout_group": "canary",
                 "provider": keycloak_provider.pk,
@@ -57,7 +57,7 @@ class TestInstances:
             reverse("instance-create"),
             {
                 "name": "lab",
-                "url_base": "https://lab.example.com",
+                "url_base": "https://lab.example.test",
                 "shape": "compose",
                 "rollout_group": "default",
                 "provider": keycloak_provider.pk,
@@ -90,7 +90,7 @@ class TestInstances:
         instance, _ = make_instance(keycloak_provider, "lab")
         data = {
             "name": "lab",
-            "url_base": "https://lab2.example.com/",
+            "url_base": "https://lab2.example.test/",
             "shape": "helm",
             "rollout_group": "default",
             "provider": keycloak_provider.pk,
@@ -100,7 +100,7 @@ class TestInstances:
         changed = AuditEvent.objects.get(action="instance.changed")
         assert changed.changes == {
             "shape": ["compose", "helm"],
-            "url_base": ["https://lab.example.com/", "https://lab2.example.com/"],
+            "url_base": ["https://lab.example.test/", "https://lab2.example.test/"],
         }
         admin_client.post(reverse("instance-delete", args=[instance.pk]))
         assert not Instance.objects.exists()
@@ -109,7 +109,7 @@ class TestInstances:
     def test_create_instance_command_prints_id_and_token(self, keycloak_provider):
         out = StringIO()
         call_command(
-            "create_instance", "lab", "--url-base", "https://lab.example.com/",
+            "create_instance", "lab", "--url-base", "https://lab.example.test/",
             "--provider", "Lab Keycloak", "--group", "canary",
             "--push", "ssm:eu-west-1:/dg/lab/", stdout=out,
         )  # fmt: skip

@@ -47,15 +47,15 @@ def build_world(django_user_model):
 
     provider = Provider(
         name="Lab Keycloak", kind="keycloak", client_id="diffgram-{instance}",
-        keycloak_server_url="https://sso.example.com/auth/", keycloak_realm="diffgram-realm",
+        keycloak_server_url="https://sso.example.test/auth/", keycloak_realm="diffgram-realm",
         keycloak_master_user="admin", keycloak_diffgram_user="dg-admin", scopes="openid email",
-        diffgram_url_base="https://lab.example.com/", validation_passed=True,
+        diffgram_url_base="https://lab.example.test/", validation_passed=True,
         validated_at=timezone.now(),
         discovery_snapshot={
-            "issuer": "https://sso.example.com/auth/realms/diffgram-realm",
-            "authorization_endpoint": "https://sso.example.com/auth/realms/x/auth",
-            "token_endpoint": "https://sso.example.com/auth/realms/x/token",
-            "jwks_uri": "https://sso.example.com/auth/realms/x/certs",
+            "issuer": "https://sso.example.test/auth/realms/diffgram-realm",
+            "authorization_endpoint": "https://sso.example.test/auth/realms/x/auth",
+            "token_endpoint": "https://sso.example.test/auth/realms/x/token",
+            "jwks_uri": "https://sso.example.test/auth/realms/x/certs",
         },
         jwks_snapshot={"keys": []},
     )  # fmt: skip
@@ -66,7 +66,7 @@ def build_world(django_user_model):
     members, tokens = {}, {}
     for name in ("a", "b", "c"):
         instance = Instance(
-            name=f"instance-{name}", url_base=f"https://{name}.example.com/", provider=provider,
+            name=f"instance-{name}", url_base=f"https://{name}.example.test/", provider=provider,
             push_target="webhook", webhook_url="http://127.0.0.1:9/",
         )  # fmt: skip
         tokens[name] = instance.new_token()

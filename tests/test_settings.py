@@ -11,7 +11,7 @@ PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "a-long-random-production-secret-key-0123456789-abcdefghijklmnop",
     "FIELD_ENCRYPTION_KEYS": "Z3Q1bWJ5c2JlcWV3aGZpanZ5d3F0a2Rtbm9wcXJzdHU=",
-    "ALLOWED_HOSTS": "sso.example.com",
+    "ALLOWED_HOSTS": "sso.example.test",
     "DATABASE_URL": "sqlite:////tmp/never-opened.sqlite3",
     "CACHE_URL": "redis://127.0.0.1:6379/2",
 }
