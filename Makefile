@@ -13,11 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The console on http://127.0.0.1:8000 with a real Celery worker on the embedded broker.
+# The console on http://127.0.0.1:$(PORT) with a real Celery worker on the embedded broker.
+PORT ?= 8000
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py bootstrap_admin
-	$(BIN)/honcho --procfile Procfile.dev start
+	CONSOLE_PORT=$(PORT) $(BIN)/honcho --procfile Procfile.dev start
 
 # The test OpenID Provider (node oidc-provider); skipped when npm is missing (its tests then
 # skip outside CI and fail under CI=true).

@@ -23,7 +23,6 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpResponse
@@ -37,9 +36,9 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.middleware import SessionRefresh
 from mozilla_django_oidc.utils import import_from_settings
 
-from console import audit, discovery, encryption, outbound
+from console import audit, discovery, encryption, outbound, users
 from console.models import ExternalIdentity, Provider
-from console.roles import ADMIN, AUDITOR, ROLES
+from console.roles import groups_claim, role_for_groups, role_groups
 
 logger = logging.getLogger(__name__)
 
@@ -306,25 +305,6 @@ def _decode_with_any(token, keys):
     raise ValueError("no key in the JWKS verifies the signature")
 
 
-# --- roles --------------------------------------------------------------------------------------
-
-
-def groups_claim(claims, userinfo) -> list[str]:
-    name = settings.CONSOLE_OIDC_GROUPS_CLAIM
-    value = userinfo.get(name, claims.get(name))
-    if isinstance(value, str):
-        return [value]
-    return [group for group in value if isinstance(group, str)] if isinstance(value, list) else []
-
-
-def role_for_groups(groups) -> str | None:
-    if set(groups) & set(settings.CONSOLE_ADMIN_GROUPS):
-        return ADMIN
-    if set(groups) & set(settings.CONSOLE_AUDITOR_GROUPS):
-        return AUDITOR
-    return None
-
-
 @dataclass
 class Outcome:
     """What a completed authorization-code flow gave back."""
@@ -395,6 +375,8 @@ def sign_in_user(config, outcome, request) -> Any:
         )
         if identity is None and outcome.role is None:
             raise NoRole("Your account is in no console group (admin or auditor).")
+        if identity is not None and not identity.user.is_active:
+            raise LoginError("Your console account was disabled by a console admin.")
         if identity is None:
             user = User(
                 username=sso_username(
@@ -419,29 +401,15 @@ def sign_in_user(config, outcome, request) -> Any:
         user.last_name = str(userinfo.get("family_name") or "")[:150]
         user.save(update_fields=["email", "first_name", "last_name"])
         identity.last_login_at = timezone.now()
-        identity.save(update_fields=["last_login_at"])
-        _sync_role(user, outcome.role, request, outcome.groups)
+        identity.role_groups = role_groups(outcome.groups)
+        identity.save(update_fields=["last_login_at", "role_groups"])
+        users.give_role(
+            user, outcome.role, request=request, actor=user,
+            context={"groups_claim": outcome.groups[:50]},
+        )  # fmt: skip
     if outcome.role is None:
         raise NoRole("Your account is in no console group (admin or auditor).")
     return user
-
-
-def _sync_role(user, role, request, groups):
-    current = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
-    wanted = {role} if role else set()
-    if current == wanted:
-        return
-    user.groups.remove(*Group.objects.filter(name__in=current - wanted))
-    for name in wanted - current:
-        user.groups.add(Group.objects.get_or_create(name=name)[0])
-    audit.record(
-        audit.Action.USER_ROLE_CHANGED,
-        request=request,
-        actor=user,
-        target=audit.user_target(user),
-        changes={"role": [next(iter(current), None), role]},
-        context={"groups_claim": groups[:50]},
-    )
 
 
 # The provider's endpoints and client, which the library reads from static settings, come from
@@ -473,6 +441,11 @@ class ConsoleOIDCBackend(OIDCAuthenticationBackend):
     """
 
     get_settings = staticmethod(library_setting)
+
+    def get_user(self, user_id) -> Any:
+        """The session's user, or None once an admin disabled it (the session ends)."""
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
 
     def authenticate(self, request, nonce=None, code_verifier=None, **kwargs) -> Any:
         if request is None or nonce is None or "code" not in request.GET:

@@ -12,14 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth import BACKEND_SESSION_KEY
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 ADMIN = "admin"
 AUDITOR = "auditor"
 ROLES = (ADMIN, AUDITOR)
+
+# Session key set when someone signs in with a one-time password: until they have chosen their
+# own, every page sends them to choose it.
+MUST_CHOOSE_PASSWORD = "must_choose_password"
+CHOOSING_PASSWORD_VIEWS = frozenset({"choose-password", "logout"})
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -28,11 +33,59 @@ def role_of(user) -> str | None:
     """The user's role: ``admin`` wins over ``auditor``; ``None`` for no role."""
     if not user.is_authenticated or not user.is_active:
         return None
-    group_names = {group.name for group in user.groups.all()}
-    for role in ROLES:
-        if role in group_names:
-            return role
+    return role_of_groups({group.name for group in user.groups.all()})
+
+
+def role_of_groups(group_names) -> str | None:
+    """The role the console groups `group_names` give: ``admin`` wins over ``auditor``."""
+    return next((role for role in ROLES if role in group_names), None)
+
+
+def groups_claim(claims, userinfo) -> list[str]:
+    """The IdP groups a sign-in carries, in the CONSOLE_OIDC_GROUPS_CLAIM claim."""
+    name = settings.CONSOLE_OIDC_GROUPS_CLAIM
+    value = userinfo.get(name, claims.get(name))
+    if isinstance(value, str):
+        return [value]
+    return [group for group in value if isinstance(group, str)] if isinstance(value, list) else []
+
+
+def role_for_groups(groups) -> str | None:
+    """The console role IdP groups give: admin wins over auditor; None for neither."""
+    if set(groups) & set(settings.CONSOLE_ADMIN_GROUPS):
+        return ADMIN
+    if set(groups) & set(settings.CONSOLE_AUDITOR_GROUPS):
+        return AUDITOR
     return None
+
+
+def role_groups(groups) -> list[str]:
+    """The groups among `groups` that gave the role, shown as where it comes from."""
+    role = role_for_groups(groups)
+    giving = settings.CONSOLE_ADMIN_GROUPS if role == ADMIN else settings.CONSOLE_AUDITOR_GROUPS
+    return sorted(set(groups) & set(giving)) if role else []
+
+
+def admins_to_ask() -> list[str]:
+    """Whom someone without access should ask: the active admins, by name."""
+    admins = get_user_model().objects.filter(is_active=True, groups__name=ADMIN)
+    return [user.get_full_name() or user.get_username() for user in admins.order_by("username")]
+
+
+def no_access(request, *, refused_sso=False) -> HttpResponse:
+    """The "no access" page: what to ask for, and whom."""
+    return render(
+        request,
+        "console/no_access.html",
+        {
+            "refused_sso": refused_sso,
+            "admins": admins_to_ask(),
+            "admin_groups": settings.CONSOLE_ADMIN_GROUPS,
+            "auditor_groups": settings.CONSOLE_AUDITOR_GROUPS,
+            "groups_claim": settings.CONSOLE_OIDC_GROUPS_CLAIM,
+        },
+        status=403,
+    )
 
 
 def role_not_required(view) -> Callable[..., Any]:
@@ -64,11 +117,21 @@ class RoleMiddleware:
         if getattr(view_func, "role_not_required", False):
             return None
         if request.role is None:
-            return render(request, "console/no_access.html", status=403)
+            return no_access(request)
+        if request.session.get(MUST_CHOOSE_PASSWORD) and (
+            request.resolver_match.url_name not in CHOOSING_PASSWORD_VIEWS
+        ):
+            return redirect("choose-password")
         if getattr(view_func, "own_account", False):
             return None
         if request.method not in SAFE_METHODS and request.role != ADMIN:
-            raise PermissionDenied("Your role is read-only: only admins can change configuration.")
+            # A response, not PermissionDenied: Django logs it as one line, without a traceback.
+            return render(
+                request,
+                "403.html",
+                {"exception": "Your role is read-only: only admins can change configuration."},
+                status=403,
+            )
         return None
 
 

@@ -13,12 +13,14 @@ from console.views import (
     instances,
     oidc,
     providers,
+    users,
     versions,
 )
 
 provider = "providers/<int:provider_id>/"
 version = provider + "versions/<int:number>/"
 instance = "instances/<int:instance_id>/"
+user = "users/<int:user_id>/"
 
 urlpatterns = [
     # First: the fleet polls these far more often than anyone opens a page, and URL patterns
@@ -78,6 +80,13 @@ urlpatterns = [
         instances.instance_rotate_signing_secret,
         name="instance-rotate-signing-secret",
     ),
+    # users and roles
+    path("users/", users.user_list, name="users"),
+    path(user + "reset-password/", users.user_reset_password, name="user-reset-password"),
+    path(user + "role/", users.user_set_role, name="user-set-role"),
+    path(user + "active/", users.user_set_active, name="user-set-active"),
+    path(user + "revoke-tokens/", users.user_revoke_tokens, name="user-revoke-tokens"),
+    path("account/password/", users.choose_password, name="choose-password"),
     # configuration as code, personal API tokens
     path("config/export.yaml", config.export, name="config-export"),
     path("config/import/", config.import_config, name="config-import"),

@@ -237,7 +237,7 @@ if BEHIND_REVERSE_PROXY:
 # --- Celery ------------------------------------------------------------------------------------
 # Default: kombu's filesystem transport under var/, a real broker that needs no server, so that
 # `make run` starts a real worker process. Production: redis://.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
@@ -312,4 +312,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # Django gives its own loggers a handler in DEBUG; they reach the root handler anyway, so
+    # without this every line of theirs (runserver's, for one) would be printed twice.
+    "loggers": {"django": {"handlers": []}},
 }

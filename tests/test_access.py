@@ -23,7 +23,7 @@ INSTANCE_TOKEN = {"api-pull-config", "api-applied"} | {
 }
 PUBLIC_MACHINE = {"api-v1-openapi"}
 # Views any role may POST to: they change only the user's own API tokens.
-OWN_ACCOUNT = {"api-tokens", "api-token-revoke"}
+OWN_ACCOUNT = {"api-tokens", "api-token-revoke", "choose-password"}
 # Views a signed-in user without a role may use.
 NO_ROLE_ALLOWED = {"logout"}
 # Sample arguments for patterns with parameters; a new parameterised URL must be added here.
@@ -60,6 +60,10 @@ SAMPLE_KWARGS = {
     "cognito-use-domain": {"provider_id": 1},
     "provider-console-login": {"provider_id": 1},
     "api-token-revoke": {"token_id": 1},
+    "user-reset-password": {"user_id": 1},
+    "user-set-role": {"user_id": 1},
+    "user-set-active": {"user_id": 1},
+    "user-revoke-tokens": {"user_id": 1},
     "api-v1-provider": {"provider_id": 1},
     "api-v1-provider-validate": {"provider_id": 1},
     "api-v1-provider-publish": {"provider_id": 1},

@@ -2,6 +2,7 @@ import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
+from console.models import OneTimePassword
 from console.roles import ADMIN, role_of
 
 pytestmark = pytest.mark.django_db
@@ -24,6 +25,7 @@ def test_it_creates_the_bootstrap_admin_once_on_an_empty_database(capsys):
     assert user.password.startswith("pbkdf2_sha256$")  # hashed only
     assert password not in user.password
     assert authenticate(username="admin", password=password) == user
+    assert OneTimePassword.objects.filter(user=user).exists()  # chosen anew at first sign-in
 
     call_command("bootstrap_admin")
     second = capsys.readouterr().out

@@ -239,4 +239,5 @@ class TestAccountEvents:
             "system",
             "admin",
         )
-        assert event.changes == {"groups": [[], ["admin"]]}
+        assert event.changes == {"role": [None, "admin"], "password": ["[not set]", "[set]"]}
+        assert event.context["reason"] == "bootstrap admin on an empty database"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from console.models.accounts import OneTimePassword
 from console.models.api_token import ApiToken
 from console.models.audit import (
     GENESIS_HASH,
@@ -26,6 +27,7 @@ __all__ = [
     "ExternalIdentity",
     "FederatedIdentityProvider",
     "Instance",
+    "OneTimePassword",
     "Provider",
     "PushAttempt",
     "PushRequest",

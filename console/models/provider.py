@@ -163,6 +163,9 @@ class ExternalIdentity(models.Model):
     subject = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     last_login_at = models.DateTimeField(null=True)
+    # The IdP groups that gave the role at the last sign-in (those named in
+    # CONSOLE_ADMIN_GROUPS / CONSOLE_AUDITOR_GROUPS), shown on the users page.
+    role_groups = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [

@@ -8,14 +8,28 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.shortcuts import render
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from console import audit, auth, ratelimits
+from console import audit, auth, ratelimits, users
+from console.roles import MUST_CHOOSE_PASSWORD
+
+
+class ConsoleAuthenticationForm(AuthenticationForm):
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if users.one_time_password_expired(user):
+            raise ValidationError(
+                "This one-time password has expired: ask a console admin for a new one.",
+                code="one_time_password_expired",
+            )
 
 
 class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
+    authentication_form = ConsoleAuthenticationForm
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -49,6 +63,9 @@ class LoginView(auth_views.LoginView):
             target=audit.user_target(user),
             context={"method": "local"},
         )
+        if users.must_choose_password(user):
+            self.request.session[MUST_CHOOSE_PASSWORD] = True
+            return redirect("choose-password")
         return response
 
     def form_invalid(self, form):

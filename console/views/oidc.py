@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST, require_safe
 from mozilla_django_oidc.utils import generate_code_challenge
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from console import audit, auth, providers, ratelimits
+from console import audit, auth, providers, ratelimits, roles
 from console.views.providers import get_provider
 
 TEST_STATES = "oidc_test_states"
@@ -61,7 +61,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
             return super().get(request)
         except auth.NoRole as refusal:
             self._audit_failure(str(refusal))
-            return render(request, "console/no_access.html", {"refused_sso": True}, status=403)
+            return roles.no_access(request, refused_sso=True)
         except auth.LoginError as error:
             self._audit_failure(str(error))
             messages.error(request, f"Sign-in failed: {error}")
