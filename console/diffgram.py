@@ -88,11 +88,38 @@ def login_scopes(scopes) -> str:
     return " ".join(["openid", "email", *dict.fromkeys(extra)])
 
 
-def cognito_login_template(config) -> str:
-    """COGNITO_LOGIN_URL without its redirect_uri, which depends on each instance's URL_BASE."""
+def cognito_authorize_endpoint(config) -> str:
+    """The hosted UI's authorize endpoint, "" while neither discovery nor the domain says."""
     authorize = config.discovery.get("authorization_endpoint")
-    if not isinstance(authorize, str) or not authorize:
-        authorize = provider_host(config) + "oauth2/authorize"
+    if isinstance(authorize, str) and authorize:
+        return authorize
+    host = provider_host(config)
+    return host + "oauth2/authorize" if host else ""
+
+
+def unknown_variables(config, url_base="") -> dict[str, str]:
+    """The variables Diffgram needs that cannot be derived yet, each with why. They are left
+    out of settings_for() rather than shown empty or relative as if they were valid."""
+    if config.kind != COGNITO:
+        return {}
+    why = (
+        "unknown until the discovery document is read (validate the provider) or the "
+        "hosted-UI domain is set"
+    )
+    unknown = {}
+    if not provider_host(config):
+        unknown["OAUTH2_PROVIDER_HOST"] = why
+    if url_base and not cognito_authorize_endpoint(config):
+        unknown["COGNITO_LOGIN_URL"] = why
+    return unknown
+
+
+def cognito_login_template(config) -> str:
+    """COGNITO_LOGIN_URL without its redirect_uri, which depends on each instance's URL_BASE
+    ("" while the authorize endpoint is unknown)."""
+    authorize = cognito_authorize_endpoint(config)
+    if not authorize:
+        return ""
     query = urlencode(
         {
             "client_id": config.client_id,
@@ -104,6 +131,8 @@ def cognito_login_template(config) -> str:
 
 
 def with_redirect(login_template, url_base) -> str:
+    if not login_template:
+        return ""
     return f"{login_template}&redirect_uri={quote(callback_url(COGNITO, url_base), safe='')}"
 
 
@@ -127,6 +156,8 @@ def settings_for(config, url_base="") -> dict[str, str]:
         variables["OAUTH2_PROVIDER_CLIENT_SECRET"] = config.client_secret
     if config.kind == COGNITO and url_base:
         variables["COGNITO_LOGIN_URL"] = cognito_login_url(config, url_base)
+    for name in unknown_variables(config, url_base):
+        variables.pop(name, None)
     if config.kind == KEYCLOAK:
         variables["KEYCLOAK_REALM"] = config.keycloak_realm
         keycloak_admin = {

@@ -13,6 +13,7 @@ run even when the documents could not be read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from console import diffgram, diffgram_checks, oidc_checks, outbound
 from console.diffgram_checks import client_per_instance_verdict
@@ -109,6 +110,12 @@ class Report:
 # --- I/O ----------------------------------------------------------------------------------------
 
 
+def looks_like_html(response) -> bool:
+    content_type = response.headers.get("content-type", "").lower()
+    start = response.body[:200].lstrip().lower()
+    return "html" in content_type or start.startswith((b"<!doctype html", b"<html"))
+
+
 def fetch_json(url) -> Fetched:
     try:
         response = outbound.get(url, headers={"Accept": "application/json"})
@@ -116,6 +123,14 @@ def fetch_json(url) -> Fetched:
         return Fetched(url, error=error.message)
     if response.status != 200:
         return Fetched(url, status=response.status, error=f"{url} answered HTTP {response.status}")
+    if looks_like_html(response):
+        return Fetched(
+            url,
+            status=200,
+            error=f"{url} answered with a web page (HTML), not JSON: it looks like a web page, "
+            "not an OpenID issuer. Check the issuer URL (the address shown as the issuer in "
+            "the identity provider's own settings).",
+        )
     try:
         return Fetched(url, status=200, document=response.json())
     except outbound.OutboundError as error:
@@ -137,6 +152,17 @@ def validate(spec, *, allow_loopback_http, fetch=fetch_json) -> Report:
 
 
 # --- the checks, in order ------------------------------------------------------------------------
+
+
+def cognito_reach_hint(spec) -> str:
+    """What a Cognito discovery failure most often needs: the way out to AWS."""
+    if spec.kind != diffgram.COGNITO:
+        return ""
+    host = urlsplit(spec.issuer).hostname or "cognito-idp.<region>.amazonaws.com"
+    return (
+        f" In production the console needs outbound HTTPS to {host} (port 443). "
+        "AWS_ENDPOINT_URL points it at a stand-in such as a moto server: for tests only."
+    )
 
 
 def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http) -> list[CheckResult]:
@@ -185,7 +211,8 @@ def _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopba
         add(
             "discovery.fetch",
             FAIL,
-            f"Could not read the discovery document at {location}: {reason}",
+            f"Could not read the discovery document at {location}: {reason}"
+            + cognito_reach_hint(spec),
         )
         return "Skipped: the discovery document could not be read."
     document = discovery_fetched.document

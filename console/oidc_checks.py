@@ -96,8 +96,15 @@ def url_problems(url, allow_loopback_http) -> list[str]:
     except ValueError:
         return ["it is not a valid URL"]
     problems = []
+    if any(character.isspace() for character in url):
+        problems.append("it contains whitespace")
     if parts.scheme == "http":
-        if not (allow_loopback_http and host and _is_loopback_host(host)):
+        if host and _is_loopback_host(host) and not allow_loopback_http:
+            problems.append(
+                "it uses http:// on a loopback address, which only "
+                "SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows: for development only"
+            )
+        elif not (allow_loopback_http and host and _is_loopback_host(host)):
             problems.append("it uses http:// (only https:// is allowed)")
     elif parts.scheme != "https":
         problems.append("it must start with https://")
@@ -162,12 +169,23 @@ def check_endpoints(add, document, allow_loopback_http) -> None:
                 bad.append(f"{name} {document[name]!r}: {'; '.join(problems)}")
     if bad:
         add("endpoints.https", FAIL, "Unacceptable endpoint URLs: " + " | ".join(bad) + ".")
-    else:
+        return
+    plain_http = [
+        name
+        for name in ENDPOINT_KEYS
+        if isinstance(document.get(name), str) and document[name].startswith("http://")
+    ]
+    if plain_http:
         add(
             "endpoints.https",
             PASS,
-            "Every endpoint URL is acceptable (https, no query or fragment).",
+            "Every endpoint URL is acceptable (no query or fragment). These use http:// on "
+            "loopback, allowed by SSO_ADMIN_ALLOW_PRIVATE_URLS for development only: "
+            + ", ".join(plain_http)
+            + ".",
         )
+    else:
+        add("endpoints.https", PASS, "Every endpoint URL uses https:// (no query or fragment).")
 
 
 def check_code_flow(add, document) -> None:

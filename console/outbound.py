@@ -134,9 +134,14 @@ def address_refusal(address) -> str | None:
         return None
     if private_urls_allowed() and (ip.is_loopback or ip.is_private):
         return None
+    if ip.is_loopback:
+        return (
+            "a loopback address, which only SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows: "
+            "for development only"
+        )
     return (
-        "a private or loopback address (SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows these, "
-        "for development or agents on your own network)"
+        "a private address, which only SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows: for "
+        "development, or for agents and identity providers on a network you trust"
     )
 
 
@@ -197,7 +202,9 @@ def check_url(url) -> None:
         raise OutboundError(f"Refused {url!r}: only https:// URLs are fetched", permanent=True)
     if parts.scheme == "http" and not private_urls_allowed():
         raise OutboundError(
-            f"Refused {url}: plain http is not allowed, use https://", permanent=True
+            f"Refused {url}: plain http is not allowed, use https:// (SSO_ADMIN_ALLOW_PRIVATE_URLS"
+            "=true allows http:// to loopback and private addresses: for development only)",
+            permanent=True,
         )
     if not parts.hostname:
         raise OutboundError(f"Refused {url!r}: the URL has no host", permanent=True)

@@ -198,6 +198,8 @@ class TestTestLogin:
         self, admin_client, mock_op, settings
     ):
         settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+        settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
+        set_groups(mock_op, "alice-sub", ["sso-admins"])
         form = OIDCProviderForm(
             data={
                 "name": "Other",
@@ -212,7 +214,10 @@ class TestTestLogin:
         refused = admin_client.post(
             reverse("provider-console-login", args=[provider.pk]), follow=True
         )
-        assert b"Run a successful test login with this provider first" in refused.content
+        assert (
+            b"Run a test login with this provider that maps to the admin role first"
+            in refused.content
+        )
         assert not Provider.objects.get(pk=provider.pk).console_login
 
         start = admin_client.get(reverse("provider-test-login", args=[provider.pk]))

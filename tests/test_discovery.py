@@ -227,7 +227,7 @@ def test_unusable_jwks_fail(idp, jwks, expected_text):
 
 
 def test_non_json_and_404_fail_the_fetch_and_skip_the_rest(idp):
-    idp.raw("/broken/.well-known/openid-configuration", b"<html>Sign in</html>")
+    idp.raw("/broken/.well-known/openid-configuration", b"issuer=x", content_type="text/plain")
     report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/broken")))
     assert statuses(report)["discovery.fetch"] == FAIL
     assert "did not return JSON" in message(report, "discovery.fetch")

@@ -106,6 +106,7 @@ def url_kwargs(world):
         "provider_id": p, "instance_id": i, "number": world["version"].number,
         "event_id": world["event"].pk, "export_format": "csv", "kind": "oidc",
         "token_id": token_id, "idp_type": "google", "name": "Google",
+        "user_id": world["users"]["norole"].pk,
     }  # fmt: skip
     result = {}
     for name, route, _ in all_named_urls():
@@ -209,6 +210,12 @@ MATRIX = {
     "config-import": [("GET", "page"), ("POST", "admin-write")],
     "api-tokens": [("GET", "page"), ("POST", "own-account")],
     "api-token-revoke": [("POST", "own-account")],
+    "choose-password": [("GET", "page"), ("POST", "own-account")],
+    "users": [("GET", "page"), ("POST", "admin-write")],
+    "user-reset-password": [("POST", "admin-write")],
+    "user-set-role": [("POST", "admin-write")],
+    "user-set-active": [("POST", "admin-write")],
+    "user-revoke-tokens": [("POST", "admin-write")],
     "history": [("GET", "page")],
     "history-verify": [("GET", "page")],
     "history-export": [("GET", "page")],

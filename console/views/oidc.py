@@ -189,13 +189,16 @@ def test_login_result(request):
             )
         except auth.LoginError as error:
             context["error"] = str(error)
-    if context["outcome"] is not None:
-        context["claims_json"] = json.dumps(context["outcome"].claims, indent=2, sort_keys=True)
-        context["userinfo_json"] = json.dumps(context["outcome"].userinfo, indent=2, sort_keys=True)
+    outcome = context["outcome"]
+    if outcome is not None:
+        context["claims_json"] = json.dumps(outcome.claims, indent=2, sort_keys=True)
+        context["userinfo_json"] = json.dumps(outcome.userinfo, indent=2, sort_keys=True)
         context["groups_claim_name"] = settings.CONSOLE_OIDC_GROUPS_CLAIM
-        passed = request.session.get(TEST_PASSED, {})
-        passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}
-        request.session[TEST_PASSED] = passed
+        context["scopes_lack_groups"] = "groups" not in provider.scopes.split()
+        if outcome.role == roles.ADMIN:  # only a test as an admin lets it sign admins in
+            passed = request.session.get(TEST_PASSED, {})
+            passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}
+            request.session[TEST_PASSED] = passed
     audit.record(
         audit.Action.PROVIDER_TEST_LOGIN,
         request=request,
@@ -226,7 +229,8 @@ def mark_console_login(request, provider_id):
     ):
         messages.error(
             request,
-            "Run a successful test login with this provider first (within the last 30 minutes).",
+            "Run a test login with this provider that maps to the admin role first (within "
+            "the last 30 minutes).",
         )
         return redirect("provider-detail", provider.pk)
     providers.mark_console_login(provider, request=request)

@@ -88,7 +88,8 @@ def provider_edit(request, provider_id):
 def provider_detail(request, provider_id):
     provider = get_provider(request, provider_id)
     url_base = request.GET.get("url_base", provider.diffgram_url_base).strip()
-    variables = diffgram.settings_for(provider.diffgram_config(), url_base)
+    config = provider.diffgram_config()
+    variables = diffgram.settings_for(config, url_base)
     return render(
         request,
         "console/provider_detail.html",
@@ -96,6 +97,7 @@ def provider_detail(request, provider_id):
             "provider": provider,
             "url_base": url_base,
             "variables": diffgram.masked(variables),
+            "unknown_variables": diffgram.unknown_variables(config, url_base),
             "registrations": diffgram.registrations_for(provider.kind, url_base),
             "discovery_json": _pretty(provider.discovery_snapshot),
             "publish_form": PublishForm(provider=provider),
