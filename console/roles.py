@@ -94,6 +94,13 @@ def role_not_required(view) -> Callable[..., Any]:
     return view
 
 
+def admin_only(view) -> Callable[..., Any]:
+    """A page that exists to change configuration (a new/edit/delete/import form): auditors
+    are refused it even for reading, instead of being shown a form they cannot submit."""
+    view.admin_only = True
+    return view
+
+
 def own_account_view(view) -> Callable[..., Any]:
     """Let any role (auditors too) POST to this view: it changes only the user's own things,
     such as their personal API tokens, never the configuration."""
@@ -124,7 +131,8 @@ class RoleMiddleware:
             return redirect("choose-password")
         if getattr(view_func, "own_account", False):
             return None
-        if request.method not in SAFE_METHODS and request.role != ADMIN:
+        writes = request.method not in SAFE_METHODS or getattr(view_func, "admin_only", False)
+        if writes and request.role != ADMIN:
             # A response, not PermissionDenied: Django logs it as one line, without a traceback.
             return render(
                 request,

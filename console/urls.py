@@ -2,7 +2,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from console.api import automation, federation, openapi, pull
-from console.roles import role_not_required
+from console.roles import admin_only, role_not_required
 from console.views import (
     account,
     accounts,
@@ -34,21 +34,33 @@ urlpatterns = [
     path("oidc/callback/", oidc.callback, name="oidc_authentication_callback"),
     # identity providers
     path("providers/", providers.provider_list, name="providers"),
-    path("providers/new/", providers.provider_new, name="provider-new"),
-    path("providers/new/cognito/app-client/", cognito.provision, name="cognito-provision"),
-    path("providers/new/<str:kind>/", providers.provider_create, name="provider-create"),
+    path("providers/new/", admin_only(providers.provider_new), name="provider-new"),
+    path(
+        "providers/new/cognito/app-client/", admin_only(cognito.provision), name="cognito-provision"
+    ),
+    path(
+        "providers/new/<str:kind>/", admin_only(providers.provider_create), name="provider-create"
+    ),
     path("providers/discover/", providers.provider_discover, name="provider-discover"),
     path(provider, providers.provider_detail, name="provider-detail"),
-    path(provider + "edit/", providers.provider_edit, name="provider-edit"),
+    path(provider + "edit/", admin_only(providers.provider_edit), name="provider-edit"),
     path(provider + "validate/", providers.provider_validate, name="provider-validate"),
     path(provider + "toggle/", providers.provider_toggle, name="provider-toggle"),
-    path(provider + "delete/", providers.provider_delete, name="provider-delete"),
+    path(provider + "delete/", admin_only(providers.provider_delete), name="provider-delete"),
     path(provider + "test-login/", oidc.test_login_start, name="provider-test-login"),
     path(provider + "console-login/", oidc.mark_console_login, name="provider-console-login"),
     path(provider + "aws/", cognito.inspect, name="cognito-inspect"),
     path(provider + "aws/fix/", cognito.fix, name="cognito-fix"),
-    path(provider + "aws/federate/<str:idp_type>/", cognito.federation_new, name="federation-new"),
-    path(provider + "aws/federation/<str:name>/", cognito.federation_edit, name="federation-edit"),
+    path(
+        provider + "aws/federate/<str:idp_type>/",
+        admin_only(cognito.federation_new),
+        name="federation-new",
+    ),
+    path(
+        provider + "aws/federation/<str:name>/",
+        admin_only(cognito.federation_edit),
+        name="federation-edit",
+    ),
     path(
         provider + "aws/federation/<str:name>/toggle/",
         cognito.federation_toggle,
@@ -56,7 +68,7 @@ urlpatterns = [
     ),
     path(
         provider + "aws/federation/<str:name>/remove/",
-        cognito.federation_remove,
+        admin_only(cognito.federation_remove),
         name="federation-remove",
     ),
     path(provider + "aws/domain/", cognito.use_domain, name="cognito-use-domain"),
@@ -69,10 +81,10 @@ urlpatterns = [
     path(version + "rollback/", versions.version_rollback, name="version-rollback"),
     # Diffgram instances
     path("instances/", instances.instance_list, name="instances"),
-    path("instances/new/", instances.instance_create, name="instance-create"),
+    path("instances/new/", admin_only(instances.instance_create), name="instance-create"),
     path(instance, instances.instance_detail, name="instance-detail"),
-    path(instance + "edit/", instances.instance_edit, name="instance-edit"),
-    path(instance + "delete/", instances.instance_delete, name="instance-delete"),
+    path(instance + "edit/", admin_only(instances.instance_edit), name="instance-edit"),
+    path(instance + "delete/", admin_only(instances.instance_delete), name="instance-delete"),
     path(instance + "push/", instances.instance_push, name="instance-push"),
     path(instance + "rotate-token/", instances.instance_rotate_token, name="instance-rotate-token"),
     path(
@@ -89,7 +101,7 @@ urlpatterns = [
     path("account/password/", users.choose_password, name="choose-password"),
     # configuration as code, personal API tokens
     path("config/export.yaml", config.export, name="config-export"),
-    path("config/import/", config.import_config, name="config-import"),
+    path("config/import/", admin_only(config.import_config), name="config-import"),
     path("account/tokens/", account.api_tokens, name="api-tokens"),
     path(
         "account/tokens/<int:token_id>/revoke/", account.api_token_revoke, name="api-token-revoke"

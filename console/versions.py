@@ -10,6 +10,7 @@ order (provider, instances, push requests, the audit chain head): audit events c
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -69,9 +70,7 @@ def _actor_label(request, actor):
     return who.label
 
 
-def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigVersion:
-    """Publish the provider's current settings as a new version to its instances (or one
-    group first). Refused when the latest validation failed or nothing would receive it."""
+def _refuse_unpublishable(provider) -> None:
     if provider.kind not in diffgram.DIFFGRAM_KINDS:
         raise PublishRefused(
             "Diffgram talks to Cognito or Keycloak; a generic OIDC provider cannot be published."
@@ -83,17 +82,64 @@ def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigV
             + (f" ({', '.join(failing)})" if failing else " or has not run")
             + ": fix the provider and validate again before publishing."
         )
+
+
+def _targets(provider, instances, group) -> list[Instance]:
+    """The instances a publish reaches first: all of them, or those of `group`."""
+    _refuse_a_shared_keycloak_client(provider.kind, provider.client_id, instances)
+    targets = [i for i in instances if not group or i.rollout_group == group]
+    if not targets:
+        raise PublishRefused(
+            f"No instance in group {group!r} uses {provider}."
+            if group
+            else f"No instance uses {provider}: assign it to an instance first."
+        )
+    return targets
+
+
+@dataclass
+class PublishPreview:
+    """What publishing would do, shown for confirmation before anything is written."""
+
+    number: int
+    group: str
+    targets: list[Instance]  # reached now
+    later: list[Instance]  # reached when the staged rollout continues
+    previous: ConfigVersion | None
+    diff: list[dict[str, Any]]
+
+    @property
+    def group_is_everyone(self) -> bool:
+        """A group was chosen, but every instance is in it: no staging happens."""
+        return bool(self.group) and not self.later
+
+
+def publish_preview(provider, *, group="") -> PublishPreview:
+    """The version publish() would create now, without writing anything; PublishRefused for
+    what publish() would refuse."""
+    _refuse_unpublishable(provider)
+    instances = list(provider.instances.order_by("rollout_group", "name"))
+    targets = _targets(provider, instances, group)
+    previous = provider.versions.order_by("-number").first()
+    settings = diffgram.settings_for(provider.diffgram_config())
+    return PublishPreview(
+        number=(previous.number + 1) if previous else 1,
+        group=group,
+        targets=targets,
+        later=[i for i in instances if i not in targets],
+        previous=previous,
+        diff=settings_diff(previous.all_settings() if previous else {}, settings),
+    )
+
+
+def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigVersion:
+    """Publish the provider's current settings as a new version to its instances (or one
+    group first). Refused when the latest validation failed or nothing would receive it."""
+    _refuse_unpublishable(provider)
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = list(provider.instances.select_for_update())
-        _refuse_a_shared_keycloak_client(provider.kind, provider.client_id, instances)
-        targets = [i for i in instances if not group or i.rollout_group == group]
-        if not targets:
-            raise PublishRefused(
-                f"No instance in group {group!r} uses {provider}."
-                if group
-                else f"No instance uses {provider}: assign it to an instance first."
-            )
+        targets = _targets(provider, instances, group)
         config = provider.diffgram_config()
         all_settings = diffgram.settings_for(config)
         login_template = (
@@ -213,7 +259,10 @@ def rollback(version, *, note="", request=None, actor=None) -> ConfigVersion:
 
 def version_diff(old, new) -> list[dict[str, Any]]:
     """Per variable: added / removed / changed / unchanged; secrets only as changed or not."""
-    old_all, new_all = old.all_settings(), new.all_settings()
+    return settings_diff(old.all_settings(), new.all_settings())
+
+
+def settings_diff(old_all, new_all) -> list[dict[str, Any]]:
     rows = []
     for name in sorted(set(old_all) | set(new_all)):
         before, after = old_all.get(name), new_all.get(name)

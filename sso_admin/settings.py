@@ -201,6 +201,8 @@ STORAGES = {
 
 # --- Security headers -------------------------------------------------------------------------
 # Nothing may load from another host: every script and stylesheet is served by the console.
+CSRF_FAILURE_VIEW = "console.views.errors.csrf_failure"
+
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],

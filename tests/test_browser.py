@@ -94,6 +94,9 @@ def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
     page.get_by_role("link", name="Lab Keycloak").click()
     page.get_by_label("Why (shown in the history)").fill("first rollout")
     page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("heading", name="Publish v1 of Lab Keycloak?")).to_be_visible()
+    expect(page.locator(".instances-now")).to_contain_text("lab")
+    page.get_by_role("button", name="Publish v1").click()
     expect(page.get_by_text("Published Lab Keycloak v1.")).to_be_visible()
 
     agent = AgentProcess(tmp_path, Instance.objects.get(name="lab"), token, live_server.url)

@@ -258,6 +258,82 @@ class TestPublishing:
         assert late.assigned_version == version
 
 
+class TestPublishConfirmation:
+    """Publishing from the page shows the diff and the instances reached before it publishes."""
+
+    def publish(self, client, provider, **data):
+        return client.post(reverse("provider-publish", args=[provider.pk]), data)
+
+    def test_the_first_step_shows_the_diff_and_the_reach_and_publishes_nothing(
+        self, admin_client, keycloak_provider
+    ):
+        make_instance(keycloak_provider, "lab", rollout_group="canary")
+        make_instance(keycloak_provider, "prod", rollout_group="main")
+        response = self.publish(admin_client, keycloak_provider, group="canary", note="try it")
+        assert response.status_code == 200
+        assert not ConfigVersion.objects.exists()
+        page = response.content.decode()
+        assert "Publish v1 of Lab Keycloak?" in page
+        now, later = page.split('class="instances-now"')[1].split('class="instances-later"')
+        assert "lab" in now and "prod" not in now and "prod" in later
+        assert "First to group <strong>canary</strong>" in page
+        preview = response.context["preview"]
+        rows = {row["name"]: row for row in preview.diff}
+        assert rows["KEYCLOAK_REALM"]["state"] == "added"
+        assert rows["KEY_CLOAK_MASTER_PASSWORD"]["after"] == "[secret]"
+        assert "kc-master-canary" not in page  # secrets only as changed or not
+
+        confirmed = self.publish(
+            admin_client, keycloak_provider, group="canary", note="try it", confirm="yes",
+            revision=str(keycloak_provider.revision),
+        )  # fmt: skip
+        assert confirmed.status_code == 302
+        version = ConfigVersion.objects.get()
+        assert (version.number, version.note, version.rollout.first_group) == (
+            1,
+            "try it",
+            "canary",
+        )
+
+    def test_the_second_version_shows_what_changed_since_the_first(
+        self, admin_client, keycloak_provider
+    ):
+        make_instance(keycloak_provider, "lab")
+        versions.publish(keycloak_provider)
+        keycloak_provider.scopes = "openid email profile"
+        keycloak_provider.save()
+        preview = self.publish(admin_client, keycloak_provider).context["preview"]
+        assert preview.number == 2 and preview.previous.number == 1
+        assert {row["state"] for row in preview.diff} == {"unchanged"}  # scopes are not sent
+        assert (
+            "To every instance using Lab Keycloak at once."
+            in self.publish(admin_client, keycloak_provider).content.decode()
+        )
+
+    def test_a_group_holding_every_instance_says_there_is_no_stage(
+        self, admin_client, keycloak_provider
+    ):
+        make_instance(keycloak_provider, "lab", rollout_group="canary")
+        make_instance(keycloak_provider, "prod", rollout_group="canary")
+        page = self.publish(admin_client, keycloak_provider, group="canary").content.decode()
+        assert "Every instance using Lab Keycloak is in group canary:" in page
+        assert "no later stage to stop at" in page
+
+    def test_a_provider_changed_during_review_is_shown_again_not_published(
+        self, admin_client, keycloak_provider
+    ):
+        make_instance(keycloak_provider, "lab")
+        reviewed = keycloak_provider.revision
+        keycloak_provider.revision += 1  # as an edit by someone else does
+        keycloak_provider.save()
+        response = self.publish(
+            admin_client, keycloak_provider, confirm="yes", revision=str(reviewed)
+        )
+        assert response.status_code == 200
+        assert "changed while you were reviewing" in response.content.decode()
+        assert not ConfigVersion.objects.exists()
+
+
 class TestOutbox:
     def test_the_sweeper_re_dispatches_requests_that_never_started(
         self, keycloak_provider, settings, django_capture_on_commit_callbacks

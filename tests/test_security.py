@@ -140,6 +140,12 @@ POLICIES = {
         "auditor_token": LOGIN, "admin_token": LOGIN, "instance_a": LOGIN, "instance_b": LOGIN,
         "revoked": LOGIN,
     },
+    # pages that exist to change configuration (new/edit/delete/import forms): admins only
+    "admin-page": {
+        "anonymous": LOGIN, "norole": NO_ACCESS, "auditor": FORBIDDEN, "admin": OK,
+        "auditor_token": LOGIN, "admin_token": LOGIN, "instance_a": LOGIN, "instance_b": LOGIN,
+        "revoked": LOGIN,
+    },
     # console writes (session, admin only)
     "admin-write": {
         "anonymous": LOGIN, "norole": NO_ACCESS, "auditor": FORBIDDEN, "admin": OK,
@@ -174,23 +180,23 @@ MATRIX = {
     "oidc_authentication_callback": [("GET", "public")],
     "healthz": [("GET", "public")],
     "providers": [("GET", "page")],
-    "provider-new": [("GET", "page")],
-    "provider-create": [("GET", "page"), ("POST", "admin-write")],
-    "cognito-provision": [("GET", "page"), ("POST", "admin-write")],
+    "provider-new": [("GET", "admin-page")],
+    "provider-create": [("GET", "admin-page"), ("POST", "admin-write")],
+    "cognito-provision": [("GET", "admin-page"), ("POST", "admin-write")],
     "provider-discover": [("POST", "admin-write")],
     "provider-detail": [("GET", "page")],
-    "provider-edit": [("GET", "page"), ("POST", "admin-write")],
+    "provider-edit": [("GET", "admin-page"), ("POST", "admin-write")],
     "provider-validate": [("POST", "admin-write")],
     "provider-toggle": [("POST", "admin-write")],
-    "provider-delete": [("GET", "page"), ("POST", "admin-write")],
+    "provider-delete": [("GET", "admin-page"), ("POST", "admin-write")],
     "provider-test-login": [("GET", "page")],
     "provider-console-login": [("POST", "admin-write")],
     "cognito-inspect": [("GET", "page")],
     "cognito-fix": [("POST", "admin-write")],
-    "federation-new": [("GET", "page"), ("POST", "admin-write")],
-    "federation-edit": [("GET", "page"), ("POST", "admin-write")],
+    "federation-new": [("GET", "admin-page"), ("POST", "admin-write")],
+    "federation-edit": [("GET", "admin-page"), ("POST", "admin-write")],
     "federation-toggle": [("POST", "admin-write")],
-    "federation-remove": [("GET", "page"), ("POST", "admin-write")],
+    "federation-remove": [("GET", "admin-page"), ("POST", "admin-write")],
     "cognito-use-domain": [("POST", "admin-write")],
     "provider-publish": [("POST", "admin-write")],
     "version-diff": [("GET", "page")],
@@ -199,15 +205,15 @@ MATRIX = {
     "rollout-halt": [("POST", "admin-write")],
     "version-rollback": [("POST", "admin-write")],
     "instances": [("GET", "page")],
-    "instance-create": [("GET", "page"), ("POST", "admin-write")],
+    "instance-create": [("GET", "admin-page"), ("POST", "admin-write")],
     "instance-detail": [("GET", "page")],
-    "instance-edit": [("GET", "page"), ("POST", "admin-write")],
-    "instance-delete": [("GET", "page"), ("POST", "admin-write")],
+    "instance-edit": [("GET", "admin-page"), ("POST", "admin-write")],
+    "instance-delete": [("GET", "admin-page"), ("POST", "admin-write")],
     "instance-push": [("POST", "admin-write")],
     "instance-rotate-token": [("POST", "admin-write")],
     "instance-rotate-signing-secret": [("POST", "admin-write")],
     "config-export": [("GET", "page")],
-    "config-import": [("GET", "page"), ("POST", "admin-write")],
+    "config-import": [("GET", "admin-page"), ("POST", "admin-write")],
     "api-tokens": [("GET", "page"), ("POST", "own-account")],
     "api-token-revoke": [("POST", "own-account")],
     "choose-password": [("GET", "page"), ("POST", "own-account")],
@@ -330,7 +336,11 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     auditor.force_login(world["users"]["auditor"])
     for name, rows in MATRIX.items():
         for method, policy in rows:
-            if method == "GET" and policy in ("page", "public") and name != "provider-test-login":
+            if (
+                method == "GET"
+                and policy in ("page", "admin-page", "public")
+                and name != "provider-test-login"
+            ):
                 for label, client in (("admin", admin), ("auditor", auditor)):
                     response = client.get(reverse(name, kwargs=kwargs[name]))
                     content = (
@@ -429,3 +439,64 @@ def test_an_oversized_applied_report_gets_413(django_user_model, settings):
     assert response.status_code == 413
     assert response.json() == {"error": "The request body is too large."}
     assert Instance.objects.get(name="instance-a").applied_version_number is None
+
+
+# --- read-only pages for auditors ---------------------------------------------------------------
+
+# Forms an auditor may submit: signing out and their own account's things.
+OWN_FORMS = ("/logout/", "/account/")
+
+
+def write_controls(html):
+    """The POST forms and the links to write pages (new, edit, delete, import) on a page."""
+    forms = []
+    for tag in re.findall(r"<form\b[^>]*>", html, re.I):
+        if 'method="post"' in tag.lower():
+            action = re.search(r'action="([^"]*)"', tag)
+            forms.append(action.group(1) if action else "(this page)")
+    links = re.findall(r'href="([^"]*/(?:new|edit|delete|import|remove|federate)/[^"]*)"', html)
+    return [f"form {a}" for a in forms if not a.startswith(OWN_FORMS)] + [
+        f"link {href}" for href in links
+    ]
+
+
+def test_auditors_see_no_write_controls_on_any_page(django_user_model):
+    world = build_world(django_user_model)
+    kwargs = url_kwargs(world)
+    auditor = Client()
+    auditor.force_login(world["users"]["auditor"])
+    admin = Client()
+    admin.force_login(world["users"]["admin"])
+    found, admin_found = {}, {}
+    for name, rows in MATRIX.items():
+        skipped = ("history-export", "config-export")  # files
+        skipped += ("provider-test-login",)  # a redirect to the identity provider
+        skipped += ("api-tokens", "choose-password")  # the auditor's own account
+        if ("GET", "page") not in rows or name in skipped:
+            continue
+        url = reverse(name, kwargs=kwargs[name])
+        response = auditor.get(url, follow=True)
+        if response.status_code == 404:  # a Cognito page: this world's provider is Keycloak
+            continue
+        assert response.status_code == 200, (name, response.status_code)
+        controls = write_controls(response.content.decode())
+        if controls:
+            found[name] = controls
+        admin_found[name] = write_controls(admin.get(url, follow=True).content.decode())
+    assert found == {}
+    # The same scan sees the admins' controls, so it is looking at the right markup.
+    assert admin_found["provider-detail"] and admin_found["users"] and admin_found["instances"]
+
+
+def test_a_refused_write_is_logged_as_one_line_without_a_traceback(
+    auditor_client, keycloak_provider, caplog
+):
+    caplog.set_level(logging.INFO)
+    response = auditor_client.post(reverse("provider-validate", args=[keycloak_provider.pk]))
+    assert response.status_code == 403
+    assert b"only admins can change configuration" in response.content
+    refusals = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [record.getMessage() for record in refusals] == [
+        f"Forbidden: /providers/{keycloak_provider.pk}/validate/"
+    ]
+    assert refusals[0].exc_info is None

@@ -20,18 +20,30 @@ def get_version(request, provider_id, number):
 
 @require_POST
 def publish(request, provider_id):
+    """Publishing takes two steps: the first POST shows what would be published and where
+    (the diff, the instances reached now and later); the second, confirmed, publishes. A
+    provider changed in between is shown again rather than published unseen."""
     provider = get_provider(request, provider_id)
     form = PublishForm(request.POST, provider=provider)
     if not form.is_valid():
         messages.error(request, "Choose a valid group to publish to.")
         return redirect("provider-detail", provider.pk)
+    group, note = form.cleaned_data["group"], form.cleaned_data["note"]
     try:
-        version = versions.publish(
-            provider,
-            group=form.cleaned_data["group"],
-            note=form.cleaned_data["note"],
-            request=request,
+        preview = versions.publish_preview(provider, group=group)
+    except versions.PublishRefused as refusal:
+        messages.error(request, f"Not published: {refusal}")
+        return redirect("provider-detail", provider.pk)
+    confirmed = request.POST.get("confirm") == "yes"
+    changed = confirmed and request.POST.get("revision") != str(provider.revision)
+    if not confirmed or changed:
+        return render(
+            request,
+            "console/publish_confirm.html",
+            {"provider": provider, "preview": preview, "note": note, "changed": changed},
         )
+    try:
+        version = versions.publish(provider, group=group, note=note, request=request)
     except versions.PublishRefused as refusal:
         messages.error(request, f"Not published: {refusal}")
         return redirect("provider-detail", provider.pk)

@@ -1,0 +1,167 @@
+"""The pages a new admin and an auditor meet first, in real Chromium: the users page, the publish
+confirmation and the auditor's read-only provider page. On failure, pytest-playwright keeps a
+screenshot under var/test-results/."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import idp_server
+from tests.support import PASSWORD, make_instance, make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def sign_in(page, live_server, user):
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def watch_console(page):
+    """Every error the browser reports: console errors (CSP violations, htmx's own) and
+    uncaught exceptions."""
+    problems = []
+    page.on(
+        "console",
+        lambda message: problems.append(message.text) if message.type == "error" else None,
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    return problems
+
+
+def assert_fits_the_window(page):
+    widths = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], f"the page is wider than the window: {widths}"
+
+
+@pytest.fixture
+def keycloak(idp, django_db_blocker):
+    from console import providers
+    from console.forms import KeycloakProviderForm
+
+    server_url = idp_server.serve_keycloak(idp)
+    form = KeycloakProviderForm(
+        data={
+            "name": "Lab Keycloak", "keycloak_server_url": server_url,
+            "keycloak_realm": "diffgram-realm", "client_id": "diffgram-{instance}",
+            "keycloak_master_user": "admin", "keycloak_master_password": "kc-master",
+            "keycloak_diffgram_user": "diffgram-admin", "keycloak_diffgram_password": "kc-dg",
+            "diffgram_url_base": "https://lab.example.test/", "scopes": "openid email",
+        }
+    )  # fmt: skip
+    assert form.is_valid(), form.errors
+    provider, report = providers.run_validation(providers.save_provider(form))
+    assert provider.validation_passed, report.as_list()
+    return provider
+
+
+def test_an_admin_adds_an_auditor_on_the_users_page(live_server, page, admin_user):
+    problems = watch_console(page)
+    page.set_viewport_size({"width": 1024, "height": 800})
+    sign_in(page, live_server, admin_user)
+    page.get_by_role("link", name="Users").click()
+    expect(page.get_by_role("heading", name="Users and roles")).to_be_visible()
+
+    long_name = "external-auditor-from-the-big-four-firm-with-a-very-long-name" + "x" * 40
+    page.get_by_label("Username").fill(long_name)
+    page.get_by_label("Role", exact=True).select_option("auditor")
+    page.get_by_role("button", name="Create user").click()
+
+    expect(page.locator(".handover")).to_contain_text("shown only this once")
+    password = page.locator("#one-time-password").inner_text()
+    assert len(password) >= 20
+    row = page.locator(f'tr[data-username="{long_name}"]')
+    expect(row).to_contain_text("set locally")
+    expect(row.locator(".badge")).to_have_text("auditor")
+    assert_fits_the_window(page)  # the long name wraps instead of widening the table
+    assert problems == []
+
+
+def test_publishing_shows_the_diff_and_the_instances_before_it_publishes(
+    live_server, page, admin_user, keycloak
+):
+    make_instance(keycloak, "lab", rollout_group="canary")
+    make_instance(keycloak, "prod", rollout_group="main")
+    problems = watch_console(page)
+    sign_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/providers/{keycloak.pk}/")
+    page.get_by_label("Publish to").select_option(label="group canary first")
+    page.get_by_role("button", name="Publish").click()
+
+    expect(page.get_by_role("heading", name="Publish v1 of Lab Keycloak?")).to_be_visible()
+    expect(page.locator("table.diff")).to_contain_text("KEYCLOAK_REALM")
+    expect(page.locator(".instances-now")).to_contain_text("lab")
+    expect(page.locator(".instances-later")).to_contain_text("prod")
+    assert_fits_the_window(page)
+    page.get_by_role("button", name="Publish v1").click()
+    expect(page.get_by_text("Published Lab Keycloak v1.")).to_be_visible()
+    assert problems == []
+
+
+def test_an_auditor_reads_a_provider_without_write_buttons(
+    live_server, page, keycloak, django_user_model
+):
+    auditor = make_user(django_user_model, "oscar-auditor", "auditor")
+    make_instance(keycloak, "lab")
+    problems = watch_console(page)
+    sign_in(page, live_server, auditor)
+    page.goto(f"{live_server.url}/providers/{keycloak.pk}/")
+    expect(page.get_by_role("heading", name="Lab Keycloak")).to_be_visible()
+    expect(page.get_by_text("KEYCLOAK_REALM", exact=True)).to_be_visible()
+    for name in ("Edit", "Validate now", "Disable", "Delete", "Publish"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+        expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+    page.goto(f"{live_server.url}/providers/{keycloak.pk}/edit/")
+    expect(page.get_by_text("only admins")).to_be_visible()
+    assert [p for p in problems if "403" not in p] == []  # the refused page's own status
+
+
+def test_htmx_runs_under_the_csp_without_errors(live_server, page, admin_user, idp):
+    """The discovery preview (hx-post) and the fleet table's polling (hx-trigger) work with
+    script-src 'self' and no 'unsafe-eval'."""
+    issuer = idp_server.serve_okta(idp)
+    problems = watch_console(page)
+    sign_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/providers/new/oidc/")
+    page.get_by_label("Issuer URL").fill(issuer)
+    page.get_by_role("button", name="Fetch from discovery").click()
+    expect(page.locator("#discovery-preview")).to_contain_text(f"{issuer}/v1/token")
+    assert problems == []
+
+
+def test_the_fleet_table_polls_under_the_csp_without_errors(
+    live_server, page, admin_user, keycloak
+):
+    """While a push is in flight the fleet table refreshes itself every 2 s (hx-trigger)."""
+    from console import versions
+
+    make_instance(keycloak, "lab", push_target="webhook", webhook_url="http://127.0.0.1:9/")
+    versions.publish(keycloak)  # no worker here: the push stays pending, so the table polls
+    problems = watch_console(page)
+    sign_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/instances/")
+    with page.expect_request(lambda request: request.headers.get("hx-request") == "true"):
+        pass  # the first refresh, about 2 s after the page loaded
+    assert problems == []
+
+
+def test_an_htmx_error_answer_shows_in_place_without_eval_even_in_debug(
+    live_server, page, admin_user, idp, settings
+):
+    """Under DEBUG (make run) an expired form used to trigger a helper that eval()s the error
+    page, which the CSP refuses. The answer is now shown where the preview goes."""
+    settings.DEBUG = True
+    issuer = idp_server.serve_okta(idp)
+    problems = watch_console(page)
+    sign_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/providers/new/oidc/")
+    page.get_by_label("Issuer URL").fill(issuer)
+    page.context.clear_cookies(name="csrftoken")  # the session's form has gone stale
+    page.get_by_role("button", name="Fetch from discovery").click()
+    preview = page.locator("#discovery-preview")
+    expect(preview).to_contain_text("This form has expired")
+    expect(page.locator("header.topbar")).to_have_count(1)  # a fragment, not a second page
+    assert [p for p in problems if "status of 403" not in p] == []
