@@ -39,6 +39,14 @@ CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple 42"
 
 
+def browser_sign_in(page, live_server, user, password=PASSWORD):
+    """Sign in through the console's login form in a Playwright page."""
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
 def subprocess_environment():
     """The environment for child processes, without the test-only async override."""
     return {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}

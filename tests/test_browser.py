@@ -4,16 +4,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import idp_server
-from tests.support import PASSWORD
+from tests.support import PASSWORD, browser_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(page, live_server, user):
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def test_it_logs_in_through_the_form_and_sees_the_providers_page(live_server, page, admin_user):
@@ -36,7 +29,7 @@ def test_an_admin_fetches_discovery_without_reload_and_adds_a_provider(
     issuer = idp_server.serve_okta(idp)
     csp_violations = []
     page.on("console", lambda message: csp_violations.append(message.text))
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
 
     page.get_by_role("link", name="Add provider").click()
     page.get_by_role("link", name="Generic OIDC").click()
@@ -66,7 +59,7 @@ def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
     from tests.support import AgentProcess
 
     server_url = idp_server.serve_keycloak(idp)
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
 
     page.goto(f"{live_server.url}/providers/new/keycloak/")
     page.get_by_label("Name").fill("Lab Keycloak")

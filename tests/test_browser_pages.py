@@ -6,16 +6,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import idp_server
-from tests.support import PASSWORD, make_instance, make_user
+from tests.support import browser_sign_in, make_instance, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(page, live_server, user):
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_label("Username").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
 
 
 def watch_console(page):
@@ -61,7 +54,7 @@ def keycloak(idp, django_db_blocker):
 def test_an_admin_adds_an_auditor_on_the_users_page(live_server, page, admin_user):
     problems = watch_console(page)
     page.set_viewport_size({"width": 1024, "height": 800})
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
     page.get_by_role("link", name="Users").click()
     expect(page.get_by_role("heading", name="Users and roles")).to_be_visible()
 
@@ -86,7 +79,7 @@ def test_publishing_shows_the_diff_and_the_instances_before_it_publishes(
     make_instance(keycloak, "lab", rollout_group="canary")
     make_instance(keycloak, "prod", rollout_group="main")
     problems = watch_console(page)
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
     page.goto(f"{live_server.url}/providers/{keycloak.pk}/")
     page.get_by_label("Publish to").select_option(label="group canary first")
     page.get_by_role("button", name="Publish").click()
@@ -107,7 +100,7 @@ def test_an_auditor_reads_a_provider_without_write_buttons(
     auditor = make_user(django_user_model, "oscar-auditor", "auditor")
     make_instance(keycloak, "lab")
     problems = watch_console(page)
-    sign_in(page, live_server, auditor)
+    browser_sign_in(page, live_server, auditor)
     page.goto(f"{live_server.url}/providers/{keycloak.pk}/")
     expect(page.get_by_role("heading", name="Lab Keycloak")).to_be_visible()
     expect(page.get_by_text("KEYCLOAK_REALM", exact=True)).to_be_visible()
@@ -124,7 +117,7 @@ def test_htmx_runs_under_the_csp_without_errors(live_server, page, admin_user, i
     script-src 'self' and no 'unsafe-eval'."""
     issuer = idp_server.serve_okta(idp)
     problems = watch_console(page)
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
     page.goto(f"{live_server.url}/providers/new/oidc/")
     page.get_by_label("Issuer URL").fill(issuer)
     page.get_by_role("button", name="Fetch from discovery").click()
@@ -141,7 +134,7 @@ def test_the_fleet_table_polls_under_the_csp_without_errors(
     make_instance(keycloak, "lab", push_target="webhook", webhook_url="http://127.0.0.1:9/")
     versions.publish(keycloak)  # no worker here: the push stays pending, so the table polls
     problems = watch_console(page)
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
     page.goto(f"{live_server.url}/instances/")
     with page.expect_request(lambda request: request.headers.get("hx-request") == "true"):
         pass  # the first refresh, about 2 s after the page loaded
@@ -156,7 +149,7 @@ def test_an_htmx_error_answer_shows_in_place_without_eval_even_in_debug(
     settings.DEBUG = True
     issuer = idp_server.serve_okta(idp)
     problems = watch_console(page)
-    sign_in(page, live_server, admin_user)
+    browser_sign_in(page, live_server, admin_user)
     page.goto(f"{live_server.url}/providers/new/oidc/")
     page.get_by_label("Issuer URL").fill(issuer)
     page.context.clear_cookies(name="csrftoken")  # the session's form has gone stale
