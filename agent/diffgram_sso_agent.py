@@ -3,9 +3,10 @@
 
 Copy this one file to a Diffgram host (Python 3.8+, standard library only) and run either
 
-  pull   poll the console for this instance's configuration (ETag, so polls are cheap):
-         diffgram_sso_agent.py pull --console https://sso.example.com/ --instance 7 \
-             --token-file /etc/diffgram-sso/token --env-file /opt/diffgram/.env --interval 60
+  pull   poll the console for this instance's configuration (ETag, so polls are cheap),
+         every --interval seconds or --once:
+         diffgram_sso_agent.py pull --interval 60 --console https://sso.example.com/ \
+             --instance 7 --token-file /etc/diffgram-sso/token --env-file /opt/diffgram/.env
 
   serve  receive signed webhook pushes from the console, over TLS:
          diffgram_sso_agent.py serve --listen 0.0.0.0:8765 \
@@ -16,10 +17,11 @@ Copy this one file to a Diffgram host (Python 3.8+, standard library only) and r
 Only the SSO variables are replaced (MANAGED below; a push or pull naming any other variable is
 refused); every other line and comment of the .env file is kept. The file is written atomically
 (temporary file + rename) with its permissions, the applied version is acknowledged to the
-console, and --on-change "CMD" (e.g. "docker compose up -d") runs after a change. What was
-applied is remembered in <env-file>.sso-state.json: the version, and the console's assignment
-sequence, which orders pushes across a switch to another provider (version numbers are per
-provider).
+console, and --on-change "CMD" (e.g. "docker compose up -d") runs after a change. Every poll
+and push logs one line: "applied v4 to <env-file>" or "unchanged at v3". What was applied is
+remembered in <env-file>.sso-state.json: the version, the ETag of the last pull, and the
+console's assignment sequence, which orders pushes across a switch to another provider (version
+numbers are per provider).
 """
 
 import argparse
@@ -141,7 +143,8 @@ def merge_env(existing, settings):
                 seen.add(name)
             continue  # removed from the configuration, or a duplicate
         lines.append(raw if raw.endswith("\n") else raw + "\n")
-    missing = [name for name in settings if name not in seen]
+    # In the console's own order, whatever order a pull or a push lists them in.
+    missing = [name for name in MANAGED if name in settings and name not in seen]
     if missing:
         if HEADER_COMMENT + "\n" not in lines:
             if lines and lines[-1].strip():
@@ -219,7 +222,7 @@ def apply(env_file, version, settings, etag="", on_change="", sequence=0):
         write_atomically(env_file, merged)
     state = {"version": version, "etag": etag, "sequence": sequence}
     write_atomically(env_file + ".sso-state.json", json.dumps(state))
-    log(f"applied version {version} to {env_file}" + ("" if changed else " (no change)"))
+    log(f"applied v{version} to {env_file}" if changed else f"unchanged at v{version}")
     if changed and on_change:
         result = subprocess.run(on_change, shell=True, check=False)  # noqa: S602 - operator's command
         if result.returncode != 0:
@@ -276,6 +279,7 @@ def pull_once(args):
             etag = response.headers.get("ETag", "")
     except urllib.error.HTTPError as error:
         if error.code == 304:
+            log(f"unchanged at v{state.get('version')}")
             return None
         detail = error.read(2000).decode("utf-8", "replace")
         with contextlib.suppress(ValueError, AttributeError):
@@ -295,7 +299,7 @@ def pull_once(args):
 
 
 def run_pull(args):
-    if not args.interval:
+    if args.once:
         pull_once(args)
         return 0
     while True:
@@ -369,6 +373,7 @@ def make_handler(args):
                     409, {"error": f"assignment {sequence} is older than {applied}"}
                 )
             if sequence == applied and version == state.get("version"):
+                log(f"unchanged at v{version}")
                 return self._answer(200, {"applied": version, "changed": False})
             token = read_secret(args.token_file)
             try:
@@ -453,7 +458,11 @@ def main(argv=None):
 
     pull = commands.add_parser("pull", help="poll the console")
     console_args(pull)
-    pull.add_argument("--interval", type=float, default=0, help="keep polling every N seconds")
+    how_often = pull.add_mutually_exclusive_group(required=True)
+    how_often.add_argument("--once", action="store_true", help="poll once and exit")
+    how_often.add_argument(
+        "--interval", type=float, help="keep polling every N seconds (with 20%% jitter)"
+    )
     serve = commands.add_parser("serve", help="receive webhook pushes")
     serve.add_argument("--listen", required=True, help="HOST:PORT, e.g. 127.0.0.1:8765")
     serve.add_argument("--secret-file", required=True, help="file holding the signing secret")

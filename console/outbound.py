@@ -81,6 +81,8 @@ NAT64 = ipaddress.ip_network("64:ff9b::/96")
 def _embedded_ipv4(ip):
     """The IPv4 address an IPv6 address carries (mapped, 6to4, Teredo, NAT64), else None: such
     addresses reach that IPv4 host and are judged as it."""
+    if ip.version == 4:
+        return None
     if ip.ipv4_mapped:
         return ip.ipv4_mapped
     if ip.sixtofour:
@@ -92,17 +94,29 @@ def _embedded_ipv4(ip):
     return None
 
 
+# Cloud metadata services, which hand out credentials: by name, and the one address that is
+# not link-local (AWS's IPv6 endpoint). Link-local addresses (169.254.169.254) are refused
+# anyway, and the address a connection reaches is checked again when it is made.
+METADATA_HOSTS = frozenset(
+    {"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
+     "instance-data.ec2.internal", "metadata.azure.internal"}
+)  # fmt: skip
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("fd00:ec2::254")})
+
+
 def webhook_url_problem(url, *, allow_http) -> str:
     """Why the console will not push to this agent URL, or "" when it will. Pushes carry
     secrets: https, except to this host itself or with the instance's explicit "allow plain
     HTTP"; never to an address that is never allowed (cloud metadata and the like)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
+    host = (parts.hostname or "").rstrip(".").lower()
     try:
         literal = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         literal = None
-    if literal is not None and _never_allowed(literal):
+    if host in METADATA_HOSTS or literal in METADATA_ADDRESSES:
+        return f"{host} is a cloud metadata service: never allowed."
+    if literal is not None and _never_allowed(_embedded_ipv4(literal) or literal):
         return f"{host} is a link-local, multicast or reserved address: never allowed."
     loopback = host == "localhost" or (literal is not None and literal.is_loopback)
     if parts.scheme == "http" and not loopback and not allow_http:
@@ -114,7 +128,13 @@ def webhook_url_problem(url, *, allow_http) -> str:
 
 
 def _never_allowed(ip):
-    return ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved
+    return (
+        ip.is_link_local
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip.is_reserved
+        or ip in METADATA_ADDRESSES
+    )
 
 
 def address_refusal(address) -> str | None:

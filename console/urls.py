@@ -81,6 +81,7 @@ urlpatterns = [
     path(version + "rollback/", versions.version_rollback, name="version-rollback"),
     # Diffgram instances
     path("instances/", instances.instance_list, name="instances"),
+    path("agent/diffgram_sso_agent.py", instances.agent_download, name="agent-download"),
     path("instances/new/", admin_only(instances.instance_create), name="instance-create"),
     path(instance, instances.instance_detail, name="instance-detail"),
     path(instance + "edit/", admin_only(instances.instance_edit), name="instance-edit"),

@@ -313,7 +313,7 @@ class AgentProcess:
 
     def pull(self, *extra):
         return subprocess.run(
-            [sys.executable, str(AGENT), "pull", *self.common_args(), *extra],
+            [sys.executable, str(AGENT), "pull", "--once", *self.common_args(), *extra],
             capture_output=True, text=True, timeout=60, env=subprocess_environment(),
         )  # fmt: skip
 

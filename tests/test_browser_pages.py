@@ -158,3 +158,24 @@ def test_an_htmx_error_answer_shows_in_place_without_eval_even_in_debug(
     expect(preview).to_contain_text("This form has expired")
     expect(page.locator("header.topbar")).to_have_count(1)  # a fragment, not a second page
     assert [p for p in problems if "status of 403" not in p] == []
+
+
+def test_the_registration_page_fits_the_window_with_its_commands(
+    live_server, page, admin_user, keycloak
+):
+    problems = watch_console(page)
+    page.set_viewport_size({"width": 800, "height": 900})
+    browser_sign_in(page, live_server, admin_user)
+    page.goto(f"{live_server.url}/instances/new/")
+    page.get_by_label("Name").fill("lab")
+    page.get_by_label("URL_BASE").fill("https://lab.example.test/")
+    page.get_by_label("Provider").select_option(label="Lab Keycloak")
+    page.get_by_label("Push target").select_option("webhook")
+    page.get_by_label("Webhook URL").fill("https://lab-host.example.test:9443/")
+    page.get_by_role("button", name="Register").click()
+    commands = page.locator("#agent-commands")
+    expect(commands).to_contain_text("serve --listen 0.0.0.0:9443")
+    box = commands.evaluate("element => [element.scrollWidth, element.clientWidth]")
+    assert box[0] <= box[1], f"the commands overflow their block: {box}"
+    assert_fits_the_window(page)
+    assert problems == []

@@ -227,6 +227,7 @@ MATRIX = {
     "history-export": [("GET", "page")],
     "history-event": [("GET", "page")],
     "api-v1-openapi": [("GET", "public")],
+    "agent-download": [("GET", "public")],
     "api-v1-providers": [("GET", "api-read"), ("POST", "api-write")],
     "api-v1-provider": [("GET", "api-read"), ("PATCH", "api-write")],
     "api-v1-provider-validate": [("POST", "api-write")],

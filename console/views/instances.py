@@ -4,13 +4,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.db.models import Prefetch
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from console import instances
+from console import agent_setup, instances
 from console.forms import InstanceForm
 from console.models import Instance, PushRequest
 
@@ -91,8 +93,29 @@ def instance_detail(request, instance_id):
     return render(
         request,
         "console/instance_detail.html",
-        {"instance": instance, "pushes": pushes, "console_url": request.build_absolute_uri("/")},
+        {"instance": instance, "pushes": pushes, **_agent_context(request, instance)},
     )
+
+
+def _agent_context(request, instance, **secrets):
+    console_url = request.build_absolute_uri("/")
+    return {
+        "console_url": console_url,
+        "agent_commands": agent_setup.setup_commands(instance, console_url, **secrets)
+        if agent_setup.uses_agent(instance)
+        else "",
+        "agent_sha256": agent_setup.agent_sha256(),
+    }
+
+
+@login_not_required
+@require_safe
+def agent_download(request):
+    """The agent file, for `curl` on a Diffgram host (public, like the code it is; the pages
+    show its SHA-256 to check it against)."""
+    response = HttpResponse(agent_setup.agent_source(), content_type="text/x-python")
+    response["Content-Disposition"] = f'attachment; filename="{agent_setup.AGENT_DOWNLOAD_NAME}"'
+    return response
 
 
 @require_POST
@@ -132,15 +155,19 @@ def instance_delete(request, instance_id):
 
 def _show_credentials(request, instance, *, token=None, signing_secret=None, created=False):
     """The one and only time a token or signing secret is shown (not cached, not stored)."""
+    if created and instance.push_target == Instance.PushTarget.WEBHOOK:
+        signing_secret = instance.signing_secret()
     response = render(
         request,
         "console/instance_credentials.html",
         {
             "instance": instance,
             "token": token,
-            "signing_secret": signing_secret or (instance.signing_secret() if created else None),
+            "signing_secret": signing_secret,
             "created": created,
-            "console_url": request.build_absolute_uri("/"),
+            **_agent_context(
+                request, instance, token=token or "", signing_secret=signing_secret or ""
+            ),
         },
     )
     response["Cache-Control"] = "no-store"

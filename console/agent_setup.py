@@ -1,0 +1,80 @@
+"""Setting up the agent on a Diffgram host: the agent file the console serves, its SHA-256, and
+the shell commands the instance pages show, written to work when pasted as they are (as root,
+on a docker-compose host; the agent writes the .env file)."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from agent import diffgram_sso_agent
+
+AGENT_FILE = Path(diffgram_sso_agent.__file__)
+AGENT_DOWNLOAD_NAME = AGENT_FILE.name
+# Where the commands put things on the host.
+SSO_DIR = "/etc/diffgram-sso"
+AGENT_PATH = "/usr/local/bin/diffgram_sso_agent.py"
+ENV_FILE = "/opt/diffgram/.env"
+POLL_SECONDS = 60
+
+
+@cache
+def agent_source() -> bytes:
+    return AGENT_FILE.read_bytes()
+
+
+@cache
+def agent_sha256() -> str:
+    return hashlib.sha256(agent_source()).hexdigest()
+
+
+def uses_agent(instance) -> bool:
+    """The agent keeps a compose .env file in step; SSM instances and Helm read elsewhere."""
+    return instance.shape == "compose" and instance.push_target in ("none", "webhook")
+
+
+def setup_commands(instance, console_url, *, token="", signing_secret="") -> str:
+    """The commands that install the agent and start it, with the secrets written to files of
+    mode 600 (only those given: they are shown once). `console_url` ends with "/"."""
+    webhook = instance.push_target == "webhook"
+    lines = [
+        f"install -d -m 700 {SSO_DIR}",
+        f"curl -fsSL -o {AGENT_PATH} {shlex.quote(console_url + 'agent/' + AGENT_DOWNLOAD_NAME)}",
+        f"echo '{agent_sha256()}  {AGENT_PATH}' | sha256sum -c -",
+    ]
+    if token:
+        lines.append(_write_secret(token, f"{SSO_DIR}/token"))
+    if webhook and signing_secret:
+        lines.append(_write_secret(signing_secret, f"{SSO_DIR}/signing-secret"))
+    console = (
+        f"--console {shlex.quote(console_url)} --instance {instance.pk} "
+        f"--token-file {SSO_DIR}/token --env-file {ENV_FILE}"
+    )
+    if webhook:
+        parts = urlsplit(instance.webhook_url)
+        https = parts.scheme == "https"
+        port = parts.port or (443 if https else 80)
+        tls = (
+            f" \\\n    --tls-cert {SSO_DIR}/agent.crt --tls-key {SSO_DIR}/agent.key"
+            if https
+            else ""
+        )
+        if https:
+            lines.append(
+                f"# TLS: the agent's certificate and key go in {SSO_DIR}/agent.crt and .key"
+            )
+        lines.append(
+            f"python3 {AGENT_PATH} serve --listen 0.0.0.0:{port}{tls} \\\n"
+            f"    --secret-file {SSO_DIR}/signing-secret {console}"
+        )
+    else:
+        lines.append(f"python3 {AGENT_PATH} pull --interval {POLL_SECONDS} {console}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_secret(value, path) -> str:
+    # umask in a subshell: the file is created with mode 600, never readable for a moment.
+    return f"(umask 077; printf '%s\\n' {shlex.quote(value)} > {path})"
