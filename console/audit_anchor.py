@@ -24,6 +24,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from console.models import AuditChainHead, AuditEvent
 
@@ -186,7 +187,11 @@ class AnchorReport:
         if self.ok:
             if not self.checked:
                 return "No audit checkpoints to compare with yet."
-            return f"Matches the newest {self.checked} signed checkpoint(s)."
+            return ngettext(
+                "Matches the newest signed checkpoint.",
+                "Matches the newest %d signed checkpoints.",
+                self.checked,
+            ).replace("%d", str(self.checked))
         return "Does not match the signed checkpoints: " + "; ".join(self.problems)
 
 

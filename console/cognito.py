@@ -15,6 +15,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import ngettext
 
 from console import audit, diffgram, discovery, providers
 from console.models import Provider
@@ -199,7 +200,8 @@ def inspect(provider) -> Inspection:
         "oauth.scopes",
         not missing_scopes,
         "The openid and email scopes are allowed.",
-        f"Allow the scope(s): {', '.join(missing_scopes)}.",
+        ngettext("Allow the scope: %s.", "Allow the scopes: %s.", len(missing_scopes))
+        % ", ".join(missing_scopes),
     )
     check(
         "auth_flows.password",

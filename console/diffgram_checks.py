@@ -5,6 +5,8 @@ Diffgram release. Pure functions; console/discovery.py runs them with the discov
 
 from __future__ import annotations
 
+from django.utils.translation import ngettext
+
 from console import diffgram, diffgram_releases
 from console.oidc_checks import FAIL, PASS, SKIP, WARN, url_problems, without_one_slash
 
@@ -185,6 +187,7 @@ def check_known_issues(add, spec) -> None:
         add(
             "diffgram.known_issues",
             WARN,
-            f"Diffgram {version} has {len(issues)} known defect(s) here that no setting fixes: "
-            f"{listed}",
+            f"Diffgram {version} has "
+            + ngettext("%d known defect", "%d known defects", len(issues)) % len(issues)
+            + f" here that no setting fixes: {listed}",
         )

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import ngettext
 
 from console import outbound
 from console.diffgram import INSTANCE_PLACEHOLDER
@@ -162,10 +163,13 @@ class ProviderForm(WriteOnlySecretsForm):
     secret_after = {"client_id": ("client_secret",)}
     secret_help = {"client_secret": "Leave blank for a public client (no secret)."}
     destination_fields = ()
+    required_fields = ()  # needed for this kind, though optional in the model
     revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        for name in self.required_fields:
+            self.fields[name].required = True
         editing = not self.instance._state.adding
         self.stored_destination = (
             {name: getattr(self.instance, name) for name in self.destination_fields}
@@ -222,13 +226,11 @@ class ProviderForm(WriteOnlySecretsForm):
 class CognitoProviderForm(ProviderForm):
     kind = Provider.Kind.COGNITO
     destination_fields = ("aws_region", "user_pool_id", "cognito_domain")
+    required_fields = ("aws_region", "user_pool_id")
 
     class Meta:
         model = Provider
-        fields = [
-            "name", "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
-            "diffgram_url_base", "aws_role_arn",
-        ]  # fmt: skip
+        fields = list(Provider.EDITABLE_FIELDS[Provider.Kind.COGNITO])
         labels = {"client_id": "App client id"}
         help_texts = {
             "aws_region": "The user pool's region, e.g. eu-west-1.",
@@ -269,7 +271,12 @@ class CognitoProviderForm(ProviderForm):
         scopes = self.cleaned_data["scopes"].split()
         missing = [scope for scope in ("openid", "email") if scope not in scopes]
         if missing:
-            raise ValidationError(f"Diffgram needs the scope(s): {' '.join(missing)}.")
+            raise ValidationError(
+                ngettext(
+                    "Diffgram needs the scope %s.", "Diffgram needs the scopes %s.", len(missing)
+                )
+                % " and ".join(missing)
+            )
         return " ".join(scopes)
 
     def clean(self):
@@ -287,6 +294,7 @@ class KeycloakProviderForm(ProviderForm):
 
     kind = Provider.Kind.KEYCLOAK
     destination_fields = ("keycloak_server_url",)
+    required_fields = ("keycloak_server_url", "keycloak_realm")
     secret_names = ("keycloak_master_password", "keycloak_diffgram_password")
     secret_after = {
         "keycloak_master_user": ("keycloak_master_password",),
@@ -301,10 +309,7 @@ class KeycloakProviderForm(ProviderForm):
 
     class Meta:
         model = Provider
-        fields = [
-            "name", "keycloak_server_url", "keycloak_realm", "client_id",
-            "keycloak_master_user", "keycloak_diffgram_user", "diffgram_url_base",
-        ]  # fmt: skip
+        fields = list(Provider.EDITABLE_FIELDS[Provider.Kind.KEYCLOAK])
         help_texts = {
             "keycloak_server_url": "What Diffgram calls OAUTH2_PROVIDER_HOST, e.g. "
             "https://keycloak.example.com/auth/ (older Keycloak) or https://keycloak.example.com/.",
@@ -345,10 +350,11 @@ class KeycloakProviderForm(ProviderForm):
 class OIDCProviderForm(ProviderForm):
     kind = Provider.Kind.OIDC
     destination_fields = ("issuer",)
+    required_fields = ("issuer",)
 
     class Meta:
         model = Provider
-        fields = ["name", "issuer", "client_id", "scopes"]
+        fields = list(Provider.EDITABLE_FIELDS[Provider.Kind.OIDC])
         labels = {"issuer": "Issuer URL"}
         help_texts = {
             "issuer": "Okta: https://<org>.okta.com/oauth2/default · Entra ID: "

@@ -9,6 +9,7 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit
 
+from django.utils.translation import ngettext
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
@@ -280,9 +281,14 @@ def jwks_verdict(jwks) -> tuple[str, str]:
         detail = f" ({'; '.join(problems)})" if problems else ""
         return FAIL, f"The JWKS has no usable RS256 signing key{detail}."
     if weak or problems:
-        notes = problems + ([f"{weak} RSA key(s) shorter than 2048 bits"] if weak else [])
-        return WARN, f"{usable} usable RS256 signing key(s), but: {'; '.join(notes)}."
-    return PASS, f"{usable} usable RS256 signing key(s); no private or symmetric keys."
+        shorter = ngettext("%d RSA key shorter", "%d RSA keys shorter", weak) % weak
+        notes = problems + ([f"{shorter} than 2048 bits"] if weak else [])
+        return WARN, f"{_usable_keys(usable)}, but: {'; '.join(notes)}."
+    return PASS, f"{_usable_keys(usable)}; no private or symmetric keys."
+
+
+def _usable_keys(count) -> str:
+    return ngettext("%d usable RS256 signing key", "%d usable RS256 signing keys", count) % count
 
 
 def check_userinfo(add, spec, document) -> None:

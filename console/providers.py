@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from console import audit, auth, discovery
 from console.models import AuditEvent, Provider
@@ -188,8 +189,10 @@ def delete_provider(provider, *, request=None, actor=None) -> None:
         instances = stored.instances.count()
         if instances:
             raise DeleteRefused(
-                f"{stored} is assigned to {instances} instance(s): assign them another "
-                "provider first, or disable it."
+                f"{stored} is assigned to "
+                + ngettext("%d instance: assign it", "%d instances: assign them", instances)
+                % instances
+                + " another provider first, or disable it."
             )
         federated_into = sorted({f.cognito.name for f in stored.federated_into.all()})
         if federated_into:

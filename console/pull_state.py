@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import ngettext
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +123,11 @@ class PullStates:
                 return
             except Exception as error:  # noqa: BLE001 - any Redis failure; the change is committed
                 if attempt == 2:
+                    instances = ngettext("%d instance", "%d instances", len(ids)) % len(ids)
                     logger.error(
-                        "Could not announce a change to %d instance(s) to the other web "
-                        "processes (%s); they serve it within %d s.",
-                        len(ids), type(error).__name__, MAX_AGE_SECONDS,
+                        "Could not announce a change to %s to the other web processes (%s); "
+                        "they serve it within %d s.",
+                        instances, type(error).__name__, MAX_AGE_SECONDS,
                     )  # fmt: skip
 
     # --- the subscription -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from console.views import (
     instances,
     oidc,
     providers,
+    site,
     users,
     versions,
 )
@@ -155,4 +156,5 @@ urlpatterns = [
     path("api/v1/instances/<int:instance_id>", automation.instance_item, name="api-v1-instance"),
     path("api/v1/history", automation.history, name="api-v1-history"),
     path("healthz", health.healthz, name="healthz"),
+    path("favicon.ico", site.favicon, name="favicon"),
 ]

@@ -201,7 +201,7 @@ STORAGES = {
 
 # --- Security headers -------------------------------------------------------------------------
 # Nothing may load from another host: every script and stylesheet is served by the console.
-CSRF_FAILURE_VIEW = "console.views.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "console.views.site.csrf_failure"
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

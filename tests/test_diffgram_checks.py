@@ -126,7 +126,7 @@ class TestKnownDiffgramDefects:
     def test_keycloak_lists_every_defect_with_its_consequence_and_the_way_that_works(self):
         status, message = checks(KEYCLOAK)["diffgram.known_issues"]
         assert status == WARN  # a warning: nothing here can be fixed by a setting
-        assert message.startswith("Diffgram 56f04d8 has 5 known defect(s) here")
+        assert message.startswith("Diffgram 56f04d8 has 5 known defects here")
         for fact in (
             "scope=email only",
             "insufficient_scope",

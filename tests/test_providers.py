@@ -141,7 +141,7 @@ class TestCreate:
         )
         provider = Provider.objects.get()
         assert provider.validation_passed is False
-        assert b"failed validation (1 failing check(s))" in response.content
+        assert b"failed validation (1 failing check)" in response.content
         assert b'data-check="id_token_alg.rs256"' in response.content
 
     @pytest.mark.parametrize(
@@ -149,7 +149,7 @@ class TestCreate:
         [
             ("cognito", {"aws_region": "Europe"}, "aws_region", "Enter an AWS region"),
             ("cognito", {"user_pool_id": "us-east-1_Abc"}, "user_pool_id", "not in region"),
-            ("cognito", {"scopes": "openid profile"}, "scopes", "needs the scope(s): email"),
+            ("cognito", {"scopes": "openid profile"}, "scopes", "needs the scope email"),
             (
                 "keycloak",
                 {"keycloak_server_url": "sso.example.test"},
@@ -248,7 +248,7 @@ class TestSecrets:
         settings.FIELD_ENCRYPTION_KEYS = [new_key, *old_keys]
         out = StringIO()
         call_command("rotate_encryption_keys", stdout=out)
-        assert "Re-encrypted 2 secret(s)" in out.getvalue()
+        assert "Re-encrypted 2 secrets" in out.getvalue()
         settings.FIELD_ENCRYPTION_KEYS = [new_key]  # the old key is gone
         provider.refresh_from_db()
         assert provider.secret("keycloak_master_password") == CANARY
@@ -435,7 +435,7 @@ def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
     provider = create_keycloak(admin_client, keycloak_server)
     instance, _ = make_instance(provider, "lab")
     response = admin_client.post(reverse("provider-delete", args=[provider.pk]), follow=True)
-    assert b"is assigned to 1 instance(s)" in response.content
+    assert b"is assigned to 1 instance: assign it another provider" in response.content
     instance.delete()
     Provider.objects.filter(pk=provider.pk).update(validation_passed=True)
     make_instance(provider, "other")

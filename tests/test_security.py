@@ -228,6 +228,7 @@ MATRIX = {
     "history-event": [("GET", "page")],
     "api-v1-openapi": [("GET", "public")],
     "agent-download": [("GET", "public")],
+    "favicon": [("GET", "public")],
     "api-v1-providers": [("GET", "api-read"), ("POST", "api-write")],
     "api-v1-provider": [("GET", "api-read"), ("PATCH", "api-write")],
     "api-v1-provider-validate": [("POST", "api-write")],

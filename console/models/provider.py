@@ -24,6 +24,19 @@ class Provider(WriteOnlySecrets, models.Model):
 
     # Stored encrypted; the attribute names are the secret's name + "_encrypted".
     SECRET_NAMES = ("client_secret", "keycloak_master_password", "keycloak_diffgram_password")
+    # What an admin sets for each kind, in the order its form shows them; the forms, the audit
+    # records and configuration as code all follow this list.
+    EDITABLE_FIELDS: dict[str, tuple[str, ...]] = {
+        Kind.COGNITO: (
+            "name", "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
+            "diffgram_url_base", "aws_role_arn",
+        ),
+        Kind.KEYCLOAK: (
+            "name", "keycloak_server_url", "keycloak_realm", "client_id",
+            "keycloak_master_user", "keycloak_diffgram_user", "diffgram_url_base",
+        ),
+        Kind.OIDC: ("name", "issuer", "client_id", "scopes"),
+    }  # fmt: skip
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -133,17 +146,10 @@ class Provider(WriteOnlySecrets, models.Model):
         )
 
     def audit_fields(self) -> dict[str, Any]:
-        """Field values for audit diffs: plain fields as they are, secrets only as set / not."""
-        values = {
-            name: getattr(self, name)
-            for name in (
-                "name", "kind", "enabled", "issuer", "client_id", "scopes", "diffgram_url_base",
-                "aws_region", "user_pool_id", "cognito_domain", "aws_role_arn",
-                "keycloak_server_url",
-                "keycloak_realm", "keycloak_master_user", "keycloak_diffgram_user",
-            )
-        }  # fmt: skip
-        return values
+        """Field values for audit diffs: those of the provider's kind (a Keycloak provider has
+        no AWS region to record); secrets are never among them."""
+        names = ("kind", "enabled", "issuer", *self.EDITABLE_FIELDS.get(self.kind, ()))
+        return {name: getattr(self, name) for name in dict.fromkeys(names)}
 
     @property
     def validation_counts(self) -> dict[str, int]:

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
@@ -46,7 +47,7 @@ def provider_create(request, kind):
     return render(
         request,
         "console/provider_form.html",
-        {"form": form, "kind": kind, "kind_label": Provider.Kind(kind).label},
+        {"form": form, "kind": kind, "kind_label": with_article(Provider.Kind(kind).label)},
     )
 
 
@@ -77,7 +78,7 @@ def provider_edit(request, provider_id):
             "form": form,
             "provider": provider,
             "kind": provider.kind,
-            "kind_label": provider.get_kind_display(),
+            "kind_label": with_article(provider.get_kind_display()),
             "conflict": conflict,
         },
         status=409 if conflict else 200,
@@ -186,20 +187,28 @@ def _validate_and_show(request, provider):
     return show_validation(request, provider)
 
 
+def with_article(label) -> str:
+    """ "an AWS Cognito", "a Keycloak": the article follows the first letter's sound."""
+    return f"{'an' if label[:1].upper() in 'AEIO' else 'a'} {label}"
+
+
 def show_validation(request, provider):
     """The provider's page, with a message saying how its latest validation ended."""
     counts = provider.validation_counts
     if provider.validation_passed:
         messages.success(
             request,
-            f"{provider} passed validation: {counts['pass']} checks passed, "
-            f"{counts['warn']} warning(s).",
+            f"{provider} passed validation: "
+            + ngettext("%d check passed", "%d checks passed", counts["pass"]) % counts["pass"]
+            + ", "
+            + ngettext("%d warning.", "%d warnings.", counts["warn"]) % counts["warn"],
         )
     else:
         messages.error(
             request,
-            f"{provider} failed validation ({counts['fail']} failing check(s)). "
-            "It cannot be published to instances until the checks pass.",
+            f"{provider} failed validation ("
+            + ngettext("%d failing check", "%d failing checks", counts["fail"]) % counts["fail"]
+            + "). It cannot be published to instances until the checks pass.",
         )
     return redirect("provider-detail", provider.pk)
 

@@ -74,8 +74,9 @@ def version_detail(request, provider_id, number):
 def version_diff(request, provider_id):
     provider = get_provider(request, provider_id)
     numbers = sorted(provider.versions.values_list("number", flat=True))
-    old_number = _int(request.GET.get("from"))
-    new_number = _int(request.GET.get("to"))
+    # Without a choice: the previous version against the latest, what an admin asks first.
+    old_number = _int(request.GET.get("from")) or (numbers[-2] if len(numbers) > 1 else None)
+    new_number = _int(request.GET.get("to")) or (numbers[-1] if numbers else None)
     old = provider.versions.filter(number=old_number).first()
     new = provider.versions.filter(number=new_number).first()
     return render(

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils.translation import ngettext
 
 from console import audit, encryption
 from console.management.commands._cli import cli_actor
@@ -31,4 +32,11 @@ class Command(BaseCommand):
                 target=(AuditEvent.TargetType.KEYS, "", "field encryption keys"),
                 context={"secrets_reencrypted": rotated},
             )
-        self.stdout.write(f"Re-encrypted {rotated} secret(s) with the first key.")
+        self.stdout.write(
+            ngettext(
+                "Re-encrypted %d secret with the first key.",
+                "Re-encrypted %d secrets with the first key.",
+                rotated,
+            )
+            % rotated
+        )
