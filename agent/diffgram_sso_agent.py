@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -56,6 +57,10 @@ HTTP_TIMEOUT = 10
 CONNECTION_TIMEOUT = 10  # seconds a push connection may sit idle
 MAX_CONNECTIONS = 16  # pushes handled at once; more are turned away
 SEQUENCE_HEADER = "X-Config-Sequence"
+VERIFY_HEADER = "X-Config-Verify"  # what Diffgram must answer once it runs the version (JSON)
+VERIFY_WAIT = 120  # seconds to wait for Diffgram to come back after a change
+IS_OAUTH2_SET = "api/configs/is-oauth2-set"
+MAX_IDP_HOPS = 5
 ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=\s*(.*)$")
 UNQUOTED = re.compile(r"[A-Za-z0-9_./:@%+,=~-]+")
 
@@ -229,6 +234,156 @@ def apply(env_file, version, settings, etag="", on_change="", sequence=0):
             raise AgentError(f"--on-change command exited with {result.returncode}")
 
 
+# --- verifying that Diffgram signs in with what was applied ---------------------------------------
+#
+# Diffgram answers GET <URL_BASE>api/configs/is-oauth2-set without authentication with
+# {"use_oauth2": false} or {"use_oauth2": true, "login_url": ...}; an identity provider answers a
+# login request whose redirect_uri is not registered with an error, not a login page. The
+# console gives the expected values (VERIFY_HEADER on a pull, "verify" in a push) and runs the
+# same checks itself through its own HTTP module, passing its `get`.
+
+
+class Unreachable(Exception):
+    """A request that got no HTTP answer (refused, timed out, not resolved)."""
+
+
+def http_get(url, cookie=""):
+    """One GET, no redirect followed: (status, headers with lower-case names, body, the
+    Set-Cookie values). Only http(s): a login_url or a redirect must never make the agent
+    read a local file."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise Unreachable(f"{url[:200]} is not an http(s) URL")
+    opener = urllib.request.build_opener(_NoRedirect)
+    headers = {"Accept": "application/json, text/html", **({"Cookie": cookie} if cookie else {})}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s), checked
+    try:
+        with opener.open(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - http(s)
+            return _answer(response, response.status)
+    except urllib.error.HTTPError as answer:
+        return _answer(answer, answer.code)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise Unreachable(str(getattr(error, "reason", error))) from None
+
+
+def _answer(response, status):
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return status, headers, response.read(MAX_BODY), response.headers.get_all("Set-Cookie") or []
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def check_oauth2_answer(status, body, expect):
+    """(failing step, detail) for Diffgram's is-oauth2-set answer, or None when it matches."""
+    if status != 200:
+        return "diffgram", f"is-oauth2-set answered HTTP {status}"
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return "diffgram", "is-oauth2-set did not answer JSON"
+    if not isinstance(answer, dict) or answer.get("use_oauth2") is not True:
+        return "use_oauth2", (
+            "Diffgram answers use_oauth2: false, so it offers no single sign-on (it needs "
+            "USE_OAUTH2, OAUTH2_PROVIDER_HOST and OAUTH2_PROVIDER_CLIENT_ID, and a restart)"
+        )
+    login_url = answer.get("login_url")
+    if not isinstance(login_url, str) or not login_url:
+        return "login_url", "Diffgram gives no login_url"
+    parts = urllib.parse.urlsplit(login_url)
+    endpoint = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    if endpoint != expect["authorize_endpoint"]:
+        return "login_url", (
+            f"login_url goes to {endpoint}, expected {expect['authorize_endpoint']}"
+        )
+    query = urllib.parse.parse_qs(parts.query)
+    for name, wanted in (
+        ("client_id", expect["client_id"]),
+        ("response_type", "code"),
+        ("redirect_uri", expect["redirect_uri"]),
+    ):
+        found = query.get(name, [""])[0]
+        if found != wanted:
+            return "login_url", f"login_url has {name}={found or '(none)'}, expected {wanted}"
+    return None
+
+
+# Words an identity provider's error answer holds: Cognito's /error?error=redirect_mismatch,
+# Keycloak's "Invalid parameter: redirect_uri", oidc-provider's invalid_redirect_uri.
+IDP_ERRORS = re.compile(
+    r"redirect_mismatch|invalid_redirect_uri|invalid parameter: redirect_uri|invalid_client|"
+    r"unauthorized_client|invalid_request|invalid_scope",
+    re.IGNORECASE,
+)
+
+
+def check_login_page(login_url, get):
+    """(ok, detail): does the identity provider answer the login URL with a login page? Follows
+    redirects on the provider's own host only (a hand-over to a federated provider counts as
+    a login page)."""
+    host = urllib.parse.urlsplit(login_url).netloc
+    url, cookies = login_url, {}
+    for _ in range(MAX_IDP_HOPS):
+        # Cookies the provider sets along the way go back to it, as a browser's would (login
+        # pages often keep their state in one).
+        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        status, headers, body, set_cookies = get(url, cookie)
+        for line in set_cookies:
+            name, _, value = line.split(";", 1)[0].partition("=")
+            cookies[name.strip()] = value.strip()
+        text = body[:20000].decode("utf-8", "replace")
+        location = headers.get("location", "")
+        if 300 <= status < 400 and location:
+            target = urllib.parse.urljoin(url, location)
+            found = IDP_ERRORS.search(urllib.parse.unquote(target))
+            if found or "error=" in urllib.parse.urlsplit(target).query:
+                error = found.group(0) if found else target
+                return False, f"the identity provider refused the login request: {error}"
+            if urllib.parse.urlsplit(target).netloc != host:
+                return (
+                    True,
+                    f"the identity provider hands over to {urllib.parse.urlsplit(target).netloc}",
+                )
+            url = target
+            continue
+        if status >= 400:
+            found = IDP_ERRORS.search(text)
+            why = found.group(0) if found else text.strip()[:200]
+            return False, f"the identity provider answered HTTP {status}: {why}"
+        found = IDP_ERRORS.search(text)
+        if found:
+            return False, f"the identity provider shows an error page: {found.group(0)}"
+        return True, f"the identity provider shows its login page ({url})"
+    return False, f"more than {MAX_IDP_HOPS} redirects at the identity provider"
+
+
+def probe(expect, *, diffgram_url="", wait=0, get=http_get, sleep=time.sleep):
+    """Ask Diffgram whether it signs in with what was applied, then the identity provider
+    whether it accepts that login request. Waits up to `wait` seconds for Diffgram to come back
+    and pick up the change. Returns {"ok", "step", "detail"}."""
+    url = (diffgram_url or expect["url_base"]).rstrip("/") + "/" + IS_OAUTH2_SET
+    deadline, pause = time.monotonic() + wait, 1.0
+    while True:
+        try:
+            status, _, body, _ = get(url, "")
+            failure = check_oauth2_answer(status, body, expect)
+        except Unreachable as error:
+            failure = "diffgram", f"Diffgram did not answer at {url}: {error}"
+        if failure is None or time.monotonic() + pause > deadline:
+            break
+        sleep(pause)
+        pause = min(pause * 2, 10.0)
+    if failure:
+        return {"ok": False, "step": failure[0], "detail": failure[1]}
+    login_url = json.loads(body)["login_url"]
+    try:
+        ok, detail = check_login_page(login_url, get)
+    except Unreachable as error:
+        ok, detail = False, f"the identity provider did not answer: {error}"
+    return {"ok": ok, "step": "" if ok else "idp", "detail": detail}
+
+
 # --- talking to the console ---------------------------------------------------------------------
 
 
@@ -247,8 +402,11 @@ def read_secret(path):
     return value
 
 
-def acknowledge(console, instance, token, version, ok, detail=""):
-    body = json.dumps({"version": version, "status": "ok" if ok else "error", "detail": detail})
+def acknowledge(console, instance, token, version, ok, detail="", probed=None):
+    report = {"version": version, "status": "ok" if ok else "error", "detail": detail}
+    if probed is not None:
+        report["probe"] = probed
+    body = json.dumps(report)
     request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in main()
         _url(console, instance, "applied"),
         data=body.encode(),
@@ -277,6 +435,7 @@ def pull_once(args):
             version = int(response.headers["X-Config-Version"])
             sequence = int(response.headers.get(SEQUENCE_HEADER) or 0)
             etag = response.headers.get("ETag", "")
+            expect = _expectations(response.headers.get(VERIFY_HEADER))
     except urllib.error.HTTPError as error:
         if error.code == 304:
             log(f"unchanged at v{state.get('version')}")
@@ -295,7 +454,32 @@ def pull_once(args):
         acknowledge(args.console, args.instance, token, version, False, str(error))
         raise AgentError(f"could not apply version {version}: {error}") from None
     acknowledge(args.console, args.instance, token, version, True)
+    verify_applied(args, token, version, expect)
     return version
+
+
+def _expectations(header):
+    try:
+        expect = json.loads(header) if header else None
+    except ValueError:
+        return None
+    return expect if isinstance(expect, dict) else None
+
+
+def verify_applied(args, token, version, expect):
+    """Probe Diffgram after an apply and report the outcome with the version."""
+    if not expect or args.no_verify:
+        return
+    result = probe(expect, diffgram_url=args.diffgram_url, wait=args.verify_wait)
+    log(
+        f"verified v{version}: Diffgram signs in through the identity provider"
+        if result["ok"]
+        else f"v{version} not verified ({result['step']}): {result['detail']}"
+    )
+    try:
+        acknowledge(args.console, args.instance, token, version, True, probed=result)
+    except AgentError as error:
+        log(f"warning: {error}")
 
 
 def run_pull(args):
@@ -330,6 +514,16 @@ def verify(secret, timestamp, signature, body, now=None):
     return None
 
 
+def send_json(handler, status, document):
+    """Answer an HTTP request handled by `handler` (a BaseHTTPRequestHandler) with JSON."""
+    payload = json.dumps(document).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 def make_handler(args):
     secret = read_secret(args.secret_file)
 
@@ -356,6 +550,7 @@ def make_handler(args):
                 push = json.loads(body)
                 version, settings = int(push["version"]), push["settings"]
                 sequence = int(push.get("sequence") or 0)
+                expect = push.get("verify") if isinstance(push.get("verify"), dict) else None
                 if not isinstance(settings, dict):
                     raise ValueError("settings is not an object")
             except (ValueError, KeyError, TypeError) as error:
@@ -385,15 +580,15 @@ def make_handler(args):
                 acknowledge(args.console, args.instance, token, version, True)
             except AgentError as error:
                 log(f"warning: {error}")
-            return self._answer(200, {"applied": version, "changed": True})
+            self._answer(200, {"applied": version, "changed": True})
+            # After answering: the console's push does not wait for Diffgram to restart.
+            threading.Thread(
+                target=verify_applied, args=(args, token, version, expect), daemon=True
+            ).start()
+            return None
 
         def _answer(self, status, document):
-            payload = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_json(self, status, document)
 
         def log_message(self, format, *values):  # noqa: A002 - the stdlib's signature
             log(f"{self.client_address[0]} {format % values}")
@@ -455,6 +650,21 @@ def main(argv=None):
         sub.add_argument("--token-file", required=required, help="file holding the API token")
         sub.add_argument("--env-file", required=True, help="the Diffgram .env file to update")
         sub.add_argument("--on-change", default="", help="command to run after a change")
+        sub.add_argument(
+            "--diffgram-url",
+            default="",
+            help="where this host reaches Diffgram, when not at its URL_BASE "
+            "(e.g. http://127.0.0.1:8085/)",
+        )
+        sub.add_argument(
+            "--verify-wait",
+            type=float,
+            default=VERIFY_WAIT,
+            help="seconds to wait for Diffgram to come back before verifying (default 120)",
+        )
+        sub.add_argument(
+            "--no-verify", action="store_true", help="do not ask Diffgram after applying"
+        )  # fmt: skip
 
     pull = commands.add_parser("pull", help="poll the console")
     console_args(pull)

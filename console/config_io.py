@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
-from django.db import transaction
+from django.db import models, transaction
 
 from console import audit, discovery, instances, providers
 from console.forms import FORMS_BY_KIND, InstanceForm, model_form_fields
@@ -53,6 +53,12 @@ def secret_variable(provider_name, secret) -> str:
 
 
 # --- export -------------------------------------------------------------------------------------
+
+
+def _instance_default(name):
+    """What an instance field is when a document leaves it out: the model's default."""
+    field = cast(models.Field, Instance._meta.get_field(name))
+    return field.get_default() if field.has_default() else ""
 
 
 def export_document() -> dict[str, Any]:
@@ -278,16 +284,10 @@ def _plan_instance(entry, path, problem, known_providers):
     if provider_name and provider_name not in known_providers:
         problem((*path, "provider"), f"no provider named {provider_name!r}")
         return None
-    data = {
-        "name": entry["name"],
-        "url_base": entry.get("url_base", ""),
-        "shape": entry.get("shape", "compose"),
-        "rollout_group": entry.get("rollout_group", "default"),
-        "push_target": entry.get("push_target", "none"),
-        "webhook_url": entry.get("webhook_url", ""),
-        "webhook_allow_http": entry.get("webhook_allow_http", False),
-        "ssm_region": entry.get("ssm_region", ""),
-        "ssm_prefix": entry.get("ssm_prefix", ""),
+    data = {"name": entry["name"]} | {
+        name: entry.get(name, _instance_default(name))
+        for name in INSTANCE_FIELDS
+        if name != "provider"
     }
     provider = Provider.objects.filter(name=provider_name).first() if provider_name else None
     data["provider"] = provider.pk if provider else ""

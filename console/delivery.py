@@ -68,6 +68,8 @@ def signed_webhook(instance, version) -> tuple[bytes, dict[str, str]]:
             "sequence": instance.assignment_sequence,
             "content_hash": version.content_hash_for(instance),
             "settings": all_settings,
+            # What the agent checks Diffgram against after applying.
+            "verify": diffgram.login_expectations(all_settings, instance.url_base),
         },
         sort_keys=True,
     ).encode()

@@ -192,6 +192,28 @@ def instance_settings(settings, login_template, url_base, instance_name) -> dict
     return variables
 
 
+def login_expectations(settings, url_base) -> dict[str, str] | None:
+    """What Diffgram's is-oauth2-set must answer once it runs `settings` (as one instance
+    receives them) at `url_base`: the login URL's endpoint, client_id and redirect_uri
+    (docs/DIFFGRAM.md). None when the settings are not a Diffgram sign-in."""
+    kind = settings.get("OAUTH2_PROVIDER_NAME")
+    if kind == COGNITO:
+        endpoint = settings.get("COGNITO_LOGIN_URL", "").split("?", 1)[0]
+    elif kind == KEYCLOAK:
+        host = with_trailing_slash(settings.get("OAUTH2_PROVIDER_HOST", ""))
+        endpoint = f"{host}realms/{settings.get('KEYCLOAK_REALM', '')}/protocol/openid-connect/auth"
+    else:
+        return None
+    if not endpoint or not url_base:
+        return None
+    return {
+        "url_base": url_base,
+        "authorize_endpoint": endpoint,
+        "client_id": settings.get("OAUTH2_PROVIDER_CLIENT_ID", ""),
+        "redirect_uri": callback_url(kind, url_base),
+    }
+
+
 def registrations_for(kind, url_base) -> list[dict[str, str]]:
     """What must be registered at the provider for a Diffgram at url_base. For Keycloak,
     Diffgram sets its client's redirect URI itself at start-up: nothing to do by hand."""

@@ -439,7 +439,7 @@ class InstanceForm(forms.ModelForm):
         model = Instance
         fields = [
             "name", "url_base", "shape", "rollout_group", "provider", "push_target",
-            "webhook_url", "webhook_allow_http", "ssm_region", "ssm_prefix",
+            "webhook_url", "webhook_allow_http", "ssm_region", "ssm_prefix", "console_verifies",
         ]  # fmt: skip
         help_texts = {
             "provider": "The identity provider whose published versions this instance runs "
@@ -514,6 +514,23 @@ class InstanceForm(forms.ModelForm):
 class PublishForm(forms.Form):
     group = forms.ChoiceField(required=False, label="Publish to")
     note = forms.CharField(required=False, max_length=500, label="Why (shown in the history)")
+    auto_halt = forms.BooleanField(
+        required=False,
+        label="Halt by itself",
+        help_text="Stop after the first group if one of its instances fails to apply or "
+        "verify the version, or has not verified it in time.",
+    )
+    auto_rollback = forms.BooleanField(
+        required=False,
+        label="and roll the group back",
+        help_text="When it halts, publish the previous version to the first group again.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if (cleaned.get("auto_halt") or cleaned.get("auto_rollback")) and not cleaned.get("group"):
+            self.add_error("group", "Halting by itself needs a first group to watch.")
+        return cleaned
 
     def __init__(self, *args, provider, **kwargs):
         super().__init__(*args, **kwargs)

@@ -57,6 +57,7 @@ class Response:
     status: int
     headers: dict = field(default_factory=dict)
     body: bytes = b""
+    cookies: list = field(default_factory=list)  # every Set-Cookie value (headers keeps one)
 
     def json(self) -> Any:
         """The body parsed as JSON, or OutboundError saying why it is not JSON."""
@@ -309,6 +310,7 @@ def _send(method, url, body, headers, deadline):
             status=raw.status,
             headers={name.lower(): value for name, value in raw.headers.items()},
             body=_read_capped(raw, url, deadline),
+            cookies=raw.headers.getlist("set-cookie"),
         )
     except OutboundError:
         raw.close()  # the rest of an abandoned body must not be read as the next answer

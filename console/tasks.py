@@ -1,14 +1,16 @@
 """Celery tasks: thin wrappers that take primary keys; the logic lives in the service modules
-(console/delivery.py, console/providers.py, console/audit_anchor.py). The only module that
-knows Celery: everything else asks it to dispatch."""
+(console/delivery.py, console/providers.py, console/verification.py, console/audit_anchor.py).
+The only module that knows Celery: publishing announces its pushes with a signal
+(versions.pushes_queued), which this module turns into tasks once the transaction commits."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import transaction
+from django.dispatch import receiver
 
-from console import audit_anchor, delivery, providers
-from console.models import Provider
+from console import audit_anchor, delivery, providers, verification, versions
+from console.models import Instance, Provider
 from sso_admin.celery import app
 
 
@@ -25,6 +27,11 @@ def dispatch_after_commit(push_request_ids) -> None:
                 push_config.apply_async((batch,), producer=producer)
 
     transaction.on_commit(send, robust=True)
+
+
+@receiver(versions.pushes_queued)
+def _dispatch_queued_pushes(sender, push_request_ids, **kwargs) -> None:
+    dispatch_after_commit(push_request_ids)
 
 
 @shared_task(
@@ -72,3 +79,41 @@ def revalidate_provider(provider_id) -> None:
 def audit_checkpoint() -> int:
     """Beat: anchor the audit chain's end outside the database."""
     return audit_anchor.write_checkpoint().event_id
+
+
+# Steps of the probe that depend on Diffgram (it may still be restarting): worth asking again.
+DIFFGRAM_STEPS = frozenset({"diffgram", "use_oauth2", "login_url"})
+VERIFY_RETRIES, VERIFY_RETRY_SECONDS = 6, 10
+
+
+def verify_after_commit(instance_id) -> None:
+    """The console's own probe of an instance, once the transaction commits."""
+    transaction.on_commit(lambda: verify_instance.delay(instance_id), robust=True)
+
+
+@shared_task(bind=True, max_retries=VERIFY_RETRIES)
+def verify_instance(self, instance_id) -> None:
+    """Probe an instance from the console and record the result; while its Diffgram is not
+    answering as expected yet (restarting), ask again a few times first."""
+    instance = Instance.objects.select_related("assigned_version").filter(pk=instance_id).first()
+    if instance is None:
+        return
+    try:
+        number, result = verification.probe_instance(instance)
+    except verification.NothingToVerify:
+        return
+    if (
+        not result["ok"]
+        and result["step"] in DIFFGRAM_STEPS
+        and self.request.retries < VERIFY_RETRIES
+    ):
+        raise self.retry(countdown=VERIFY_RETRY_SECONDS)
+    verification.record_verification(
+        instance, version_number=number, probe=result, source="console"
+    )
+
+
+@shared_task
+def halt_overdue_rollouts() -> int:
+    """Beat: halt the self-halting rollouts whose first group has not verified in time."""
+    return len(verification.halt_overdue_rollouts())

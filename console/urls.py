@@ -79,6 +79,7 @@ urlpatterns = [
     path(version, versions.version_detail, name="version-detail"),
     path(version + "continue/", versions.rollout_continue, name="rollout-continue"),
     path(version + "halt/", versions.rollout_halt, name="rollout-halt"),
+    path(version + "override/", versions.rollout_override, name="rollout-override"),
     path(version + "rollback/", versions.version_rollback, name="version-rollback"),
     # Diffgram instances
     path("instances/", instances.instance_list, name="instances"),
@@ -88,6 +89,7 @@ urlpatterns = [
     path(instance + "edit/", admin_only(instances.instance_edit), name="instance-edit"),
     path(instance + "delete/", admin_only(instances.instance_delete), name="instance-delete"),
     path(instance + "push/", instances.instance_push, name="instance-push"),
+    path(instance + "verify/", instances.instance_verify, name="instance-verify"),
     path(instance + "rotate-token/", instances.instance_rotate_token, name="instance-rotate-token"),
     path(
         instance + "rotate-signing-secret/",

@@ -2,9 +2,10 @@
 rollout (a first group, then the rest), rollback, diffs, and assigning versions to instances.
 
 Publishing writes the version, the assignments and one PushRequest per pushed instance in one
-transaction (the outbox); the push tasks are dispatched only after that commits
-(console/tasks.py), and console/delivery.py sends them. Every transaction takes its locks in one
-order (provider, instances, push requests, the audit chain head): audit events come last.
+transaction (the outbox); console/tasks.py, told through the `pushes_queued` signal, dispatches
+the push tasks only after that commits, and console/delivery.py sends them. Every transaction
+takes its locks in one order (provider, instances, push requests, the audit chain head): audit
+events come last.
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import F, Max
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from console import audit, diffgram, discovery, encryption, tasks
+from console import audit, diffgram, discovery, encryption
 from console.models import ConfigVersion, Instance, Provider, PushRequest, Rollout
 from console.pull_state import pull_states
 
 Action = audit.Action
+
+
+# Sent with the ids of new push requests; console/tasks.py dispatches them once the transaction
+# commits (this module knows nothing of Celery, so tasks may call into it).
+pushes_queued = Signal()
 
 
 class PublishRefused(Exception):
@@ -132,10 +139,19 @@ def publish_preview(provider, *, group="") -> PublishPreview:
     )
 
 
-def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigVersion:
+def publish(
+    provider, *, group="", note="", auto_halt=False, auto_rollback=False, request=None,
+    actor=None,
+) -> ConfigVersion:  # fmt: skip
     """Publish the provider's current settings as a new version to its instances (or one
-    group first). Refused when the latest validation failed or nothing would receive it."""
+    group first). Refused when the latest validation failed or nothing would receive it.
+
+    With a group, `auto_halt` makes the rollout halt by itself when the group fails to apply
+    or verify the version (console/verification.py); `auto_rollback` then also publishes the
+    previous version to the group again."""
     _refuse_unpublishable(provider)
+    if (auto_halt or auto_rollback) and not group:
+        raise PublishRefused("Halting by itself needs a first group to watch: choose one.")
     with transaction.atomic():
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = list(provider.instances.select_for_update())
@@ -152,10 +168,18 @@ def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigV
             actor_label=_actor_label(request, actor),
         )  # fmt: skip
         complete = len(targets) == len(instances)
+        staged_and_watched = auto_halt or auto_rollback
         Rollout.objects.create(
             version=version,
             first_group="" if complete else group,
             state=Rollout.State.COMPLETE if complete else Rollout.State.STAGED,
+            auto_halt=staged_and_watched and not complete,
+            auto_rollback=auto_rollback and not complete,
+            verify_deadline=(
+                timezone.now() + timedelta(minutes=django_settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES)
+                if staged_and_watched and not complete
+                else None
+            ),
         )
         assign_many(targets, version)
         # Last: every transaction takes its locks in one order (instances, push requests, the
@@ -172,6 +196,8 @@ def publish(provider, *, group="", note="", request=None, actor=None) -> ConfigV
                 "instances": [i.name for i in targets],
                 "note": note,
                 "content_hash": version.content_hash,
+                **({"auto_halt": True} if auto_halt or auto_rollback else {}),
+                **({"auto_rollback": True} if auto_rollback else {}),
             },
         )
     return version
@@ -189,23 +215,34 @@ def _refuse_a_shared_keycloak_client(kind, client_id, instances):
         raise PublishRefused(f"diffgram.keycloak_client_per_instance: {message}")
 
 
-def _staged_rollout(version):
-    """The version's rollout, locked, if it is still waiting after its first group."""
+def _staged_rollout(version, *, override=""):
+    """The version's rollout, locked, if it is still waiting after its first group (or was
+    halted by itself and an admin overrides that, saying why)."""
     rollout = Rollout.objects.select_for_update().get(version=version)
+    if rollout.state == Rollout.State.HALTED and rollout.halted_automatically:
+        if not override.strip():
+            raise PublishRefused(
+                f"{version} halted by itself ({rollout.halt_reason}). To continue anyway, "
+                "give the reason for overriding it."
+            )
+        return rollout
     if rollout.state != Rollout.State.STAGED:
         raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
     return rollout
 
 
-def continue_rollout(version, *, request=None, actor=None) -> None:
+def continue_rollout(version, *, override="", request=None, actor=None) -> None:
+    """Publish a staged version to the instances outside its first group. A rollout that
+    halted by itself continues only with `override`, the admin's written reason."""
     with transaction.atomic():
-        rollout = _staged_rollout(version)
+        rollout = _staged_rollout(version, override=override)
         rest = list(
             version.provider.instances.exclude(
                 rollout_group=rollout.first_group
             ).select_for_update()
         )
         assign_many(rest, version)
+        overridden = rollout.state == Rollout.State.HALTED
         rollout.state = Rollout.State.COMPLETE
         rollout.save(update_fields=["state", "updated_at"])
         audit.record(
@@ -213,22 +250,64 @@ def continue_rollout(version, *, request=None, actor=None) -> None:
             request=request,
             actor=actor,
             target=version,
-            context={"instances": [i.name for i in rest]},
-        )
+            context={
+                "instances": [i.name for i in rest],
+                **({"override": override.strip()[:2000], "halted_because": rollout.halt_reason}
+                   if overridden else {}),
+            },
+        )  # fmt: skip
 
 
-def halt_rollout(version, *, request=None, actor=None) -> None:
+def halt_rollout(version, *, reason="", automatic=False, request=None, actor=None) -> Rollout:
+    """Stop a staged rollout after its first group: by an admin, or by itself (`automatic`,
+    audited as the system, with the reason)."""
     with transaction.atomic():
-        rollout = _staged_rollout(version)
+        rollout = Rollout.objects.select_for_update().get(version=version)
+        if rollout.state != Rollout.State.STAGED:
+            raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
         rollout.state = Rollout.State.HALTED
-        rollout.save(update_fields=["state", "updated_at"])
+        rollout.halt_reason = reason[:2000]
+        rollout.halted_automatically = automatic
+        rollout.save(update_fields=["state", "halt_reason", "halted_automatically", "updated_at"])
         audit.record(
             Action.ROLLOUT_HALTED,
             request=request,
-            actor=actor,
+            actor=audit.SYSTEM if automatic else actor,
             target=version,
-            context={"first_group": rollout.first_group},
+            context={
+                "first_group": rollout.first_group,
+                **({"reason": reason[:2000]} if reason else {}),
+                **({"automatic": True} if automatic else {}),
+            },
         )
+    return rollout
+
+
+def roll_back_group(version, group, *, note="") -> ConfigVersion:
+    """Publish `version`'s content again, as a new version, to the instances of `group` only
+    (what an auto-rollback does: the rest of the fleet still runs that content)."""
+    with transaction.atomic():
+        provider = Provider.objects.select_for_update().get(pk=version.provider_id)
+        instances = list(provider.instances.filter(rollout_group=group).select_for_update())
+        if not instances:
+            raise PublishRefused(f"No instance of group {group!r} uses {provider}.")
+        new = _new_version(
+            provider, version.all_settings(), version.login_url_template,
+            note=note or f"Rollback of group {group} to v{version.number}",
+            actor_label=audit.SYSTEM.label, rollback_of=version,
+        )  # fmt: skip
+        Rollout.objects.create(version=new, state=Rollout.State.COMPLETE)
+        assign_many(instances, new)
+        audit.record(
+            Action.VERSION_ROLLED_BACK,
+            actor=audit.SYSTEM,
+            target=new,
+            context={
+                "provider": provider.name, "number": new.number, "to": version.number,
+                "group": group, "instances": [i.name for i in instances],
+            },
+        )  # fmt: skip
+    return new
 
 
 def rollback(version, *, note="", request=None, actor=None) -> ConfigVersion:
@@ -308,5 +387,5 @@ def assign_many(instances, version, *, again=False) -> list[PushRequest]:
     requests = PushRequest.objects.bulk_create(
         [PushRequest(instance=i, version=version, due_at=due) for i in pushed]
     )
-    tasks.dispatch_after_commit([request.pk for request in requests])
+    pushes_queued.send(sender=PushRequest, push_request_ids=[request.pk for request in requests])
     return requests

@@ -290,6 +290,7 @@ AUDIT_CHECKPOINT_MINUTES = env.int("AUDIT_CHECKPOINT_MINUTES", default=15)
 
 CELERY_BEAT_SCHEDULE = {
     "sweep-push-outbox": {"task": "console.tasks.sweep_outbox", "schedule": 60.0},
+    "halt-overdue-rollouts": {"task": "console.tasks.halt_overdue_rollouts", "schedule": 60.0},
     "revalidate-providers": {
         "task": "console.tasks.revalidate_providers",
         "schedule": PROVIDER_REVALIDATE_MINUTES * 60.0,
@@ -307,6 +308,8 @@ PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=40)  # about a day of b
 PUSH_RETRY_BACKOFF_SECONDS = env.int("PUSH_RETRY_BACKOFF_SECONDS", default=2)
 PUSH_SWEEP_AFTER_SECONDS = env.int("PUSH_SWEEP_AFTER_SECONDS", default=60)
 INSTANCE_STALE_AFTER_MINUTES = env.int("INSTANCE_STALE_AFTER_MINUTES", default=60)
+# A rollout that halts by itself halts when its first group has not verified it by then.
+ROLLOUT_VERIFY_TIMEOUT_MINUTES = env.int("ROLLOUT_VERIFY_TIMEOUT_MINUTES", default=15)
 
 LOGGING = {
     "version": 1,

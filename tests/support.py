@@ -27,8 +27,10 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from console import audit
+from console import audit, providers
+from console.forms import CognitoProviderForm
 from console.models import ApiToken, AuditEvent, Provider
+from tests.idp_server import cognito_document
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -262,6 +264,23 @@ class NodeOP:
         self.process = None
 
 
+def validated_cognito_provider(op, idp, settings, region, pool, **fields):
+    """A validated Cognito provider whose pool publishes real Cognito's discovery document
+    (issuer on cognito-idp, served by the `idp` fixture; endpoints on the hosted-UI domain, here
+    the node OP `op`). `fields` are the form's other fields (client_id, scopes, ...)."""
+    idp.json(
+        f"/{pool}/.well-known/openid-configuration",
+        cognito_document(region, pool, op.base, f"{op.base}/.well-known/jwks.json"),
+    )
+    settings.AWS_ENDPOINT_URL = idp.base
+    data = {"name": "Corp Cognito", "aws_region": region, "user_pool_id": pool, **fields}
+    form = CognitoProviderForm(data=data)
+    assert form.is_valid(), form.errors
+    provider, report = providers.run_validation(providers.save_provider(form))
+    assert report.ok, [c for c in report.as_list() if c["status"] == "fail"]
+    return provider
+
+
 def require_node_op():
     require_component(
         shutil.which("node") and (OP_DIR / "node_modules" / "oidc-provider").is_dir(),
@@ -295,8 +314,11 @@ AGENT = ROOT / "agent" / "diffgram_sso_agent.py"
 class AgentProcess:
     """Runs agent/diffgram_sso_agent.py the way an operator would."""
 
-    def __init__(self, tmp_path, instance, token, console_url):
+    def __init__(self, tmp_path, instance, token, console_url, diffgram_url=""):
+        """With `diffgram_url` the agent verifies what it applied against that Diffgram;
+        without, it does not verify (no Diffgram runs in most tests)."""
         self.folder = tmp_path
+        self.diffgram_url = diffgram_url
         self.instance, self.console_url = instance, console_url
         self.env_file = tmp_path / ".env"
         self.token_file = tmp_path / "token"
@@ -306,9 +328,10 @@ class AgentProcess:
         self.server = None
 
     def common_args(self):
+        verify = ["--diffgram-url", self.diffgram_url] if self.diffgram_url else ["--no-verify"]
         return [
             "--console", self.console_url, "--instance", str(self.instance.pk),
-            "--token-file", str(self.token_file), "--env-file", str(self.env_file),
+            "--token-file", str(self.token_file), "--env-file", str(self.env_file), *verify,
         ]  # fmt: skip
 
     def pull(self, *extra):

@@ -11,7 +11,7 @@ from django.urls import reverse
 from dotenv import dotenv_values
 
 from console import providers, versions
-from console.forms import CognitoProviderForm, KeycloakProviderForm
+from console.forms import KeycloakProviderForm
 from tests.diffgram_contract import (
     CognitoClient,
     DiffgramSettings,
@@ -20,8 +20,8 @@ from tests.diffgram_contract import (
     login_page_answer,
     sign_in_at_op,
 )
-from tests.idp_server import cognito_document, signing_key
-from tests.support import NodeOP, make_instance, require_node_op
+from tests.idp_server import signing_key
+from tests.support import NodeOP, make_instance, require_node_op, validated_cognito_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -68,24 +68,10 @@ def published_env(client, provider):
 
 
 def cognito_provider(op, idp, settings, client_secret=""):
-    """A Cognito provider whose pool publishes real Cognito's discovery document (issuer on
-    cognito-idp, endpoints on the hosted-UI domain, here the node OP)."""
-    idp.json(
-        f"/{POOL}/.well-known/openid-configuration",
-        cognito_document(REGION, POOL, op.base, f"{op.base}/.well-known/jwks.json"),
-    )
-    settings.AWS_ENDPOINT_URL = idp.base
-    form = CognitoProviderForm(
-        data={
-            "name": "Corp Cognito", "aws_region": REGION, "user_pool_id": POOL,
-            "client_id": "diffgram-app", "client_secret": client_secret,
-            "scopes": "openid email profile", "diffgram_url_base": URL_BASE,
-        }
+    return validated_cognito_provider(
+        op, idp, settings, REGION, POOL, client_id="diffgram-app", client_secret=client_secret,
+        scopes="openid email profile", diffgram_url_base=URL_BASE,
     )  # fmt: skip
-    assert form.is_valid(), form.errors
-    provider, report = providers.run_validation(providers.save_provider(form))
-    assert report.ok, [c for c in report.as_list() if c["status"] == "fail"]
-    return provider
 
 
 def app_client(secret=None):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from console import providers, versions
 from console.api.decorators import allowed, bearer_token, error, token_api, with_json_body
-from console.forms import FORMS_BY_KIND, HistoryFilterForm
+from console.forms import FORMS_BY_KIND, HistoryFilterForm, PublishForm
 from console.models import (
     ApiToken,
     AuditEvent,
@@ -104,6 +104,18 @@ def instance_json(instance):
         "applied_version": instance.applied_version_number,
         "applied_status": instance.applied_status or None,
         "applied_at": instance.applied_at,
+        "verified": (
+            {
+                "version": instance.verified_version_number,
+                "ok": instance.verify_ok,
+                "step": instance.verify_step or None,
+                "detail": instance.verify_detail,
+                "at": instance.verified_at,
+                "by": instance.verified_by,
+            }
+            if instance.verified_version_number
+            else None
+        ),
         "last_pull_at": instance.last_pull_at,
     }
 
@@ -218,11 +230,11 @@ def provider_publish(request, provider_id):
     provider = _get(Provider, pk=provider_id)
     if provider is None:
         return error(404, "No such provider.")
-    group, note = request.json.get("group", ""), request.json.get("note", "")
-    if not isinstance(group, str) or not isinstance(note, str) or len(note) > 500:
-        return error(400, "Invalid input.", fields={"group": ["A string."], "note": ["Up to 500."]})
+    form = PublishForm(request.json, provider=provider)
+    if not form.is_valid():
+        return error(400, "Invalid input.", fields=form.errors)
     try:
-        version = versions.publish(provider, group=group, note=note, request=request)
+        version = versions.publish(provider, request=request, **form.cleaned_data)
     except versions.PublishRefused as refusal:
         return error(409, f"Not published: {refusal}")
     return json_answer(version_json(version), status=201)

@@ -66,7 +66,19 @@ SPEC = {
             },
             "Provider": {"type": "object", "required": ["id", "name", "kind", "revision"]},
             "Version": {"type": "object", "required": ["number", "content_hash", "settings"]},
-            "Instance": {"type": "object", "required": ["id", "name", "url_base"]},
+            "Instance": {
+                "type": "object", "required": ["id", "name", "url_base"],
+                "properties": {"verified": {
+                    "type": ["object", "null"],
+                    "description": "The newest verification: did Diffgram offer single sign-on "
+                    "with this version, and did the identity provider accept its login request?",
+                    "properties": {
+                        "version": {"type": "integer"}, "ok": {"type": "boolean"},
+                        "step": {"type": ["string", "null"], "enum": [
+                            "diffgram", "use_oauth2", "login_url", "idp", None]},
+                        "detail": {"type": "string"}, "at": {"type": "string"},
+                        "by": {"enum": ["agent", "console"]}}}},
+            },
             "Federation": {
                 "type": "object",
                 "required": ["redirect_uri", "identity_providers"],
@@ -260,7 +272,14 @@ SPEC = {
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["version", "status"], "properties": {
                         "version": {"type": "integer"}, "status": {"enum": ["ok", "error"]},
-                        "detail": {"type": "string"}}}}}},
+                        "detail": {"type": "string"},
+                        "probe": {
+                            "type": "object", "required": ["ok"],
+                            "description": "Sent again with the same version once the agent "
+                            "asked Diffgram and the identity provider (agent.probe).",
+                            "properties": {
+                                "ok": {"type": "boolean"}, "step": {"type": "string"},
+                                "detail": {"type": "string"}}}}}}}},
                 "responses": {"200": _ok("Recorded"), **_errors(400, 401)},
             },
         },

@@ -5,12 +5,14 @@ hash. A missing or wrong token, or another instance's token, all get the same 40
 never tells whether an instance exists.
 """
 
+import json
 from functools import wraps
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 
-from console import diffgram, instances, ratelimits
+from agent import diffgram_sso_agent as agent
+from console import diffgram, instances, ratelimits, tasks, verification
 from console.api.decorators import allowed, bearer_token, error, json_object, token_api
 from console.models import Instance, hash_token
 from console.pull_state import pull_states
@@ -29,7 +31,7 @@ INSTANCE_COLUMNS = (
     "assigned_version__id", "assigned_version__number",
     "assigned_version__settings", "assigned_version__secret_settings_encrypted",
     "assigned_version__login_url_template", "assigned_version__content_hash",
-    "assigned_version__provider_id",
+    "assigned_version__provider_id", "provider_id", "rollout_group", "console_verifies",
 )  # fmt: skip
 
 
@@ -120,6 +122,11 @@ def pull_config(request):
         content_type, extension = FORMATS[output]
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
+        # What the agent checks Diffgram against after applying (agent.VERIFY_HEADER).
+        expect = state.bodies.get("verify")
+        if expect is None:
+            expect = state.bodies["verify"] = json.dumps(version.login_expectations_for(instance))
+        response[agent.VERIFY_HEADER] = expect
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)
     # Orders what the agent applies across provider switches (version numbers are per provider).
@@ -143,13 +150,20 @@ def report_applied(request):
     detail = report.get("detail", "")
     if not isinstance(detail, str) or len(detail) > MAX_DETAIL:
         problems["detail"] = f"A string of at most {MAX_DETAIL} characters."
+    probe = report.get("probe")
+    if probe is not None:
+        problems.update(verification.probe_problems(probe))
     if problems:
         return error(400, "Invalid report.", fields=problems)
-    instances.record_applied(
-        request.pull_state.instance,
+    instance = request.pull_state.instance
+    verification.record_report(
+        instance,
         version_number=version,
         ok=status == "ok",
         detail=detail,
+        probe=probe,
         request=request,
     )
+    if probe is None and status == "ok" and instance.console_verifies:
+        tasks.verify_after_commit(instance.pk)
     return JsonResponse({"recorded": True, "version": version, "status": status})

@@ -54,6 +54,8 @@ class AuditEvent(models.Model):
         INSTANCE_PULLED = "instance.pulled"
         INSTANCE_APPLIED = "instance.applied"
         INSTANCE_APPLY_FAILED = "instance.apply_failed"
+        INSTANCE_VERIFIED = "instance.verified"
+        INSTANCE_VERIFY_FAILED = "instance.verify_failed"
         ENCRYPTION_KEYS_ROTATED = "keys.rotated"
         CONFIG_IMPORTED = "config.imported"
         # accounts and access

@@ -64,6 +64,13 @@ class Instance(HashedToken):
         blank=True,
         help_text="Default /diffgram/<instance name>/",
     )
+    console_verifies = models.BooleanField(
+        "the console verifies it too",
+        default=False,
+        help_text="After the instance reports a version applied, the console itself asks its "
+        "Diffgram (at URL_BASE) and the identity provider whether sign-in works, as the agent "
+        "does. For instances the console can reach, e.g. pulled by an older agent.",
+    )
     token_rotated_at = models.DateTimeField(null=True, editable=False)
     signing_secret_encrypted = models.TextField(editable=False)
     # Grows with every assignment (publish, rollback, provider switch, repush): it orders what
@@ -77,6 +84,14 @@ class Instance(HashedToken):
     applied_status = models.CharField(max_length=8, blank=True, editable=False)
     applied_detail = models.CharField(max_length=2000, blank=True, editable=False)
     applied_at = models.DateTimeField(null=True, editable=False)
+    # The newest verification: Diffgram offers single sign-on with the version and the
+    # identity provider accepts its login request (agent.probe, by the agent or the console).
+    verified_version_number = models.PositiveIntegerField(null=True, editable=False)
+    verify_ok = models.BooleanField(null=True, editable=False)
+    verify_step = models.CharField(max_length=32, blank=True, editable=False)
+    verify_detail = models.CharField(max_length=2000, blank=True, editable=False)
+    verified_at = models.DateTimeField(null=True, editable=False)
+    verified_by = models.CharField(max_length=16, blank=True, editable=False)  # agent / console
     last_pull_at = models.DateTimeField(null=True, editable=False)
     last_pulled_version_number = models.PositiveIntegerField(null=True, editable=False)
     revision = models.PositiveIntegerField(default=1, editable=False)
@@ -115,6 +130,7 @@ class Instance(HashedToken):
             "webhook_allow_http": self.webhook_allow_http,
             "ssm_region": self.ssm_region,
             "ssm_prefix": self.ssm_prefix,
+            "console_verifies": self.console_verifies,
         }
 
     # --- fleet state --------------------------------------------------------------------------
@@ -181,6 +197,10 @@ class ConfigVersion(models.Model):
             self.all_settings(), self.login_url_template, instance.url_base, instance.name
         )
 
+    def login_expectations_for(self, instance) -> dict[str, str] | None:
+        """What `instance`'s Diffgram must answer once it runs this version."""
+        return diffgram.login_expectations(self.settings_for(instance), instance.url_base)
+
     def content_hash_for(self, instance) -> str:
         """The hash of what `instance` receives: the version's, or (when the settings differ
         per instance) the version's combined with what makes them differ."""
@@ -217,6 +237,13 @@ class Rollout(models.Model):
     version = models.OneToOneField(ConfigVersion, on_delete=models.PROTECT, related_name="rollout")
     first_group = models.CharField(max_length=50, blank=True)
     state = models.CharField(max_length=16, choices=State.choices)
+    # Halt by itself when the first group fails to apply or verify the version, or has not
+    # verified it by `verify_deadline`; then optionally publish the previous version to it.
+    auto_halt = models.BooleanField(default=False)
+    auto_rollback = models.BooleanField(default=False)
+    verify_deadline = models.DateTimeField(null=True)
+    halt_reason = models.CharField(max_length=2000, blank=True)
+    halted_automatically = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):

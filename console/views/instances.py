@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from console import agent_setup, instances
+from console import agent_setup, instances, verification
 from console.forms import InstanceForm
 from console.models import Instance, PushRequest
 
@@ -47,8 +47,25 @@ def fleet_rows():
             and (instance.last_pull_at is None or instance.last_pull_at < stale_before)
         ):
             drift.append("not pulled recently")
-        rows.append({"instance": instance, "last_push": last_push, "drift": drift})
+        rows.append(
+            {
+                "instance": instance,
+                "last_push": last_push,
+                "drift": drift,
+                "verification": verification_state(instance),
+            }
+        )
     return rows
+
+
+def verification_state(instance) -> str:
+    """verified / failed (for the assigned version), pending (not yet), or none (nothing
+    assigned)."""
+    if not instance.assigned_version_id:
+        return "none"
+    if instance.verified_version_number != instance.assigned_number:
+        return "pending"
+    return "verified" if instance.verify_ok else "failed"
 
 
 @require_safe
@@ -56,12 +73,16 @@ def fleet_rows():
 def instance_list(request):
     rows = fleet_rows()
     in_flight = any(r["last_push"] and r["last_push"].state == "pending" for r in rows)
+    not_verified = [r for r in rows if r["verification"] in ("pending", "failed")]
+    only_not_verified = request.GET.get("show") == "not-verified"
     template = "console/_fleet_table.html" if request.htmx else "console/instances.html"
     return render(
         request,
         template,
         {
-            "rows": rows,
+            "rows": not_verified if only_not_verified else rows,
+            "only_not_verified": only_not_verified,
+            "not_verified_count": len(not_verified),
             "in_flight": in_flight,
             "stale_minutes": settings.INSTANCE_STALE_AFTER_MINUTES,
         },
@@ -130,6 +151,27 @@ def instance_rotate_signing_secret(request, instance_id):
         get_instance(request, instance_id), request=request
     )
     return _show_credentials(request, instance, signing_secret=secret)
+
+
+@require_POST
+def instance_verify(request, instance_id):
+    """Ask the instance's Diffgram and identity provider now, from the console (through its
+    HTTP module and guards); the answer is shown and recorded."""
+    instance = get_object_or_404(
+        Instance.objects.select_related("provider", "assigned_version"), pk=instance_id
+    )
+    try:
+        result = verification.verify_from_console(instance)
+    except verification.NothingToVerify as error:
+        messages.error(request, str(error))
+    else:
+        if result["ok"]:
+            messages.success(request, f"{instance} verified: {result['detail']}.")
+        else:
+            messages.error(
+                request, f"{instance} failed verification at {result['step']}: {result['detail']}"
+            )
+    return redirect("instance-detail", instance.pk)
 
 
 @require_POST

@@ -1,10 +1,11 @@
 """Publishing a provider to its instances: versions, staged rollout, diff, rollback."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from console import versions
+from console import verification, versions
 from console.forms import PublishForm
 from console.models import ConfigVersion
 from console.views.providers import get_provider
@@ -26,9 +27,10 @@ def publish(request, provider_id):
     provider = get_provider(request, provider_id)
     form = PublishForm(request.POST, provider=provider)
     if not form.is_valid():
-        messages.error(request, "Choose a valid group to publish to.")
+        messages.error(request, " ".join(sum(form.errors.values(), [])))
         return redirect("provider-detail", provider.pk)
     group, note = form.cleaned_data["group"], form.cleaned_data["note"]
+    watch = {name: form.cleaned_data[name] for name in ("auto_halt", "auto_rollback")}
     try:
         preview = versions.publish_preview(provider, group=group)
     except versions.PublishRefused as refusal:
@@ -40,10 +42,13 @@ def publish(request, provider_id):
         return render(
             request,
             "console/publish_confirm.html",
-            {"provider": provider, "preview": preview, "note": note, "changed": changed},
-        )
+            {
+                "provider": provider, "preview": preview, "note": note, "changed": changed,
+                "watch": watch, "verify_minutes": settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES,
+            },
+        )  # fmt: skip
     try:
-        version = versions.publish(provider, group=group, note=note, request=request)
+        version = versions.publish(provider, group=group, note=note, request=request, **watch)
     except versions.PublishRefused as refusal:
         messages.error(request, f"Not published: {refusal}")
         return redirect("provider-detail", provider.pk)
@@ -58,6 +63,7 @@ def version_detail(request, provider_id, number):
     instances = version.provider.instances.select_related("assigned_version").order_by(
         "rollout_group", "name"
     )
+    rollout = getattr(version, "rollout", None)
     return render(
         request,
         "console/version_detail.html",
@@ -66,6 +72,9 @@ def version_detail(request, provider_id, number):
             "previous": previous,
             "diff": versions.version_diff(previous, version) if previous else None,
             "instances": instances,
+            "first_group": verification.first_group(rollout)
+            if rollout and rollout.first_group
+            else [],
         },
     )
 
@@ -100,6 +109,17 @@ def rollout_continue(request, provider_id, number):
 @require_POST
 def rollout_halt(request, provider_id, number):
     return _rollout_step(request, provider_id, number, versions.halt_rollout, "Halted")
+
+
+@require_POST
+def rollout_override(request, provider_id, number):
+    """Continue a rollout that halted by itself: the admin's reason is required and audited."""
+    reason = request.POST.get("reason", "").strip()[:2000]
+
+    def step(version, request):
+        versions.continue_rollout(version, override=reason, request=request)
+
+    return _rollout_step(request, provider_id, number, step, "Continued, overriding the halt,")
 
 
 @require_POST

@@ -16,6 +16,16 @@ class Command(BaseCommand):
         parser.add_argument("provider", help="provider name")
         parser.add_argument("--group", default="", help="publish to this rollout group first")
         parser.add_argument("--note", default="", help="why (shown in the history)")
+        parser.add_argument(
+            "--auto-halt",
+            action="store_true",
+            help="halt after the first group by itself if it fails to apply or verify the "
+            "version, or has not verified it within ROLLOUT_VERIFY_TIMEOUT_MINUTES",
+        )
+        parser.add_argument(
+            "--auto-rollback", action="store_true",
+            help="when it halts by itself, publish the previous version to the group again",
+        )  # fmt: skip
 
     def handle(self, *args, **options):
         provider = Provider.objects.filter(name=options["provider"]).first()
@@ -23,8 +33,10 @@ class Command(BaseCommand):
             raise CommandError(f"No provider named {options['provider']!r}", returncode=2)
         try:
             version = versions.publish(
-                provider, group=options["group"], note=options["note"], actor=cli_actor("publish")
-            )
+                provider, group=options["group"], note=options["note"],
+                auto_halt=options["auto_halt"], auto_rollback=options["auto_rollback"],
+                actor=cli_actor("publish"),
+            )  # fmt: skip
         except versions.PublishRefused as refusal:
             for check in provider.validation_checks:
                 if check.get("status") == "fail":
