@@ -118,15 +118,16 @@ def halt_watching(instance, version_number, reason) -> None:
         halt_by_itself(rollout, reason)
 
 
-def halt_by_itself(rollout, reason) -> None:
+def halt_by_itself(rollout, reason) -> Rollout | None:
     """Halt (as the system, with the reason) and, when asked for, publish the previous
-    version to the first group again."""
+    version to the first group again. Returns the halted rollout (None when it was halted or
+    continued meanwhile)."""
     try:
         rollout = versions.halt_rollout(rollout.version, reason=reason, automatic=True)
     except versions.PublishRefused:
-        return  # halted or continued meanwhile
+        return None
     if not rollout.auto_rollback:
-        return
+        return rollout
     previous = (
         ConfigVersion.objects.filter(
             provider_id=rollout.version.provider_id, number__lt=rollout.version.number
@@ -136,6 +137,7 @@ def halt_by_itself(rollout, reason) -> None:
     )
     if previous is not None:
         versions.roll_back_group(previous, rollout.first_group)
+    return rollout
 
 
 def halt_overdue_rollouts(now=None) -> list[Rollout]:
@@ -156,8 +158,8 @@ def halt_overdue_rollouts(now=None) -> list[Rollout]:
                 % {"names": ", ".join(missing)}
                 + f" not reported a passing verification within {minutes} minutes"
             )
-            halt_by_itself(rollout, reason)
-            halted.append(rollout)
+            if (halted_now := halt_by_itself(rollout, reason)) is not None:
+                halted.append(halted_now)
     return halted
 
 

@@ -4,20 +4,26 @@ asks the node test OP whether it accepts Diffgram's login request; the console r
 shows it, and halts a staged rollout by itself when the first group says no."""
 
 import re
+import time
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from agent import diffgram_sso_agent as agent
-from console import versions
-from console.models import AuditEvent, Instance
+from console import providers, tasks, verification, versions
+from console.forms import CognitoProviderForm
+from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, Rollout
 from tests.diffgram_standin import StandInDiffgram, is_oauth2_set
 from tests.idp_server import signing_key
 from tests.support import (
     AgentProcess,
     NodeOP,
+    free_port,
     make_instance,
     require_node_op,
+    token_for,
     validated_cognito_provider,
 )
 
@@ -68,22 +74,39 @@ def cognito(cognito_op, idp, settings):
 
 
 class Host:
-    """One Diffgram host: its stand-in Diffgram and the real agent next to it."""
+    """One Diffgram host: its stand-in Diffgram and the real agent next to it. With `push`, the
+    agent serves webhook pushes on a free port; with `agent_verifies=False`, it applies without
+    probing (the console probes instead)."""
 
-    def __init__(self, tmp_path, provider, name, live_server, **fields):
+    def __init__(self, tmp_path, provider, name, live_server, push=False, agent_verifies=True,
+                 **fields):  # fmt: skip
         folder = tmp_path / name
         folder.mkdir()
         self.diffgram = StandInDiffgram(folder / ".env")
         self.diffgram.write_own_settings()
+        if push:
+            port = free_port()
+            fields = {
+                **fields,
+                "push_target": "webhook",
+                "webhook_url": f"http://127.0.0.1:{port}/",
+            }
         self.instance, token = make_instance(
             provider, name, url_base=self.diffgram.url_base, **fields
         )
         self.agent = AgentProcess(
-            folder, self.instance, token, live_server.url, diffgram_url=self.diffgram.url_base
-        )
+            folder, self.instance, token, live_server.url,
+            diffgram_url=self.diffgram.url_base if agent_verifies else "",
+        )  # fmt: skip
+        if push:
+            self.agent.serve(port)
 
     def refresh(self):
         return Instance.objects.get(pk=self.instance.pk)
+
+    def verified(self, number):
+        instance = self.refresh()
+        return instance.verified_version_number == number and instance.verify_ok is not None
 
     def stop(self):
         self.agent.stop()
@@ -257,3 +280,206 @@ def test_a_login_url_that_is_not_http_is_never_opened(tmp_path):
     secret.write_text("do not read me")
     with pytest.raises(agent.Unreachable, match="not an http"):
         agent.http_get(secret.as_uri())
+
+
+# --- staged rollouts that halt by themselves, through the real worker and pushed agents ---------
+
+
+def rollout_of(version):
+    return Rollout.objects.get(version=version)
+
+
+def test_a_failing_first_group_halts_the_rollout_and_the_rest_of_the_fleet_gets_nothing(
+    celery_worker, cognito, cognito_op, hosts, admin_client
+):
+    canary = hosts(cognito, "canary", push=True, rollout_group="canary")
+    rest = hosts(cognito, "rest", push=True)
+    register_app_client(cognito_op, rest.diffgram.url_base)  # the canary's callback is missing
+    version = versions.publish(cognito, group="canary", auto_halt=True)
+    celery_worker.wait_until(
+        lambda: rollout_of(version).state == Rollout.State.HALTED, "the rollout to halt by itself"
+    )
+    rollout = rollout_of(version)
+    assert rollout.halted_automatically
+    assert rollout.halt_reason.startswith("canary failed at idp: the identity provider")
+    halted = AuditEvent.objects.get(action="rollout.halted")
+    assert (halted.actor_type, halted.context["automatic"]) == ("system", True)
+    assert halted.context["reason"] == rollout.halt_reason
+    assert (canary.refresh().applied_version_number, canary.refresh().verify_step) == (1, "idp")
+    assert not PushRequest.objects.filter(instance=rest.instance).exists()
+    assert "USE_OAUTH2" not in rest.agent.env()  # only the operator's own URL_BASE
+
+    page = admin_client.get(reverse("version-detail", args=[cognito.pk, version.number]))
+    assert "Halted by itself" in page.content.decode()
+    assert rollout.halt_reason in page.content.decode()
+
+    # Continue is refused: the admin must say why the halt does not matter.
+    answer = admin_client.post(
+        reverse("rollout-continue", args=[cognito.pk, version.number]), follow=True
+    )
+    assert "give the reason for overriding it" in answer.content.decode()
+    answer = admin_client.post(
+        reverse("rollout-override", args=[cognito.pk, version.number]), {"reason": "  "},
+        follow=True,
+    )  # fmt: skip
+    assert "give the reason for overriding it" in answer.content.decode()
+    assert not PushRequest.objects.filter(instance=rest.instance).exists()
+
+    reason = "The canary's callback is registered in a change ticket; the rest is fine."
+    admin_client.post(
+        reverse("rollout-override", args=[cognito.pk, version.number]), {"reason": reason}
+    )
+    assert rollout_of(version).state == Rollout.State.COMPLETE
+    continued = AuditEvent.objects.get(action="rollout.continued")
+    assert continued.context["override"] == reason
+    assert continued.context["halted_because"] == rollout.halt_reason
+    assert continued.actor_label == "alice-admin"
+    celery_worker.wait_until(lambda: rest.verified(version.number), "the rest to verify")
+    assert rest.refresh().verify_ok is True
+
+
+def test_auto_rollback_puts_the_first_group_back_on_the_previous_version(
+    celery_worker, cognito, cognito_op, hosts
+):
+    canary = hosts(cognito, "canary", push=True, rollout_group="canary")
+    rest = hosts(cognito, "rest", push=True)
+    register_app_client(cognito_op, canary.diffgram.url_base, rest.diffgram.url_base)
+    first = versions.publish(cognito)
+    celery_worker.wait_until(
+        lambda: canary.verified(1) and rest.verified(1), "v1 to verify everywhere"
+    )
+    assert canary.refresh().verify_ok and rest.refresh().verify_ok
+
+    # A typo in the client ID: valid OIDC for the console, refused by the identity provider.
+    edit = CognitoProviderForm(
+        data={"name": cognito.name, "aws_region": REGION, "user_pool_id": POOL,
+              "client_id": "diffgram-ap", "scopes": "openid email"},
+        instance=cognito,
+    )  # fmt: skip
+    assert edit.is_valid(), edit.errors
+    provider, report = providers.run_validation(providers.save_provider(edit))
+    assert report.ok
+    typo = versions.publish(provider, group="canary", auto_halt=True, auto_rollback=True)
+    celery_worker.wait_until(
+        lambda: rollout_of(typo).state == Rollout.State.HALTED, "the rollout to halt by itself"
+    )
+    assert "invalid_client" in rollout_of(typo).halt_reason
+
+    back = ConfigVersion.objects.get(provider=provider, number=typo.number + 1)
+    assert back.rollback_of_id == first.pk and back.created_by == "system"
+    rolled_back = AuditEvent.objects.get(action="version.rolled_back")
+    assert rolled_back.context["group"] == "canary" and rolled_back.context["instances"] == [
+        "canary"
+    ]
+    celery_worker.wait_until(lambda: canary.verified(back.number), "the canary to verify again")
+    canary_now = canary.refresh()
+    assert (canary_now.applied_version_number, canary_now.verify_ok) == (back.number, True)
+    assert canary.agent.env()["OAUTH2_PROVIDER_CLIENT_ID"] == APP_CLIENT
+    rest_now = rest.refresh()
+    assert (rest_now.assigned_version_id, rest_now.applied_version_number) == (first.pk, 1)
+
+
+def test_a_first_group_that_stays_silent_halts_the_rollout_when_the_beat_finds_it_overdue(
+    celery_worker, cognito, cognito_op, hosts
+):
+    """A pull-only canary whose agent never runs: the beat's sweep (a task on the real worker)
+    halts the rollout once its deadline passed, naming who is missing."""
+    canary = hosts(cognito, "canary", rollout_group="canary")
+    hosts(cognito, "rest")
+    version = versions.publish(cognito, group="canary", auto_halt=True)
+    deadline = rollout_of(version).verify_deadline
+    expected = version.created_at + timedelta(minutes=15)  # ROLLOUT_VERIFY_TIMEOUT_MINUTES
+    assert abs((deadline - expected).total_seconds()) < 5
+
+    tasks.halt_overdue_rollouts.delay()  # not yet due: nothing happens
+    time.sleep(1)
+    assert rollout_of(version).state == Rollout.State.STAGED
+
+    Rollout.objects.filter(pk=rollout_of(version).pk).update(
+        verify_deadline=timezone.now() - timedelta(seconds=1)
+    )
+    tasks.halt_overdue_rollouts.delay()
+    celery_worker.wait_until(
+        lambda: rollout_of(version).state == Rollout.State.HALTED, "the sweep to halt it"
+    )
+    assert rollout_of(version).halt_reason.startswith(
+        f"{canary.instance.name} has not reported a passing verification within"
+    )
+
+
+def test_the_sweep_names_the_timeout_and_leaves_verified_groups_alone(cognito, hosts):
+    canary = hosts(cognito, "canary", rollout_group="canary")
+    hosts(cognito, "rest")
+    version = versions.publish(cognito, group="canary", auto_halt=True)
+    deadline = rollout_of(version).verify_deadline
+    assert verification.halt_overdue_rollouts(now=deadline - timedelta(seconds=1)) == []
+    Instance.objects.filter(pk=canary.instance.pk).update(
+        applied_version_number=1, applied_status="ok", verified_version_number=1, verify_ok=True
+    )
+    assert verification.halt_overdue_rollouts(now=deadline + timedelta(seconds=1)) == []
+    Instance.objects.filter(pk=canary.instance.pk).update(verify_ok=False)
+    [halted] = verification.halt_overdue_rollouts(now=deadline + timedelta(seconds=1))
+    assert halted.halt_reason == (
+        "canary has not reported a passing verification within 15 minutes"
+    )
+
+
+# --- the console's own probe ------------------------------------------------------------------
+
+
+def test_the_console_verifies_instances_marked_for_it_after_they_apply(
+    celery_worker, cognito, cognito_op, hosts, client, auditor_user
+):
+    """A pull agent that does not probe (--no-verify) and an instance marked `console_verifies`:
+    the worker asks its Diffgram and the identity provider once it reports applied."""
+    host = hosts(cognito, "lab", agent_verifies=False, console_verifies=True)
+    register_app_client(cognito_op, host.diffgram.url_base)
+    versions.publish(cognito)
+    result = host.agent.pull()
+    assert result.returncode == 0, result.stderr
+    assert "verified" not in result.stdout
+    celery_worker.wait_until(lambda: host.verified(1), "the console's probe")
+    instance = host.refresh()
+    assert (instance.verify_ok, instance.verified_by) == (True, "console")
+    event = AuditEvent.objects.get(action="instance.verified")
+    assert (event.actor_type, event.context["by"]) == ("system", "console")
+
+    # The API carries it.
+    token = token_for(auditor_user)
+    listing = client.get(reverse("api-v1-instances"), HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    [row] = [i for i in listing["instances"] if i["name"] == "lab"]
+    assert row["verified"]["version"] == 1 and row["verified"]["ok"] is True
+    assert row["verified"]["by"] == "console"
+
+
+def test_verify_now_asks_from_the_console_and_shows_what_failed(
+    cognito, cognito_op, hosts, admin_client
+):
+    host = hosts(cognito, "lab")
+    register_app_client(cognito_op, host.diffgram.url_base)
+    versions.publish(cognito)
+    assert host.agent.pull().returncode == 0
+    host.diffgram.stop()  # Diffgram is down now
+
+    page = admin_client.post(
+        reverse("instance-verify", args=[host.instance.pk]), follow=True
+    ).content.decode()
+    assert "lab failed verification at diffgram: Diffgram did not answer" in page
+    instance = host.refresh()
+    assert (instance.verify_ok, instance.verify_step, instance.verified_by) == (
+        False, "diffgram", "console",
+    )  # fmt: skip
+    fleet = admin_client.get(reverse("instances"), {"show": "not-verified"}).content.decode()
+    assert 'data-instance="lab"' in fleet
+
+
+def test_an_apply_error_in_the_first_group_halts_the_rollout(cognito, hosts):
+    canary = hosts(cognito, "canary", rollout_group="canary")
+    hosts(cognito, "rest")
+    version = versions.publish(cognito, group="canary", auto_halt=True)
+    verification.record_report(
+        canary.instance, version_number=1, ok=False, detail="cannot write .env: disk full"
+    )
+    rollout = rollout_of(version)
+    assert rollout.state == Rollout.State.HALTED
+    assert rollout.halt_reason == "canary could not apply v1: cannot write .env: disk full"
