@@ -491,7 +491,9 @@ def run_pull(args):
             pull_once(args)
         except AgentError as error:
             log(f"error: {error}")
-        time.sleep(args.interval * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
+        # Never longer than the interval, so an admin waits at most that long for a change;
+        # at random down to 80 % of it, so a fleet started at once spreads out.
+        time.sleep(args.interval * random.uniform(0.8, 1.0))  # noqa: S311 - jitter, not crypto
 
 
 # --- receiving pushes ---------------------------------------------------------------------------
@@ -576,10 +578,7 @@ def make_handler(args):
             except (OSError, AgentError) as error:
                 acknowledge(args.console, args.instance, token, version, False, str(error))
                 return self._answer(500, {"error": f"could not apply: {error}"})
-            try:
-                acknowledge(args.console, args.instance, token, version, True)
-            except AgentError as error:
-                log(f"warning: {error}")
+            # The answer is the acknowledgement: the console records the apply from it.
             self._answer(200, {"applied": version, "changed": True})
             # After answering: the console's push does not wait for Diffgram to restart.
             threading.Thread(
@@ -640,7 +639,8 @@ def run_serve(args):
 # --- command line -------------------------------------------------------------------------------
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, checked (exits with a usage message when it is wrong)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -671,7 +671,9 @@ def main(argv=None):
     how_often = pull.add_mutually_exclusive_group(required=True)
     how_often.add_argument("--once", action="store_true", help="poll once and exit")
     how_often.add_argument(
-        "--interval", type=float, help="keep polling every N seconds (with 20%% jitter)"
+        "--interval",
+        type=float,
+        help="keep polling, at most N seconds apart (at random 0.8 to 1 x N)",
     )
     serve = commands.add_parser("serve", help="receive webhook pushes")
     serve.add_argument("--listen", required=True, help="HOST:PORT, e.g. 127.0.0.1:8765")
@@ -684,6 +686,11 @@ def main(argv=None):
         parser.error("--console must be an http(s) URL")
     if args.command == "serve" and bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         return run_pull(args) if args.command == "pull" else run_serve(args)
     except AgentError as error:

@@ -85,21 +85,28 @@ def signed_webhook(instance, version) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
+@dataclass
+class Sent:
+    """A successful send: the HTTP status (or None) and, when the other side has applied the
+    version by now, how the console knows (recorded as the instance's applied state)."""
+
+    http_status: int | None
+    applied: str = ""
+
+
 class Sender:
-    """One push target. `send` delivers a version to an instance and returns the HTTP status
-    (or None), raising DeliveryError; `applies` says whether a successful send is the apply
-    itself (nothing on the other side acknowledges it)."""
+    """One push target. `send` delivers a version to an instance, raising DeliveryError."""
 
-    applies = False
-
-    def send(self, instance, version) -> int | None:
+    def send(self, instance, version) -> Sent:
         raise NotImplementedError
 
 
 class WebhookSender(Sender):
-    """A signed POST to the agent's webhook; the agent acknowledges what it applied."""
+    """A signed POST to the agent's webhook. The agent answers 200 with {"applied": N} once it
+    has applied version N (now, or before: a push sent again), so the console records the
+    apply from the answer; the agent reports its verification afterwards."""
 
-    def send(self, instance, version) -> int | None:
+    def send(self, instance, version) -> Sent:
         problem = outbound.webhook_url_problem(
             instance.webhook_url, allow_http=instance.webhook_allow_http
         )
@@ -111,7 +118,7 @@ class WebhookSender(Sender):
         except outbound.OutboundError as error:
             raise DeliveryError(error.message, error.permanent) from None
         if 200 <= response.status < 300:
-            return response.status
+            return Sent(response.status, applied=_applied_by_agent(response.body, version))
         transient = response.status in (408, 429) or response.status >= 500
         detail = response.body[:200].decode("utf-8", "replace").strip()
         raise DeliveryError(
@@ -121,12 +128,20 @@ class WebhookSender(Sender):
         )
 
 
+def _applied_by_agent(body, version) -> str:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(answer, dict) and answer.get("applied") == version.number:
+        return "Applied by the agent (its answer to the push)."
+    return ""
+
+
 class SSMSender(Sender):
     """One Parameter Store parameter per variable (SecureString for secrets); written is applied."""
 
-    applies = True
-
-    def send(self, instance, version) -> int | None:
+    def send(self, instance, version) -> Sent:
         # boto3 takes a third of a second to import; only consoles that push to SSM pay for it.
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
@@ -162,7 +177,7 @@ class SSMSender(Sender):
             raise DeliveryError(f"AWS SSM refused: {code}{hint}", permanent=not transient) from None
         except BotoCoreError as error:
             raise DeliveryError(f"AWS SSM unreachable: {error}", permanent=False) from None
-        return None
+        return Sent(None, applied="Written to AWS SSM Parameter Store.")
 
 
 SENDERS = {Instance.PushTarget.WEBHOOK: WebhookSender(), Instance.PushTarget.SSM: SSMSender()}
@@ -174,6 +189,7 @@ class AttemptOutcome:
     finished_at: object
     http_status: int | None
     error: DeliveryError | None
+    applied: str = ""  # Sent.applied
 
 
 def deliver(push_request_ids) -> list[tuple[int, float]]:
@@ -242,19 +258,19 @@ def _start_attempts(push_request_ids):
 def _attempt(push):
     """Send one push (in a pool thread: no database access here)."""
     instance, version = push.instance, push.version
-    started, status, error = timezone.now(), None, None
+    started, sent, error = timezone.now(), Sent(None), None
     sender = SENDERS.get(instance.push_target)
     try:
         if sender is None:
             error = DeliveryError("The instance has no push target any more.", permanent=True)
         else:
-            status = sender.send(instance, version)
+            sent = sender.send(instance, version)
     except DeliveryError as delivery_error:
-        error, status = delivery_error, delivery_error.http_status
+        error, sent = delivery_error, Sent(delivery_error.http_status)
     except Exception as unexpected:  # a bug must not lose the rest of the batch
         logger.exception("Push request %s failed unexpectedly", push.pk)
         error = DeliveryError(f"Unexpected error: {type(unexpected).__name__}", permanent=False)
-    return AttemptOutcome(started, timezone.now(), status, error)
+    return AttemptOutcome(started, timezone.now(), sent.http_status, error, sent.applied)
 
 
 def retry_delay(attempts) -> float:
@@ -282,11 +298,12 @@ def _record_with_retries(done):
 
 
 def _record_outcomes(done):
-    """Attempt rows, request states, the applied state of SSM instances (written there is
-    applied: no agent acknowledges) and audit events, in one transaction taking its locks in
-    publish()'s order: instances, push requests, the audit chain head."""
+    """Attempt rows, request states, the applied state of instances whose push applied the
+    version (SSM: written is applied; an agent that answered it applied it) and audit events,
+    in one transaction taking its locks in publish()'s order: instances, push requests, the
+    audit chain head."""
     attempts, retries, finished, events = [], [], [], []
-    applied: dict[int, list[Instance]] = {}
+    applied: dict[tuple[int, str], list[Instance]] = {}
     now = timezone.now()
     for push, outcome in done:
         error = outcome.error
@@ -324,23 +341,29 @@ def _record_outcomes(done):
                 "context": context,
             }
         )
-        if not error and SENDERS[instance.push_target].applies:
-            applied.setdefault(version.number, []).append(instance)
-            events.append(
-                {
-                    "action": Action.INSTANCE_APPLIED,
-                    "target": instance,
-                    "context": {"version": version.number, "via": instance.push_target},
-                }
-            )
+        if not error and outcome.applied:
+            applied.setdefault((version.number, outcome.applied), []).append(instance)
     succeeded = [push.pk for push in finished if push.state == PushRequest.State.SUCCEEDED]
     failed = [push for push in finished if push.state == PushRequest.State.FAILED]
     with transaction.atomic():
-        for number, instances in applied.items():
-            Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
+        for (number, detail), instances in applied.items():
+            # Not again for an instance already at it (a push sent again, or the agent's own
+            # report came first).
+            newly = list(
+                Instance.objects.select_for_update()
+                .filter(pk__in=[i.pk for i in instances])
+                .exclude(applied_version_number=number, applied_status="ok")
+                .values_list("pk", flat=True)
+            )
+            Instance.objects.filter(pk__in=newly).update(
                 applied_version_number=number, applied_status="ok", applied_at=now,
-                applied_detail="Written to AWS SSM Parameter Store.",
+                applied_detail=detail,
             )  # fmt: skip
+            events += [
+                {"action": Action.INSTANCE_APPLIED, "target": instance,
+                 "context": {"version": number, "via": instance.push_target}}
+                for instance in instances if instance.pk in newly
+            ]  # fmt: skip
         PushAttempt.objects.bulk_create(attempts)
         # Successes share their values: one UPDATE. Failures differ by their error (rarer).
         PushRequest.objects.filter(pk__in=succeeded).update(

@@ -141,6 +141,7 @@ def record_applied_by_etag(instance, version) -> None:
     the conditional UPDATE makes one web process the one that records it."""
     if instance.applied_version_number == version.number or instance.applied_status != "ok":
         return
+    previous = instance.applied_version_number
     with transaction.atomic():
         updated = (
             Instance.objects.filter(pk=instance.pk, applied_status="ok")
@@ -148,13 +149,18 @@ def record_applied_by_etag(instance, version) -> None:
             .update(applied_version_number=version.number, applied_at=timezone.now())
         )
         if updated:
+            # The same content: what its verification found still holds, and the agent will
+            # not verify again (it applies nothing).
+            Instance.objects.filter(pk=instance.pk, verified_version_number=previous).update(
+                verified_version_number=version.number
+            )
             audit.record(
                 Action.INSTANCE_APPLIED,
                 actor=instance,
                 target=instance,
                 context={
                     "version": version.number,
-                    "same_content_as": instance.applied_version_number,
+                    "same_content_as": previous,
                     "via": "pull (the agent already runs this content)",
                 },
             )

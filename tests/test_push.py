@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from console import delivery, instances, versions
-from console.models import AuditEvent, Instance, PushRequest
+from console.models import AuditEvent, ConfigVersion, Instance, PushRequest
 from tests.support import AgentProcess, free_port, make_instance
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,7 +30,7 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
     instance, agent = webhook_instance
     agent.serve(agent.port)
     versions.publish(keycloak_provider, note="via webhook")
-    # The agent acknowledges while answering the webhook, before the worker records the push.
+    # The agent's answer to the push is its acknowledgement: the worker records both.
     celery_worker.wait_until(
         lambda: (
             Instance.objects.get(pk=instance.pk).applied_version_number == 1
@@ -38,6 +38,8 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
         ),
         "the agent's acknowledgement and the push's success",
     )
+    applied = Instance.objects.get(pk=instance.pk)
+    assert applied.applied_detail == "Applied by the agent (its answer to the push)."
     assert agent.env()["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
     assert agent.env()["OAUTH2_PROVIDER_CLIENT_ID"] == "diffgram-pushed"  # its own client
     push = PushRequest.objects.get(instance=instance)
@@ -194,3 +196,18 @@ def test_one_batch_with_mixed_outcomes_retries_only_the_transient_failure(
     finally:
         for _, agent in agents.values():
             agent.stop()
+
+
+@pytest.mark.parametrize(
+    ("answer", "applied"),
+    [
+        (b'{"applied": 3, "changed": true}', True),
+        (b'{"applied": 3, "changed": false}', True),  # a push sent again: it runs v3
+        (b'{"applied": 2}', False),
+        (b"{}", False),  # a 200 from something that is not our agent proves nothing
+        (b"ok", False),
+    ],
+)
+def test_only_an_answer_naming_the_version_counts_as_applied(answer, applied):
+    version = ConfigVersion(number=3)
+    assert bool(delivery._applied_by_agent(answer, version)) is applied

@@ -483,3 +483,19 @@ def test_an_apply_error_in_the_first_group_halts_the_rollout(cognito, hosts):
     rollout = rollout_of(version)
     assert rollout.state == Rollout.State.HALTED
     assert rollout.halt_reason == "canary could not apply v1: cannot write .env: disk full"
+
+
+def test_a_republish_of_the_same_content_keeps_its_verification(cognito, cognito_op, hosts):
+    """The agent's poll answers 304 (it runs that content already) and probes nothing: the
+    verification of the same content carries over to the new version number."""
+    host = hosts(cognito, "lab")
+    register_app_client(cognito_op, host.diffgram.url_base)
+    versions.publish(cognito)
+    assert host.agent.pull().returncode == 0
+    versions.publish(cognito)
+    requests = host.diffgram.requests
+    result = host.agent.pull()
+    assert "unchanged at v1" in result.stdout
+    instance = host.refresh()
+    assert (instance.applied_version_number, instance.verified_version_number) == (2, 2)
+    assert instance.verify_ok is True and host.diffgram.requests == requests
