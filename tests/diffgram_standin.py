@@ -33,20 +33,33 @@ def is_oauth2_set(env):
     return {"use_oauth2": True, "login_url": login_url}
 
 
-class StandInDiffgram:
-    """One Diffgram instance; `url_base` is where it answers (put it in the .env as URL_BASE)."""
+IS_OAUTH2_SET = "api/configs/is-oauth2-set"
 
-    def __init__(self, env_file):
-        self.env_file = env_file
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # a fleet's probes arrive together (Python's default is 5)
+
+
+class StandInDiffgram:
+    """One Diffgram instance; `url_base` is where it answers (put it in the .env as URL_BASE).
+
+    With `fleet_folder`, one server plays many instances (bench/verify_rollout.py): the one
+    named N answers at `url_base_of(N)` from `fleet_folder/N/.env`."""
+
+    def __init__(self, env_file=None, *, fleet_folder=None):
+        self.env_file, self.fleet_folder = env_file, fleet_folder
         self.requests = 0
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - the stdlib's name
                 standin.requests += 1
-                if self.path.split("?")[0] != "/api/configs/is-oauth2-set":
+                prefix, found, _ = self.path.split("?")[0].partition("/" + IS_OAUTH2_SET)
+                env_file = standin.env_file_of(prefix.strip("/"))
+                if not found or env_file is None:
                     return self._answer(404, {"error": "not found"})
-                env = dotenv_values(standin.env_file) if standin.env_file.exists() else {}
+                env = dotenv_values(env_file) if env_file.exists() else {}
                 return self._answer(200, is_oauth2_set({k: v or "" for k, v in env.items()}))
 
             def _answer(self, status, document):
@@ -55,10 +68,17 @@ class StandInDiffgram:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url_base = f"http://127.0.0.1:{self.server.server_port}/"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def env_file_of(self, name):
+        if self.fleet_folder is None:
+            return self.env_file if name == "" else None
+        return self.fleet_folder / name / ".env" if name.isidentifier() else None
+
+    def url_base_of(self, name):
+        return f"{self.url_base}{name}/"
 
     def write_own_settings(self):
         """What the operator's .env holds before the agent ever runs: Diffgram's URL_BASE."""

@@ -8,7 +8,13 @@ import shutil
 import subprocess
 import sys
 
-from tests.support import ROOT, port_open, require_component, subprocess_environment
+from tests.support import (
+    ROOT,
+    port_open,
+    require_component,
+    require_node_op,
+    subprocess_environment,
+)
 
 
 def run_benchmark(script, **scale):
@@ -27,7 +33,7 @@ def run_benchmark(script, **scale):
 
 
 def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
-    """One test, so the three never run at once: they share the benchmark Redis databases."""
+    """One test, so the four never run at once: they share the benchmark Redis databases."""
     push = run_benchmark("push_fanout.py", BENCH_INSTANCES=20, BENCH_ROUNDS=1)
     (round_,) = push["rounds"]
     assert (round_["succeeded"], round_["failed"], round_["received_duplicates"]) == (20, 0, 0)
@@ -36,6 +42,14 @@ def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
     history = run_benchmark("history.py", BENCH_EVENTS=2000)
     assert "Audit chain intact: 2001 events verified." in history["verify_audit"]["output"]
     assert history["csv_export"]["lines"] > 2000  # a header and every seeded event
+
+    require_node_op()
+    verify = run_benchmark(
+        "verify_rollout.py", BENCH_INSTANCES=10, BENCH_ROUNDS=1, BENCH_PULL_INTERVAL=3
+    )
+    for round_ in (*verify["push"]["rounds"], verify["pull"]["round"]):
+        assert (round_["applied"], round_["verified"], round_["failed"]) == (10, 10, 0), round_
+    assert verify["pull"]["probe"]["count"] == 10  # each agent verified once, after its poll
 
     require_component(shutil.which("wrk"), "wrk", "install it: apt-get install -y wrk")
     pull = run_benchmark("pull.py", BENCH_INSTANCES=20, BENCH_ROUNDS=1, BENCH_SECONDS=1)

@@ -1,0 +1,359 @@
+"""P5: what an admin waits for. The time from Publish until every one of 1,000 instances has
+applied *and verified* the version (docs/BENCHMARKS.md), for webhook pushes and for pull agents
+polling every 60 s.
+
+Real: the console on gunicorn, a Celery worker on Redis, PostgreSQL, the node test OP (Cognito's
+hosted-UI shape, one app client with the 1,000 callbacks registered). The fleet runs in this
+process: for each instance, the agent's own code (agent/diffgram_sso_agent.py: its push
+handler on a port of its own, or its poll loop) in threads; one stand-in Diffgram
+(tests/diffgram_standin.py, in a process of its own) answers is-oauth2-set for all of them
+from their .env files.
+
+Run: python bench/verify_rollout.py  (needs PostgreSQL, Redis, node and `npm ci --prefix tests/op`)
+Smaller: BENCH_INSTANCES=20 BENCH_ROUNDS=1 BENCH_PULL_INTERVAL=5 python bench/verify_rollout.py
+"""
+
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from agent import diffgram_sso_agent as agent  # noqa: E402
+from bench.common import PYTHON, ROOT, environment, fresh_database, manage, wait_for_http  # noqa: E402
+
+INSTANCES = int(os.environ.get("BENCH_INSTANCES", 1000))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))  # push rounds; the pull round runs once
+PULL_INTERVAL = float(os.environ.get("BENCH_PULL_INTERVAL", 60))
+WORKERS = os.environ.get("BENCH_WORKERS", "4")
+WEB_PORT = 8773
+OP_DIR = ROOT / "tests" / "op"
+APP_CLIENT = "diffgram-app"
+
+SEED = """
+import django, json, sys; django.setup()
+from pathlib import Path
+from django.utils import timezone
+from console.models import Instance, Provider
+from tests.idp_server import cognito_document
+op_base, folder = sys.argv[1], Path(sys.argv[2])
+fleet = json.loads((folder / "fleet.json").read_text())
+provider = Provider(name="Bench Cognito", kind="cognito", aws_region="eu-west-1",
+    user_pool_id="eu-west-1_Bench", client_id="diffgram-app", scopes="openid email",
+    validation_passed=True, validated_at=timezone.now(),
+    discovery_snapshot=cognito_document("eu-west-1", "eu-west-1_Bench", op_base,
+                                        op_base + "/.well-known/jwks.json"))
+provider.issuer = provider.computed_issuer()
+provider.save()
+for member in fleet:
+    instance = Instance(name=member["name"], url_base=member["url_base"], provider=provider,
+                        push_target="webhook", webhook_url=member["webhook_url"])
+    token = instance.new_token()
+    secret = instance.new_signing_secret()
+    instance.save()
+    member["pk"] = instance.pk
+    (folder / member["name"] / "token").write_text(token)
+    (folder / member["name"] / "signing-secret").write_text(secret)
+(folder / "fleet.json").write_text(json.dumps(fleet))
+"""
+
+# Publish, then watch the instances until each has verified the version (or failed to).
+PUBLISH = """
+import django, json, sys, time; django.setup()
+from django.db.models import Count, Q
+from console import versions
+from console.models import Instance, Provider
+timeout = float(sys.argv[1])
+# A real change each time (the login URL's scopes), so every agent applies and verifies it.
+provider = Provider.objects.get()
+provider.scopes = "openid email" if "profile" in provider.scopes else "openid email profile"
+provider.save(update_fields=["scopes"])
+started = time.monotonic()
+version = versions.publish(provider, note="bench")
+published = time.monotonic() - started
+n = version.number
+applied_at = None
+while True:
+    counts = Instance.objects.aggregate(
+        total=Count("pk"),
+        applied=Count("pk", filter=Q(applied_version_number=n, applied_status="ok")),
+        verified=Count("pk", filter=Q(verified_version_number=n, verify_ok=True)),
+        failed=Count("pk", filter=Q(verified_version_number=n, verify_ok=False)),
+    )
+    now = time.monotonic() - started
+    if applied_at is None and counts["applied"] == counts["total"]:
+        applied_at = now
+    if counts["verified"] + counts["failed"] == counts["total"] or now > timeout:
+        break
+    time.sleep(0.05)
+failures = list(Instance.objects.filter(verified_version_number=n, verify_ok=False)
+                .values_list("verify_detail", flat=True)[:3])
+print(json.dumps({"version": n, "seconds": round(now, 2), "publish_seconds": round(published, 2),
+                  "all_applied_seconds": applied_at and round(applied_at, 2), **counts,
+                  "failures": failures}))
+"""
+
+PULL_ONLY = """
+import django; django.setup()
+from console.models import Instance
+Instance.objects.update(push_target="none", webhook_url="")
+"""
+
+
+# The stand-in Diffgram in a process of its own: Diffgram does not share the agents' host
+# process either, and this one's interpreter lock is busy enough with 1,000 agents.
+STAND_IN = """
+import sys, threading
+from pathlib import Path
+from tests.diffgram_standin import StandInDiffgram
+diffgram = StandInDiffgram(fleet_folder=Path(sys.argv[1]))
+print(diffgram.url_base, flush=True)
+sys.stdin.read()  # until the benchmark ends
+print(diffgram.requests, flush=True)
+"""
+
+
+class StandInProcess:
+    def __init__(self, folder):
+        self.process = subprocess.Popen(
+            [PYTHON, "-c", STAND_IN, str(folder)], cwd=ROOT, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        self.pid = self.process.pid
+        self.url_base = self.process.stdout.readline().strip()
+
+    def url_base_of(self, name):
+        return f"{self.url_base}{name}/"
+
+    def stop(self):
+        """Stops it; returns how many requests it answered."""
+        self.process.stdin.close()
+        requests = int(self.process.stdout.readline() or 0)
+        self.process.wait(timeout=10)
+        return requests
+
+
+class Fleet:
+    """The 1,000 hosts: each a folder with its .env, token and signing secret, an agent and,
+    shared, one stand-in Diffgram."""
+
+    def __init__(self, folder, count):
+        self.folder = folder
+        self.diffgram = StandInProcess(folder)
+        self.servers, self.members = [], []
+        for n in range(count):
+            name = f"i{n}"
+            (folder / name).mkdir()
+            (folder / name / ".env").write_text(f"URL_BASE={self.diffgram.url_base_of(name)}\n")
+            # Bound now, so the instance can be registered with its port; it handles pushes
+            # once the console has issued its secret.
+            server = agent.BoundedServer(("127.0.0.1", 0), agent.BaseHTTPRequestHandler)
+            self.servers.append(server)
+            self.members.append(
+                {
+                    "name": name,
+                    "url_base": self.diffgram.url_base_of(name),
+                    "webhook_url": f"http://127.0.0.1:{server.server_port}/",
+                }
+            )
+        (folder / "fleet.json").write_text(json.dumps(self.members))
+
+    def args(self, member, console, command, *extra):
+        home = self.folder / member["name"]
+        return agent.parse_args(
+            [command, *extra, "--console", console, "--instance", str(member["pk"]),
+             "--token-file", str(home / "token"), "--env-file", str(home / ".env")]
+        )  # fmt: skip
+
+    def serve(self, console):
+        self.members = json.loads((self.folder / "fleet.json").read_text())  # with their pks
+        for member, server in zip(self.members, self.servers, strict=True):
+            secret = str(self.folder / member["name"] / "signing-secret")
+            server.RequestHandlerClass = agent.make_handler(
+                self.args(member, console, "serve", "--listen", "127.0.0.1:0",
+                          "--secret-file", secret)
+            )  # fmt: skip
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def poll(self, console, interval):
+        """Every agent polls every `interval` seconds; they start spread over one interval, as
+        a fleet that has been polling all day."""
+        for member in self.members:
+            args = self.args(member, console, "pull", "--interval", str(interval))
+            start = random.uniform(0, interval)  # noqa: S311 - spreading, not crypto
+            timer = threading.Timer(start, agent.run_pull, (args,))
+            timer.daemon = True
+            timer.start()
+
+
+def timed_probes(durations):
+    """Count how long each agent's probe takes (the agent calls agent.probe by name)."""
+    probe = agent.probe
+
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return probe(*args, **kwargs)
+        finally:
+            durations.append(time.monotonic() - started)
+
+    agent.probe = timed
+
+
+def start_op(folder, callbacks):
+    """The node test OP as Cognito's hosted UI, with the app client and every callback."""
+    port = free_port()
+    client = {
+        "client_id": APP_CLIENT,
+        "token_endpoint_auth_method": "none",
+        "redirect_uris": callbacks,
+        "grant_types": ["authorization_code"],
+    }
+    log = open(folder / "op.log", "w")  # noqa: SIM115 - open while the OP runs
+    process = subprocess.Popen(
+        ["node", "server.mjs"], cwd=OP_DIR, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "PORT": str(port), "OP_SHAPE": "cognito",
+             "OP_CLIENTS": json.dumps([client])},
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{base}/.well-known/openid-configuration")
+    return process, base
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def publish_and_wait(env, timeout):
+    output = subprocess.run(
+        [PYTHON, "-c", PUBLISH, str(timeout)], cwd=ROOT, env=env, check=True,
+        capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(output)
+
+
+def cpu_seconds(root_pids):
+    """CPU time (user + system) used so far by each named process tree, from /proc, and by
+    PostgreSQL's processes: where a round's time goes on a machine where all share two cores."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent, used, command = {}, {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parent[pid], command[pid] = int(fields[1]), name
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+
+    def tree(pid):
+        return used.get(pid, 0) + sum(tree(child) for child, up in parent.items() if up == pid)
+
+    # This process's own threads only: its children are counted under their own names.
+    totals = {
+        label: used[pid] if pid == os.getpid() else tree(pid) for label, pid in root_pids.items()
+    }
+    totals["postgresql"] = sum(cpu for pid, cpu in used.items() if command[pid] == "postgres")
+    return totals
+
+
+def cpu_used(before, after):
+    return {label: round(after[label] - before[label], 1) for label in before}
+
+
+def percentiles(durations):
+    if not durations:
+        return {}
+    ordered = sorted(durations)
+    return {
+        "count": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 1),
+    }
+
+
+def main():
+    agent.log = lambda message: None  # 1,000 agents' log lines; stdout is the report
+    fresh_database("sso_bench_verify")
+    env = environment("sso_bench_verify")
+    manage(env, "migrate", "--noinput")
+    folder = Path(tempfile.mkdtemp())
+    fleet = Fleet(folder, INSTANCES)
+    callbacks = [f"{m['url_base']}user/oauth2-login/" for m in fleet.members]
+    op, op_base = start_op(folder, callbacks)
+    subprocess.run([PYTHON, "-c", SEED, op_base, str(folder)], cwd=ROOT, env=env, check=True)
+    console = f"http://127.0.0.1:{WEB_PORT}"
+    web = subprocess.Popen(
+        [PYTHON, "-m", "gunicorn", "sso_admin.wsgi", "--bind", f"127.0.0.1:{WEB_PORT}",
+         "--workers", WORKERS, "--backlog", "2048", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [PYTHON, "-m", "celery", "-A", "sso_admin", "worker", "--pool", "prefork",
+         "--concurrency", "4", "--queues", "bench", "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    durations = []
+    timed_probes(durations)
+    try:
+        wait_for_http(f"{console}/bench/trivial")
+        time.sleep(5)  # the worker connects to Redis
+        fleet.serve(console)
+        processes = {"agents": os.getpid(), "stand-in Diffgram": fleet.diffgram.pid,
+                     "web (gunicorn)": web.pid, "celery worker": worker.pid,
+                     "node OP": op.pid}  # fmt: skip
+        before = cpu_seconds(processes)
+        push_rounds = [publish_and_wait(env, timeout=120) for _ in range(ROUNDS)]
+        push_cpu = cpu_used(before, cpu_seconds(processes))
+        push_probes = percentiles(durations)
+
+        subprocess.run([PYTHON, "-c", PULL_ONLY], cwd=ROOT, env=env, check=True)
+        fleet.poll(console, PULL_INTERVAL)
+        time.sleep(PULL_INTERVAL + 5)  # every agent has polled (and is at the version) once
+        durations.clear()
+        pull_round = publish_and_wait(env, timeout=PULL_INTERVAL * 2 + 60)
+        pull_probes = percentiles(durations)
+    finally:
+        for process in (worker, web, op):
+            process.terminate()
+            process.wait(timeout=30)
+        diffgram_requests = fleet.diffgram.stop()
+    seconds = [r["seconds"] for r in push_rounds]
+    print(
+        json.dumps(
+            {
+                "instances": INSTANCES,
+                "push": {
+                    "median_seconds": statistics.median(seconds),
+                    "rounds": push_rounds,
+                    "probe": push_probes,
+                    "cpu_seconds_all_rounds": push_cpu,
+                },
+                "pull": {
+                    "interval_seconds": PULL_INTERVAL,
+                    "round": pull_round,
+                    "probe": pull_probes,
+                },
+                "stand_in_diffgram_requests": diffgram_requests,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
