@@ -18,7 +18,14 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from console.models import GENESIS_HASH, AuditChainHead, AuditEvent, compute_event_hash
+from console import log_context
+from console.models import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    AuditChainHead,
+    AuditEvent,
+    compute_event_hash,
+)
 
 Action = AuditEvent.Action
 ActorType = AuditEvent.ActorType
@@ -166,6 +173,7 @@ def _chained_event(last_id, last_hash, entry):
         target_label=target_label,
         changes=entry.get("changes") or {},
         context=entry.get("context") or {},
+        request_id=(entry.get("request_id") or log_context.request_id())[:64],
         prev_hash=last_hash,
     )
     event.hash = event.compute_hash()
@@ -225,10 +233,7 @@ def verify_rows(rows, expected_last=None, start=(0, GENESIS_HASH)) -> ChainRepor
     return report
 
 
-COLUMNS = (
-    "id", "created_at", "actor_type", "actor_id", "actor_label", "source_ip", "action",
-    "target_type", "target_id", "target_label", "changes", "context", "prev_hash", "hash",
-)  # fmt: skip
+COLUMNS = (*HASHED_FIELDS, "hash")
 # From this many events on, verification hashes in several processes (one per core).
 PARALLEL_FROM = 200_000
 

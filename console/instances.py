@@ -182,3 +182,48 @@ def record_applied(instance, *, version_number, ok, detail, request=None) -> Non
             target=instance,
             context={"version": version_number, **({"detail": detail[:2000]} if detail else {})},
         )
+
+
+# --- how an instance is doing (the fleet page, metrics, alerts) ----------------------------------
+
+
+def drift_reasons(instance, stale_before) -> list[str]:
+    """Why the instance does not run what it was assigned, or may not: [] when it does."""
+    reasons = []
+    if instance.assigned_version_id and not instance.in_sync:
+        reasons.append("applied ≠ assigned")
+    if (
+        instance.push_target == Instance.PushTarget.NONE
+        and instance.assigned_version_id
+        and (instance.last_pull_at is None or instance.last_pull_at < stale_before)
+    ):
+        reasons.append("not pulled recently")
+    return reasons
+
+
+def verification_state(instance) -> str:
+    """verified / failed (for the assigned version), pending (not yet), or none (nothing
+    assigned)."""
+    if not instance.assigned_version_id:
+        return "none"
+    if instance.verified_version_number != instance.assigned_number:
+        return "pending"
+    return "verified" if instance.verify_ok else "failed"
+
+
+HEALTH_STATES = ("in_sync", "drifting", "failing", "not_verified", "unassigned")
+
+
+def health(instance, last_push_state, stale_before) -> str:
+    """One state per instance, the worst first: failing (its last push failed for good, or it
+    could not apply), drifting, not_verified, in_sync; unassigned when nothing was published
+    to it."""
+    if not instance.assigned_version_id:
+        return "unassigned"
+    if last_push_state == PushRequest.State.FAILED or instance.applied_status == "error":
+        return "failing"
+    if drift_reasons(instance, stale_before):
+        return "drifting"
+    if verification_state(instance) != "verified":
+        return "not_verified"
+    return "in_sync"

@@ -138,6 +138,9 @@ def run_validation(
         stored.validation_checks = report.as_list()
         stored.validation_passed = report.ok
         fields = ["validated_at", "validation_checks", "validation_passed"]
+        if report.ok:
+            stored.last_passed_at = now
+            fields.append("last_passed_at")
         snapshot = report.snapshot()
         if snapshot:
             stored.discovery_snapshot, stored.jwks_snapshot = snapshot

@@ -158,5 +158,6 @@ urlpatterns = [
     path("api/v1/instances/<int:instance_id>", automation.instance_item, name="api-v1-instance"),
     path("api/v1/history", automation.history, name="api-v1-history"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", health.metrics, name="metrics"),
     path("favicon.ico", site.favicon, name="favicon"),
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -77,10 +78,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "csp",
+    "django_guid",
     "console",
 ]
 
 MIDDLEWARE = [
+    # First: every later middleware's log lines carry the request id.
+    "console.log_context.RequestContextMiddleware",
+    "django_guid.middleware.guid_middleware",
+    "console.metrics.RequestTimer",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -311,13 +317,48 @@ INSTANCE_STALE_AFTER_MINUTES = env.int("INSTANCE_STALE_AFTER_MINUTES", default=6
 # A rollout that halts by itself halts when its first group has not verified it by then.
 ROLLOUT_VERIFY_TIMEOUT_MINUTES = env.int("ROLLOUT_VERIFY_TIMEOUT_MINUTES", default=15)
 
+# GET /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset,
+# it is refused.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
+# Every request carries an id: the proxy's X-Request-ID when it is a UUID, else a new one,
+# returned in the answer's X-Request-ID, carried into the Celery tasks it queues, and written
+# into its log lines and audit events (console/log_context.py).
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,  # anything else from outside could forge or garble log lines
+    "INTEGRATIONS": [CeleryIntegration()],
+}
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_context": {"()": "console.log_context.RequestContext"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+        # One JSON object per line (python-json-logger); ISO 8601 time in UTC.
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(user)s %(instance_id)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    # Django gives its own loggers a handler in DEBUG; they reach the root handler anyway, so
-    # without this every line of theirs (runserver's, for one) would be printed twice.
-    "loggers": {"django": {"handlers": []}},
+    "loggers": {
+        # Django gives its own loggers a handler in DEBUG; they reach the root handler anyway,
+        # so without this every line of theirs (runserver's, for one) would be printed twice.
+        "django": {"handlers": []},
+        # One line per request about the id it found or made is noise.
+        "django_guid": {"level": "WARNING"},
+    },
 }

@@ -16,6 +16,7 @@ PUBLIC = {
     "api-v1-openapi",
     "agent-download",  # the agent's code, fetched by curl on a Diffgram host
     "favicon",
+    "metrics",  # its own bearer token, METRICS_TOKEN (tests/test_operations.py)
 }
 # Machine endpoints authenticated by a token instead of a session (401 JSON without one).
 INSTANCE_TOKEN = {"api-pull-config", "api-applied"} | {
@@ -23,7 +24,7 @@ INSTANCE_TOKEN = {"api-pull-config", "api-applied"} | {
     for name, _, _ in all_named_urls()
     if name.startswith("api-v1-") and name != "api-v1-openapi"
 }
-PUBLIC_MACHINE = {"api-v1-openapi", "agent-download", "favicon"}
+PUBLIC_MACHINE = {"api-v1-openapi", "agent-download", "favicon", "metrics"}
 # Views any role may POST to: they change only the user's own API tokens.
 OWN_ACCOUNT = {"api-tokens", "api-token-revoke", "choose-password"}
 # Views a signed-in user without a role may use.

@@ -16,12 +16,15 @@ from io import StringIO
 
 import pytest
 from celery.signals import before_task_publish
+from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pythonjsonlogger.json import JsonFormatter
 
 from console import audit, delivery, instances, versions
+from console import metrics as console_metrics
 from console.models import ApiToken, AuditEvent, Instance, Provider, hash_token
 from tests.support import make_user
 from tests.urls_helper import all_named_urls
@@ -134,6 +137,9 @@ LOGIN, NO_ACCESS, FORBIDDEN, UNAUTHORIZED, OK = "login", "no-access", "403", "40
 POLICIES = {
     # everyone reaches these
     "public": dict.fromkeys(CALLERS, OK),
+    # Prometheus metrics: only the holder of METRICS_TOKEN, which no caller here has (unset:
+    # refused; tests/test_operations.py scrapes with it)
+    "metrics": dict.fromkeys(CALLERS, FORBIDDEN),
     # console pages (session, any role)
     "page": {
         "anonymous": LOGIN, "norole": NO_ACCESS, "auditor": OK, "admin": OK,
@@ -179,6 +185,7 @@ MATRIX = {
     "oidc_authentication_init": [("GET", "public")],
     "oidc_authentication_callback": [("GET", "public")],
     "healthz": [("GET", "public")],
+    "metrics": [("GET", "metrics")],
     "providers": [("GET", "page")],
     "provider-new": [("GET", "admin-page")],
     "provider-create": [("GET", "admin-page"), ("POST", "admin-write")],
@@ -369,6 +376,12 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     seen["logs"] = "\n".join(
         f"{record.getMessage()} {record.exc_text or ''}" for record in caplog.records
     )
+    as_json = settings.LOGGING["formatters"]["json"]  # LOG_FORMAT=json
+    json_formatter = JsonFormatter(
+        as_json["fmt"], rename_fields=as_json["rename_fields"], timestamp=as_json["timestamp"]
+    )
+    seen["json logs"] = "\n".join(json_formatter.format(record) for record in caplog.records)
+    seen["metrics"] = console_metrics.scrape().decode()
     leaks = [where for where, text in seen.items() if CANARY in text]
     assert leaks == []
     assert len(published) >= 2  # the publish (one batch) and the repush really were captured

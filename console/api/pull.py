@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 
 from agent import diffgram_sso_agent as agent
-from console import diffgram, instances, ratelimits, tasks, verification
+from console import diffgram, instances, log_context, metrics, ratelimits, tasks, verification
 from console.api.decorators import allowed, bearer_token, error, json_object, token_api
 from console.models import Instance, hash_token
 from console.pull_state import pull_states
@@ -77,6 +77,7 @@ def _authenticated_instance(view, methods):
         if ratelimits.instance_pull_exceeded(state.instance.pk):
             return _too_many(settings.RATE_LIMIT_PULL_PER_INSTANCE)
         request.pull_state = state
+        log_context.instance_id.set(state.instance.pk)
         return allowed(methods, request) or view(request, *args, **kwargs)
 
     return wrapper
@@ -96,6 +97,7 @@ def _render(instance, version, output):
     return diffgram.render_helm(settings_)
 
 
+@metrics.counted_pulls
 @instance_api("GET")
 def pull_config(request):
     state = request.pull_state

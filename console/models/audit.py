@@ -103,6 +103,9 @@ class AuditEvent(models.Model):
     target_label = models.CharField(max_length=255, blank=True)
     changes = models.JSONField(default=dict, blank=True)
     context = models.JSONField(default=dict, blank=True)
+    # The request (or the task it queued) that made the change: the X-Request-ID of its log
+    # lines (console/log_context.py). "" for commands and for events from before it existed.
+    request_id = models.CharField(max_length=64, blank=True, default="")
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
 
@@ -143,6 +146,7 @@ class AuditEvent(models.Model):
             changes=self.changes,
             context=self.context,
             prev_hash=self.prev_hash,
+            request_id=self.request_id,
         )
 
     def compute_hash(self) -> str:
@@ -151,8 +155,10 @@ class AuditEvent(models.Model):
 
 HASHED_FIELDS = (
     "id", "created_at", "actor_type", "actor_id", "actor_label", "source_ip", "action",
-    "target_type", "target_id", "target_label", "changes", "context", "prev_hash",
+    "target_type", "target_id", "target_label", "changes", "context", "prev_hash", "request_id",
 )  # fmt: skip
+# Added to events later: hashed only when set, so events from before hash as they did.
+HASHED_WHEN_SET = frozenset({"request_id"})
 
 
 def event_fields(**values) -> dict[str, Any]:
@@ -162,7 +168,11 @@ def event_fields(**values) -> dict[str, Any]:
 def compute_event_hash(fields) -> str:
     """SHA-256 over canonical JSON (sorted keys, no whitespace, ASCII) of the hashed fields."""
     canonical = json.dumps(
-        {name: fields[name] for name in HASHED_FIELDS},
+        {
+            name: fields.get(name)
+            for name in HASHED_FIELDS
+            if name not in HASHED_WHEN_SET or fields.get(name)
+        },
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,

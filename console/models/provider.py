@@ -77,6 +77,7 @@ class Provider(WriteOnlySecrets, models.Model):
     validated_at = models.DateTimeField(null=True, blank=True, editable=False)
     validation_checks = models.JSONField(default=list, blank=True, editable=False)
     validation_passed = models.BooleanField(null=True, editable=False)
+    last_passed_at = models.DateTimeField(null=True, blank=True, editable=False)
     discovery_snapshot = models.JSONField(null=True, blank=True, editable=False)
     jwks_snapshot = models.JSONField(null=True, blank=True, editable=False)
     snapshot_at = models.DateTimeField(null=True, blank=True, editable=False)

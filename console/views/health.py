@@ -1,11 +1,15 @@
+import hmac
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from console import metrics as console_metrics
 from sso_admin.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -44,3 +48,23 @@ def healthz(request):
     body = {name: "ok" if ok else "unreachable" for name, ok in checks.items()}
     body["status"] = "ok" if healthy else "unavailable"
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@login_not_required
+@never_cache
+@require_GET
+def metrics(request):
+    """Prometheus metrics (console/metrics.py), for a scraper holding METRICS_TOKEN; refused
+    while no token is set."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        return JsonResponse(
+            {"error": "Metrics are off: set METRICS_TOKEN and scrape with that bearer token."},
+            status=403,
+        )
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+        response = JsonResponse({"error": "Missing or wrong metrics token."}, status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(console_metrics.scrape(), content_type=CONTENT_TYPE_LATEST)

@@ -38,34 +38,15 @@ def fleet_rows():
     rows = []
     for instance in fleet:
         last_push = instance.recent_pushes[0] if instance.recent_pushes else None
-        drift = []
-        if instance.assigned_version_id and not instance.in_sync:
-            drift.append("applied ≠ assigned")
-        if (
-            instance.push_target == Instance.PushTarget.NONE
-            and instance.assigned_version_id
-            and (instance.last_pull_at is None or instance.last_pull_at < stale_before)
-        ):
-            drift.append("not pulled recently")
         rows.append(
             {
                 "instance": instance,
                 "last_push": last_push,
-                "drift": drift,
-                "verification": verification_state(instance),
+                "drift": instances.drift_reasons(instance, stale_before),
+                "verification": instances.verification_state(instance),
             }
         )
     return rows
-
-
-def verification_state(instance) -> str:
-    """verified / failed (for the assigned version), pending (not yet), or none (nothing
-    assigned)."""
-    if not instance.assigned_version_id:
-        return "none"
-    if instance.verified_version_number != instance.assigned_number:
-        return "pending"
-    return "verified" if instance.verify_ok else "failed"
 
 
 @require_safe

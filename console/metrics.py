@@ -1,0 +1,174 @@
+"""Prometheus metrics, served at GET /metrics (console/views/site.py) with METRICS_TOKEN.
+
+Two kinds. What each web process counts itself (pull answers by status, request latency) uses
+prometheus-client's multi-process mode under gunicorn (gunicorn.conf.py gives the workers a
+shared PROMETHEUS_MULTIPROC_DIR), so a scrape answered by any worker reports all of them. What
+the database knows (the fleet, pushes, providers, the audit chain) and the broker's queue are
+read at scrape time, so they are exact whichever process, host or worker count answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter as Tally
+from datetime import timedelta
+from functools import wraps
+
+from celery import current_app
+from django.conf import settings
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from console import instances
+from console.models import AuditChainHead, Instance, Provider, PushRequest
+
+logger = logging.getLogger(__name__)
+PREFIX = "diffgram_sso"
+
+PULLS = Counter(f"{PREFIX}_pulls", "Pull API answers to instances, by HTTP status.", ["status"])
+REQUEST_SECONDS = Histogram(
+    f"{PREFIX}_request_duration_seconds",
+    "Time to answer an HTTP request, by the URL pattern's name.",
+    ["view"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+
+def counted_pulls(view):
+    """Count every answer of the pull API by status, refusals included."""
+
+    @wraps(view)
+    def counted(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        PULLS.labels(str(response.status_code)).inc()
+        return response
+
+    return counted
+
+
+class RequestTimer:
+    """Middleware: the latency of every request, labelled by its URL pattern's name (a bounded
+    set; unmatched paths share one label)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        view = (match.url_name if match else "") or "unmatched"
+        REQUEST_SECONDS.labels(view).observe(time.perf_counter() - started)
+        return response
+
+
+class DatabaseCollector:
+    """The fleet, pushes, providers and audit chain as the database has them now."""
+
+    def collect(self):
+        yield self._instances()
+        yield from self._pushes()
+        yield from self._providers()
+        head = AuditChainHead.objects.filter(pk=1).values_list("last_id", flat=True).first()
+        yield CounterMetricFamily(
+            f"{PREFIX}_audit_events", "Audit events written (the chain's length).", head or 0
+        )
+        queue = _queue_length()
+        if queue is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_celery_queue_length",
+                "Tasks waiting in the console's Celery queue.",
+                value=queue,
+            )
+
+    def _instances(self):
+        last_push = PushRequest.objects.filter(instance=OuterRef("pk")).order_by("-id")
+        fleet = Instance.objects.select_related("assigned_version").annotate(
+            last_push_state=Subquery(last_push.values("state")[:1])
+        )
+        stale_before = timezone.now() - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
+        states = Tally(
+            instances.health(instance, instance.last_push_state, stale_before) for instance in fleet
+        )
+        family = GaugeMetricFamily(
+            f"{PREFIX}_instances",
+            "Diffgram instances by state, each in its worst: failing, drifting, not_verified, "
+            "in_sync, unassigned.",
+            labels=["state"],
+        )
+        for state in instances.HEALTH_STATES:
+            family.add_metric([state], states.get(state, 0))
+        return family
+
+    def _pushes(self):
+        counts = Tally(PushRequest.objects.values_list("state", flat=True).iterator())
+        done = CounterMetricFamily(
+            f"{PREFIX}_pushes", "Pushes finished, by outcome.", labels=["outcome"]
+        )
+        for outcome in (PushRequest.State.SUCCEEDED, PushRequest.State.FAILED):
+            done.add_metric([outcome], counts.get(outcome, 0))
+        yield done
+        yield GaugeMetricFamily(
+            f"{PREFIX}_pushes_pending",
+            "Pushes not finished yet (being sent or waiting to be retried).",
+            value=counts.get(PushRequest.State.PENDING, 0),
+        )
+
+    def _providers(self):
+        outcomes = GaugeMetricFamily(
+            f"{PREFIX}_providers",
+            "Enabled identity providers by their latest validation: passed, failed, not_validated.",
+            labels=["outcome"],
+        )
+        ages = GaugeMetricFamily(
+            f"{PREFIX}_provider_last_passed_age_seconds",
+            "Seconds since each enabled provider last passed validation (absent if never).",
+            labels=["provider"],
+        )
+        tally = Tally()
+        now = timezone.now()
+        for name, passed, last_passed in Provider.objects.filter(enabled=True).values_list(
+            "name", "validation_passed", "last_passed_at"
+        ):
+            tally[{True: "passed", False: "failed", None: "not_validated"}[passed]] += 1
+            if last_passed is not None:
+                ages.add_metric([name], (now - last_passed).total_seconds())
+        for outcome in ("passed", "failed", "not_validated"):
+            outcomes.add_metric([outcome], tally.get(outcome, 0))
+        return outcomes, ages
+
+
+def _queue_length() -> int | None:
+    """Messages in the console's queue on the broker; None (and a warning) if it cannot say."""
+    try:
+        with current_app.connection_for_read() as connection:
+            declared = connection.default_channel.queue_declare(
+                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+            )
+            return int(declared.message_count)
+    except Exception as error:  # any broker trouble: the rest of the scrape still answers
+        logger.warning("Celery queue length unknown: %s", type(error).__name__)
+        return None
+
+
+def scrape() -> bytes:
+    """The text exposition format: this host's processes plus what the database knows."""
+    database = CollectorRegistry(auto_describe=False)
+    database.register(DatabaseCollector())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)
+    else:  # one process (make run): its own registry
+        processes = REGISTRY
+    return generate_latest(processes) + generate_latest(database)
