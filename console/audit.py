@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from console import log_context
@@ -29,6 +30,11 @@ from console.models import (
 
 Action = AuditEvent.Action
 ActorType = AuditEvent.ActorType
+
+# Sent, once the transaction commits, with the new events whose action is in LISTENED_TO
+# (a listener adds the actions it wants: console/alerts.py).
+event_recorded = Signal()
+LISTENED_TO: set[str] = set()
 
 SECRET_CHANGED = "[changed]"
 SECRET_SET = "[set]"
@@ -141,7 +147,7 @@ def record_many(entries, *, batch_size=2000) -> AuditEvent | None:
     Each entry is a dict with the keyword arguments of record() (without request) plus
     optional `source_ip` and `created_at`. Returns the last event appended.
     """
-    event = None
+    event, heard = None, []
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         batch = []
@@ -149,11 +155,17 @@ def record_many(entries, *, batch_size=2000) -> AuditEvent | None:
             event = _chained_event(head.last_id, head.last_hash, entry)
             head.last_id, head.last_hash = event.id, event.hash
             batch.append(event)
+            if event.action in LISTENED_TO:
+                heard.append(event)
             if len(batch) >= batch_size:
                 AuditEvent.objects.bulk_create(batch)
                 batch = []
         AuditEvent.objects.bulk_create(batch)
         head.save(update_fields=["last_id", "last_hash"])
+        if heard:
+            transaction.on_commit(
+                lambda: event_recorded.send(sender=AuditEvent, events=heard), robust=True
+            )
     return event
 
 

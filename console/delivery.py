@@ -73,16 +73,20 @@ def signed_webhook(instance, version) -> tuple[bytes, dict[str, str]]:
         },
         sort_keys=True,
     ).encode()
-    timestamp = str(int(time.time()))
-    signature = hmac.new(
-        instance.signing_secret().encode(), timestamp.encode() + b"." + body, hashlib.sha256
-    ).hexdigest()
     headers = {
         "Content-Type": "application/json",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: f"sha256={signature}",
+        **signature_headers(instance.signing_secret(), body),
     }
     return body, headers
+
+
+def signature_headers(secret, body) -> dict[str, str]:
+    """HMAC-SHA256 over "timestamp.body", as the agent (and an alert webhook) checks it."""
+    timestamp = str(int(time.time()))
+    signature = hmac.new(
+        secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256
+    ).hexdigest()
+    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: f"sha256={signature}"}
 
 
 @dataclass

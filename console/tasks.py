@@ -1,16 +1,18 @@
 """Celery tasks: thin wrappers that take primary keys; the logic lives in the service modules
-(console/delivery.py, console/providers.py, console/verification.py, console/audit_anchor.py).
-The only module that knows Celery: publishing announces its pushes with a signal
-(versions.pushes_queued), which this module turns into tasks once the transaction commits."""
+(console/delivery.py, console/providers.py, console/verification.py, console/alerts.py,
+console/audit_anchor.py). The only module that knows Celery: publishing and alerting announce
+their work with signals (versions.pushes_queued, alerts.alerts_queued), which this module
+turns into tasks once the transaction commits."""
 
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 
-from console import audit_anchor, delivery, providers, verification, versions
-from console.models import Instance, Provider
+from console import alerts, audit_anchor, delivery, providers, verification, versions
+from console.models import Alert, Instance, Provider
 from sso_admin.celery import app
 
 
@@ -117,3 +119,42 @@ def verify_instance(self, instance_id) -> None:
 def halt_overdue_rollouts() -> int:
     """Beat: halt the self-halting rollouts whose first group has not verified in time."""
     return len(verification.halt_overdue_rollouts())
+
+
+# --- alerts (console/alerts.py) -----------------------------------------------------------------
+
+
+@receiver(alerts.alerts_queued)
+def _send_queued_alerts(sender, alert_ids, **kwargs) -> None:
+    for alert_id in alert_ids:
+        send_alert.delay(alert_id)
+
+
+@shared_task(bind=True, max_retries=None)  # ALERT_MAX_ATTEMPTS is counted on the alert
+def send_alert(self, alert_id) -> None:
+    """Send one alert; a transient failure is retried with Celery's retry, backing off from
+    ALERT_RETRY_SECONDS, until ALERT_MAX_ATTEMPTS; the alert records each outcome."""
+    alert = Alert.objects.select_related("destination").filter(pk=alert_id).first()
+    if alert is None or alert.state != Alert.State.PENDING:
+        return
+    try:
+        alerts.send(alert)
+    except alerts.SendFailed as failure:
+        final = failure.permanent or alert.attempts + 1 >= settings.ALERT_MAX_ATTEMPTS
+        alerts.record_failure(alert, failure.message, final=final)
+        if not final:
+            raise self.retry(countdown=settings.ALERT_RETRY_SECONDS * 2**alert.attempts) from None
+        return
+    alerts.record_sent(alert)
+
+
+@shared_task
+def check_fleet() -> int:
+    """Beat: alerts for instances that drift or stopped pulling."""
+    return alerts.check_fleet()
+
+
+@shared_task
+def check_audit_chain() -> bool:
+    """Beat, daily: verify the audit chain and alert when it does not."""
+    return alerts.check_audit_chain()

@@ -6,6 +6,7 @@ from console.roles import admin_only, role_not_required
 from console.views import (
     account,
     accounts,
+    alerts,
     cognito,
     config,
     health,
@@ -22,6 +23,7 @@ provider = "providers/<int:provider_id>/"
 version = provider + "versions/<int:number>/"
 instance = "instances/<int:instance_id>/"
 user = "users/<int:user_id>/"
+destination = "alerts/destinations/<int:destination_id>/"
 
 urlpatterns = [
     # First: the fleet polls these far more often than anyone opens a page, and URL patterns
@@ -96,6 +98,11 @@ urlpatterns = [
         instances.instance_rotate_signing_secret,
         name="instance-rotate-signing-secret",
     ),
+    # alerts
+    path("alerts/", alerts.alert_list, name="alerts"),
+    path(destination, admin_only(alerts.alert_destination_edit), name="alert-destination-edit"),
+    path(destination + "delete/", alerts.alert_destination_delete, name="alert-destination-delete"),
+    path(destination + "test/", alerts.alert_destination_test, name="alert-destination-test"),
     # users and roles
     path("users/", users.user_list, name="users"),
     path(user + "reset-password/", users.user_reset_password, name="user-reset-password"),

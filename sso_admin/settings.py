@@ -297,6 +297,8 @@ AUDIT_CHECKPOINT_MINUTES = env.int("AUDIT_CHECKPOINT_MINUTES", default=15)
 CELERY_BEAT_SCHEDULE = {
     "sweep-push-outbox": {"task": "console.tasks.sweep_outbox", "schedule": 60.0},
     "halt-overdue-rollouts": {"task": "console.tasks.halt_overdue_rollouts", "schedule": 60.0},
+    "alert-on-fleet": {"task": "console.tasks.check_fleet", "schedule": 300.0},
+    "alert-on-audit-chain": {"task": "console.tasks.check_audit_chain", "schedule": 86400.0},
     "revalidate-providers": {
         "task": "console.tasks.revalidate_providers",
         "schedule": PROVIDER_REVALIDATE_MINUTES * 60.0,
@@ -316,6 +318,14 @@ PUSH_SWEEP_AFTER_SECONDS = env.int("PUSH_SWEEP_AFTER_SECONDS", default=60)
 INSTANCE_STALE_AFTER_MINUTES = env.int("INSTANCE_STALE_AFTER_MINUTES", default=60)
 # A rollout that halts by itself halts when its first group has not verified it by then.
 ROLLOUT_VERIFY_TIMEOUT_MINUTES = env.int("ROLLOUT_VERIFY_TIMEOUT_MINUTES", default=15)
+
+# --- Alerts (console/alerts.py) -----------------------------------------------------------------
+# Email goes out through Django's mail settings from EMAIL_URL: smtp://user:password@host:587
+# (add ?ssl=True or use smtp+tls://); the default prints mails on the worker's console.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+ALERTS_FROM_EMAIL = env("ALERTS_FROM_EMAIL", default="diffgram-sso@localhost")
+ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=6)
+ALERT_RETRY_SECONDS = env.int("ALERT_RETRY_SECONDS", default=30)  # doubles with each try
 
 # GET /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset,
 # it is refused.

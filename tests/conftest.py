@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from console.roles import ADMIN, AUDITOR
+from tests.mail_and_hooks import HookReceiver, SmtpServer
 from tests.support import (
     AUDIT_TRIGGER_MIGRATION,
     CHROMIUM,
@@ -80,7 +81,29 @@ def auditor_client(auditor_user):
 
 
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_server):
+def smtp_server():
+    """A real SMTP server on 127.0.0.1 (aiosmtpd); the Celery worker sends alert mail to it."""
+    server = SmtpServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    """The SMTP server, with nothing received yet."""
+    smtp_server.messages.clear()
+    return smtp_server
+
+
+@pytest.fixture
+def hook_receiver():
+    receiver = HookReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_server, smtp_server):
     """One real worker for the session, on the configured broker and the test database."""
     from django.conf import settings
 
@@ -96,8 +119,9 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, _moto_se
         queue,
         tmp_path_factory.mktemp("celery"),
         subprocess_database_url(django_db_blocker),
-        {"AWS_ENDPOINT_URL": _moto_server},
-    )
+        {"AWS_ENDPOINT_URL": _moto_server, "EMAIL_URL": smtp_server.url,
+         "ALERT_RETRY_SECONDS": "1", "ALERT_MAX_ATTEMPTS": "3"},
+    )  # fmt: skip
     # Route every task this test process sends to the worker's private queue, so parallel runs
     # and leftovers on a shared broker cannot interfere.
     previous_queue = app.conf.task_default_queue

@@ -25,7 +25,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from console import audit, delivery, instances, versions
 from console import metrics as console_metrics
-from console.models import ApiToken, AuditEvent, Instance, Provider, hash_token
+from console.models import AlertDestination, ApiToken, AuditEvent, Instance, Provider, hash_token
 from tests.support import make_user
 from tests.urls_helper import all_named_urls
 
@@ -95,6 +95,12 @@ def build_world(django_user_model):
     personal["revoked"] = revoked.new_token()
     revoked.revoked_at = timezone.now()
     revoked.save()
+    destination = AlertDestination(
+        name="ops hook", kind="webhook", webhook_url="https://hooks.example.test/x",
+        events=["push_failed"],
+    )  # fmt: skip
+    destination.set_secret("webhook_secret", f"{CANARY}-alert-hook")
+    destination.save()
     event = AuditEvent.objects.order_by("id").first()
     return {
         "provider": provider, "instances": members, "tokens": tokens, "version": version,
@@ -110,6 +116,7 @@ def url_kwargs(world):
         "event_id": world["event"].pk, "export_format": "csv", "kind": "oidc",
         "token_id": token_id, "idp_type": "google", "name": "Google",
         "user_id": world["users"]["norole"].pk,
+        "destination_id": AlertDestination.objects.get().pk,
     }  # fmt: skip
     result = {}
     for name, route, _ in all_named_urls():
@@ -185,6 +192,10 @@ MATRIX = {
     "oidc_authentication_init": [("GET", "public")],
     "oidc_authentication_callback": [("GET", "public")],
     "healthz": [("GET", "public")],
+    "alerts": [("GET", "page"), ("POST", "admin-write")],
+    "alert-destination-edit": [("GET", "admin-page"), ("POST", "admin-write")],
+    "alert-destination-delete": [("POST", "admin-write")],
+    "alert-destination-test": [("POST", "admin-write")],
     "metrics": [("GET", "metrics")],
     "providers": [("GET", "page")],
     "provider-new": [("GET", "admin-page")],

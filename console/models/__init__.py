@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from console.models.accounts import OneTimePassword
+from console.models.alerts import Alert, AlertDestination, AlertEvent
 from console.models.api_token import ApiToken
 from console.models.audit import (
     GENESIS_HASH,
@@ -18,6 +19,9 @@ from console.models.rollout import ConfigVersion, Instance, PushAttempt, PushReq
 from console.models.tokens import hash_token
 
 __all__ = [
+    "Alert",
+    "AlertDestination",
+    "AlertEvent",
     "ApiToken",
     "GENESIS_HASH",
     "HASHED_FIELDS",
@@ -48,5 +52,6 @@ def encrypted_fields() -> list[tuple[type, list[str]]]:
             [f"{name}_encrypted" for name in FederatedIdentityProvider.SECRET_NAMES],
         ),
         (Instance, ["signing_secret_encrypted"]),
+        (AlertDestination, ["webhook_secret_encrypted"]),
         (ConfigVersion, ["secret_settings_encrypted"]),
     ]

@@ -73,6 +73,9 @@ class AuditEvent(models.Model):
         API_TOKEN_CREATED = "api_token.created"
         API_TOKEN_REVOKED = "api_token.revoked"
         PROVIDER_VALIDATION_CHANGED = "provider.validation_changed"
+        ALERT_DESTINATION_CREATED = "alert_destination.created"
+        ALERT_DESTINATION_CHANGED = "alert_destination.changed"
+        ALERT_DESTINATION_DELETED = "alert_destination.deleted"
 
     class ActorType(models.TextChoices):
         USER = "user"
@@ -88,6 +91,7 @@ class AuditEvent(models.Model):
         HISTORY = "history"
         CONFIG = "config"
         KEYS = "keys"
+        ALERT = "alert"
 
     id = models.BigIntegerField(primary_key=True)
     created_at = models.DateTimeField()
