@@ -28,6 +28,8 @@ class AlertDestinationForm(forms.ModelForm):
         "leave empty to keep the current one. Slack ignores the signature.",
     )
 
+    field_order = ["name", "kind", "email_to", "webhook_url", "webhook_secret", "events", "enabled"]
+
     class Meta:
         model = AlertDestination
         fields = ["name", "kind", "email_to", "webhook_url", "events", "enabled"]

@@ -179,3 +179,23 @@ def test_the_registration_page_fits_the_window_with_its_commands(
     assert box[0] <= box[1], f"the commands overflow their block: {box}"
     assert_fits_the_window(page)
     assert problems == []
+
+
+def test_an_admin_adds_an_alert_destination(live_server, page, admin_user):
+    problems = watch_console(page)
+    page.set_viewport_size({"width": 800, "height": 900})
+    browser_sign_in(page, live_server, admin_user)
+    page.get_by_role("link", name="Alerts").click()
+    expect(page.get_by_text("No destination yet: nobody is told.")).to_be_visible()
+    page.get_by_label("Name").fill("ops mail")
+    page.get_by_label("Kind").select_option("email")
+    page.get_by_label("Email addresses").fill("ops@example.test")
+    page.get_by_label("A push fails for good").check()
+    page.get_by_label("An instance drifts or stops pulling").check()
+    page.get_by_role("button", name="Add destination").click()
+    expect(page.get_by_text("Alerts now go to ops mail.")).to_be_visible()
+    row = page.locator('tr[data-destination="ops mail"]')
+    expect(row).to_contain_text("ops@example.test")
+    expect(row).to_contain_text("push_failed, instance_drifting")
+    assert_fits_the_window(page)
+    assert problems == []
