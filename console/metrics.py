@@ -51,10 +51,23 @@ def counted_pulls(view):
     @wraps(view)
     def counted(request, *args, **kwargs):
         response = view(request, *args, **kwargs)
-        PULLS.labels(str(response.status_code)).inc()
+        _child(PULLS, response.status_code).inc()
         return response
 
     return counted
+
+
+_children: dict[tuple[int, object], object] = {}
+
+
+def _child(metric, label):
+    """metric.labels(label), kept: labels() takes a lock and builds its key on every call,
+    which the pull API (thousands of polls a second) should not pay for."""
+    key = (id(metric), label)
+    child = _children.get(key)
+    if child is None:
+        child = _children.setdefault(key, metric.labels(str(label)))
+    return child
 
 
 class RequestTimer:
@@ -69,7 +82,7 @@ class RequestTimer:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         view = (match.url_name if match else "") or "unmatched"
-        REQUEST_SECONDS.labels(view).observe(time.perf_counter() - started)
+        _child(REQUEST_SECONDS, view).observe(time.perf_counter() - started)
         return response
 
 

@@ -181,3 +181,23 @@ def test_audit_events_carry_the_request_id_of_the_change(
         )
     broken = audit.verify_chain()
     assert not broken.ok and broken.first_bad_id == event.pk
+
+
+def test_the_request_id_follows_a_publish_into_the_push_task(
+    celery_worker, admin_client, keycloak_provider, webhook_instance
+):
+    instance, agent = webhook_instance
+    agent.serve(agent.port)
+    given = str(uuid.uuid4())
+    admin_client.post(
+        reverse("provider-publish", args=[keycloak_provider.pk]),
+        {"confirm": "yes", "revision": keycloak_provider.revision},
+        HTTP_X_REQUEST_ID=given,
+    )
+    celery_worker.wait_until(
+        lambda: AuditEvent.objects.filter(action="push.succeeded").exists(), "the push"
+    )
+    published = AuditEvent.objects.get(action="version.published")
+    pushed = AuditEvent.objects.get(action="push.succeeded")  # written by the worker
+    assert published.request_id == pushed.request_id == given
+    assert given in celery_worker.log()  # the worker's log lines of that task carry it too

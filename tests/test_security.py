@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from pythonjsonlogger.json import JsonFormatter
 
-from console import audit, delivery, instances, versions
+from console import alerts, audit, delivery, instances, versions
 from console import metrics as console_metrics
 from console.models import AlertDestination, ApiToken, AuditEvent, Instance, Provider, hash_token
 from tests.support import make_user
@@ -393,6 +393,7 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
     )
     seen["json logs"] = "\n".join(json_formatter.format(record) for record in caplog.records)
     seen["metrics"] = console_metrics.scrape().decode()
+    seen["alerts"] = json.dumps([alerts.alerts_for(event) for event in AuditEvent.objects.all()])
     leaks = [where for where, text in seen.items() if CANARY in text]
     assert leaks == []
     assert len(published) >= 2  # the publish (one batch) and the repush really were captured
