@@ -85,6 +85,8 @@ def send_test(destination) -> Alert:
 
 
 def _new_alert(destination, event, condition, subject, text) -> Alert:
+    # One line: a subject is a mail header (names come from admins and the API).
+    subject = " ".join(subject.split())
     return Alert.objects.create(
         destination=destination, destination_name=destination.name, event=event,
         condition=condition[:200], subject=subject[:255], text=text,

@@ -240,3 +240,14 @@ def test_a_broken_audit_chain_is_reported_by_the_daily_check(
     settled(celery_worker, smtp, hook_receiver, mails=1, hooks=1)
     assert smtp.messages[0]["Subject"] == "[Diffgram SSO] The audit chain does not verify"
     assert f"broken at event #{first.pk}" in smtp.messages[0].get_content()
+
+
+@pytest.mark.django_db  # in a transaction never committed: nothing is sent
+def test_a_name_cannot_add_mail_headers(smtp, hook_receiver):
+    destinations(smtp, hook_receiver, "push_failed")
+    queued = alerts.notify(
+        "push_failed", "push:x:1", "Pushing Evil\r\nBcc: someone@example.test v1 failed", "text"
+    )
+    assert [alert.subject for alert in queued] == [
+        "Pushing Evil Bcc: someone@example.test v1 failed"
+    ] * 2
