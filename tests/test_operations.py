@@ -97,17 +97,28 @@ def test_metrics_add_up_every_worker_and_follow_the_fleet(gunicorn, keycloak_pro
     versions.publish(keycloak_provider)
     pull = f"/api/v1/instances/{instance.pk}/config"
     good, bad = {"Authorization": f"Bearer {token}"}, {"Authorization": "Bearer wrong"}
-    with ThreadPoolExecutor(8) as pool:  # at once, so both workers answer some
-        statuses = list(pool.map(lambda h: gunicorn.get(pull, h)[0], [good] * 20 + [bad] * 5))
-    assert sorted(set(statuses)) == [200, 401]
-    workers = {path.name.split("_")[-1] for path in gunicorn.metrics_dir.glob("counter_*.db")}
-    assert len(workers) == 2, "both workers should have answered pulls"
+
+    def workers_that_counted():
+        return {path.name for path in gunicorn.metrics_dir.glob("counter_*.db")}
+
+    statuses = []
+    with ThreadPoolExecutor(8) as pool:
+        # Bursts of concurrent polls until both workers have answered some (the kernel hands
+        # connections to whichever worker accepts first, so one burst may reach only one).
+        for _ in range(40):
+            burst = [good] * 20 + [bad] * 5
+            statuses += pool.map(lambda h: gunicorn.get(pull, h)[0], burst)
+            if len(workers_that_counted()) == 2:
+                break
+    assert len(workers_that_counted()) == 2, "both workers should have answered pulls"
+    assert {200, 401} <= set(statuses) <= {200, 401, 429}  # 429: a per-worker rate limit
 
     # Whichever worker answers the scrape, it reports what both counted.
     for _ in range(4):
         metrics = gunicorn.metrics()
-        assert value(metrics, "diffgram_sso_pulls_total", status="200") == 20
-        assert value(metrics, "diffgram_sso_pulls_total", status="401") == 5
+        for status in set(statuses):
+            counted = value(metrics, "diffgram_sso_pulls_total", status=str(status))
+            assert counted == statuses.count(status), status
     assert value(metrics, "diffgram_sso_instances", state="drifting") == 1  # pulled, not applied
     assert value(metrics, "diffgram_sso_providers", outcome="passed") == 1
     assert value(metrics, "diffgram_sso_provider_last_passed_age_seconds",
