@@ -54,16 +54,11 @@ def notify(event, condition, subject, text) -> list[Alert]:
     since = timezone.now() - REPEAT_AFTER
     with transaction.atomic():
         for destination in destinations:
-            recent = (
-                Alert.objects.select_for_update()
-                .filter(
-                    destination=destination,
-                    event=event,
-                    condition=condition,
-                    created_at__gte=since,
-                )  # fmt: skip
-                .first()
-            )
+            # Locked, so that two processes raising the same condition at once send it once.
+            AlertDestination.objects.select_for_update().filter(pk=destination.pk).first()
+            recent = Alert.objects.filter(
+                destination=destination, event=event, condition=condition, created_at__gte=since
+            ).first()
             if recent is not None:
                 Alert.objects.filter(pk=recent.pk).update(repeats=F("repeats") + 1)
                 continue
