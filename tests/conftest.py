@@ -80,6 +80,37 @@ def auditor_client(auditor_user):
 # --- real Celery worker -------------------------------------------------------------------------
 
 
+TASKS_NOT_CONSUMED = "tests-not-consumed"
+
+
+@pytest.fixture(autouse=True)
+def _tasks_wait_without_a_worker(request):
+    """A test that does not ask for `celery_worker` queues its tasks where nobody takes them.
+    Otherwise the session's worker, if an earlier test started it, would run them while this
+    test's database is emptied, and its locks deadlocked that TRUNCATE in CI."""
+    if "celery_worker" in request.fixturenames:
+        yield
+        return
+    from sso_admin.celery import app
+
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = TASKS_NOT_CONSUMED
+    yield
+    app.conf.task_default_queue = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _forget_unconsumed_tasks():
+    yield
+    from sso_admin.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(TASKS_NOT_CONSUMED)
+    except Exception:  # noqa: BLE001 - no broker, nothing queued
+        pass
+
+
 @pytest.fixture(scope="session")
 def smtp_server():
     """A real SMTP server on 127.0.0.1 (aiosmtpd); the Celery worker sends alert mail to it."""
