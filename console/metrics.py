@@ -20,6 +20,7 @@ from celery import current_app
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
+from kombu.exceptions import ChannelError
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -170,6 +171,8 @@ def _queue_length() -> int | None:
                 queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
             )
             return int(declared.message_count)
+    except ChannelError:  # the queue was never declared: no task was ever sent, none waits
+        return 0
     except Exception as error:  # any broker trouble: the rest of the scrape still answers
         logger.warning("Celery queue length unknown: %s", type(error).__name__)
         return None
