@@ -33,6 +33,9 @@ from console.models import Alert, AlertDestination, AlertEvent, Instance
 logger = logging.getLogger(__name__)
 Action = audit.Action
 REPEAT_AFTER = timedelta(hours=1)
+# An instance is not reported as drifting this soon after a new assignment: its agent has not
+# had time to poll, or its push is still on its way.
+DRIFT_GRACE = timedelta(minutes=15)
 # Sent with the ids of new alerts; console/tasks.py sends them (this module knows no Celery).
 alerts_queued = Signal()
 
@@ -185,7 +188,10 @@ def check_fleet(now=None) -> int:
     now = now or timezone.now()
     stale_before = now - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
     drifting = 0
+    assigned_before = now - DRIFT_GRACE
     for instance in Instance.objects.select_related("assigned_version"):
+        if instance.assigned_at and instance.assigned_at > assigned_before:
+            continue
         reasons = instances.drift_reasons(instance, stale_before)
         if not reasons:
             continue

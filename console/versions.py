@@ -374,8 +374,9 @@ def assign_many(instances, version, *, again=False) -> list[PushRequest]:
     now = timezone.now()
     sequence = F("assignment_sequence") + (0 if again else 1)
     Instance.objects.filter(pk__in=[i.pk for i in instances]).update(
-        assigned_version=version, assignment_sequence=sequence, updated_at=now
-    )
+        assigned_version=version, assignment_sequence=sequence, updated_at=now,
+        **({} if again else {"assigned_at": now}),
+    )  # fmt: skip
     pull_states.invalidate(i.pk for i in instances)  # an update() sends no post_save
     pushed = [i for i in instances if i.push_target != Instance.PushTarget.NONE]
     if version is None or not pushed:

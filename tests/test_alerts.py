@@ -5,9 +5,11 @@ the alerts page shows what was sent. The same condition is sent once an hour at 
 import hashlib
 import hmac
 import time
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from console import alerts, providers, tasks, versions
 from console.alert_forms import AlertDestinationForm
@@ -113,6 +115,8 @@ def test_a_drifting_instance_sends_one_email_and_one_webhook(
     make_instance(keycloak_provider, "lab")  # pulls; never has
     make_instance(keycloak_provider, "quiet")
     versions.publish(keycloak_provider)
+    assert alerts.check_fleet() == 0  # just assigned: their agents have not had time yet
+    Instance.objects.update(assigned_at=timezone.now() - timedelta(minutes=20))
     Instance.objects.filter(name="quiet").update(
         applied_version_number=1, applied_status="ok", last_pull_at="2026-01-01T00:00Z"
     )

@@ -80,6 +80,7 @@ class Instance(HashedToken):
         "ConfigVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+",
         editable=False,
     )  # fmt: skip
+    assigned_at = models.DateTimeField(null=True, editable=False)  # the latest new assignment
     applied_version_number = models.PositiveIntegerField(null=True, editable=False)
     applied_status = models.CharField(max_length=8, blank=True, editable=False)
     applied_detail = models.CharField(max_length=2000, blank=True, editable=False)
