@@ -255,3 +255,11 @@ def test_a_name_cannot_add_mail_headers(smtp, hook_receiver):
     assert [alert.subject for alert in queued] == [
         "Pushing Evil Bcc: someone@example.test v1 failed"
     ] * 2
+
+
+def test_the_page_says_when_email_is_only_printed(auditor_client, settings):
+    assert "email alerts are written to the Celery worker" in (
+        auditor_client.get(reverse("alerts")).content.decode()
+    )  # the default: EMAIL_URL=consolemail://
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    assert "email alerts are written" not in auditor_client.get(reverse("alerts")).content.decode()

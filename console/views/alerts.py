@@ -1,6 +1,7 @@
 """Alerts: where they go (admins add, change, test and remove destinations; auditors read) and
 what was sent."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -8,6 +9,13 @@ from django.views.decorators.http import require_POST
 from console import alerts
 from console.alert_forms import AlertDestinationForm
 from console.models import AlertDestination
+
+PRINTED_ONLY = {
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+}
 
 
 def _page(request, form=None, editing=None, status=200):
@@ -19,6 +27,8 @@ def _page(request, form=None, editing=None, status=200):
             "alerts": alerts.recent_alerts(),
             "form": form or AlertDestinationForm(),
             "editing": editing,
+            # Without EMAIL_URL, mail is only printed in the worker's log: say so.
+            "email_printed_only": settings.EMAIL_BACKEND in PRINTED_ONLY,
         },
         status=status,
     )
