@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import multiprocessing
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -267,7 +268,11 @@ def verify_chain(since=None, processes=None, parallel_from=PARALLEL_FROM) -> Cha
     head = head or (0, GENESIS_HASH)
     start = (since.event_id, since.hash) if since else (0, GENESIS_HASH)
     processes = processes or min(os.cpu_count() or 1, 8)
-    if processes > 1 and head[0] - start[0] >= parallel_from:
+    # The worker processes are forked, which is safe only from a process running one thread:
+    # forked from a threaded one (a Celery worker's pool, a test run's servers) a child can
+    # inherit a lock another thread held and wait forever. Such callers hash in this process.
+    single_threaded = threading.active_count() == 1
+    if processes > 1 and head[0] - start[0] >= parallel_from and single_threaded:
         return _verify_in_processes(start, head, processes)
     return verify_rows(_database_rows(after=start[0]), expected_last=head, start=start)
 
