@@ -26,6 +26,7 @@ from tests.support import (
     start_worker,
     stop_worker,
     subprocess_database_url,
+    validated_keycloak_provider,
 )
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -335,28 +336,9 @@ def moto(_moto_server, settings, monkeypatch):
 def keycloak_provider(idp, django_db_blocker):
     """A validated Keycloak provider (served by the local document server) with the
     credentials Diffgram needs at start-up."""
-    from console import providers
-    from console.forms import KeycloakProviderForm
     from tests import idp_server
 
-    server_url = idp_server.serve_keycloak(idp)
-    form = KeycloakProviderForm(
-        data={
-            "name": "Lab Keycloak",
-            "keycloak_server_url": server_url,
-            "keycloak_realm": "diffgram-realm",
-            "client_id": "diffgram-{instance}",
-            "keycloak_master_user": "admin",
-            "keycloak_master_password": "kc-master-canary",
-            "keycloak_diffgram_user": "diffgram-admin",
-            "keycloak_diffgram_password": "kc-diffgram-canary",
-        }
-    )
-    assert form.is_valid(), form.errors
-    provider = providers.save_provider(form)
-    provider, report = providers.run_validation(provider)
-    assert report.ok, report.as_list()
-    return provider
+    return validated_keycloak_provider(idp_server.serve_keycloak(idp))
 
 
 # --- the agent as a real process ----------------------------------------------------------------

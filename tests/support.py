@@ -28,7 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console import audit, providers
-from console.forms import CognitoProviderForm
+from console.forms import CognitoProviderForm, KeycloakProviderForm
 from console.models import ApiToken, AuditEvent, Provider
 from tests.idp_server import cognito_document
 
@@ -275,6 +275,22 @@ def validated_cognito_provider(op, idp, settings, region, pool, **fields):
     settings.AWS_ENDPOINT_URL = idp.base
     data = {"name": "Corp Cognito", "aws_region": region, "user_pool_id": pool, **fields}
     form = CognitoProviderForm(data=data)
+    assert form.is_valid(), form.errors
+    provider, report = providers.run_validation(providers.save_provider(form))
+    assert report.ok, [c for c in report.as_list() if c["status"] == "fail"]
+    return provider
+
+
+def validated_keycloak_provider(server_url, realm="diffgram-realm", **fields):
+    """A validated Keycloak provider at `server_url` (the document server's or the node OP's),
+    with the credentials Diffgram needs at start-up; `fields` override the form's values."""
+    data = {
+        "name": "Lab Keycloak", "keycloak_server_url": server_url, "keycloak_realm": realm,
+        "client_id": "diffgram-{instance}", "keycloak_master_user": "admin",
+        "keycloak_master_password": "kc-master-canary", "keycloak_diffgram_user": "diffgram-admin",
+        "keycloak_diffgram_password": "kc-diffgram-canary", **fields,
+    }  # fmt: skip
+    form = KeycloakProviderForm(data=data)
     assert form.is_valid(), form.errors
     provider, report = providers.run_validation(providers.save_provider(form))
     assert report.ok, [c for c in report.as_list() if c["status"] == "fail"]

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import idp_server
-from tests.support import browser_sign_in, make_instance, make_user
+from tests.support import browser_sign_in, make_instance, make_user, validated_keycloak_provider
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -32,23 +32,10 @@ def assert_fits_the_window(page):
 
 @pytest.fixture
 def keycloak(idp, django_db_blocker):
-    from console import providers
-    from console.forms import KeycloakProviderForm
-
-    server_url = idp_server.serve_keycloak(idp)
-    form = KeycloakProviderForm(
-        data={
-            "name": "Lab Keycloak", "keycloak_server_url": server_url,
-            "keycloak_realm": "diffgram-realm", "client_id": "diffgram-{instance}",
-            "keycloak_master_user": "admin", "keycloak_master_password": "kc-master",
-            "keycloak_diffgram_user": "diffgram-admin", "keycloak_diffgram_password": "kc-dg",
-            "diffgram_url_base": "https://lab.example.test/", "scopes": "openid email",
-        }
+    return validated_keycloak_provider(
+        idp_server.serve_keycloak(idp), diffgram_url_base="https://lab.example.test/",
+        scopes="openid email",
     )  # fmt: skip
-    assert form.is_valid(), form.errors
-    provider, report = providers.run_validation(providers.save_provider(form))
-    assert provider.validation_passed, report.as_list()
-    return provider
 
 
 def test_an_admin_adds_an_auditor_on_the_users_page(live_server, page, admin_user):

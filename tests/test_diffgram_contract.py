@@ -10,8 +10,7 @@ import pytest
 from django.urls import reverse
 from dotenv import dotenv_values
 
-from console import providers, versions
-from console.forms import KeycloakProviderForm
+from console import versions
 from tests.diffgram_contract import (
     CognitoClient,
     DiffgramSettings,
@@ -21,7 +20,13 @@ from tests.diffgram_contract import (
     sign_in_at_op,
 )
 from tests.idp_server import signing_key
-from tests.support import NodeOP, make_instance, require_node_op, validated_cognito_provider
+from tests.support import (
+    NodeOP,
+    make_instance,
+    require_node_op,
+    validated_cognito_provider,
+    validated_keycloak_provider,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -139,19 +144,10 @@ def test_cognito_with_a_client_secret_signs_in_but_cannot_refresh_or_revoke(
 
 
 def keycloak_provider(op):
-    form = KeycloakProviderForm(
-        data={
-            "name": "Lab Keycloak", "keycloak_server_url": f"{op.base}/",
-            "keycloak_realm": op.realm, "client_id": "diffgram-{instance}",
-            "keycloak_master_user": "admin", "keycloak_master_password": "master-pw",
-            "keycloak_diffgram_user": "diffgram-admin", "keycloak_diffgram_password": "dg-pw",
-            "diffgram_url_base": URL_BASE,
-        }
+    return validated_keycloak_provider(
+        f"{op.base}/", op.realm, keycloak_master_password="master-pw",
+        keycloak_diffgram_password="dg-pw", diffgram_url_base=URL_BASE,
     )  # fmt: skip
-    assert form.is_valid(), form.errors
-    provider, report = providers.run_validation(providers.save_provider(form))
-    assert report.ok, [c for c in report.as_list() if c["status"] == "fail"]
-    return provider
 
 
 def test_keycloak_settings_reach_the_instances_client_and_diffgrams_scope_email_defect(

@@ -27,8 +27,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console import audit as audit_module
-from console import config_io, delivery, instances, outbound, providers, tasks, versions
-from console.forms import InstanceForm, KeycloakProviderForm
+from console import config_io, delivery, instances, outbound, tasks, versions
+from console.forms import InstanceForm
 from console.models import (
     ApiToken,
     AuditEvent,
@@ -39,7 +39,14 @@ from console.models import (
 )
 from console.views import oidc as oidc_views
 from tests import idp_server
-from tests.support import PASSWORD, set_groups, sso_login, token_for, write_events
+from tests.support import (
+    PASSWORD,
+    set_groups,
+    sso_login,
+    token_for,
+    validated_keycloak_provider,
+    write_events,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -384,16 +391,9 @@ class TestTheAgent:
         versions.publish(keycloak_provider)
         versions.publish(keycloak_provider)
         assert deliver_latest().state == "succeeded"  # the agent runs v2 of the first provider
-        form = KeycloakProviderForm(
-            data={
-                "name": "Other Keycloak", "keycloak_server_url": idp_server.serve_keycloak(idp),
-                "keycloak_realm": "diffgram-realm", "client_id": "other-{instance}",
-                "keycloak_master_user": "admin", "keycloak_master_password": "m",
-                "keycloak_diffgram_user": "d", "keycloak_diffgram_password": "p",
-            }
-        )  # fmt: skip
-        assert form.is_valid(), form.errors
-        other, _ = providers.run_validation(providers.save_provider(form))
+        other = validated_keycloak_provider(
+            idp_server.serve_keycloak(idp), name="Other Keycloak", client_id="other-{instance}"
+        )
         instance.refresh_from_db()
         switch = InstanceForm(
             data={**instance.audit_fields(), "provider": other.pk, "name": instance.name},
