@@ -55,8 +55,8 @@ class PullStates:
     def __init__(self):
         self._lock = threading.Lock()
         self._entries = {}
-        # version id -> the copy entries share
-        self._versions: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
+        # version identity -> the copy entries share
+        self._versions: weakref.WeakValueDictionary[tuple, object] = weakref.WeakValueDictionary()
         self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
         self._subscribed = False
         self._listener = None  # (pid, redis url, channel, stop event)
@@ -78,8 +78,10 @@ class PullStates:
         version = instance.assigned_version
         if version is not None:
             # Versions never change: the instances on one version share one copy (memory, and
-            # one decryption of its secrets per process).
-            instance.assigned_version = self._versions.setdefault(version.pk, version)
+            # one decryption of its secrets per process). Keyed by what the version is, not by
+            # its id alone: an id can be handed out again (SQLite reuses the id of a rolled-back
+            # insert), and a copy still alive must never answer for another version.
+            instance.assigned_version = self._versions.setdefault(_identity(version), version)
         entry = PullState(instance)
         with self._lock:
             full = len(self._entries) >= MAX_ENTRIES  # past it, the rest read the database
@@ -93,6 +95,7 @@ class PullStates:
             self._generation += 1
             if instance_ids is None:
                 self._entries.clear()
+                self._versions.clear()
             else:
                 for instance_id in instance_ids:
                     self._entries.pop(instance_id, None)
@@ -208,6 +211,11 @@ class PullStates:
                     with contextlib.suppress(Exception):  # the connection is gone anyway
                         pubsub.close()
             stop.wait(1)
+
+
+def _identity(version) -> tuple:
+    """What makes two loaded versions the same one: equal here means equal content."""
+    return (version.pk, version.provider_id, version.number, version.content_hash)
 
 
 _publishers: dict[tuple[int, str], object] = {}

@@ -14,7 +14,7 @@ from django.db import connection
 from django.urls import reverse
 
 from console import instances, versions
-from console.models import AuditEvent, Instance
+from console.models import AuditEvent, ConfigVersion, Instance
 from console.pull_state import LISTENER_NAME, pull_states
 from tests.support import (
     ROOT,
@@ -217,3 +217,31 @@ def test_with_redis_unreachable_pulls_read_the_database_and_it_warns_once(
     finally:
         settings.PULL_STATE_REDIS_URL = ""
         pull_states.get(0, lambda: None)  # stops the listener
+
+
+def test_a_version_id_handed_out_again_is_never_answered_from_a_copy_still_alive(
+    keycloak_provider,
+):
+    """SQLite gives a rolled-back insert's id to the next one. A copy of the first version
+    still alive in this process (a request that has not been collected yet) must not answer
+    for the second: the shared copies are keyed by what a version is, not by its id alone."""
+    from console.pull_state import PullStates
+
+    states = PullStates()
+    lab, _ = make_instance(keycloak_provider, "lab")
+    first = versions.publish(keycloak_provider)
+
+    def loaded(version):
+        instance = Instance.objects.get(pk=lab.pk)
+        instance.assigned_version = version
+        return instance
+
+    kept_alive = states.get(lab.pk, lambda: loaded(first)).instance.assigned_version
+    reused = ConfigVersion(
+        pk=first.pk, provider_id=first.provider_id, number=first.number + 1,
+        settings={**first.settings, "OAUTH2_PROVIDER_CLIENT_ID": "another-client"},
+        content_hash="another-content",
+    )  # fmt: skip
+    served = states.get(lab.pk, lambda: loaded(reused)).instance.assigned_version
+    assert served is reused and served is not kept_alive
+    assert served.settings["OAUTH2_PROVIDER_CLIENT_ID"] == "another-client"
