@@ -22,6 +22,9 @@ class KnownIssue:
     consequence: str  # what the admin or the users notice
     workaround: str
     only_with_client_secret: bool = False  # Cognito app clients with a secret only
+    # Nobody can sign in to Diffgram with this setup: an instance using it is shown "blocked by
+    # a Diffgram defect" whatever its probe or synthetic sign-in found.
+    blocks_signin: bool = False
 
 
 FEDERATE_KEYCLOAK = (
@@ -40,6 +43,7 @@ RELEASE_56F04D8 = (
         "No ID token is issued and Keycloak 20 or later refuses the userinfo call "
         "(insufficient_scope), so the sign-in callback fails",
         FEDERATE_KEYCLOAK,
+        blocks_signin=True,
     ),
     KnownIssue(
         "keycloak.redirect_route",
@@ -48,6 +52,7 @@ RELEASE_56F04D8 = (
         "frontend has no route for (only user/oauth2-login/ exists)",
         "After signing in at Keycloak the browser lands on Diffgram's 404 page",
         FEDERATE_KEYCLOAK,
+        blocks_signin=True,
     ),
     KnownIssue(
         "keycloak.client_lookup",
@@ -68,19 +73,23 @@ RELEASE_56F04D8 = (
         "Build Diffgram's images with python-keycloak==1.9.1, the last release that works",
     ),
     KnownIssue(
-        "keycloak.signout",
-        (KEYCLOAK,),
-        "Diffgram's Keycloak sign-out does not end the Keycloak session (the call is "
-        "commented out)",
-        "After signing out of Diffgram, the next sign-in goes through without a password",
-        FEDERATE_KEYCLOAK,
+        "signout.diffgram_only",
+        (COGNITO, KEYCLOAK),
+        "Diffgram's sign-out (GET /api/v1/user/logout) clears only its own session and answers "
+        '{"url_redirect": null}: the call to the identity provider\'s logout is commented out '
+        "(default/methods/user/logout.py)",
+        "No token is revoked and the identity provider's session stays: the next Login with SSO "
+        "on that browser signs the user in again without a password",
+        "Keep the identity provider's session and token lifetimes short (Cognito: the app "
+        "client's token validity), and have people on shared machines also sign out at the "
+        "identity provider (Cognito: the hosted UI's /logout)",
     ),
     KnownIssue(
         "cognito.secret_refresh_revoke",
         (COGNITO,),
-        "With a client secret, Diffgram's token refresh and revoke send only client_id",
-        "Cognito answers 401 invalid_client: sessions end when the ID token expires and "
-        "sign-out revokes nothing",
+        "With a client secret, Diffgram's token refresh (and its revoke, were sign-out to call "
+        "it) sends only client_id",
+        "Cognito answers 401 invalid_client: sessions end when the ID token expires",
         "Use a public app client (no secret), as Diffgram's own Cognito guide does",
         only_with_client_secret=True,
     ),
@@ -101,3 +110,10 @@ def known_issues(version, kind, *, client_secret) -> list[KnownIssue] | None:
         for issue in issues
         if kind in issue.kinds and (client_secret or not issue.only_with_client_secret)
     ]
+
+
+def blocking_issues(version, kind, *, client_secret) -> list[KnownIssue]:
+    """The known issues that keep everyone from signing in to Diffgram `version` with this
+    setup ([] when none, or when the console has no data for that version)."""
+    issues = known_issues(version, kind, client_secret=client_secret) or []
+    return [issue for issue in issues if issue.blocks_signin]

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from console import discovery, providers, versions
+from console import diffgram_releases, discovery, providers, versions
 from console.discovery import FAIL, PASS, SKIP, WARN, Fetched, ProviderSpec
 from console.forms import InstanceForm
 from console.models import Provider
@@ -134,22 +134,34 @@ class TestKnownDiffgramDefects:
             "404 page",
             "start-up fail with 404",  # a client created by hand in Keycloak
             "python-keycloak==1.9.1",
-            "does not end the Keycloak session",
+            "the identity provider's session stays",
             "Federate this Keycloak realm into a Cognito user pool",
         ):
             assert fact in message
 
-    def test_a_public_cognito_client_has_none_and_one_with_a_secret_is_warned(self):
+    def test_cognito_warns_of_the_sign_out_and_a_secret_adds_refresh(self):
         cognito = ProviderSpec(
             kind="cognito", issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X"
         )
-        assert checks(cognito)["diffgram.known_issues"] == (
-            PASS,
-            "No known defect of Diffgram 56f04d8 applies to this setup.",
-        )
-        status, message = checks(cognito, confidential=True)["diffgram.known_issues"]
+        status, message = checks(cognito)["diffgram.known_issues"]
         assert status == WARN
+        assert message.startswith("Diffgram 56f04d8 has 1 known defect here")
+        assert '{"url_redirect": null}' in message and "hosted UI's /logout" in message
+        assert "invalid_client" not in message
+        status, message = checks(cognito, confidential=True)["diffgram.known_issues"]
+        assert message.startswith("Diffgram 56f04d8 has 2 known defects here")
         assert "invalid_client" in message and "Use a public app client" in message
+
+    def test_only_the_keycloak_scope_and_route_defects_block_sign_in(self):
+        blocking = diffgram_releases.blocking_issues("56f04d8", "keycloak", client_secret=False)
+        assert [issue.id for issue in blocking] == [
+            "keycloak.scope_email", "keycloak.redirect_route",
+        ]  # fmt: skip
+        for secret in (False, True):
+            assert (
+                diffgram_releases.blocking_issues("56f04d8", "cognito", client_secret=secret) == []
+            )
+        assert diffgram_releases.blocking_issues("9.9.9", "keycloak", client_secret=False) == []
 
     def test_an_unknown_diffgram_release_is_a_warning(self):
         status, message = checks(KEYCLOAK, diffgram_version="2.0.0")["diffgram.known_issues"]
