@@ -22,12 +22,19 @@ and push logs one line: "applied v4 to <env-file>" or "unchanged at v3". What wa
 remembered in <env-file>.sso-state.json: the version, the ETag of the last pull, and the
 console's assignment sequence, which orders pushes across a switch to another provider (version
 numbers are per provider).
+
+After applying, the agent asks Diffgram whether it offers single sign-on with the version and
+the identity provider whether it shows a login page (the probe); with --signin and the test
+account the console sends for this instance (kept in memory only, never written), it signs in
+to Diffgram the way a person does, and out again, after every apply and every --signin-every
+minutes. Each result goes to the console with the version.
 """
 
 import argparse
 import contextlib
 import hashlib
 import hmac
+import html.parser
 import json
 import os
 import random
@@ -237,25 +244,43 @@ def apply(env_file, version, settings, etag="", on_change="", sequence=0):
 # --- verifying that Diffgram signs in with what was applied ---------------------------------------
 #
 # Diffgram answers GET <URL_BASE>api/configs/is-oauth2-set without authentication with
-# {"use_oauth2": false} or {"use_oauth2": true, "login_url": ...}; an identity provider answers a
-# login request whose redirect_uri is not registered with an error, not a login page. The
-# console gives the expected values (VERIFY_HEADER on a pull, "verify" in a push) and runs the
-# same checks itself through its own HTTP module, passing its `get`.
+# {"use_oauth2": false} or {"use_oauth2": true, "login_url": ...}. The console gives the expected
+# values (VERIFY_HEADER on a pull, "verify" in a push) and runs the same code itself through its
+# own HTTP module, passing its `send`.
+#
+# Two depths. The probe asks Diffgram and loads the identity provider's login page. The
+# synthetic sign-in, given a test account, goes on as a person does (docs/DIFFGRAM.md): it
+# submits the login form, lands on Diffgram's callback page with a code, does what that page
+# does (POST api/v1/auth/callback), checks that Diffgram signed the test account in, and signs
+# out. Each step is reported by name with a one-line detail that never holds the password, the
+# code or a token.
+
+FRONTEND_CALLBACK = "user/oauth2-login/"  # the one page of Diffgram's frontend that signs in
+AUTH_CALLBACK = "api/v1/auth/callback"
+LOGOUT = "api/v1/user/logout"
+MAX_HOPS = 10  # redirects followed at the identity provider (and the ones it federates)
+# Words an identity provider's error answer holds: Cognito's /error?error=redirect_mismatch,
+# Keycloak's "Invalid parameter: redirect_uri", oidc-provider's invalid_redirect_uri.
+IDP_ERRORS = re.compile(
+    r"redirect_mismatch|invalid_redirect_uri|invalid parameter: redirect_uri|invalid_client|"
+    r"unauthorized_client|invalid_request|invalid_scope",
+    re.IGNORECASE,
+)
 
 
 class Unreachable(Exception):
     """A request that got no HTTP answer (refused, timed out, not resolved)."""
 
 
-def http_get(url, cookie=""):
-    """One GET, no redirect followed: (status, headers with lower-case names, body, the
+def http_send(method, url, body=None, headers=None):
+    """One request, no redirect followed: (status, headers with lower-case names, body, the
     Set-Cookie values). Only http(s): a login_url or a redirect must never make the agent
     read a local file."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise Unreachable(f"{url[:200]} is not an http(s) URL")
     opener = urllib.request.build_opener(_NoRedirect)
-    headers = {"Accept": "application/json, text/html", **({"Cookie": cookie} if cookie else {})}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s), checked
+    headers = {"Accept": "application/json, text/html", **(headers or {})}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
     try:
         with opener.open(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 - http(s)
             return _answer(response, response.status)
@@ -275,6 +300,119 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _without_query(url):
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _host(url):
+    return urllib.parse.urlsplit(url).netloc
+
+
+class Browser:
+    """What a browser keeps between requests: cookies, per host (name=value only; paths and
+    domains do not matter for one sign-in). Redirects are followed by the caller, one at a
+    time, so that it sees where each goes."""
+
+    def __init__(self, send):
+        self.send = send
+        self.cookies = {}  # host -> {name: value}
+
+    def fetch(self, method, url, *, form=None, body=None, headers=None):
+        """(status, headers, body) of one request with its host's cookies; keeps new ones."""
+        headers = dict(headers or {})
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        jar = self.cookies.setdefault(_host(url), {})
+        if jar:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in jar.items())
+        status, answer_headers, answer, set_cookies = self.send(method, url, body, headers)
+        for line in set_cookies:
+            pair, _, attributes = line.partition(";")
+            name, _, value = pair.partition("=")
+            expired = re.search(r"max-age=0\b|expires=[^;]*1970", attributes, re.IGNORECASE)
+            if not value.strip() or expired:
+                jar.pop(name.strip(), None)
+            else:
+                jar[name.strip()] = value.strip()
+        return status, answer_headers, answer
+
+
+class _Page(html.parser.HTMLParser):
+    """A page's forms (action, method, fields) and the words a person reads first."""
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.forms, self.heading, self.alert, self._reading = [], "", "", None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            method = attrs.get("method", "get").lower()
+            self.forms.append({"action": attrs.get("action", ""), "method": method, "fields": []})
+        elif tag in ("input", "button") and self.forms and attrs.get("name"):
+            kind = attrs.get("type", "text" if tag == "input" else "submit").lower()
+            self.forms[-1]["fields"].append((attrs["name"], kind, attrs.get("value", "")))
+        elif tag in ("title", "h1") and not self.heading:
+            self._reading = "heading"
+        elif "error" in attrs.get("class", "") or attrs.get("role") == "alert":
+            self._reading = "alert"
+
+    def handle_data(self, data):
+        if self._reading and data.strip():
+            setattr(self, self._reading, " ".join(data.split())[:200])
+            self._reading = None
+
+    def password_form(self):
+        for form in self.forms:
+            if any(kind == "password" for _, kind, _ in form["fields"]):
+                return form
+        return None
+
+    def about(self):
+        """What the page says, in a few words: its error, else its heading."""
+        return self.alert or self.heading or "a page without a heading"
+
+
+def _filled(form, username, password):
+    """The form's fields as a browser submits them, the test account typed in: the first text
+    or email field takes the username, the password field the password."""
+    fields, typed = [], False
+    for name, kind, value in form["fields"]:
+        if kind == "password":
+            fields.append((name, password))
+        elif kind in ("text", "email") and not typed:
+            fields.append((name, username))
+            typed = True
+        elif kind not in ("submit", "button", "checkbox", "radio"):
+            fields.append((name, value))
+    return fields
+
+
+def _walk(browser, method, url, url_base, *, form=None, stay_on=""):
+    """Follow redirects from one request until a page shows or the browser is sent back to
+    Diffgram (`url_base`); with `stay_on`, stop at the first redirect to another host.
+    Returns (what, found): ("page", (url, status, text)), ("landing", url), ("refused", why),
+    ("handover", host) or ("lost", why)."""
+    for _ in range(MAX_HOPS):
+        status, headers, body = browser.fetch(method, url, form=form)
+        location = headers.get("location", "")
+        if not (300 <= status < 400 and location):
+            return "page", (url, status, body[:200000].decode("utf-8", "replace"))
+        target = urllib.parse.urljoin(url, location)
+        if target.startswith(url_base):
+            return "landing", target
+        found = IDP_ERRORS.search(urllib.parse.unquote(target))
+        if found or "error=" in urllib.parse.urlsplit(target).query:
+            return "refused", found.group(0) if found else _without_query(target)
+        if stay_on and _host(target) != stay_on:
+            return "handover", _host(target)
+        method, url, form = "GET", target, None
+    return "lost", f"more than {MAX_HOPS} redirects at the identity provider"
+
+
 def check_oauth2_answer(status, body, expect):
     """(failing step, detail) for Diffgram's is-oauth2-set answer, or None when it matches."""
     if status != 200:
@@ -291,13 +429,10 @@ def check_oauth2_answer(status, body, expect):
     login_url = answer.get("login_url")
     if not isinstance(login_url, str) or not login_url:
         return "login_url", "Diffgram gives no login_url"
-    parts = urllib.parse.urlsplit(login_url)
-    endpoint = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    endpoint = _without_query(login_url)
     if endpoint != expect["authorize_endpoint"]:
-        return "login_url", (
-            f"login_url goes to {endpoint}, expected {expect['authorize_endpoint']}"
-        )
-    query = urllib.parse.parse_qs(parts.query)
+        return "login_url", f"login_url goes to {endpoint}, expected {expect['authorize_endpoint']}"
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(login_url).query)
     for name, wanted in (
         ("client_id", expect["client_id"]),
         ("response_type", "code"),
@@ -309,64 +444,42 @@ def check_oauth2_answer(status, body, expect):
     return None
 
 
-# Words an identity provider's error answer holds: Cognito's /error?error=redirect_mismatch,
-# Keycloak's "Invalid parameter: redirect_uri", oidc-provider's invalid_redirect_uri.
-IDP_ERRORS = re.compile(
-    r"redirect_mismatch|invalid_redirect_uri|invalid parameter: redirect_uri|invalid_client|"
-    r"unauthorized_client|invalid_request|invalid_scope",
-    re.IGNORECASE,
-)
+def judge_login_page(outcome, login_url):
+    """(ok, detail, the page's password form or None) for where the login URL led."""
+    what, found = outcome
+    if what == "refused":
+        return False, f"the identity provider refused the login request: {found}", None
+    if what == "lost":
+        return False, found, None
+    if what == "handover":
+        return True, f"the identity provider hands over to {found} (not followed)", None
+    if what == "landing":
+        return True, "the identity provider sent the browser straight back (it had a session)", None
+    url, status, text = found
+    error = IDP_ERRORS.search(text)
+    if status >= 400:
+        why = error.group(0) if error else " ".join(text.split())[:200]
+        return False, f"the identity provider answered HTTP {status}: {why}", None
+    if error:
+        return False, f"the identity provider shows an error page: {error.group(0)}", None
+    where = _without_query(url)
+    if _host(url) != _host(login_url):
+        where += f" (handed over to {_host(url)})"
+    return (
+        True,
+        f"the identity provider shows its login page ({where})",
+        _Page(text).password_form(),
+    )
 
 
-def check_login_page(login_url, get):
-    """(ok, detail): does the identity provider answer the login URL with a login page? Follows
-    redirects on the provider's own host only (a hand-over to a federated provider counts as
-    a login page)."""
-    host = urllib.parse.urlsplit(login_url).netloc
-    url, cookies = login_url, {}
-    for _ in range(MAX_IDP_HOPS):
-        # Cookies the provider sets along the way go back to it, as a browser's would (login
-        # pages often keep their state in one).
-        cookie = "; ".join(f"{name}={value}" for name, value in cookies.items())
-        status, headers, body, set_cookies = get(url, cookie)
-        for line in set_cookies:
-            name, _, value = line.split(";", 1)[0].partition("=")
-            cookies[name.strip()] = value.strip()
-        text = body[:20000].decode("utf-8", "replace")
-        location = headers.get("location", "")
-        if 300 <= status < 400 and location:
-            target = urllib.parse.urljoin(url, location)
-            found = IDP_ERRORS.search(urllib.parse.unquote(target))
-            if found or "error=" in urllib.parse.urlsplit(target).query:
-                error = found.group(0) if found else target
-                return False, f"the identity provider refused the login request: {error}"
-            if urllib.parse.urlsplit(target).netloc != host:
-                return (
-                    True,
-                    f"the identity provider hands over to {urllib.parse.urlsplit(target).netloc}",
-                )
-            url = target
-            continue
-        if status >= 400:
-            found = IDP_ERRORS.search(text)
-            why = found.group(0) if found else text.strip()[:200]
-            return False, f"the identity provider answered HTTP {status}: {why}"
-        found = IDP_ERRORS.search(text)
-        if found:
-            return False, f"the identity provider shows an error page: {found.group(0)}"
-        return True, f"the identity provider shows its login page ({url})"
-    return False, f"more than {MAX_IDP_HOPS} redirects at the identity provider"
-
-
-def probe(expect, *, diffgram_url="", wait=0, get=http_get, sleep=time.sleep):
-    """Ask Diffgram whether it signs in with what was applied, then the identity provider
-    whether it accepts that login request. Waits up to `wait` seconds for Diffgram to come back
-    and pick up the change. Returns {"ok", "step", "detail"}."""
+def _ask_diffgram(report, expect, diffgram_url, wait, send, sleep):
+    """The first step: Diffgram's is-oauth2-set, asked until it answers as expected or `wait`
+    seconds have passed. Returns its login_url, or None (the failure is in `report`)."""
     url = (diffgram_url or expect["url_base"]).rstrip("/") + "/" + IS_OAUTH2_SET
     deadline, pause = time.monotonic() + wait, 1.0
     while True:
         try:
-            status, _, body, _ = get(url, "")
+            status, _, body, _ = send("GET", url, None, {})
             failure = check_oauth2_answer(status, body, expect)
         except Unreachable as error:
             failure = "diffgram", f"Diffgram did not answer at {url}: {error}"
@@ -375,13 +488,219 @@ def probe(expect, *, diffgram_url="", wait=0, get=http_get, sleep=time.sleep):
         sleep(pause)
         pause = min(pause * 2, 10.0)
     if failure:
-        return {"ok": False, "step": failure[0], "detail": failure[1]}
-    login_url = json.loads(body)["login_url"]
+        report.add(failure[0], False, failure[1])
+        return None
+    report.add("diffgram", True, "Diffgram offers single sign-on with the expected login URL")
+    return json.loads(body)["login_url"]
+
+
+class _Report:
+    """The steps so far; the first failure names the result."""
+
+    def __init__(self, kind, hidden=()):
+        self.kind, self.steps, self.hidden = kind, [], [value for value in hidden if value]
+        self.started = time.monotonic()
+
+    def hide(self, value):
+        if value:
+            self.hidden.append(value)
+
+    def add(self, name, ok, detail):
+        for value in self.hidden:  # a password, a code or a token never goes into a report
+            detail = detail.replace(value, "[hidden]")
+        self.steps.append({"name": name, "ok": ok, "detail": detail[:500]})
+        return ok
+
+    def result(self):
+        failed = next((step for step in self.steps if not step["ok"]), None)
+        return {
+            "ok": failed is None,
+            "kind": self.kind,
+            "step": failed["name"] if failed else "",
+            "detail": (failed or self.steps[-1])["detail"],
+            "steps": self.steps,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+def probe(expect, *, diffgram_url="", wait=0, send=http_send, sleep=time.sleep):
+    """Ask Diffgram whether it offers single sign-on with what was applied (waiting up to
+    `wait` seconds for it to come back), then whether the identity provider shows a login page
+    for its login URL. Returns {"ok", "kind", "step", "detail", "steps", "seconds"}."""
+    report = _Report("probe")
+    login_url = _ask_diffgram(report, expect, diffgram_url, wait, send, sleep)
+    if login_url is None:
+        return report.result()
     try:
-        ok, detail = check_login_page(login_url, get)
+        outcome = _walk(
+            Browser(send), "GET", login_url, expect["url_base"], stay_on=_host(login_url)
+        )
     except Unreachable as error:
-        ok, detail = False, f"the identity provider did not answer: {error}"
-    return {"ok": ok, "step": "" if ok else "idp", "detail": detail}
+        outcome = "lost", f"the identity provider did not answer: {error}"
+    ok, detail, _ = judge_login_page(outcome, login_url)
+    report.add("login_page", ok, detail)
+    return report.result()
+
+
+def signin(expect, account, *, diffgram_url="", wait=0, send=http_send, sleep=time.sleep):
+    """Sign the test `account` ({"username", "password", "email"}) in to Diffgram the way a
+    person does, then out: the probe's steps, then `credentials`, `callback`, `session` and
+    `logout`. Returns the probe's shape with kind "signin"."""
+    report = _Report("signin", hidden=[account.get("password", "")])
+    login_url = _ask_diffgram(report, expect, diffgram_url, wait, send, sleep)
+    if login_url is None:
+        return report.result()
+    try:
+        _sign_in_and_out(report, Browser(send), expect, account, login_url, diffgram_url)
+    except Unreachable as error:
+        step = ("diffgram", "login_page", "credentials", "callback", "session", "logout")[
+            len(report.steps)
+        ]
+        who = "the identity provider" if step in ("login_page", "credentials") else "Diffgram"
+        report.add(step, False, f"{who} did not answer: {error}")
+    return report.result()
+
+
+def _sign_in_and_out(report, browser, expect, account, login_url, diffgram_url):
+    url_base = expect["url_base"]
+    at_diffgram = (diffgram_url or url_base).rstrip("/") + "/"  # where this host reaches it
+
+    def diffgram(path):
+        return at_diffgram + path
+
+    outcome = _walk(browser, "GET", login_url, url_base)
+    ok, detail, form = judge_login_page(outcome, login_url)
+    if ok and outcome[0] == "page" and form is None:
+        ok, detail = False, f"{detail[:-1]}, but it has no form with a password field)"
+    if not report.add("login_page", ok, detail):
+        return
+    # credentials
+    if outcome[0] == "page":
+        page_url = outcome[1][0]
+        fields = _filled(form, account["username"], account["password"])
+        action = urllib.parse.urljoin(page_url, form["action"] or page_url)
+        if form["method"] == "post":
+            outcome = _walk(browser, "POST", action, url_base, form=fields)
+        else:
+            query = urllib.parse.urlencode(fields)
+            outcome = _walk(browser, "GET", f"{_without_query(action)}?{query}", url_base)
+    what, found = outcome
+    if what == "page":
+        _, status, text = found
+        page = _Page(text)
+        if status >= 400:
+            detail = f"after the password the identity provider answered HTTP {status}"
+        elif page.password_form() is not None:
+            detail = (
+                f"the identity provider did not accept the test account {account['username']}: "
+                + page.about()
+            )
+        else:
+            detail = f"the identity provider asks for more than a password: {page.about()}"
+        report.add("credentials", False, detail)
+        return
+    if what != "landing":
+        report.add("credentials", False, judge_login_page(outcome, login_url)[1])
+        return
+    report.add("credentials", True, f"the identity provider accepted {account['username']}")
+    # callback: where the browser lands, and what Diffgram's frontend does there
+    landing = found
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(landing).query)
+    code = query.get("code", [""])[0]
+    report.hide(code)
+    path = landing[len(url_base) :].split("?", 1)[0]
+    if "error" in query or not code:
+        error = query.get("error", ["no code"])[0]
+        report.add("callback", False, f"the identity provider sent the browser back with {error}")
+        return
+    if path != FRONTEND_CALLBACK:
+        report.add("callback", False, (
+            f"the identity provider sent the browser to {url_base}{path}, a page Diffgram's "
+            f"frontend does not have (only {FRONTEND_CALLBACK} signs in): the browser shows "
+            "Diffgram's 404 page"
+        ))  # fmt: skip
+    else:
+        status, _, _ = browser.fetch("GET", diffgram(landing[len(url_base) :]))
+        report.add("callback", status < 400, (
+            f"the identity provider sent the browser back to {url_base}{path} with a code"
+            if status < 400 else f"Diffgram answered HTTP {status} for {url_base}{path}"
+        ))  # fmt: skip
+    # session: what that page does, even past a wrong page (to say what would fail next)
+    status, headers, body = browser.fetch(
+        "POST", diffgram(AUTH_CALLBACK), body=json.dumps({"code": code}).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    signed_in = _signed_in(report, browser, status, body, account, at_diffgram)
+    if signed_in is not None:
+        _sign_out(report, browser, expect, login_url, signed_in, diffgram)
+
+
+def _signed_in(report, browser, status, body, account, at_diffgram):
+    """Judge Diffgram's answer to the callback POST: the access token it got (to check later
+    that sign-out revoked it) when it signed the test account in, else None."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if status != 200 or not isinstance(answer, dict):
+        errors = answer.get("log", answer).get("error", {}) if isinstance(answer, dict) else {}
+        said = "; ".join(f"{k}: {v}" for k, v in errors.items()) if isinstance(errors, dict) else ""
+        report.add("session", False, f"Diffgram's sign-in callback answered HTTP {status}"
+                   + (f": {said[:300]}" if said else " (Diffgram's log says why)"))  # fmt: skip
+        return None
+    tokens = answer.get("access_token_data") or {}
+    for name in ("access_token", "id_token", "refresh_token"):
+        report.hide(tokens.get(name, "") if isinstance(tokens, dict) else "")
+    email = str((answer.get("user") or {}).get("email", ""))
+    if email.lower() != account.get("email", "").lower():
+        report.add("session", False, (
+            f"Diffgram signed in {email or 'nobody'}, not the test account ({account['email']})"
+        ))  # fmt: skip
+        return None
+    if not browser.cookies.get(_host(at_diffgram)):
+        report.add("session", False, "Diffgram answered with the user but set no session cookie")
+        return None
+    created = " (and created that user)" if answer.get("new_user_created") else ""
+    report.add("session", True, f"Diffgram signed in {email}{created}")
+    return tokens.get("access_token", "") if isinstance(tokens, dict) else ""
+
+
+def _sign_out(report, browser, expect, login_url, access_token, diffgram):
+    """Sign out as Diffgram's page does, and say what that did: Diffgram's own session, where
+    it sent the browser, whether the token still works, whether the provider's session stays."""
+    at_diffgram = _host(diffgram(""))
+    before = dict(browser.cookies.get(at_diffgram, {}))
+    status, _, body = browser.fetch("GET", diffgram(LOGOUT))
+    if status != 200:
+        report.add("logout", False, f"Diffgram's sign-out answered HTTP {status}")
+        return
+    after = browser.cookies.get(at_diffgram, {})
+    ended = all(after.get(name) != value for name, value in before.items())
+    try:
+        redirect = json.loads(body).get("url_redirect")
+    except (ValueError, AttributeError):
+        redirect = None
+    said = ["Diffgram ended its own session" if ended else "Diffgram kept its session cookie"]
+    said.append(f"sent the browser to {_host(redirect)}" if redirect else "redirected nowhere")
+    if redirect:
+        _walk(browser, "GET", redirect, expect["url_base"])
+    userinfo = expect.get("userinfo_endpoint")
+    if userinfo and access_token:
+        status, _, _ = browser.fetch(
+            "GET", userinfo, headers={"Authorization": f"Bearer {access_token}"}
+        )
+        said.append(
+            "revoked nothing (the identity provider still accepts the access token)"
+            if status == 200
+            else "the access token no longer works"
+        )
+    what, _ = _walk(browser, "GET", login_url, expect["url_base"])
+    said.append(
+        "the identity provider's session stays (signing in again needs no password)"
+        if what == "landing"
+        else "the identity provider asks for the password again"
+    )
+    report.add("logout", ended, "; ".join(said))
 
 
 # --- talking to the console ---------------------------------------------------------------------
@@ -425,7 +744,9 @@ def pull_once(args):
     token = read_secret(args.token_file)
     state = read_state(args.env_file)
     headers = {"Authorization": f"Bearer {token}"}
-    if state.get("etag") and os.path.exists(args.env_file):
+    # Without the test account in memory (a restart), ask for the full answer that carries it.
+    wants_account = args.signin and not HELD.has_account()
+    if state.get("etag") and os.path.exists(args.env_file) and not wants_account:
         headers["If-None-Match"] = state["etag"]
     url = _url(args.console, args.instance, "config?format=env")
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - checked in main()
@@ -466,20 +787,73 @@ def _expectations(header):
     return expect if isinstance(expect, dict) else None
 
 
+class Held:
+    """What the agent keeps in memory only: the newest version's expectations, with the test
+    account the console sent for synthetic sign-ins (never written to a file or a log)."""
+
+    def __init__(self):
+        self.version, self.expect, self.last_signin = None, None, 0.0
+
+    def remember(self, version, expect):
+        self.version, self.expect = version, expect
+
+    def has_account(self):
+        return bool(self.expect and self.expect.get("signin"))
+
+
+HELD = Held()
+
+
+def check_signin(args, expect):
+    """The synthetic sign-in when --signin is on and the console sent a test account, else
+    the probe."""
+    account = expect.get("signin") if args.signin else None
+    if isinstance(account, dict):
+        return signin(expect, account, diffgram_url=args.diffgram_url, wait=args.verify_wait)
+    return probe(expect, diffgram_url=args.diffgram_url, wait=args.verify_wait)
+
+
+def _outcome(version, result):
+    if not result["ok"]:
+        return f"v{version} not verified ({result['step']}): {result['detail']}"
+    if result["kind"] == "signin":
+        return f"v{version} signed in: {result['steps'][-2]['detail']}; {result['detail']}"
+    return f"v{version} offers sign-in (not signed in: no test account): {result['detail']}"
+
+
 def verify_applied(args, token, version, expect):
-    """Probe Diffgram after an apply and report the outcome with the version."""
+    """Verify Diffgram after an apply and report the outcome with the version."""
     if not expect or args.no_verify:
         return
-    result = probe(expect, diffgram_url=args.diffgram_url, wait=args.verify_wait)
-    log(
-        f"verified v{version}: Diffgram signs in through the identity provider"
-        if result["ok"]
-        else f"v{version} not verified ({result['step']}): {result['detail']}"
-    )
+    HELD.remember(version, expect)
+    report_check(args, token, version, expect)
+
+
+def report_check(args, token, version, expect):
+    result = check_signin(args, expect)
+    if result["kind"] == "signin":
+        HELD.last_signin = time.monotonic()
+    log(_outcome(version, result))
     try:
         acknowledge(args.console, args.instance, token, version, True, probed=result)
     except AgentError as error:
         log(f"warning: {error}")
+
+
+def signin_due(args):
+    """Whether the periodic synthetic sign-in (--signin-every) should run now."""
+    every = args.signin_every * 60
+    return (
+        args.signin
+        and every > 0
+        and HELD.has_account()
+        and time.monotonic() - HELD.last_signin >= every
+    )
+
+
+def run_due_signin(args):
+    if signin_due(args):
+        report_check(args, read_secret(args.token_file), HELD.version, HELD.expect)
 
 
 def run_pull(args):
@@ -489,6 +863,7 @@ def run_pull(args):
     while True:
         try:
             pull_once(args)
+            run_due_signin(args)
         except AgentError as error:
             log(f"error: {error}")
         # Never longer than the interval, so an admin waits at most that long for a change;
@@ -570,6 +945,8 @@ def make_handler(args):
                     409, {"error": f"assignment {sequence} is older than {applied}"}
                 )
             if sequence == applied and version == state.get("version"):
+                if expect:  # a push sent again after the test account's password changed
+                    HELD.remember(version, expect)
                 log(f"unchanged at v{version}")
                 return self._answer(200, {"applied": version, "changed": False})
             token = read_secret(args.token_file)
@@ -631,9 +1008,21 @@ def run_serve(args):
         )
         scheme = "https"
     log(f"listening on {scheme}://{args.listen}")
+    if args.signin:
+        threading.Thread(target=_signin_every, args=(args,), daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
+
+
+def _signin_every(args):
+    """serve: the periodic synthetic sign-in, with the account the newest push carried."""
+    while True:
+        time.sleep(30)
+        try:
+            run_due_signin(args)
+        except AgentError as error:
+            log(f"error: {error}")
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -665,6 +1054,19 @@ def parse_args(argv=None):
         sub.add_argument(
             "--no-verify", action="store_true", help="do not ask Diffgram after applying"
         )  # fmt: skip
+        sub.add_argument(
+            "--signin",
+            action="store_true",
+            help="sign in to Diffgram with the test account the console sends (kept in memory "
+            "only), after every apply and every --signin-every minutes",
+        )
+        sub.add_argument(
+            "--signin-every",
+            type=float,
+            default=60,
+            help="minutes between synthetic sign-ins with --signin (default 60; 0: only after "
+            "an apply)",
+        )
 
     pull = commands.add_parser("pull", help="poll the console")
     console_args(pull)
