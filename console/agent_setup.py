@@ -53,6 +53,8 @@ def setup_commands(instance, console_url, *, token="", signing_secret="") -> str
         f"--console {shlex.quote(console_url)} --instance {instance.pk} "
         f"--token-file {SSO_DIR}/token --env-file {ENV_FILE}"
     )
+    if instance.signin_runner == "agent":  # it signs in with the provider's test account
+        console += " --signin"
     if webhook:
         parts = urlsplit(instance.webhook_url)
         https = parts.scheme == "https"

@@ -3,7 +3,8 @@
 Where alerts come from:
 - audit events, heard once their transaction commits (audit.event_recorded): a provider's
   scheduled re-validation changing outcome or JWKS keys, a push failing for good, a rollout
-  halting, a break-glass sign-in;
+  halting, a synthetic sign-in failing after one passed (or the reverse), a break-glass
+  sign-in;
 - checks Celery beat runs: instances drifting or not pulling (`check_fleet`), the audit chain
   (`check_audit_chain`).
 
@@ -106,6 +107,8 @@ audit.LISTENED_TO.update(
         Action.PUSH_FAILED,
         Action.ROLLOUT_HALTED,
         Action.LOGIN_BREAK_GLASS,
+        Action.INSTANCE_SIGNIN_FAILED,
+        Action.INSTANCE_SIGNIN_RECOVERED,
     }
 )
 
@@ -166,6 +169,23 @@ def alerts_for(event) -> list[tuple[str, str, str, str]]:
             f"The staged rollout of {name} halted {by} after its first group "
             f"{context.get('first_group', '')!r}."
             + (f" Reason: {context['reason']}" if context.get("reason") else ""),
+        )]  # fmt: skip
+    if event.action == Action.INSTANCE_SIGNIN_FAILED:
+        return [(
+            AlertEvent.SIGNIN_FAILED,
+            f"signin:{event.target_id}:failed",
+            f"{name}: signing in to Diffgram fails",
+            f"The synthetic sign-in to the Diffgram instance {name} (v{context.get('version')}) "
+            f"failed at {context.get('step', '?')}: {context.get('detail', '')}. The one before "
+            "it passed: people may not be able to sign in now.",
+        )]  # fmt: skip
+    if event.action == Action.INSTANCE_SIGNIN_RECOVERED:
+        return [(
+            AlertEvent.SIGNIN_RECOVERED,
+            f"signin:{event.target_id}:recovered",
+            f"{name}: signing in to Diffgram works again",
+            f"The synthetic sign-in to the Diffgram instance {name} "
+            f"(v{context.get('version')}) passes again: {context.get('detail', '')}.",
         )]  # fmt: skip
     if event.action == Action.LOGIN_BREAK_GLASS:
         return [(

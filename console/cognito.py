@@ -419,3 +419,54 @@ def provision(form, *, request=None, actor=None) -> tuple[Provider, discovery.Re
             changes=audit.field_changes({}, config), context=context,
         )  # fmt: skip
     return providers.run_validation(provider, request=request, actor=actor)
+
+
+# --- the test account of synthetic sign-ins (console/signin_accounts.py) -------------------------
+
+
+def create_test_user(provider, username, email, password) -> None:
+    """A confirmed user with a permanent password and a verified email, and no invitation
+    message: what a synthetic sign-in needs (AdminCreateUser, then AdminSetUserPassword)."""
+    client, pool = client_for(provider), provider.user_pool_id
+    try:
+        client.admin_create_user(
+            UserPoolId=pool, Username=username, MessageAction="SUPPRESS",
+            UserAttributes=[
+                {"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"},
+            ],
+        )  # fmt: skip
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "UsernameExistsException":
+            raise AWSError(
+                f"The user pool {pool} has a user {username} already: choose another username, "
+                "or enter that account's password instead."
+            ) from None
+        raise AWSError(
+            _explain(error, "cognito-idp:AdminCreateUser", f"user pool {pool}")
+        ) from None
+    except BotoCoreError as error:
+        raise AWSError(
+            _explain(error, "cognito-idp:AdminCreateUser", f"user pool {pool}")
+        ) from None
+    set_test_user_password(provider, username, password, client=client)
+
+
+def set_test_user_password(provider, username, password, *, client=None) -> None:
+    call(
+        client or client_for(provider), "admin_set_user_password",
+        "cognito-idp:AdminSetUserPassword", f"user {username} of {provider.user_pool_id}",
+        UserPoolId=provider.user_pool_id, Username=username, Password=password, Permanent=True,
+    )  # fmt: skip
+
+
+def delete_test_user(provider, username) -> None:
+    """Remove the test user from the pool (already gone is fine)."""
+    try:
+        client_for(provider).admin_delete_user(UserPoolId=provider.user_pool_id, Username=username)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "UserNotFoundException":
+            return
+        resource = f"user {username} of {provider.user_pool_id}"
+        raise AWSError(_explain(error, "cognito-idp:AdminDeleteUser", resource)) from None
+    except BotoCoreError as error:
+        raise AWSError(_explain(error, "cognito-idp:AdminDeleteUser", username)) from None

@@ -23,7 +23,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from console import audit, diffgram, outbound
-from console.models import ConfigVersion, Instance, PushAttempt, PushRequest
+from console.models import ConfigVersion, Instance, PushAttempt, PushRequest, SigninAccount
 
 logger = logging.getLogger(__name__)
 Action = audit.Action
@@ -58,8 +58,10 @@ class DeliveryError(Exception):
     http_status: int | None = None
 
 
-def signed_webhook(instance, version) -> tuple[bytes, dict[str, str]]:
-    """The webhook request (body, headers) for an instance: HMAC-SHA256 over timestamp.body."""
+def signed_webhook(instance, version, signin_account=None) -> tuple[bytes, dict[str, str]]:
+    """The webhook request (body, headers) for an instance: HMAC-SHA256 over timestamp.body.
+    With `signin_account`, an agent that runs synthetic sign-ins gets the test account in
+    "verify" (it keeps it in memory; the .env never holds it)."""
     all_settings = version.settings_for(instance)
     body = json.dumps(
         {
@@ -69,7 +71,7 @@ def signed_webhook(instance, version) -> tuple[bytes, dict[str, str]]:
             "content_hash": version.content_hash_for(instance),
             "settings": all_settings,
             # What the agent checks Diffgram against after applying.
-            "verify": diffgram.login_expectations(all_settings, instance.url_base),
+            "verify": version.login_expectations_for(instance, signin_account),
         },
         sort_keys=True,
     ).encode()
@@ -101,7 +103,7 @@ class Sent:
 class Sender:
     """One push target. `send` delivers a version to an instance, raising DeliveryError."""
 
-    def send(self, instance, version) -> Sent:
+    def send(self, instance, version, signin_account=None) -> Sent:
         raise NotImplementedError
 
 
@@ -110,13 +112,13 @@ class WebhookSender(Sender):
     has applied version N (now, or before: a push sent again), so the console records the
     apply from the answer; the agent reports its verification afterwards."""
 
-    def send(self, instance, version) -> Sent:
+    def send(self, instance, version, signin_account=None) -> Sent:
         problem = outbound.webhook_url_problem(
             instance.webhook_url, allow_http=instance.webhook_allow_http
         )
         if problem:
             raise DeliveryError(f"Not sent to {instance.webhook_url}: {problem}", permanent=True)
-        body, headers = signed_webhook(instance, version)
+        body, headers = signed_webhook(instance, version, signin_account)
         try:
             response = outbound.post(instance.webhook_url, body, headers)
         except outbound.OutboundError as error:
@@ -143,9 +145,10 @@ def _applied_by_agent(body, version) -> str:
 
 
 class SSMSender(Sender):
-    """One Parameter Store parameter per variable (SecureString for secrets); written is applied."""
+    """One Parameter Store parameter per variable (SecureString for secrets); written is applied.
+    (No agent reads it: synthetic sign-ins of such instances run from the console.)"""
 
-    def send(self, instance, version) -> Sent:
+    def send(self, instance, version, signin_account=None) -> Sent:
         # boto3 takes a third of a second to import; only consoles that push to SSM pay for it.
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
@@ -209,8 +212,9 @@ def deliver(push_request_ids) -> list[tuple[int, float]]:
     retries: list[tuple[int, float]] = []
     if not pushes:
         return retries
+    accounts = _signin_accounts(pushes)
     with ThreadPoolExecutor(max_workers=min(PUSH_THREADS, len(pushes))) as pool:
-        running = {pool.submit(_attempt, push): push for push in pushes}
+        running = {pool.submit(_attempt, push, accounts.get(push.pk)): push for push in pushes}
         done, oldest = [], None
         while running:  # database work stays in this thread
             finished, _ = wait(running, timeout=RECORD_WITHIN, return_when=FIRST_COMPLETED)
@@ -259,7 +263,22 @@ def _start_attempts(push_request_ids):
     return current
 
 
-def _attempt(push):
+def _signin_accounts(pushes) -> dict[int, SigninAccount]:
+    """Push request id -> the test account its agent signs in with (instances whose agent
+    runs the synthetic sign-ins get their provider's, in "verify")."""
+    runners = [p for p in pushes if p.instance.signin_runner == Instance.SigninRunner.AGENT]
+    if not runners:
+        return {}
+    providers = {push.version.provider_id for push in runners}
+    accounts = {a.provider_id: a for a in SigninAccount.objects.filter(provider_id__in=providers)}
+    return {
+        push.pk: accounts[push.version.provider_id]
+        for push in runners
+        if push.version.provider_id in accounts
+    }
+
+
+def _attempt(push, signin_account=None):
     """Send one push (in a pool thread: no database access here)."""
     instance, version = push.instance, push.version
     started, sent, error = timezone.now(), Sent(None), None
@@ -268,7 +287,7 @@ def _attempt(push):
         if sender is None:
             error = DeliveryError("The instance has no push target any more.", permanent=True)
         else:
-            sent = sender.send(instance, version)
+            sent = sender.send(instance, version, signin_account)
     except DeliveryError as delivery_error:
         error, sent = delivery_error, Sent(delivery_error.http_status)
     except Exception as unexpected:  # a bug must not lose the rest of the batch

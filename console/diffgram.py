@@ -197,11 +197,13 @@ def login_expectations(settings, url_base) -> dict[str, str] | None:
     receives them) at `url_base`: the login URL's endpoint, client_id and redirect_uri
     (docs/DIFFGRAM.md). None when the settings are not a Diffgram sign-in."""
     kind = settings.get("OAUTH2_PROVIDER_NAME")
+    host = with_trailing_slash(settings.get("OAUTH2_PROVIDER_HOST", ""))
     if kind == COGNITO:
         endpoint = settings.get("COGNITO_LOGIN_URL", "").split("?", 1)[0]
+        userinfo = host + COGNITO_USERINFO_PATH
     elif kind == KEYCLOAK:
-        host = with_trailing_slash(settings.get("OAUTH2_PROVIDER_HOST", ""))
-        endpoint = f"{host}realms/{settings.get('KEYCLOAK_REALM', '')}/protocol/openid-connect/auth"
+        realm = f"{host}realms/{settings.get('KEYCLOAK_REALM', '')}/protocol/openid-connect"
+        endpoint, userinfo = f"{realm}/auth", f"{realm}/userinfo"
     else:
         return None
     if not endpoint or not url_base:
@@ -211,6 +213,8 @@ def login_expectations(settings, url_base) -> dict[str, str] | None:
         "authorize_endpoint": endpoint,
         "client_id": settings.get("OAUTH2_PROVIDER_CLIENT_ID", ""),
         "redirect_uri": callback_url(kind, url_base),
+        # Where the synthetic sign-in checks, after signing out, whether the token still works.
+        "userinfo_endpoint": userinfo,
     }
 
 

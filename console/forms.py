@@ -440,6 +440,7 @@ class InstanceForm(forms.ModelForm):
         fields = [
             "name", "url_base", "shape", "rollout_group", "provider", "push_target",
             "webhook_url", "webhook_allow_http", "ssm_region", "ssm_prefix", "console_verifies",
+            "signin_runner",
         ]  # fmt: skip
         help_texts = {
             "provider": "The identity provider whose published versions this instance runs "
@@ -454,6 +455,11 @@ class InstanceForm(forms.ModelForm):
         self.fields["provider"].queryset = Provider.objects.filter(
             kind__in=[Provider.Kind.COGNITO, Provider.Kind.KEYCLOAK]
         )
+        # Left out (configuration files and API clients older than it), the default holds.
+        self.fields["signin_runner"].required = False
+
+    def clean_signin_runner(self):
+        return self.cleaned_data.get("signin_runner") or Instance.SigninRunner.CONSOLE
 
     def clean_url_base(self):
         value = http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")

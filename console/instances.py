@@ -3,10 +3,11 @@ they tell the console (pulls, and what they applied). Every change is audited.""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, versions
+from console import audit, diffgram_releases, versions
 from console.models import Instance, PushRequest
 
 Action = audit.Action
@@ -201,29 +202,62 @@ def drift_reasons(instance, stale_before) -> list[str]:
     return reasons
 
 
+VERIFICATION_STATES = {
+    "none": "nothing published to it",
+    "pending": "not verified yet",
+    "signed_in": "signed in",
+    "offers": "offers sign-in (not signed in)",
+    "failed": "failed",
+    "blocked": "blocked by a Diffgram defect",
+}
+
+
+def blocking_defects(version) -> list[diffgram_releases.KnownIssue]:
+    """The known defects of the Diffgram release the fleet runs (DIFFGRAM_VERSION) that stop
+    every sign-in with this version's setup."""
+    if version is None:
+        return []
+    return diffgram_releases.blocking_issues(
+        settings.DIFFGRAM_VERSION,
+        version.settings.get("OAUTH2_PROVIDER_NAME", ""),
+        client_secret="OAUTH2_PROVIDER_CLIENT_SECRET" in (version.secret_names or []),
+    )
+
+
 def verification_state(instance) -> str:
-    """verified / failed (for the assigned version), pending (not yet), or none (nothing
-    assigned)."""
-    if not instance.assigned_version_id:
+    """One of VERIFICATION_STATES for the version assigned to `instance`. Only a synthetic
+    sign-in that passed is "signed_in" (a ✓); the probe alone is "offers"; a known Diffgram
+    defect that stops every sign-in with this setup is "blocked", whatever was found."""
+    version = instance.assigned_version if instance.assigned_version_id else None
+    if version is None:
         return "none"
-    if instance.verified_version_number != instance.assigned_number:
+    if blocking_defects(version):
+        return "blocked"
+    if instance.verified_version_number != version.number or instance.verify_ok is None:
         return "pending"
-    return "verified" if instance.verify_ok else "failed"
+    if not instance.verify_ok:
+        return "failed"
+    return "signed_in" if instance.verify_kind == "signin" else "offers"
 
 
-HEALTH_STATES = ("in_sync", "drifting", "failing", "not_verified", "unassigned")
+HEALTH_STATES = ("in_sync", "drifting", "failing", "blocked", "not_verified", "unassigned")
 
 
 def health(instance, last_push_state, stale_before) -> str:
-    """One state per instance, the worst first: failing (its last push failed for good, or it
-    could not apply), drifting, not_verified, in_sync; unassigned when nothing was published
-    to it."""
+    """One state per instance, the worst first: failing (its last push failed for good, it
+    could not apply, or its verification failed), drifting, blocked (by a known Diffgram
+    defect), not_verified (not signed in yet), in_sync (signed in with what it was assigned);
+    unassigned when nothing was published to it."""
     if not instance.assigned_version_id:
         return "unassigned"
-    if last_push_state == PushRequest.State.FAILED or instance.applied_status == "error":
+    verification = verification_state(instance)
+    failed = last_push_state == PushRequest.State.FAILED or instance.applied_status == "error"
+    if failed or verification == "failed":
         return "failing"
     if drift_reasons(instance, stale_before):
         return "drifting"
-    if verification_state(instance) != "verified":
+    if verification == "blocked":
+        return "blocked"
+    if verification != "signed_in":
         return "not_verified"
     return "in_sync"

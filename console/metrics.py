@@ -18,7 +18,7 @@ from functools import wraps
 
 from celery import current_app
 from django.conf import settings
-from django.db.models import OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from kombu.exceptions import ChannelError
 from prometheus_client import (
@@ -29,13 +29,18 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeHistogramMetricFamily,
+    GaugeMetricFamily,
+)
 
 from console import instances
 from console.models import AuditChainHead, Instance, Provider, PushRequest
 
 logger = logging.getLogger(__name__)
 PREFIX = "diffgram_sso"
+SIGNIN_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 PULLS = Counter(f"{PREFIX}_pulls", "Pull API answers to instances, by HTTP status.", ["status"])
 REQUEST_SECONDS = Histogram(
@@ -92,6 +97,7 @@ class DatabaseCollector:
 
     def collect(self):
         yield self._instances()
+        yield from self._signins()
         yield from self._pushes()
         yield from self._providers()
         head = AuditChainHead.objects.filter(pk=1).values_list("last_id", flat=True).first()
@@ -117,13 +123,42 @@ class DatabaseCollector:
         )
         family = GaugeMetricFamily(
             f"{PREFIX}_instances",
-            "Diffgram instances by state, each in its worst: failing, drifting, not_verified, "
-            "in_sync, unassigned.",
+            "Diffgram instances by state, each in its worst: failing, drifting, blocked (by a "
+            "known Diffgram defect), not_verified (not signed in), in_sync, unassigned.",
             labels=["state"],
         )
         for state in instances.HEALTH_STATES:
             family.add_metric([state], states.get(state, 0))
         return family
+
+    def _signins(self):
+        """The newest synthetic sign-in of each instance that has one: up or down, and the
+        distribution of how long they took (a gauge histogram: the newest per instance)."""
+        up = GaugeMetricFamily(
+            f"{PREFIX}_signin_up",
+            "1 when the newest synthetic sign-in to the instance's Diffgram passed, 0 when it "
+            "failed (instances never signed in to are absent).",
+            labels=["instance"],
+        )
+        signed = Instance.objects.filter(last_signin_ok__isnull=False)
+        for name, ok in signed.values_list("name", "last_signin_ok").iterator():
+            up.add_metric([name], 1 if ok else 0)
+        yield up
+        counts = signed.aggregate(
+            total=Sum("last_signin_seconds"),
+            **{
+                f"le_{index}": Count("pk", filter=Q(last_signin_seconds__lte=bound))
+                for index, bound in enumerate(SIGNIN_BUCKETS)
+            },
+            all=Count("pk"),
+        )
+        buckets = [(str(bound), counts[f"le_{i}"]) for i, bound in enumerate(SIGNIN_BUCKETS)]
+        yield GaugeHistogramMetricFamily(
+            f"{PREFIX}_signin_duration_seconds",
+            "How long the newest synthetic sign-in of each instance took.",
+            buckets=[*buckets, ("+Inf", counts["all"])],
+            gsum_value=counts["total"] or 0.0,
+        )
 
     def _pushes(self):
         counts = Tally(PushRequest.objects.values_list("state", flat=True).iterator())

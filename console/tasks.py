@@ -6,6 +6,8 @@ turns into tasks once the transaction commits."""
 
 from __future__ import annotations
 
+import random
+
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
@@ -83,25 +85,26 @@ def audit_checkpoint() -> int:
     return audit_anchor.write_checkpoint().event_id
 
 
-# Steps of the probe that depend on Diffgram (it may still be restarting): worth asking again.
+# Steps that depend on Diffgram having restarted with the new settings: worth asking again.
 DIFFGRAM_STEPS = frozenset({"diffgram", "use_oauth2", "login_url"})
 VERIFY_RETRIES, VERIFY_RETRY_SECONDS = 6, 10
 
 
 def verify_after_commit(instance_id) -> None:
-    """The console's own probe of an instance, once the transaction commits."""
+    """The console's own verification of an instance, once the transaction commits."""
     transaction.on_commit(lambda: verify_instance.delay(instance_id), robust=True)
 
 
 @shared_task(bind=True, max_retries=VERIFY_RETRIES)
 def verify_instance(self, instance_id) -> None:
-    """Probe an instance from the console and record the result; while its Diffgram is not
-    answering as expected yet (restarting), ask again a few times first."""
+    """Verify an instance from the console (its synthetic sign-in, or the probe) and record
+    the result; while its Diffgram is not answering as expected yet (restarting), ask again a
+    few times first."""
     instance = Instance.objects.select_related("assigned_version").filter(pk=instance_id).first()
     if instance is None:
         return
     try:
-        number, result = verification.probe_instance(instance)
+        number, result = verification.check_instance(instance)
     except verification.NothingToVerify:
         return
     if (
@@ -113,6 +116,21 @@ def verify_instance(self, instance_id) -> None:
     verification.record_verification(
         instance, version_number=number, probe=result, source="console"
     )
+
+
+@shared_task
+def run_signin_checks(spread_seconds=None) -> int:
+    """Beat, every SIGNIN_CHECK_MINUTES: a synthetic sign-in of every instance the console
+    signs in to, spread at random over `spread_seconds` (by default the first half of the
+    period) so that the identity provider and the worker see no burst. Returns how many were
+    queued."""
+    if spread_seconds is None:
+        spread_seconds = settings.SIGNIN_CHECK_MINUTES * 60 / 2
+    queued = verification.instances_to_sign_in()
+    for instance_id in queued:
+        countdown = random.uniform(0, spread_seconds)  # noqa: S311 - jitter, not crypto
+        verify_instance.apply_async((instance_id,), countdown=countdown)
+    return len(queued)
 
 
 @shared_task

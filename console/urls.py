@@ -14,6 +14,7 @@ from console.views import (
     instances,
     oidc,
     providers,
+    signin_account,
     site,
     users,
     versions,
@@ -52,6 +53,21 @@ urlpatterns = [
     path(provider + "delete/", admin_only(providers.provider_delete), name="provider-delete"),
     path(provider + "test-login/", oidc.test_login_start, name="provider-test-login"),
     path(provider + "console-login/", oidc.mark_console_login, name="provider-console-login"),
+    path(
+        provider + "test-account/",
+        admin_only(signin_account.signin_account),
+        name="provider-signin-account",
+    ),
+    path(
+        provider + "test-account/rotate/",
+        signin_account.signin_account_rotate,
+        name="provider-signin-account-rotate",
+    ),
+    path(
+        provider + "test-account/remove/",
+        signin_account.signin_account_remove,
+        name="provider-signin-account-remove",
+    ),
     path(provider + "aws/", cognito.inspect, name="cognito-inspect"),
     path(provider + "aws/fix/", cognito.fix, name="cognito-fix"),
     path(

@@ -1,10 +1,13 @@
-"""Verified rollouts: whether each instance's Diffgram now offers single sign-on with the version
-it applied and the identity provider accepts its login request, and staged rollouts that halt
-by themselves when their first group says no.
+"""Verified rollouts: whether each instance's Diffgram signs users in with the version it
+applied, and staged rollouts that halt by themselves when their first group says no.
 
-The probe itself is the agent's (agent/diffgram_sso_agent.py: `probe`): the agent runs it after
-applying and reports the result with the version; the console runs the same code through
-console/outbound.py, with its guards, for instances marked `console_verifies` and on demand.
+Two depths, both the agent's code (agent/diffgram_sso_agent.py), run by the agent after it
+applies and by the console through console/outbound.py with its guards: the probe (Diffgram
+offers single sign-on with the expected login URL and the identity provider shows its login
+page) and, when the provider has a test account (console/signin_accounts.py), the synthetic
+sign-in, which goes all the way through Diffgram's callback and out again. Only a synthetic
+sign-in that passed is shown as signed in (✓); a known Diffgram defect that stops every sign-in
+with the instance's setup (console/diffgram_releases.py) shows it as blocked, whatever was found.
 """
 
 from __future__ import annotations
@@ -17,12 +20,20 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from agent import diffgram_sso_agent as agent
-from console import audit, instances, outbound, versions
+from console import (
+    audit,
+    instances,
+    outbound,
+    signin_accounts,
+    versions,
+)
 from console.models import ConfigVersion, Instance, Rollout
 
 Action = audit.Action
 MAX_STEP = 32
 MAX_DETAIL = 2000
+MAX_STEPS = 10
+KINDS = ("probe", "signin")
 
 
 class NothingToVerify(Exception):
@@ -34,7 +45,7 @@ class NothingToVerify(Exception):
 
 def record_report(instance, *, version_number, ok, detail, probe=None, request=None) -> None:
     """An agent's report: the version applied (or why not) and, once it has asked Diffgram,
-    the probe's result, sent again with the same version."""
+    its probe's or synthetic sign-in's result, sent again with the same version."""
     repeated = (
         probe is not None
         and Instance.objects.filter(
@@ -58,44 +69,96 @@ def record_report(instance, *, version_number, ok, detail, probe=None, request=N
 
 
 def probe_problems(probe) -> dict[str, str]:
-    """What is wrong with a probe result sent to the API ({} when it is well formed)."""
+    """What is wrong with a verification result sent to the API ({} when it is well formed)."""
     if not isinstance(probe, dict):
         return {"probe": 'An object: {"ok": true|false, "step": "...", "detail": "..."}.'}
     problems = {}
     if not isinstance(probe.get("ok"), bool):
         problems["probe.ok"] = "true or false."
-    if not isinstance(probe.get("step", ""), str) or len(probe.get("step", "")) > MAX_STEP:
+    if not _short_text(probe.get("step", ""), MAX_STEP):
         problems["probe.step"] = f"A string of at most {MAX_STEP} characters."
-    if not isinstance(probe.get("detail", ""), str) or len(probe.get("detail", "")) > MAX_DETAIL:
+    if not _short_text(probe.get("detail", ""), MAX_DETAIL):
         problems["probe.detail"] = f"A string of at most {MAX_DETAIL} characters."
+    if probe.get("kind", "probe") not in KINDS:
+        problems["probe.kind"] = '"probe" or "signin".'
+    seconds = probe.get("seconds", 0)
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds < 3600
+    ):
+        problems["probe.seconds"] = "A number of seconds, from 0 to 3600."
+    steps = probe.get("steps", [])
+    if (
+        not isinstance(steps, list)
+        or len(steps) > MAX_STEPS
+        or not all(
+            isinstance(step, dict)
+            and _short_text(step.get("name"), MAX_STEP)
+            and isinstance(step.get("ok"), bool)
+            and _short_text(step.get("detail", ""), MAX_DETAIL)
+            for step in steps
+        )
+    ):
+        problems["probe.steps"] = (
+            f'At most {MAX_STEPS} objects: {{"name": "...", "ok": true|false, "detail": "..."}}.'
+        )
     return problems
 
 
+def _short_text(value, limit) -> bool:
+    return isinstance(value, str) and len(value) <= limit
+
+
 def record_verification(instance, *, version_number, probe, source, request=None) -> None:
-    """Store what a probe found for `version_number` (by "agent" or "console"), audit it, and
-    halt a rollout watching this instance when it failed."""
-    ok, step, detail = probe["ok"], probe.get("step", ""), probe.get("detail", "")
+    """Store what a probe or synthetic sign-in found for `version_number` (by "agent" or
+    "console"), and halt a rollout watching this instance when it failed.
+
+    Audited when it says something new: a result for a version, or an outcome, not recorded
+    before (instance.verified / instance.verify_failed); a synthetic sign-in failing after one
+    passed, or the reverse (instance.signin_failed / instance.signin_recovered, which alert).
+    The beat's hourly sign-ins that find what was already known leave no event. While the
+    provider has a test account, a probe's result never replaces a synthetic sign-in's for the
+    same version (the agent's probe after an apply may arrive last): it knows less."""
+    ok, kind = probe["ok"], probe.get("kind") or "probe"
+    step, detail = probe.get("step", "")[:MAX_STEP], probe.get("detail", "")[:MAX_DETAIL]
+    steps = [
+        {"name": s["name"][:MAX_STEP], "ok": s["ok"], "detail": s.get("detail", "")[:MAX_DETAIL]}
+        for s in probe.get("steps", [])[:MAX_STEPS]
+    ]
+    now = timezone.now()
     with transaction.atomic():
-        Instance.objects.filter(pk=instance.pk).update(
-            verified_version_number=version_number,
-            verify_ok=ok,
-            verify_step="" if ok else step[:MAX_STEP],
-            verify_detail=detail[:MAX_DETAIL],
-            verified_at=timezone.now(),
-            verified_by=source,
-        )
-        audit.record(
-            Action.INSTANCE_VERIFIED if ok else Action.INSTANCE_VERIFY_FAILED,
-            actor=instance if source == "agent" else None,
-            request=request,
-            target=instance,
-            context={
-                "version": version_number,
-                "by": source,
-                **({} if ok else {"step": step[:MAX_STEP]}),
-                "detail": detail[:MAX_DETAIL],
-            },
-        )
+        before = Instance.objects.select_for_update().filter(pk=instance.pk).first()
+        if before is None:
+            return
+        same_version = before.verified_version_number == version_number
+        signs_in = signin_accounts.account_of(before.provider_id) is not None
+        if kind == "probe" and same_version and before.verify_kind == "signin" and signs_in:
+            return
+        fields: dict[str, Any] = {
+            "verified_version_number": version_number, "verify_ok": ok,
+            "verify_step": "" if ok else step, "verify_detail": detail, "verified_at": now,
+            "verified_by": source, "verify_kind": kind, "verify_steps": steps,
+        }  # fmt: skip
+        if kind == "signin":
+            fields |= {
+                "last_signin_ok": ok, "last_signin_at": now,
+                "last_signin_seconds": float(probe.get("seconds") or 0),
+            }  # fmt: skip
+        Instance.objects.filter(pk=instance.pk).update(**fields)
+        context = {"version": version_number, "by": source, "kind": kind, "detail": detail,
+                   **({} if ok else {"step": step})}  # fmt: skip
+        changed_signin = kind == "signin" and before.last_signin_ok not in (None, ok)
+        new = not same_version or before.verify_ok != ok or before.verify_kind != kind
+        if changed_signin:
+            action = Action.INSTANCE_SIGNIN_RECOVERED if ok else Action.INSTANCE_SIGNIN_FAILED
+        elif new:
+            action = Action.INSTANCE_VERIFIED if ok else Action.INSTANCE_VERIFY_FAILED
+        if changed_signin or new:
+            audit.record(
+                action, actor=instance if source == "agent" else None, request=request,
+                target=instance, context=context,
+            )  # fmt: skip
     if not ok:
         halt_watching(instance, version_number, f"{instance.name} failed at {step}: {detail}")
 
@@ -171,47 +234,84 @@ class GroupRow:
 
 
 def first_group(rollout) -> list[GroupRow]:
-    """The first group's instances and how far each got with the rollout's version."""
+    """The first group's instances and how far each got with the rollout's version: verified
+    means signed in, or offering sign-in where no test account exists, and never blocked by a
+    known Diffgram defect."""
     number = rollout.version.number
-    instances = Instance.objects.filter(
-        provider_id=rollout.version.provider_id, rollout_group=rollout.first_group
-    ).order_by("name")
+    members = (
+        Instance.objects.select_related("assigned_version")
+        .filter(provider_id=rollout.version.provider_id, rollout_group=rollout.first_group)
+        .order_by("name")
+    )
     return [
         GroupRow(
             instance=instance,
             applied=instance.applied_version_number == number and instance.applied_status == "ok",
-            verified=instance.verified_version_number == number and instance.verify_ok is True,
+            verified=instance.verified_version_number == number
+            and instances.verification_state(instance) in ("signed_in", "offers"),
         )
-        for instance in instances
+        for instance in members
     ]
 
 
-# --- the console's own probe --------------------------------------------------------------------
+# --- the console's own run ----------------------------------------------------------------------
 
 
-def _outbound_get(url, cookie="") -> tuple[int, dict[str, str], bytes, list[str]]:
-    """agent.probe's `get`, through the console's one HTTP module and its guards."""
+def _outbound_send(
+    method, url, body=None, headers=None
+) -> tuple[int, dict[str, str], bytes, list[str]]:
+    """The agent's `send`, through the console's one HTTP module and its guards."""
     try:
-        response = outbound.request(
-            "GET", url, headers={"Cookie": cookie} if cookie else None, max_redirects=0
-        )
+        response = outbound.request(method, url, body=body, headers=headers, max_redirects=0)
     except outbound.OutboundError as error:
         raise agent.Unreachable(error.message) from None
     return response.status, response.headers, response.body, response.cookies
 
 
-def probe_instance(instance) -> tuple[int, dict[str, Any]]:
-    """Run the probe against `instance`'s Diffgram and identity provider, from the console;
-    returns (the version number probed for, the result)."""
+def check_instance(instance) -> tuple[int, dict[str, Any]]:
+    """Verify `instance` from the console: the synthetic sign-in when its provider has a test
+    account, else the probe. Returns (the version number checked, the result)."""
     version = instance.assigned_version
     expect = version.login_expectations_for(instance) if version else None
     if version is None or expect is None:
         raise NothingToVerify(f"{instance} has no published Diffgram sign-in to verify.")
-    return version.number, agent.probe(expect, get=_outbound_get)
+    account = signin_accounts.account_of(version.provider_id)
+    if account is None:
+        return version.number, agent.probe(expect, send=_outbound_send)
+    return version.number, agent.signin(expect, account.credentials(), send=_outbound_send)
 
 
 def verify_from_console(instance) -> dict[str, Any]:
-    """Probe `instance` now and record the result as the console's."""
-    number, result = probe_instance(instance)
+    """Verify `instance` now and record the result as the console's."""
+    number, result = check_instance(instance)
     record_verification(instance, version_number=number, probe=result, source="console")
     return result
+
+
+def instances_to_sign_in() -> list[int]:
+    """The instances the console runs synthetic sign-ins for: assigned a version of a provider
+    that has a test account, and not left to their agent."""
+    return list(
+        Instance.objects.filter(
+            signin_runner=Instance.SigninRunner.CONSOLE,
+            assigned_version__isnull=False,
+            provider__signin_account__isnull=False,
+        ).values_list("pk", flat=True)
+    )
+
+
+def console_signs_in(instance) -> bool:
+    """Whether the console runs this instance's synthetic sign-ins (its provider has a test
+    account and the instance is not left to its agent)."""
+    return instance.signin_runner == Instance.SigninRunner.CONSOLE and (
+        signin_accounts.account_of(instance.provider_id) is not None
+    )
+
+
+def expectations_for(instance, version) -> dict[str, Any] | None:
+    """What the instance's agent checks after applying `version`, with the test account when
+    that agent runs the synthetic sign-ins."""
+    account = None
+    if instance.signin_runner == Instance.SigninRunner.AGENT:
+        account = signin_accounts.account_of(version.provider_id)
+    return version.login_expectations_for(instance, account)

@@ -287,6 +287,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 PROVIDER_REVALIDATE_MINUTES = env.int("PROVIDER_REVALIDATE_MINUTES", default=60)
+# Synthetic sign-ins of every instance the console signs in to (0: only after an apply and on
+# "Verify now").
+SIGNIN_CHECK_MINUTES = env.int("SIGNIN_CHECK_MINUTES", default=60)
 # Audit checkpoints: the chain's end, signed with AUDIT_SIGNING_KEY (never stored in the
 # database), appended to a file and/or an S3 prefix the database cannot reach.
 AUDIT_SIGNING_KEY = env("AUDIT_SIGNING_KEY", default="")
@@ -304,6 +307,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": PROVIDER_REVALIDATE_MINUTES * 60.0,
     },
 }
+if SIGNIN_CHECK_MINUTES > 0:
+    CELERY_BEAT_SCHEDULE["synthetic-signins"] = {
+        "task": "console.tasks.run_signin_checks",
+        "schedule": SIGNIN_CHECK_MINUTES * 60.0,
+    }
 if AUDIT_SIGNING_KEY and (AUDIT_CHECKPOINT_FILE or AUDIT_CHECKPOINT_S3):
     CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
         "task": "console.tasks.audit_checkpoint",
@@ -370,5 +378,11 @@ LOGGING = {
         "django": {"handlers": []},
         # One line per request about the id it found or made is noise.
         "django_guid": {"level": "WARNING"},
+        # botocore logs every request's body at DEBUG, secrets included (a Cognito test
+        # account's password, a federated provider's client secret): never below WARNING,
+        # whatever LOG_LEVEL says. Its INFO lines ("Found credentials...") are noise too.
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
     },
 }

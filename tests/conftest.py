@@ -15,6 +15,7 @@ from tests.support import (
     CHROMIUM,
     SSO_USERS,
     AgentProcess,
+    Host,
     NodeOP,
     broker_reachable,
     free_port,
@@ -397,3 +398,17 @@ def webhook_instance(keycloak_provider, live_server, tmp_path):
     agent.port = port
     yield instance, agent
     agent.stop()
+
+
+@pytest.fixture
+def hosts(tmp_path, live_server):
+    """Diffgram hosts (tests/support.py: Host), each a stand-in Diffgram with a real agent."""
+    made = []
+
+    def make(provider, name, **fields):
+        made.append(Host(tmp_path, provider, name, live_server, **fields))
+        return made[-1]
+
+    yield make
+    for host in made:
+        host.stop()

@@ -231,13 +231,20 @@ class NodeOP:
         self.shape, self.realm = shape, realm
         self.issuer = self.base + (f"/realms/{realm}" if shape == "keycloak" else "")
         self.process = None
-        self.clients, self.accounts, self.jwks = [], {}, None
+        self.clients, self.accounts, self.jwks, self.cognito_pool = [], {}, None, None
+        self.keycloak_admin = ("admin", "admin")
 
-    def start(self, *, clients=None, accounts=None, jwks=None):
+    def start(self, *, clients=None, accounts=None, jwks=None, cognito_pool=None,
+              keycloak_admin=None):  # fmt: skip
+        """(Re)start with these clients and accounts. `cognito_pool` (cognito shape):
+        {"endpoint", "region", "pool"} of a moto user pool whose users sign in at this hosted
+        UI; `keycloak_admin` (keycloak shape): the master realm admin's (user, password)."""
         self.stop()
         self.clients = clients if clients is not None else self.clients
         self.accounts = accounts if accounts is not None else self.accounts
         self.jwks = jwks if jwks is not None else self.jwks
+        self.cognito_pool = cognito_pool if cognito_pool is not None else self.cognito_pool
+        self.keycloak_admin = keycloak_admin if keycloak_admin is not None else self.keycloak_admin
         environment = {
             **subprocess_environment(),
             "PORT": str(self.port),
@@ -245,9 +252,12 @@ class NodeOP:
             "OP_REALM": self.realm,
             "OP_CLIENTS": json.dumps(self.clients),
             "OP_ACCOUNTS": json.dumps(self.accounts),
+            "OP_KEYCLOAK_ADMIN": ":".join(self.keycloak_admin),
         }
         if self.jwks:
             environment["OP_JWKS"] = json.dumps(self.jwks)
+        if self.cognito_pool:
+            environment["OP_COGNITO_POOL"] = json.dumps(self.cognito_pool)
         self.log_path = self.tmp_dir / f"op-{self.port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - open while the OP runs
         self.process = subprocess.Popen(
@@ -330,11 +340,13 @@ AGENT = ROOT / "agent" / "diffgram_sso_agent.py"
 class AgentProcess:
     """Runs agent/diffgram_sso_agent.py the way an operator would."""
 
-    def __init__(self, tmp_path, instance, token, console_url, diffgram_url=""):
+    def __init__(self, tmp_path, instance, token, console_url, diffgram_url="", extra_args=()):
         """With `diffgram_url` the agent verifies what it applied against that Diffgram;
-        without, it does not verify (no Diffgram runs in most tests)."""
+        without, it does not verify (no Diffgram runs in most tests). `extra_args` go on
+        every command line (e.g. --signin)."""
         self.folder = tmp_path
         self.diffgram_url = diffgram_url
+        self.extra_args = tuple(extra_args)
         self.instance, self.console_url = instance, console_url
         self.env_file = tmp_path / ".env"
         self.token_file = tmp_path / "token"
@@ -348,6 +360,7 @@ class AgentProcess:
         return [
             "--console", self.console_url, "--instance", str(self.instance.pk),
             "--token-file", str(self.token_file), "--env-file", str(self.env_file), *verify,
+            *self.extra_args,
         ]  # fmt: skip
 
     def pull(self, *extra):
@@ -435,6 +448,18 @@ def make_pool(moto, client_config=GOOD_CLIENT, domain="diffgram-lab", secret=Fal
     return pool, app
 
 
+def make_pool_for_signins(moto):
+    """A moto user pool with a public app client that lets users sign in with a password (the
+    hosted UI of the node OP checks them there): (pool id, app client id)."""
+    client = aws(moto)
+    pool = client.create_user_pool(PoolName="diffgram")["UserPool"]["Id"]
+    app = client.create_user_pool_client(
+        UserPoolId=pool, ClientName="diffgram", GenerateSecret=False,
+        ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+    )["UserPoolClient"]["ClientId"]  # fmt: skip
+    return pool, app
+
+
 def make_provider(pool, app, secret=""):
     provider = Provider(
         name="Corp Cognito", kind="cognito", aws_region=REGION, user_pool_id=pool,
@@ -487,3 +512,48 @@ def write_events(count, **overrides):
             target=overrides.get("target", PROVIDER),
             changes={"scopes": [f"openid {number}", f"openid email {number}"]},
         )
+
+
+class Host:
+    """One Diffgram host: its stand-in Diffgram (tests/diffgram_standin.py) and the real agent
+    next to it. With `push`, the agent serves webhook pushes on a free port; with
+    `agent_verifies=False`, it applies without verifying (the console verifies instead);
+    `agent_args` go on the agent's command line (e.g. --signin)."""
+
+    def __init__(self, tmp_path, provider, name, live_server, push=False, agent_verifies=True,
+                 agent_args=(), **fields):  # fmt: skip
+        from tests.diffgram_standin import StandInDiffgram
+
+        folder = tmp_path / name
+        folder.mkdir()
+        self.diffgram = StandInDiffgram(folder / ".env")
+        self.diffgram.write_own_settings()
+        if push:
+            port = free_port()
+            fields = {
+                **fields,
+                "push_target": "webhook",
+                "webhook_url": f"http://127.0.0.1:{port}/",
+            }
+        self.instance, token = make_instance(
+            provider, name, url_base=self.diffgram.url_base, **fields
+        )
+        self.agent = AgentProcess(
+            folder, self.instance, token, live_server.url,
+            diffgram_url=self.diffgram.url_base if agent_verifies else "", extra_args=agent_args,
+        )  # fmt: skip
+        if push:
+            self.agent.serve(port)
+
+    def refresh(self):
+        from console.models import Instance
+
+        return Instance.objects.select_related("assigned_version").get(pk=self.instance.pk)
+
+    def verified(self, number):
+        instance = self.refresh()
+        return instance.verified_version_number == number and instance.verify_ok is not None
+
+    def stop(self):
+        self.agent.stop()
+        self.diffgram.stop()

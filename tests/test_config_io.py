@@ -57,7 +57,7 @@ def test_export_writes_references_never_secrets(keycloak_provider):
         {
             "name": "lab", "url_base": "https://lab.example.test/", "shape": "compose",
             "rollout_group": "default", "provider": "Lab Keycloak", "push_target": "webhook",
-            "webhook_url": "http://127.0.0.1:9/",
+            "webhook_url": "http://127.0.0.1:9/", "signin_runner": "console",
         }
     ]  # fmt: skip
 

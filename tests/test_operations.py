@@ -134,7 +134,8 @@ def test_metrics_add_up_every_worker_and_follow_the_fleet(gunicorn, keycloak_pro
     make_instance(None, "lab-2")  # no provider yet: nothing to run
     metrics = gunicorn.metrics()
     assert value(metrics, "diffgram_sso_instances", state="drifting") == 0
-    assert value(metrics, "diffgram_sso_instances", state="not_verified") == 1  # no probe yet
+    # Keycloak used directly: Diffgram 56f04d8's own defects block every sign-in.
+    assert value(metrics, "diffgram_sso_instances", state="blocked") == 1
     assert value(metrics, "diffgram_sso_instances", state="unassigned") == 1
 
 

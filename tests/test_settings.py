@@ -1,5 +1,6 @@
 """Production settings: refuse to start without what protects production, pass check --deploy."""
 
+import json
 import subprocess
 import sys
 
@@ -62,3 +63,30 @@ def test_check_deploy_warns_when_the_cache_is_not_redis(cache_url, says):
     assert result.returncode != 0
     assert "console.W001" in result.stderr + result.stdout
     assert says in " ".join((result.stderr + result.stdout).split())
+
+
+def beat_schedule(**environment):
+    """The beat schedule as a fresh process builds it, with each task's name and whether the
+    worker knows a task of that name."""
+    program = (
+        "import django, json; django.setup()\n"
+        "from django.conf import settings\n"
+        "from sso_admin.celery import app\n"
+        "app.loader.import_default_modules()\n"
+        "print(json.dumps({name: [entry['task'], entry['task'] in app.tasks, entry['schedule']]\n"
+        "                  for name, entry in settings.CELERY_BEAT_SCHEDULE.items()}))\n"
+    )
+    clean = {k: v for k, v in subprocess_environment().items() if k not in PRODUCTION}
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**clean, "DATABASE_URL": "sqlite:////tmp/never-opened.sqlite3", **environment},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_every_task_the_beat_schedules_exists_and_the_sign_in_watch_follows_its_setting():
+    schedule = beat_schedule(SIGNIN_CHECK_MINUTES="15")
+    assert [name for name, (_, known, _) in schedule.items() if not known] == []
+    assert schedule["synthetic-signins"][::2] == ["console.tasks.run_signin_checks", 900.0]
+    assert "synthetic-signins" not in beat_schedule(SIGNIN_CHECK_MINUTES="0")

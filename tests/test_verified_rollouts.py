@@ -1,7 +1,8 @@
 """Verified rollouts, end to end with real processes: the real agent applies a version, asks a
-stand-in Diffgram (tests/diffgram_standin.py) whether it offers single sign-on with it, and
-asks the node test OP whether it accepts Diffgram's login request; the console records it,
-shows it, and halts a staged rollout by itself when the first group says no."""
+stand-in Diffgram (tests/diffgram_standin.py) whether it offers single sign-on with it, asks
+the node test OP whether it shows a login page for Diffgram's login request and, with a test
+account, signs in through Diffgram's callback; the console records it, shows it (only a
+synthetic sign-in is a ✓), and halts a staged rollout by itself when the first group says no."""
 
 import re
 import time
@@ -15,13 +16,9 @@ from agent import diffgram_sso_agent as agent
 from console import providers, tasks, verification, versions
 from console.forms import CognitoProviderForm
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, Rollout
-from tests.diffgram_standin import StandInDiffgram, is_oauth2_set
 from tests.idp_server import signing_key
 from tests.support import (
-    AgentProcess,
     NodeOP,
-    free_port,
-    make_instance,
     require_node_op,
     token_for,
     validated_cognito_provider,
@@ -73,105 +70,31 @@ def cognito(cognito_op, idp, settings):
     )
 
 
-class Host:
-    """One Diffgram host: its stand-in Diffgram and the real agent next to it. With `push`, the
-    agent serves webhook pushes on a free port; with `agent_verifies=False`, it applies without
-    probing (the console probes instead)."""
-
-    def __init__(self, tmp_path, provider, name, live_server, push=False, agent_verifies=True,
-                 **fields):  # fmt: skip
-        folder = tmp_path / name
-        folder.mkdir()
-        self.diffgram = StandInDiffgram(folder / ".env")
-        self.diffgram.write_own_settings()
-        if push:
-            port = free_port()
-            fields = {
-                **fields,
-                "push_target": "webhook",
-                "webhook_url": f"http://127.0.0.1:{port}/",
-            }
-        self.instance, token = make_instance(
-            provider, name, url_base=self.diffgram.url_base, **fields
-        )
-        self.agent = AgentProcess(
-            folder, self.instance, token, live_server.url,
-            diffgram_url=self.diffgram.url_base if agent_verifies else "",
-        )  # fmt: skip
-        if push:
-            self.agent.serve(port)
-
-    def refresh(self):
-        return Instance.objects.get(pk=self.instance.pk)
-
-    def verified(self, number):
-        instance = self.refresh()
-        return instance.verified_version_number == number and instance.verify_ok is not None
-
-    def stop(self):
-        self.agent.stop()
-        self.diffgram.stop()
-
-
-@pytest.fixture
-def hosts(tmp_path, live_server):
-    made = []
-
-    def make(provider, name, **fields):
-        made.append(Host(tmp_path, provider, name, live_server, **fields))
-        return made[-1]
-
-    yield make
-    for host in made:
-        host.stop()
-
-
-# --- the stand-in answers as Diffgram does ------------------------------------------------------
-
-
-def test_the_stand_in_answers_as_diffgram_does():
-    assert is_oauth2_set({}) == {"use_oauth2": False}
-    assert is_oauth2_set({"USE_OAUTH2": "False"}) == {"use_oauth2": False}
-    cognito = is_oauth2_set(
-        {"USE_OAUTH2": "True", "OAUTH2_PROVIDER_NAME": "cognito",
-         "OAUTH2_PROVIDER_HOST": "https://d.auth.test/", "OAUTH2_PROVIDER_CLIENT_ID": "c",
-         "COGNITO_LOGIN_URL": "https://d.auth.test/oauth2/authorize?client_id=c"}
-    )  # fmt: skip
-    assert cognito == {
-        "use_oauth2": True,
-        "login_url": "https://d.auth.test/oauth2/authorize?client_id=c",
-    }
-    keycloak = is_oauth2_set(
-        {"USE_OAUTH2": "true", "OAUTH2_PROVIDER_NAME": "keycloak", "URL_BASE": "https://dg.test/",
-         "OAUTH2_PROVIDER_HOST": "https://kc.test/", "OAUTH2_PROVIDER_CLIENT_ID": "dg-lab",
-         "KEYCLOAK_REALM": "r"}
-    )  # fmt: skip
-    assert keycloak["login_url"] == (
-        "https://kc.test/realms/r/protocol/openid-connect/auth?client_id=dg-lab"
-        "&response_type=code&redirect_uri=https://dg.test/user/oidc-login&scope=email&state="
-    )
-
-
 # --- the agent's probe --------------------------------------------------------------------------
 
 
-def test_a_correct_rollout_verifies(cognito, cognito_op, hosts, admin_client):
+def test_a_correct_rollout_offers_sign_in_but_is_no_check_mark_without_a_test_account(
+    cognito, cognito_op, hosts, admin_client
+):
     host = hosts(cognito, "lab")
     register_app_client(cognito_op, host.diffgram.url_base)
     versions.publish(cognito)
     result = host.agent.pull()
     assert result.returncode == 0, result.stderr
-    assert "verified v1: Diffgram signs in through the identity provider" in result.stdout
+    assert "v1 offers sign-in (not signed in: no test account)" in result.stdout
     instance = host.refresh()
     assert (instance.applied_version_number, instance.verified_version_number) == (1, 1)
-    assert (instance.verify_ok, instance.verified_by) == (True, "agent")
+    assert (instance.verify_ok, instance.verified_by, instance.verify_kind) == (
+        True, "agent", "probe",
+    )  # fmt: skip
     assert "login page" in instance.verify_detail
     event = AuditEvent.objects.get(action="instance.verified")
     assert event.context["version"] == 1 and event.context["by"] == "agent"
     assert AuditEvent.objects.filter(action="instance.applied").count() == 1  # not twice
 
     row = admin_client.get(reverse("instances")).content.decode()
-    assert re.search(r'data-instance="lab".*?class="verified".*?verified v1', row, re.S)
+    cell = re.search(r'data-instance="lab".*?class="verified">(.*?)</td>', row, re.S)[1]
+    assert "offers sign-in (not signed in)" in cell and "✓" not in cell
 
 
 def test_a_callback_not_registered_at_the_idp_is_caught(cognito, cognito_op, hosts):
@@ -181,10 +104,10 @@ def test_a_callback_not_registered_at_the_idp_is_caught(cognito, cognito_op, hos
     result = host.agent.pull()
     assert result.returncode == 0, result.stderr  # applied: the file is right, sign-in is not
     instance = host.refresh()
-    assert (instance.verify_ok, instance.verify_step) == (False, "idp")
+    assert (instance.verify_ok, instance.verify_step) == (False, "login_page")
     assert "redirect_uri" in instance.verify_detail, instance.verify_detail
     failed = AuditEvent.objects.get(action="instance.verify_failed")
-    assert failed.context["step"] == "idp"
+    assert failed.context["step"] == "login_page"
 
 
 def test_a_diffgram_that_does_not_come_back_is_reported(cognito, cognito_op, hosts):
@@ -261,17 +184,22 @@ def test_diffgrams_answer_is_checked_step_by_step(answer, step):
         ([(400, {}, b"<p>Invalid parameter: redirect_uri</p>")], False, "redirect_uri"),
         # A login page, after a redirect on the provider's own host.
         ([(302, {"location": "/login?client_id=c"}, b""), (200, {}, b"<form>Sign in</form>")],
-         True, "login page"),
-        # Handed over to a federated provider (Cognito with identity_provider=Google).
+         True, "login page (https://idp.test/login)"),
+        # Handed over to a federated provider (Cognito with identity_provider=Google): the probe
+        # says so and goes no further.
         ([(302, {"location": "https://accounts.google.test/o/oauth2/auth"}, b"")], True,
-         "hands over to accounts.google.test"),
+         "hands over to accounts.google.test (not followed)"),
     ],
 )  # fmt: skip
 def test_the_identity_providers_answer_is_judged(answers, ok, words):
     replies = iter((*answer, []) for answer in answers)
-    found_ok, detail = agent.check_login_page(
-        "https://idp.test/oauth2/authorize?client_id=c", lambda url, cookie: next(replies)
-    )
+    expect = {"url_base": "https://dg.test/"}
+    login_url = "https://idp.test/oauth2/authorize?client_id=c"
+    outcome = agent._walk(
+        agent.Browser(lambda method, url, body, headers: next(replies)), "GET", login_url,
+        expect["url_base"], stay_on="idp.test",
+    )  # fmt: skip
+    found_ok, detail, _ = agent.judge_login_page(outcome, login_url)
     assert found_ok is ok and words in detail
 
 
@@ -279,7 +207,7 @@ def test_a_login_url_that_is_not_http_is_never_opened(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("do not read me")
     with pytest.raises(agent.Unreachable, match="not an http"):
-        agent.http_get(secret.as_uri())
+        agent.http_send("GET", secret.as_uri())
 
 
 # --- staged rollouts that halt by themselves, through the real worker and pushed agents ---------
@@ -301,11 +229,13 @@ def test_a_failing_first_group_halts_the_rollout_and_the_rest_of_the_fleet_gets_
     )
     rollout = rollout_of(version)
     assert rollout.halted_automatically
-    assert rollout.halt_reason.startswith("canary failed at idp: the identity provider")
+    assert rollout.halt_reason.startswith("canary failed at login_page: the identity provider")
     halted = AuditEvent.objects.get(action="rollout.halted")
     assert (halted.actor_type, halted.context["automatic"]) == ("system", True)
     assert halted.context["reason"] == rollout.halt_reason
-    assert (canary.refresh().applied_version_number, canary.refresh().verify_step) == (1, "idp")
+    assert (canary.refresh().applied_version_number, canary.refresh().verify_step) == (
+        1, "login_page",
+    )  # fmt: skip
     assert not PushRequest.objects.filter(instance=rest.instance).exists()
     assert "USE_OAUTH2" not in rest.agent.env()  # only the operator's own URL_BASE
 

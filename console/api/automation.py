@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.utils import timezone
 
-from console import providers, versions
+from console import instances, providers, versions
 from console.api.decorators import allowed, bearer_token, error, token_api, with_json_body
 from console.forms import FORMS_BY_KIND, HistoryFilterForm, PublishForm
 from console.models import (
@@ -104,12 +104,16 @@ def instance_json(instance):
         "applied_version": instance.applied_version_number,
         "applied_status": instance.applied_status or None,
         "applied_at": instance.applied_at,
+        # Only "signed_in" means a synthetic sign-in went through Diffgram's callback.
+        "verification_state": instances.verification_state(instance),
         "verified": (
             {
                 "version": instance.verified_version_number,
                 "ok": instance.verify_ok,
+                "kind": instance.verify_kind or "probe",
                 "step": instance.verify_step or None,
                 "detail": instance.verify_detail,
+                "steps": instance.verify_steps,
                 "at": instance.verified_at,
                 "by": instance.verified_by,
             }
@@ -282,8 +286,8 @@ def provider_diff(request, provider_id):
 
 @user_api("GET")
 def instances_collection(request):
-    instances = Instance.objects.select_related("provider", "assigned_version")
-    return json_answer({"instances": [instance_json(i) for i in instances]})
+    fleet = Instance.objects.select_related("provider", "assigned_version")
+    return json_answer({"instances": [instance_json(i) for i in fleet]})
 
 
 @user_api("GET")

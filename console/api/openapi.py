@@ -68,15 +68,22 @@ SPEC = {
             "Version": {"type": "object", "required": ["number", "content_hash", "settings"]},
             "Instance": {
                 "type": "object", "required": ["id", "name", "url_base"],
-                "properties": {"verified": {
+                "properties": {
+                    "verification_state": {"enum": [
+                        "none", "pending", "signed_in", "offers", "failed", "blocked"]},
+                    "verified": {
                     "type": ["object", "null"],
-                    "description": "The newest verification: did Diffgram offer single sign-on "
-                    "with this version, and did the identity provider accept its login request?",
+                    "description": "The newest verification: the probe (Diffgram offers single "
+                    "sign-on, the identity provider shows its login page) or a synthetic "
+                    "sign-in through Diffgram's callback, step by step.",
                     "properties": {
                         "version": {"type": "integer"}, "ok": {"type": "boolean"},
+                        "kind": {"enum": ["probe", "signin"]},
                         "step": {"type": ["string", "null"], "enum": [
-                            "diffgram", "use_oauth2", "login_url", "idp", None]},
-                        "detail": {"type": "string"}, "at": {"type": "string"},
+                            "diffgram", "use_oauth2", "login_url", "login_page", "credentials",
+                            "callback", "session", "logout", None]},
+                        "detail": {"type": "string"}, "steps": {"type": "array"},
+                        "at": {"type": "string"},
                         "by": {"enum": ["agent", "console"]}}}},
             },
             "Federation": {
@@ -276,10 +283,20 @@ SPEC = {
                         "probe": {
                             "type": "object", "required": ["ok"],
                             "description": "Sent again with the same version once the agent "
-                            "asked Diffgram and the identity provider (agent.probe).",
+                            "asked Diffgram and the identity provider (agent.probe), or signed "
+                            "in with the test account (agent.signin).",
                             "properties": {
-                                "ok": {"type": "boolean"}, "step": {"type": "string"},
-                                "detail": {"type": "string"}}}}}}}},
+                                "ok": {"type": "boolean"},
+                                "kind": {"enum": ["probe", "signin"]},
+                                "step": {"type": "string", "maxLength": 32},
+                                "detail": {"type": "string", "maxLength": 2000},
+                                "seconds": {"type": "number", "minimum": 0, "maximum": 3599},
+                                "steps": {"type": "array", "maxItems": 10, "items": {
+                                    "type": "object", "required": ["name", "ok"],
+                                    "properties": {
+                                        "name": {"type": "string", "maxLength": 32},
+                                        "ok": {"type": "boolean"},
+                                        "detail": {"type": "string", "maxLength": 2000}}}}}}}}}}},
                 "responses": {"200": _ok("Recorded"), **_errors(400, 401)},
             },
         },

@@ -12,7 +12,16 @@ from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 
 from agent import diffgram_sso_agent as agent
-from console import diffgram, instances, log_context, metrics, ratelimits, tasks, verification
+from console import (
+    diffgram,
+    instances,
+    log_context,
+    metrics,
+    ratelimits,
+    signin_accounts,
+    tasks,
+    verification,
+)
 from console.api.decorators import allowed, bearer_token, error, json_object, token_api
 from console.models import Instance, hash_token
 from console.pull_state import pull_states
@@ -32,6 +41,7 @@ INSTANCE_COLUMNS = (
     "assigned_version__settings", "assigned_version__secret_settings_encrypted",
     "assigned_version__login_url_template", "assigned_version__content_hash",
     "assigned_version__provider_id", "provider_id", "rollout_group", "console_verifies",
+    "signin_runner",
 )  # fmt: skip
 
 
@@ -83,8 +93,23 @@ def _authenticated_instance(view, methods):
     return wrapper
 
 
-def _etag(instance, version, output):
-    return f'"{version.content_hash_for(instance)}.{output}"'
+def _etag(instance, version, output, signin_revision=0):
+    """The content's hash; for an agent that runs synthetic sign-ins, with the revision of the
+    test account it is sent (`signin_revision`), so that a new password reaches it with its
+    next poll."""
+    tag = f"{version.content_hash_for(instance)}.{output}"
+    return f'"{tag}.s{signin_revision}"' if signin_revision else f'"{tag}"'
+
+
+def _signin_revision(state, version):
+    """The revision of the test account this instance's agent is sent (0: none), read once
+    per state kept in memory."""
+    if state.instance.signin_runner != Instance.SigninRunner.AGENT:
+        return 0
+    if "signin_revision" not in state.bodies:
+        account = signin_accounts.account_of(version.provider_id)
+        state.bodies["signin_revision"] = account.revision if account else 0
+    return state.bodies["signin_revision"]
 
 
 def _render(instance, version, output):
@@ -110,7 +135,9 @@ def pull_config(request):
         return error(404, "No configuration has been published to this instance yet.")
     etag = state.etags.get(output)
     if etag is None:
-        etag = state.etags[output] = _etag(instance, version, output)
+        etag = state.etags[output] = _etag(
+            instance, version, output, _signin_revision(state, version)
+        )
     instances.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
         response = HttpResponseNotModified()
@@ -124,10 +151,13 @@ def pull_config(request):
         content_type, extension = FORMATS[output]
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
-        # What the agent checks Diffgram against after applying (agent.VERIFY_HEADER).
+        # What the agent checks Diffgram against after applying (agent.VERIFY_HEADER), with the
+        # test account when the agent runs the synthetic sign-ins (it keeps it in memory).
         expect = state.bodies.get("verify")
         if expect is None:
-            expect = state.bodies["verify"] = json.dumps(version.login_expectations_for(instance))
+            expect = state.bodies["verify"] = json.dumps(
+                verification.expectations_for(instance, version)
+            )
         response[agent.VERIFY_HEADER] = expect
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)
@@ -166,6 +196,10 @@ def report_applied(request):
         probe=probe,
         request=request,
     )
-    if probe is None and status == "ok" and instance.console_verifies:
+    if (
+        probe is None
+        and status == "ok"
+        and (instance.console_verifies or verification.console_signs_in(instance))
+    ):
         tasks.verify_after_commit(instance.pk)
     return JsonResponse({"recorded": True, "version": version, "status": status})

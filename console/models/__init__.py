@@ -16,6 +16,7 @@ from console.models.audit import (
 from console.models.federation import FederatedIdentityProvider
 from console.models.provider import ExternalIdentity, Provider
 from console.models.rollout import ConfigVersion, Instance, PushAttempt, PushRequest, Rollout
+from console.models.signin import SigninAccount
 from console.models.tokens import hash_token
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "PushAttempt",
     "PushRequest",
     "Rollout",
+    "SigninAccount",
     "compute_event_hash",
     "encrypted_fields",
     "event_fields",
@@ -54,4 +56,5 @@ def encrypted_fields() -> list[tuple[type, list[str]]]:
         (Instance, ["signing_secret_encrypted"]),
         (AlertDestination, ["webhook_secret_encrypted"]),
         (ConfigVersion, ["secret_settings_encrypted"]),
+        (SigninAccount, ["password_encrypted"]),
     ]

@@ -14,6 +14,8 @@ class AlertEvent(models.TextChoices):
     PUSH_FAILED = "push_failed", "A push fails for good"
     INSTANCE_DRIFTING = "instance_drifting", "An instance drifts or stops pulling"
     ROLLOUT_HALTED = "rollout_halted", "A staged rollout halts"
+    SIGNIN_FAILED = "signin_failed", "A synthetic sign-in fails after one passed"
+    SIGNIN_RECOVERED = "signin_recovered", "A synthetic sign-in passes again after failing"
     AUDIT_BROKEN = "audit_broken", "The audit chain stops verifying"
     BREAK_GLASS = "break_glass", "Someone signs in with a local (break-glass) account"
     TEST = "test", "A test alert, sent on request"

@@ -39,6 +39,9 @@ class AuditEvent(models.Model):
         COGNITO_CLIENT_CREATED = "cognito.client_created"
         COGNITO_DOMAIN_CREATED = "cognito.domain_created"
         PROVIDER_CONSOLE_LOGIN_MARKED = "provider.console_login_marked"
+        SIGNIN_ACCOUNT_SET = "provider.signin_account_set"
+        SIGNIN_ACCOUNT_ROTATED = "provider.signin_account_rotated"
+        SIGNIN_ACCOUNT_REMOVED = "provider.signin_account_removed"
         VERSION_PUBLISHED = "version.published"
         VERSION_ROLLED_BACK = "version.rolled_back"
         ROLLOUT_CONTINUED = "rollout.continued"
@@ -56,6 +59,8 @@ class AuditEvent(models.Model):
         INSTANCE_APPLY_FAILED = "instance.apply_failed"
         INSTANCE_VERIFIED = "instance.verified"
         INSTANCE_VERIFY_FAILED = "instance.verify_failed"
+        INSTANCE_SIGNIN_FAILED = "instance.signin_failed"
+        INSTANCE_SIGNIN_RECOVERED = "instance.signin_recovered"
         ENCRYPTION_KEYS_ROTATED = "keys.rotated"
         CONFIG_IMPORTED = "config.imported"
         # accounts and access

@@ -71,6 +71,21 @@ class Instance(HashedToken):
         "Diffgram (at URL_BASE) and the identity provider whether sign-in works, as the agent "
         "does. For instances the console can reach, e.g. pulled by an older agent.",
     )
+
+    class SigninRunner(models.TextChoices):
+        CONSOLE = "console", "The console (it reaches this Diffgram at its URL_BASE)"
+        AGENT = "agent", "The agent on the Diffgram host (run it with --signin)"
+
+    signin_runner = models.CharField(
+        "synthetic sign-ins run from",
+        max_length=16,
+        choices=SigninRunner.choices,
+        default=SigninRunner.CONSOLE,
+        help_text="Where the provider's test account signs in to this Diffgram, after each "
+        "applied version and every SIGNIN_CHECK_MINUTES. Choose the agent for a Diffgram the "
+        "console cannot reach: the test account's credentials then travel to that agent only, "
+        "which keeps them in memory.",
+    )
     token_rotated_at = models.DateTimeField(null=True, editable=False)
     signing_secret_encrypted = models.TextField(editable=False)
     # Grows with every assignment (publish, rollback, provider switch, repush): it orders what
@@ -93,6 +108,14 @@ class Instance(HashedToken):
     verify_detail = models.CharField(max_length=2000, blank=True, editable=False)
     verified_at = models.DateTimeField(null=True, editable=False)
     verified_by = models.CharField(max_length=16, blank=True, editable=False)  # agent / console
+    # "probe" (Diffgram offers sign-in; nobody signed in) or "signin" (a synthetic sign-in), and
+    # each step's outcome: [{"name", "ok", "detail"}].
+    verify_kind = models.CharField(max_length=8, blank=True, editable=False)
+    verify_steps = models.JSONField(default=list, blank=True, editable=False)
+    # The newest synthetic sign-in whatever the version (the beat's watch compares with it).
+    last_signin_ok = models.BooleanField(null=True, editable=False)
+    last_signin_at = models.DateTimeField(null=True, editable=False)
+    last_signin_seconds = models.FloatField(null=True, editable=False)
     last_pull_at = models.DateTimeField(null=True, editable=False)
     last_pulled_version_number = models.PositiveIntegerField(null=True, editable=False)
     revision = models.PositiveIntegerField(default=1, editable=False)
@@ -132,6 +155,7 @@ class Instance(HashedToken):
             "ssm_region": self.ssm_region,
             "ssm_prefix": self.ssm_prefix,
             "console_verifies": self.console_verifies,
+            "signin_runner": self.signin_runner,
         }
 
     # --- fleet state --------------------------------------------------------------------------
@@ -198,9 +222,16 @@ class ConfigVersion(models.Model):
             self.all_settings(), self.login_url_template, instance.url_base, instance.name
         )
 
-    def login_expectations_for(self, instance) -> dict[str, str] | None:
-        """What `instance`'s Diffgram must answer once it runs this version."""
-        return diffgram.login_expectations(self.settings_for(instance), instance.url_base)
+    def login_expectations_for(self, instance, signin_account=None) -> dict[str, Any] | None:
+        """What `instance`'s Diffgram must answer once it runs this version; with the test
+        account's credentials when the instance's agent runs the synthetic sign-ins."""
+        expect: dict[str, Any] | None = diffgram.login_expectations(
+            self.settings_for(instance), instance.url_base
+        )
+        agent_signs_in = instance.signin_runner == Instance.SigninRunner.AGENT
+        if expect is not None and signin_account is not None and agent_signs_in:
+            expect["signin"] = signin_account.credentials()
+        return expect
 
     def content_hash_for(self, instance) -> str:
         """The hash of what `instance` receives: the version's, or (when the settings differ

@@ -19,7 +19,9 @@ from console.models import Instance, PushRequest
 
 def get_instance(request, instance_id):
     """The instance, or 404. Every instance view starts here."""
-    return get_object_or_404(Instance.objects.select_related("provider"), pk=instance_id)
+    return get_object_or_404(
+        Instance.objects.select_related("provider", "assigned_version"), pk=instance_id
+    )
 
 
 def fleet_rows():
@@ -44,6 +46,7 @@ def fleet_rows():
                 "last_push": last_push,
                 "drift": instances.drift_reasons(instance, stale_before),
                 "verification": instances.verification_state(instance),
+                "blocking": instances.blocking_defects(instance.assigned_version),
             }
         )
     return rows
@@ -54,7 +57,8 @@ def fleet_rows():
 def instance_list(request):
     rows = fleet_rows()
     in_flight = any(r["last_push"] and r["last_push"].state == "pending" for r in rows)
-    not_verified = [r for r in rows if r["verification"] in ("pending", "failed")]
+    # Everything published to and not signed in to: only a synthetic sign-in is a ✓.
+    not_verified = [r for r in rows if r["verification"] not in ("signed_in", "none")]
     only_not_verified = request.GET.get("show") == "not-verified"
     template = "console/_fleet_table.html" if request.htmx else "console/instances.html"
     return render(
@@ -95,7 +99,15 @@ def instance_detail(request, instance_id):
     return render(
         request,
         "console/instance_detail.html",
-        {"instance": instance, "pushes": pushes, **_agent_context(request, instance)},
+        {
+            "instance": instance,
+            "pushes": pushes,
+            "row": {
+                "verification": instances.verification_state(instance),
+                "blocking": instances.blocking_defects(instance.assigned_version),
+            },
+            **_agent_context(request, instance),
+        },
     )
 
 
@@ -146,11 +158,17 @@ def instance_verify(request, instance_id):
     except verification.NothingToVerify as error:
         messages.error(request, str(error))
     else:
-        if result["ok"]:
-            messages.success(request, f"{instance} verified: {result['detail']}.")
-        else:
+        if not result["ok"]:
             messages.error(
                 request, f"{instance} failed verification at {result['step']}: {result['detail']}"
+            )
+        elif result["kind"] == "signin":
+            messages.success(request, f"{instance}: signed in and out. {result['detail']}.")
+        else:
+            messages.warning(
+                request,
+                f"{instance} offers sign-in, but nobody signed in: {result['detail']}. Set up a "
+                "test account on the provider's page to sign in for real.",
             )
     return redirect("instance-detail", instance.pk)
 

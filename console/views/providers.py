@@ -12,7 +12,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
-from console import diffgram, discovery, providers
+from console import diffgram, discovery, providers, signin_accounts
 from console.forms import FORMS_BY_KIND, PublishForm
 from console.models import Provider
 
@@ -106,6 +106,7 @@ def provider_detail(request, provider_id):
             "versions": provider.versions.select_related("rollout")[:20],
             "jwks_json": _pretty(provider.jwks_snapshot),
             "instance_rows": _instance_rows(provider),
+            "signin_account": signin_accounts.account_of(provider.pk),
         },
     )
 
