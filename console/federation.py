@@ -54,6 +54,12 @@ def provider_details(record) -> dict[str, str]:
     if record.type == Type.OIDC:
         upstream = record.upstream
         own = record.client_id
+        if own and record.secret_issuer != upstream.computed_issuer():
+            given_for = record.secret_issuer or "another issuer"
+            raise FederationRefused(
+                f"The client secret of {record.name} was given for {given_for}, not for "
+                f"{upstream.computed_issuer()}: enter it again."
+            )
         return {
             "client_id": own or upstream.client_id,
             "client_secret": record.secret("client_secret")

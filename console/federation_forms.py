@@ -209,9 +209,19 @@ class FederationForm(WriteOnlySecretsForm):
         if upstream is None:
             return
         cleaned["name"] = name_in_pool(Type.OIDC, cleaned.get("name"), upstream)
-        own_secret = cleaned.get("client_secret") or self.instance.has_secret("client_secret")
+        typed = cleaned.get("client_secret")
+        stored = self.instance.has_secret("client_secret") and not self.secret_moved(upstream)
         if cleaned.get("client_id"):
-            if not own_secret:
+            if typed or stored:
+                return
+            if self.instance.has_secret("client_secret"):
+                self.add_error("client_secret", (
+                    f"The stored secret was given for the client at "
+                    f"{self.instance.secret_issuer or 'another provider'}; {upstream} is at "
+                    f"{upstream.computed_issuer()}. A secret never follows to another issuer: "
+                    "enter the secret of the client Cognito uses there."
+                ))  # fmt: skip
+            else:
                 self.add_error("client_secret", "Enter the secret of that client too.")
         elif not upstream.has_secret("client_secret") or "{" in upstream.client_id:
             self.add_error(
@@ -219,6 +229,16 @@ class FederationForm(WriteOnlySecretsForm):
                 f"Cognito needs a client id and secret at {upstream}, and {upstream} holds no "
                 "secret: enter the client Cognito should use there.",
             )
+
+    def secret_moved(self, upstream) -> bool:
+        """Whether the stored client secret would now go to another place than the one it was
+        given for: another stored provider, or the same one at another issuer."""
+        if not self.editing:
+            return False
+        record = self.instance
+        return upstream.pk != record.upstream_id or (
+            record.secret_issuer != upstream.computed_issuer()
+        )
 
     def _clean_saml(self, cleaned):
         upload = cleaned.get("metadata_upload")
@@ -251,6 +271,8 @@ class FederationForm(WriteOnlySecretsForm):
         record.cognito = self.cognito
         record.type = self.idp_type
         record.name = self.cleaned_data["name"]
+        if self.idp_type == Type.OIDC and self.cleaned_data.get("client_secret"):
+            record.secret_issuer = record.upstream.computed_issuer()
         if "metadata_xml" in self.cleaned_data:
             record.metadata_file, record.metadata_url = self.cleaned_data["metadata_xml"], ""
         elif record.metadata_url:

@@ -23,10 +23,13 @@ from django.urls import reverse
 from django.utils import timezone
 from pythonjsonlogger.json import JsonFormatter
 
-from console import alerts, audit, delivery, instances, versions
+from console import alerts, audit, delivery, federation, instances, providers, versions
 from console import metrics as console_metrics
+from console.federation_forms import FederationForm, data_for
+from console.forms import OIDCProviderForm
 from console.models import AlertDestination, ApiToken, AuditEvent, Instance, Provider, hash_token
-from tests.support import make_user
+from tests import idp_server
+from tests.support import aws, make_pool, make_provider, make_user, token_for
 from tests.urls_helper import all_named_urls
 
 pytestmark = pytest.mark.django_db
@@ -532,3 +535,60 @@ def test_a_refused_write_is_logged_as_one_line_without_a_traceback(
         f"Forbidden: /providers/{keycloak_provider.pk}/validate/"
     ]
     assert refusals[0].exc_info is None
+
+
+# --- attacks from the third review (issue 25), each refused --------------------------------------
+
+
+def test_a_federations_secret_never_follows_a_changed_upstream(client, admin_user, moto, idp):
+    """An admin points an OIDC federation that has its own client secret at another stored
+    provider (whose issuer they control) and leaves the secret blank: Cognito would post the
+    old secret to the new token endpoint. The console asks for the secret again instead, and
+    tells Cognito nothing; the same when the upstream's own issuer changes."""
+
+    def stored(name, path):
+        form = OIDCProviderForm(data={
+            "name": name, "issuer": idp_server.serve_okta(idp, path=path), "client_id": name,
+            "scopes": "openid email",
+        })  # fmt: skip
+        assert form.is_valid(), form.errors
+        return providers.save_provider(form)
+
+    pool_id, app = make_pool(moto)
+    pool = make_provider(pool_id, app)
+    corp, evil = stored("corp", "/corp"), stored("evil", "/evil")
+    form = FederationForm(
+        data={"upstream": corp.pk, "client_id": "for-cognito", "client_secret": "corp-secret",
+              "authorize_scopes": "openid email", "enabled": True},
+        idp_type="OIDC", cognito=pool,
+    )  # fmt: skip
+    assert form.is_valid(), form.errors
+    record = federation.federate(form)
+
+    def sent_to_cognito():
+        return aws(moto).describe_identity_provider(UserPoolId=pool_id, ProviderName="corp")[
+            "IdentityProvider"
+        ]["ProviderDetails"]
+
+    assert sent_to_cognito()["oidc_issuer"] == corp.issuer
+    token = token_for(admin_user)
+    moved = client.patch(
+        f"/api/v1/providers/{pool.pk}/federation/corp", json.dumps({"upstream": evil.pk}),
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}",
+    )  # fmt: skip
+    assert moved.status_code == 400, moved.content
+    assert "A secret never follows to another issuer" in moved.json()["fields"]["client_secret"][0]
+    edit = FederationForm(
+        data=data_for(record, upstream=evil.pk), instance=record, idp_type="OIDC", cognito=pool
+    )
+    assert not edit.is_valid() and "client_secret" in edit.errors
+    assert sent_to_cognito()["oidc_issuer"] == corp.issuer  # Cognito was told nothing
+
+    # The upstream itself moves to another issuer: the stored secret is not sent there either.
+    type(corp).objects.filter(pk=corp.pk).update(issuer=evil.issuer)
+    corp.refresh_from_db()
+    same = FederationForm(data=data_for(record), instance=record, idp_type="OIDC", cognito=pool)
+    assert not same.is_valid() and "client_secret" in same.errors
+    record.refresh_from_db()
+    with pytest.raises(federation.FederationRefused, match="enter it again"):
+        federation.provider_details(record)

@@ -37,6 +37,9 @@ class FederatedIdentityProvider(WriteOnlySecrets, models.Model):
     )
     client_id = models.CharField(max_length=255, blank=True)
     client_secret_encrypted = models.TextField(blank=True, editable=False)
+    # OIDC: the upstream's issuer when its own client secret was given. A secret is never sent
+    # to another issuer: after the upstream or its issuer changes it must be typed again.
+    secret_issuer = models.CharField(max_length=500, blank=True, editable=False)
     authorize_scopes = models.CharField(max_length=255, blank=True)
     attributes_request_method = models.CharField(
         max_length=4, choices=[("GET", "GET"), ("POST", "POST")], default="GET"
