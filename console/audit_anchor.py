@@ -9,6 +9,12 @@ and appended to sinks the database cannot reach: a file (AUDIT_CHECKPOINT_FILE, 
 an S3 prefix (AUDIT_CHECKPOINT_S3, one object per checkpoint). `verify_audit` checks the chain
 against the newest checkpoints: an anchored event that is gone means truncation, one whose hash
 differs means rewriting.
+
+The checkpoints of a sink form a chain of their own: each carries a sequence number one above
+the one before and the digest of the one before, under its signature. An old, genuine
+checkpoint appended again (to make the newest ones look older than they are), one taken out or
+put in another order breaks that chain, and so does an empty or missing sink while events old
+enough to have been anchored exist.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hmac
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import boto3
@@ -42,11 +49,21 @@ class Checkpoint:
     count: int
     created_at: str
     signature: str = ""
+    sequence: int = 0  # 1, 2, 3… in its sink; 0: written before checkpoints were chained
+    previous: str = ""  # digest() of the checkpoint before it in its sink
 
     def payload(self) -> bytes:
-        fields = {"event_id": self.event_id, "hash": self.hash, "count": self.count,
-                  "created_at": self.created_at}  # fmt: skip
+        fields: dict[str, object] = {
+            "event_id": self.event_id, "hash": self.hash, "count": self.count,
+            "created_at": self.created_at,
+        }  # fmt: skip
+        if self.sequence:
+            fields |= {"sequence": self.sequence, "previous": self.previous}
         return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+    def digest(self) -> str:
+        """What the next checkpoint of the sink names as its previous one."""
+        return hashlib.sha256(self.payload() + self.signature.encode()).hexdigest()
 
     def sign(self, key) -> Checkpoint:
         digest = hmac.new(key.encode(), self.payload(), hashlib.sha256).hexdigest()
@@ -65,7 +82,8 @@ class Checkpoint:
             return cls(
                 event_id=int(data["event_id"]), hash=str(data["hash"]),
                 count=int(data["count"]), created_at=str(data["created_at"]),
-                signature=str(data.get("signature", "")),
+                signature=str(data.get("signature", "")), sequence=int(data.get("sequence", 0)),
+                previous=str(data.get("previous", "")),
             )  # fmt: skip
         except (ValueError, KeyError, TypeError):
             return None  # unreadable: treated as a damaged checkpoint
@@ -117,7 +135,8 @@ class S3Sink:
         return boto3.session.Session().client("s3", endpoint_url=settings.AWS_ENDPOINT_URL or None)
 
     def append(self, checkpoint) -> None:
-        key = f"{self.prefix}{checkpoint.event_id:015d}-{checkpoint.created_at}.json"
+        # "seq-" sorts after the event-id names of checkpoints written before chaining.
+        key = f"{self.prefix}seq-{checkpoint.sequence:015d}.json"
         try:
             self._client().put_object(
                 Bucket=self.bucket, Key=key, Body=checkpoint.as_json().encode(),
@@ -160,20 +179,31 @@ def _signing_key():
 
 
 def write_checkpoint() -> Checkpoint:
-    """Sign the chain's present end and append it to every sink. Returns the checkpoint."""
+    """Sign the chain's present end and append it to every sink, each time chained to that
+    sink's newest genuine checkpoint. Returns the checkpoint (as the first sink got it)."""
     sinks = configured_sinks()
     if not sinks:
         raise CheckpointError("Set AUDIT_CHECKPOINT_FILE or AUDIT_CHECKPOINT_S3 first.")
+    key = _signing_key()
     head = AuditChainHead.objects.filter(pk=1).first()
-    checkpoint = Checkpoint(
+    end = Checkpoint(
         event_id=head.last_id if head else 0,
         hash=head.last_hash if head else "",
         count=AuditEvent.objects.filter(id__lte=head.last_id).count() if head else 0,
         created_at=timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-    ).sign(_signing_key())
+    )
+    written = []
     for sink in sinks:
+        genuine = [c for c in sink.read() if c is not None and c.signature_ok(key)]
+        last = max(genuine, key=lambda c: c.sequence, default=None)
+        checkpoint = replace(
+            end,
+            sequence=(last.sequence if last else 0) + 1,
+            previous=last.digest() if last else "",
+        ).sign(key)
         sink.append(checkpoint)
-    return checkpoint
+        written.append(checkpoint)
+    return written[0]
 
 
 @dataclass
@@ -195,25 +225,72 @@ class AnchorReport:
         return "Does not match the signed checkpoints: " + "; ".join(self.problems)
 
 
-def newest_checkpoints(sinks=None) -> list[tuple[FileSink | S3Sink, Checkpoint | None]]:
-    """The newest checkpoints of every sink, newest first (unreadable ones as None)."""
-    found = []
-    for sink in sinks if sinks is not None else configured_sinks():
-        read = sink.read()
-        found += [(sink, checkpoint) for checkpoint in read[-CHECKED_CHECKPOINTS:]]
-    return sorted(found, key=lambda pair: -(pair[1].event_id if pair[1] else -1))
-
-
-def verify_against_checkpoints() -> AnchorReport:
-    """Compare the database's chain with the newest signed checkpoints of every sink."""
-    key = _signing_key()
-    problems, checked, newest_good = [], 0, None
-    present_end = AuditChainHead.objects.filter(pk=1).values_list("last_id", flat=True).first()
-    for sink, checkpoint in newest_checkpoints():
-        checked += 1
+def chain_problems(sink, checkpoints, key) -> list[str]:
+    """What breaks the sink's chain of checkpoints (in the order the sink holds them; the first
+    one read starts it): a damaged or foreign one, or one whose sequence or previous digest
+    does not follow the one before (replayed, reordered, or with one missing between)."""
+    problems, before = [], None
+    for checkpoint in checkpoints:
         if checkpoint is None or not checkpoint.signature_ok(key):
             problems.append(f"a checkpoint in {sink} is damaged or not signed with this key")
             continue
+        if checkpoint.sequence == 0:
+            if before is not None and before.sequence:
+                problems.append(f"an unchained checkpoint in {sink} follows chained ones")
+            before = checkpoint
+            continue
+        if before is None or before.sequence == 0:  # where this sink's chain starts
+            before = checkpoint
+            continue
+        expected = before.sequence + 1
+        follows = checkpoint.previous == before.digest()
+        if checkpoint.sequence != expected or not follows:
+            problems.append(
+                f"checkpoint {checkpoint.sequence} (event #{checkpoint.event_id}) in {sink} does "
+                f"not follow the one before it (expected checkpoint {expected}): checkpoints "
+                "were replayed, reordered or taken out"
+            )
+        before = checkpoint
+    return problems
+
+
+def newest_checkpoints(held) -> list[tuple[FileSink | S3Sink, Checkpoint | None]]:
+    """The newest checkpoints of every sink ({sink: what it holds}), newest first
+    (unreadable ones as None)."""
+    found = []
+    for sink, checkpoints in held.items():
+        found += [(sink, checkpoint) for checkpoint in checkpoints[-CHECKED_CHECKPOINTS:]]
+    return sorted(found, key=lambda pair: -(pair[1].event_id if pair[1] else -1))
+
+
+def _missing_checkpoints(sink) -> str:
+    """Why an empty sink is wrong, or "" while no event is old enough to have been anchored."""
+    due = timezone.now() - timedelta(minutes=2 * settings.AUDIT_CHECKPOINT_MINUTES)
+    oldest = AuditEvent.objects.filter(created_at__lt=due).order_by("id").first()
+    if oldest is None:
+        return ""
+    return (
+        f"{sink} holds no checkpoint, although events from {oldest.created_at:%Y-%m-%d %H:%M} "
+        "UTC on should be anchored: it was emptied, replaced or never written"
+    )
+
+
+def verify_against_checkpoints() -> AnchorReport:
+    """Compare the database's chain with the newest signed checkpoints of every sink, after
+    checking each sink's own chain of checkpoints."""
+    key = _signing_key()
+    problems, checked, newest_good = [], 0, None
+    present_end = AuditChainHead.objects.filter(pk=1).values_list("last_id", flat=True).first()
+    held = {sink: sink.read() for sink in configured_sinks()}
+    for sink, checkpoints in held.items():
+        if checkpoints:
+            problems += chain_problems(sink, checkpoints, key)
+        elif missing := _missing_checkpoints(sink):
+            problems.append(missing)
+    for sink, checkpoint in newest_checkpoints(held):
+        checked += 1
+        if checkpoint is None or not checkpoint.signature_ok(key):
+            continue  # said above
         anchored = f"event #{checkpoint.event_id} (anchored {checkpoint.created_at} in {sink})"
         found = AuditEvent.objects.filter(id=checkpoint.event_id).values_list("hash", flat=True)
         stored = found.first()

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
-from django_ratelimit.core import is_ratelimited
+from django_ratelimit.core import get_usage, is_ratelimited
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 logger = logging.getLogger(__name__)
@@ -71,15 +72,70 @@ def instance_pull_exceeded(instance_id) -> bool:
     return count > allowed
 
 
-def login_limited(request) -> bool:
-    """Sign-in attempts, as django-axes' combination mode counts them: per client address
-    (RATE_LIMIT_LOGIN), so one address guessing cannot lock the account out for everyone
-    else, and per username at a slower rate (RATE_LIMIT_LOGIN_PER_USERNAME), against guessing
-    one account from many addresses."""
+def pause(seconds) -> None:
+    """Wait (the slowed sign-in); tests replace it to move a clock instead."""
+    time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class LoginVerdict:
+    refused: str = ""  # why, when the attempt is refused (429) before its password is checked
+    retry_after: int = 0
+    slow_down: float = 0.0  # seconds to wait before checking the password
+
+    @property
+    def minutes(self) -> int:
+        return -(-self.retry_after // 60)
+
+
+def _failures(request, group, rate, key, *, count) -> int:
+    """Failed sign-ins in `group`'s window so far (one more when `count`); 0 when the cache
+    cannot say (failing open, as `exceeded` does)."""
+    try:
+        usage = get_usage(request=request, group=group, key=key, rate=rate, increment=count)
+    except Exception:  # noqa: BLE001 - whatever the cache backend raises
+        return 0
+    return usage["count"] if usage else 0
+
+
+def _login_counters(request):
+    """(group, rate, key) of the three counters of failed sign-ins: per client address, per
+    username from that address, per username from everywhere."""
     username = request.POST.get("username", "")[:150].lower()
-    ip_limited = exceeded(request, "login-ip", settings.RATE_LIMIT_LOGIN)
-    user_limited = exceeded(
-        request, "login-user", settings.RATE_LIMIT_LOGIN_PER_USERNAME,
-        key=lambda group, r: username,
-    )  # fmt: skip
-    return ip_limited or user_limited
+    return (
+        ("login-failed-ip", settings.RATE_LIMIT_LOGIN, "ip"),
+        (f"login-failed-user-ip:{username}", settings.RATE_LIMIT_LOGIN_PER_USERNAME, "ip"),
+        ("login-failed-user", settings.LOGIN_SLOWDOWN_PER_USERNAME, lambda group, r: username),
+    )
+
+
+def login_verdict(request) -> LoginVerdict:
+    """What to do with a sign-in attempt, before its password is checked. Only failed sign-ins
+    count (login_failed), and only those that got this far: an attempt refused here counts for
+    nothing, and a successful sign-in never does.
+
+    - RATE_LIMIT_LOGIN failures from one address: that address is refused for the window;
+    - RATE_LIMIT_LOGIN_PER_USERNAME failures for one username from one address: that username
+      is refused from that address (someone guessing from one address locks out only that
+      address, never the real user elsewhere);
+    - LOGIN_SLOWDOWN_PER_USERNAME failures for one username from every address together: each
+      further attempt on it waits LOGIN_SLOWDOWN_SECONDS, which slows guessing from many
+      addresses without refusing the real user."""
+    by_address, by_account, by_username = _login_counters(request)
+    for (group, rate, key), why in (
+        (by_address, "from your address"),
+        (by_account, "for this username from your address"),
+    ):
+        allowed, window = parse_rate(rate)
+        if _failures(request, group, rate, key, count=False) >= allowed:
+            return LoginVerdict(refused=why, retry_after=window)
+    group, rate, key = by_username
+    if _failures(request, group, rate, key, count=False) >= parse_rate(rate)[0]:
+        return LoginVerdict(slow_down=settings.LOGIN_SLOWDOWN_SECONDS)
+    return LoginVerdict()
+
+
+def login_failed(request) -> None:
+    """Count a sign-in whose credentials were wrong (or refused) in every counter."""
+    for group, rate, key in _login_counters(request):
+        _failures(request, group, rate, key, count=True)

@@ -226,6 +226,16 @@ def one_time_password_expired(user) -> bool:
     return pending is not None and pending.expires_at <= timezone.now()
 
 
+def use_one_time_password(user) -> bool:
+    """The first successful sign-in with a one-time password uses it up: True for a user
+    without one, or for the sign-in that used it now; False when it was used before (by
+    another sign-in, perhaps at this very moment)."""
+    pending = OneTimePassword.objects.filter(user=user)
+    if not pending.exists():
+        return True
+    return bool(pending.filter(used_at__isnull=True).update(used_at=timezone.now()))
+
+
 def must_choose_password(user) -> bool:
     return OneTimePassword.objects.filter(user=user).exists()
 
@@ -262,7 +272,8 @@ def _give_one_time_password(user) -> str:
     user.set_password(password)
     user.save(update_fields=["password"])
     OneTimePassword.objects.update_or_create(
-        user=user, defaults={"expires_at": timezone.now() + ONE_TIME_PASSWORD_VALID_FOR}
+        user=user,
+        defaults={"expires_at": timezone.now() + ONE_TIME_PASSWORD_VALID_FOR, "used_at": None},
     )
     return password
 

@@ -146,8 +146,12 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 PULL_STATE_REDIS_URL = (
     CACHES["default"]["LOCATION"] if CACHES["default"]["BACKEND"].endswith(".RedisCache") else ""
 )
-RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", default="10/5m")  # per client IP
-RATE_LIMIT_LOGIN_PER_USERNAME = env("RATE_LIMIT_LOGIN_PER_USERNAME", default="100/h")
+# Failed sign-ins only (console/ratelimits.py: login_verdict): per client address, per username
+# from one address (both refuse), and per username from every address (slows down instead).
+RATE_LIMIT_LOGIN = env("RATE_LIMIT_LOGIN", default="10/5m")
+RATE_LIMIT_LOGIN_PER_USERNAME = env("RATE_LIMIT_LOGIN_PER_USERNAME", default="5/15m")
+LOGIN_SLOWDOWN_PER_USERNAME = env("LOGIN_SLOWDOWN_PER_USERNAME", default="100/h")
+LOGIN_SLOWDOWN_SECONDS = env.float("LOGIN_SLOWDOWN_SECONDS", default=3.0)
 RATE_LIMIT_PULL_PER_INSTANCE = env("RATE_LIMIT_PULL_PER_INSTANCE", default="120/m")
 RATE_LIMIT_PULL_PER_IP = env("RATE_LIMIT_PULL_PER_IP", default="3000/m")
 RATELIMIT_IP_META_KEY = "console.audit.client_ip"  # honours BEHIND_REVERSE_PROXY

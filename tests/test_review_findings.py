@@ -26,7 +26,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console import audit as audit_module
 from console import config_io, delivery, instances, outbound, tasks, versions
 from console.forms import InstanceForm
 from console.models import (
@@ -45,7 +44,6 @@ from tests.support import (
     sso_login,
     token_for,
     validated_keycloak_provider,
-    write_events,
 )
 
 pytestmark = pytest.mark.django_db
@@ -539,29 +537,6 @@ class TestNames:
             call_command("breakglass", "--username", "rеdadmin", stdout=StringIO())  # Cyrillic е
 
 
-# --- 10. nobody locks the break-glass admin out from one address --------------------------------
-
-
-def test_guessing_from_one_address_does_not_lock_the_admin_out_of_another(admin_user, settings):
-    settings.RATE_LIMIT_LOGIN, settings.RATE_LIMIT_LOGIN_PER_USERNAME = "10/5m", "100/h"
-    attacker, admin = Client(REMOTE_ADDR="203.0.113.7"), Client(REMOTE_ADDR="198.51.100.9")
-    for _ in range(10):
-        attacker.post(reverse("login"), {"username": "alice-admin", "password": "guess"})
-    assert attacker.post(reverse("login"), {"username": "x", "password": "y"}).status_code == 429
-    signed_in = admin.post(reverse("login"), {"username": "alice-admin", "password": PASSWORD})
-    assert signed_in.status_code == 302  # the real admin, from elsewhere, gets in
-    # Guessing one account from many addresses meets the slower per-username limit.
-    settings.RATE_LIMIT_LOGIN_PER_USERNAME = "3/h"
-    for number in range(3):
-        Client(REMOTE_ADDR=f"192.0.2.{number}").post(
-            reverse("login"), {"username": "oscar", "password": "guess"}
-        )
-    elsewhere = Client(REMOTE_ADDR="192.0.2.200")
-    assert (
-        elsewhere.post(reverse("login"), {"username": "oscar", "password": "g"}).status_code == 429
-    )
-
-
 # --- 12, 13. broken JWKS entries and undecryptable secrets fail cleanly --------------------------
 
 
@@ -653,123 +628,3 @@ def set_claims(op, sub, **claims):
         method="PUT", headers={"Content-Type": "application/json"},
     )  # fmt: skip
     urllib.request.urlopen(request, timeout=10).close()
-
-
-# --- 14. the audit chain, anchored outside the database ------------------------------------------
-
-
-def verify_audit(*args):
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("verify_audit", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return exit_.code, out.getvalue() + err.getvalue()
-    return 0, out.getvalue() + err.getvalue()
-
-
-@pytest.fixture
-def checkpoints(settings, tmp_path):
-    settings.AUDIT_SIGNING_KEY = "audit-signing-key-kept-elsewhere"
-    settings.AUDIT_CHECKPOINT_FILE = str(tmp_path / "audit-checkpoints.jsonl")
-    return tmp_path / "audit-checkpoints.jsonl"
-
-
-def rewrite_the_chain_from(cursor, first_id):
-    """What someone with database access does to hide it: recompute every hash from an event
-    on, and the chain head, so that the chain alone verifies again."""
-    from console.models import AuditChainHead, compute_event_hash
-
-    previous = AuditEvent.objects.filter(id__lt=first_id).order_by("-id").first()
-    previous_hash = previous.hash if previous else audit_module.GENESIS_HASH
-    for event in AuditEvent.objects.filter(id__gte=first_id).order_by("id"):
-        event.prev_hash = previous_hash
-        fields = event.hashed_fields()
-        new_hash = compute_event_hash(fields)
-        cursor.execute(
-            "UPDATE console_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
-            [previous_hash, new_hash, event.id],
-        )
-        previous_hash = new_hash
-    last = AuditEvent.objects.order_by("-id").first()
-    AuditChainHead.objects.filter(pk=1).update(last_id=last.id, last_hash=previous_hash)
-
-
-class TestAnchoredHistory:
-    def test_truncation_with_a_rewritten_head_is_caught_by_the_checkpoint(
-        self, checkpoints, audit_triggers_disabled
-    ):
-        write_events(6)
-        call_command("audit_checkpoint", stdout=StringIO())
-        assert json.loads(checkpoints.read_text())["event_id"] == 6
-        with audit_triggers_disabled() as cursor:
-            cursor.execute("DELETE FROM console_auditevent WHERE id >= 5")
-            rewrite_the_chain_from(cursor, 1)
-        assert audit_module.verify_chain().ok  # the chain alone is fooled...
-        code, output = verify_audit()
-        assert code == 1  # ...the checkpoint is not
-        assert "event #6" in output and "the history was truncated" in output
-
-    def test_a_recomputed_chain_is_caught_as_rewritten(self, checkpoints, audit_triggers_disabled):
-        write_events(6)
-        call_command("audit_checkpoint", stdout=StringIO())
-        with audit_triggers_disabled() as cursor:
-            cursor.execute(
-                "UPDATE console_auditevent SET target_label = 'Nothing to see' WHERE id = 2"
-            )
-            rewrite_the_chain_from(cursor, 2)
-        code, output = verify_audit()
-        assert code == 1 and "has another hash now: the history was rewritten" in output
-
-    def test_a_forged_checkpoint_is_refused(self, checkpoints):
-        write_events(3)
-        call_command("audit_checkpoint", stdout=StringIO())
-        line = json.loads(checkpoints.read_text())
-        checkpoints.write_text(json.dumps({**line, "count": 2}) + "\n")
-        code, output = verify_audit()
-        assert code == 1 and "damaged or not signed with this key" in output
-
-    def test_verification_since_the_newest_checkpoint_reads_only_newer_events(self, checkpoints):
-        write_events(8)
-        call_command("audit_checkpoint", stdout=StringIO())
-        write_events(3)
-        code, output = verify_audit("--since-checkpoint")
-        assert code == 0, output
-        assert "intact after checkpoint #8: 3 newer events verified" in output
-        assert "Matches the newest signed checkpoint." in output
-
-    def test_checkpoints_go_to_s3_too(self, moto, settings, checkpoints):
-        import boto3
-
-        boto3.client("s3", region_name="eu-west-1", endpoint_url=moto).create_bucket(
-            Bucket="audit", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
-        settings.AUDIT_CHECKPOINT_S3 = "s3://audit/diffgram-sso/"
-        write_events(4)
-        call_command("audit_checkpoint", stdout=StringIO())
-        settings.AUDIT_CHECKPOINT_FILE = ""  # only S3 now
-        assert verify_audit()[0] == 0
-        objects = boto3.client("s3", endpoint_url=moto).list_objects_v2(Bucket="audit")
-        assert objects["Contents"][0]["Key"].startswith("diffgram-sso/000000000000004-")
-
-    def test_the_history_page_shows_the_comparison(self, auditor_client, checkpoints):
-        write_events(2)
-        call_command("audit_checkpoint", stdout=StringIO())
-        page = auditor_client.get(reverse("history-verify")).content.decode()
-        assert "Matches the newest signed checkpoint." in page
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_parallel_verification_finds_what_the_serial_one_finds(audit_triggers_disabled):
-    write_events(40)
-    serial = audit_module.verify_chain(processes=1)
-    parallel = audit_module.verify_chain(processes=2, parallel_from=1)
-    assert serial.ok and parallel.ok and serial.checked == parallel.checked == 40
-    with audit_triggers_disabled() as cursor:
-        cursor.execute("UPDATE console_auditevent SET target_label = 'x' WHERE id = 23")
-    broken = audit_module.verify_chain(processes=2, parallel_from=1)
-    assert (broken.ok, broken.first_bad_id) == (False, 23)
-    assert "changed" in broken.problem
-    with audit_triggers_disabled() as cursor:
-        cursor.execute("DELETE FROM console_auditevent WHERE id >= 39")
-    truncated = audit_module.verify_chain(processes=2, parallel_from=1)
-    assert truncated.first_bad_id == 23  # the first problem still comes first

@@ -11,9 +11,11 @@ import io
 import json
 import logging
 import re
+import types
 from datetime import timedelta
 from io import StringIO
 
+import django_ratelimit.core
 import pytest
 from celery.signals import before_task_publish
 from django.conf import settings
@@ -23,13 +25,24 @@ from django.urls import reverse
 from django.utils import timezone
 from pythonjsonlogger.json import JsonFormatter
 
-from console import alerts, audit, delivery, federation, instances, providers, versions
+from console import (
+    alerts,
+    audit,
+    delivery,
+    federation,
+    instances,
+    providers,
+    ratelimits,
+    users,
+    versions,
+)  # fmt: skip
 from console import metrics as console_metrics
 from console.federation_forms import FederationForm, data_for
 from console.forms import OIDCProviderForm
 from console.models import AlertDestination, ApiToken, AuditEvent, Instance, Provider, hash_token
+from console.roles import ADMIN
 from tests import idp_server
-from tests.support import aws, make_pool, make_provider, make_user, token_for
+from tests.support import PASSWORD, aws, make_pool, make_provider, make_user, token_for
 from tests.urls_helper import all_named_urls
 
 pytestmark = pytest.mark.django_db
@@ -429,14 +442,15 @@ def test_csv_and_jsonl_exports_were_really_read(django_user_model):
 # --- rate limits ----------------------------------------------------------------------------
 
 
-def test_sign_in_attempts_are_rate_limited(client, admin_user, settings):
+def test_failed_sign_ins_are_rate_limited_per_address(client, admin_user, settings):
     settings.RATE_LIMIT_LOGIN = "3/m"
-    for _ in range(3):
-        assert client.post(reverse("login"), {"username": "x", "password": "y"}).status_code == 200
+    for number in range(3):
+        answer = client.post(reverse("login"), {"username": f"x{number}", "password": "y"})
+        assert answer.status_code == 200
     response = client.post(reverse("login"), {"username": "x", "password": "y"})
     assert response.status_code == 429
     assert int(response["Retry-After"]) == 60
-    assert b"Too many sign-in attempts" in response.content
+    assert b"Too many failed sign-ins from your address: wait 1 minute" in response.content
 
 
 def test_the_pull_api_is_rate_limited_per_token_and_bad_tokens_per_ip(django_user_model, settings):
@@ -592,3 +606,68 @@ def test_a_federations_secret_never_follows_a_changed_upstream(client, admin_use
     record.refresh_from_db()
     with pytest.raises(federation.FederationRefused, match="enter it again"):
         federation.provider_details(record)
+
+
+def test_one_address_guessing_locks_nobody_out_and_successes_never_count(
+    django_user_model, settings, monkeypatch
+):
+    """105 wrong passwords from one address used to lock the break-glass admin out everywhere
+    for an hour (refused attempts still counted per username), and ten good sign-ins from one
+    office address got a 429."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast
+    make_user(django_user_model, "alice-admin", ADMIN)
+    clock = types.SimpleNamespace(time=lambda: 1_800_000_000.0)  # no window ends meanwhile
+    monkeypatch.setattr(django_ratelimit.core, "time", clock)
+    settings.RATE_LIMIT_LOGIN, settings.RATE_LIMIT_LOGIN_PER_USERNAME = "10/5m", "5/15m"
+    settings.LOGIN_SLOWDOWN_PER_USERNAME = "8/h"
+    waits = []
+    monkeypatch.setattr(ratelimits, "pause", waits.append)  # the slow-down moves no real clock
+    login = reverse("login")
+    attacker, admin = Client(REMOTE_ADDR="203.0.113.7"), Client(REMOTE_ADDR="198.51.100.9")
+    answers = [
+        attacker.post(login, {"username": "alice-admin", "password": "guess"}).status_code
+        for _ in range(105)
+    ]
+    assert answers[:5] == [200] * 5 and set(answers[5:]) == {429}  # locked out of alice there
+    assert attacker.post(login, {"username": "someone", "password": "g"}).status_code == 200
+    assert admin.post(login, {"username": "alice-admin", "password": PASSWORD}).status_code == 302
+    assert waits == []
+
+    office = Client(REMOTE_ADDR="192.0.2.10")  # many people, one address, all signing in fine
+    for _ in range(12):
+        assert (
+            office.post(login, {"username": "alice-admin", "password": PASSWORD}).status_code == 302
+        )
+        office.post(reverse("logout"))
+
+    # Guessing one account from many addresses: past the ceiling every attempt is slowed, and
+    # the real user, from yet another address, still gets in (after the wait).
+    for number in range(3):  # 5 + 3 failures: the ceiling (8) is reached
+        Client(REMOTE_ADDR=f"192.0.2.{100 + number}").post(
+            login, {"username": "alice-admin", "password": "guess"}
+        )
+    assert waits == []
+    late = Client(REMOTE_ADDR="192.0.2.200")
+    assert late.post(login, {"username": "alice-admin", "password": PASSWORD}).status_code == 302
+    assert waits == [settings.LOGIN_SLOWDOWN_SECONDS]
+
+
+def test_a_one_time_password_signs_in_once():
+    """A one-time password could be reused until its user chose their own, although it is
+    said to sign in once: the first sign-in uses it up, and that session may only choose."""
+    user, password = users.create_local_user("newcomer", "auditor")
+    first, second = Client(REMOTE_ADDR="192.0.2.1"), Client(REMOTE_ADDR="192.0.2.2")
+    login = reverse("login")
+    answer = first.post(login, {"username": "newcomer", "password": password})
+    assert answer.status_code == 302 and answer["Location"] == reverse("choose-password")
+    assert first.get(reverse("providers"))["Location"] == reverse("choose-password")
+
+    again = second.post(login, {"username": "newcomer", "password": password})
+    assert again.status_code == 200
+    assert "This one-time password was used already" in again.content.decode()
+    assert "_auth_user_id" not in second.session
+
+    own = "a long passphrase of my own 9"
+    chosen = first.post(reverse("choose-password"), {"new_password1": own, "new_password2": own})
+    assert chosen.status_code == 302
+    assert Client().post(login, {"username": "newcomer", "password": own}).status_code == 302

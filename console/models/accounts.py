@@ -14,6 +14,9 @@ class OneTimePassword(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+    # Its first successful sign-in: that session may only choose a password, and the one-time
+    # password signs nobody in again.
+    used_at = models.DateTimeField(null=True)
 
     def __str__(self):
         return f"one-time password of {self.user}"

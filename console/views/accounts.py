@@ -25,6 +25,12 @@ class ConsoleAuthenticationForm(AuthenticationForm):
                 "This one-time password has expired: ask a console admin for a new one.",
                 code="one_time_password_expired",
             )
+        if not users.use_one_time_password(user):
+            raise ValidationError(
+                "This one-time password was used already: it signs in once. Ask a console "
+                "admin for a new one.",
+                code="one_time_password_used",
+            )
 
 
 class LoginView(auth_views.LoginView):
@@ -45,12 +51,15 @@ class LoginView(auth_views.LoginView):
             return self.render_to_response(
                 {**self.get_context_data(), "local_refused": True}, status=403
             )
-        if ratelimits.login_limited(request):
+        verdict = ratelimits.login_verdict(request)
+        if verdict.refused:
             response = self.render_to_response(
-                {**self.get_context_data(), "rate_limited": True}, status=429
+                {**self.get_context_data(), "rate_limited": verdict}, status=429
             )
-            response["Retry-After"] = str(ratelimits.retry_after(settings.RATE_LIMIT_LOGIN))
+            response["Retry-After"] = str(verdict.retry_after)
             return response
+        if verdict.slow_down:
+            ratelimits.pause(verdict.slow_down)
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
@@ -69,6 +78,7 @@ class LoginView(auth_views.LoginView):
         return response
 
     def form_invalid(self, form):
+        ratelimits.login_failed(self.request)
         audit.record(
             audit.Action.LOGIN_FAILED,
             request=self.request,
