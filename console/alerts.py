@@ -280,10 +280,27 @@ def _send_email(destination, alert) -> None:
         raise SendFailed(f"Email not sent: {type(error).__name__}: {error}") from None
 
 
+SLACK_TEXT_LIMIT = 3000  # characters of "text"; Slack shows long messages folded anyway
+
+
+def slack_text(text) -> str:
+    """Text for a Slack-compatible "text" field: names, probe details and provider answers come
+    from outside, and Slack reads <!channel>, <@user> and <url|label> in it as markup. Its
+    three special characters are escaped as Slack asks, and the length is capped."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if len(escaped) <= SLACK_TEXT_LIMIT:
+        return escaped
+    cut = escaped[: SLACK_TEXT_LIMIT - 1]
+    entity = cut.rfind("&")
+    if entity != -1 and ";" not in cut[entity:]:  # never half an escape
+        cut = cut[:entity]
+    return cut + "…"
+
+
 def _send_webhook(destination, alert) -> None:
     body = json.dumps(
         {
-            "text": f"{alert.subject}: {alert.text}",  # what Slack shows
+            "text": slack_text(f"{alert.subject}: {alert.text}"),  # what Slack shows
             "event": alert.event,
             "subject": alert.subject,
             "detail": alert.text,

@@ -60,8 +60,9 @@ def check_shared_cache(app_configs, **kwargs):
     return [
         Warning(
             (
-                "The cache is local to each process, so rate limits and cached JWKS are not "
-                "shared between web processes; and without"
+                "The cache is local to each process, so rate limits (sign-ins, bad tokens), the "
+                "cap on failed-sign-in events in the history and cached JWKS are not shared "
+                "between web processes: each process allows its own share; and without"
                 if local
                 else "Without"
             )

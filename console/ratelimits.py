@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django_ratelimit.core import get_usage, is_ratelimited
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -43,6 +44,21 @@ def exceeded(request, group, rate, key="ip") -> bool:
         logger.warning("Rate limits are counted again: the cache is back.")
     _cache_down = False
     return limited
+
+
+def first_in_window(name, seconds) -> tuple[bool, int]:
+    """Count an occurrence of `name` in the present window of `seconds` (in the shared cache,
+    so across web processes): (whether it is the window's first, how many the window before
+    had that were not its first). A cache outage counts every occurrence as a first."""
+    window = int(time.time() // seconds)
+    counter = f"first-in-window:{name}:{window}"
+    try:
+        if not cache.add(counter, 1, 2 * seconds):
+            cache.incr(counter)
+            return False, 0
+        return True, cache.get(f"first-in-window:{name}:{window - 1}", 1) - 1
+    except Exception:  # noqa: BLE001 - whatever the cache backend raises
+        return True, 0
 
 
 @functools.cache

@@ -340,8 +340,15 @@ ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=6)
 ALERT_RETRY_SECONDS = env.int("ALERT_RETRY_SECONDS", default=30)  # doubles with each try
 
 # GET /metrics answers only a scraper sending "Authorization: Bearer <METRICS_TOKEN>"; unset,
-# it is refused.
+# it is refused. A short token can be guessed: the console does not start with one.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_TOKEN_MIN_LENGTH = 32
+if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters (it has "
+        f"{len(METRICS_TOKEN)}): generate one, e.g. python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'."
+    )
 
 # Every request carries an id: the proxy's X-Request-ID when it is a UUID, else a new one,
 # returned in the answer's X-Request-ID, carried into the Celery tasks it queues, and written

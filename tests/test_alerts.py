@@ -263,3 +263,22 @@ def test_the_page_says_when_email_is_only_printed(auditor_client, settings):
     )  # the default: EMAIL_URL=consolemail://
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     assert "email alerts are written" not in auditor_client.get(reverse("alerts")).content.decode()
+
+
+def test_slack_markup_from_a_diffgram_host_arrives_as_plain_text(smtp, hook_receiver, settings):
+    """A probe detail is what a Diffgram host (or an identity provider) said: <!channel> and a
+    disguised <url|text> link in it must reach Slack as text, not as a mention and a link."""
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True  # the receiver listens on 127.0.0.1
+    destinations(smtp, hook_receiver, "rollout_halted")
+    detail = "failed at diffgram: <!channel> see <https://evil.test/steal|the console> & fix " + (
+        "x" * 5000
+    )
+    queued = alerts.notify("rollout_halted", "rollout:1", "The rollout of lab halted", detail)
+    [hook] = [alert for alert in queued if alert.destination.kind == "webhook"]
+    alerts.send(hook)
+    [payload] = hook_receiver.payloads()
+    text = payload["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt; see &lt;https://evil.test/steal|the console&gt; &amp; fix" in text
+    assert len(text) == alerts.SLACK_TEXT_LIMIT and text.endswith("…")
+    assert payload["detail"] == detail  # the structured field keeps the words as they were

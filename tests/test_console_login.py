@@ -2,22 +2,38 @@
 (oidc-provider-mock) over real HTTP on 127.0.0.1."""
 
 import re
+import subprocess
+import sys
 import time
+import types
 import urllib.parse
 import urllib.request
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.core.management import call_command
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from console import providers
+from console import providers, ratelimits
 from console.forms import OIDCProviderForm
 from console.models import AuditEvent, ExternalIdentity, Provider
 from console.roles import role_of
-from tests.support import PASSWORD, authorize_at_op, make_user, set_groups, sso_login
+from console.views.oidc import audit_failed_sign_in
+from tests.support import (
+    PASSWORD,
+    ROOT,
+    authorize_at_op,
+    make_user,
+    port_open,
+    require_component,
+    set_groups,
+    sso_login,
+    subprocess_database_url,
+    subprocess_environment,
+)  # fmt: skip
 
 pytestmark = pytest.mark.django_db
 
@@ -299,3 +315,83 @@ def test_the_session_refresh_middleware_keeps_no_request_state(client, sso):
     assert response.status_code == 302 and "prompt=none" in response["Location"]
     assert middleware.OIDC_OP_AUTHORIZATION_ENDPOINT is None
     assert middleware.OIDC_RP_CLIENT_ID is None
+
+
+# --- failed sign-ins in the history ------------------------------------------------------------
+
+
+def callback_error(client, state=None, description="d" * 500, error="access_denied"):
+    query = {"error": error, "error_description": description}
+    if state:
+        query["state"] = state
+    return client.get(reverse("oidc_authentication_callback"), query, follow=True)
+
+
+def pending_state(client):
+    """What anyone gets from /oidc/authenticate/: a sign-in of their own, pending."""
+    start = client.get(reverse("oidc_authentication_init"))
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(start["Location"]).query)["state"][0]
+
+
+def failures():
+    return list(AuditEvent.objects.filter(action="login.failed").order_by("id"))
+
+
+def test_an_error_nobody_asked_for_writes_nothing_and_shows_nothing(client):
+    for _ in range(30):
+        page = callback_error(client, state="made-up", description="FORGED " * 70)
+    assert failures() == []
+    assert b"FORGED" not in page.content
+    assert b"start it again" in page.content
+
+
+def test_failed_sign_ins_from_one_address_are_one_event_an_hour_with_only_an_error_code(
+    client, sso, monkeypatch
+):
+    """Anyone can start a sign-in and come back with any error text: each address wrote 20
+    events an hour, each with 200 characters of its choosing. Now: one event per address and
+    hour, counting the rest, and of the provider's words only an error code."""
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(ratelimits, "time", types.SimpleNamespace(time=lambda: now[0]))
+    for text in ("FORGED " * 30, "more", "and more"):
+        callback_error(client, pending_state(client), description=text)
+    callback_error(client, pending_state(client), error="<b>not_a_code</b> FORGED")
+    [event] = failures()
+    assert event.context["reason"] == "The identity provider answered access_denied"
+    now[0] += 3600  # the next hour: one more event, counting the three left out
+    callback_error(client, pending_state(client), error="<script>FORGED</script>")
+    newest = failures()[-1]
+    assert newest.context["reason"] == "The identity provider answered unrecognised_error"
+    assert newest.context["not_recorded_in_the_hour_before"] == 3
+    assert "FORGED" not in str([e.context for e in failures()])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_cap_holds_across_web_processes(settings, django_db_blocker):
+    """Two processes on one shared cache (Redis): one event, whichever process saw the
+    failures first."""
+
+    require_component(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379", "start Redis")
+    redis_cache = "redis://127.0.0.1:6379/7"
+    settings.CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_cache,
+    }}  # fmt: skip
+    cache.clear()
+    program = (
+        "import django; django.setup()\n"
+        "from django.test import RequestFactory\n"
+        "from console.views.oidc import audit_failed_sign_in\n"
+        "for _ in range(5):\n"
+        "    audit_failed_sign_in(RequestFactory().get('/', REMOTE_ADDR='203.0.113.9'), 'x')\n"
+    )
+
+    environment = {
+        **subprocess_environment(), "CACHE_URL": redis_cache,
+        "DATABASE_URL": subprocess_database_url(django_db_blocker),
+    }  # fmt: skip
+    other = subprocess.run([sys.executable, "-c", program], cwd=ROOT, env=environment,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert other.returncode == 0, other.stderr
+    for _ in range(5):
+        audit_failed_sign_in(RequestFactory().get("/", REMOTE_ADDR="203.0.113.9"), "x")
+    assert len(failures()) == 1

@@ -27,7 +27,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-METRICS_TOKEN = "metrics-token-for-tests"
+METRICS_TOKEN = "metrics-token-for-tests-0123456789abcdef"
 
 
 class Gunicorn:
@@ -145,6 +145,19 @@ def test_metrics_need_the_token(gunicorn, client, settings):
     settings.METRICS_TOKEN = ""
     refused = client.get(reverse("metrics"), HTTP_AUTHORIZATION="Bearer ")
     assert refused.status_code == 403 and "set METRICS_TOKEN" in refused.json()["error"]
+
+
+def test_guessing_the_metrics_token_is_slowed_per_address(client, settings):
+    settings.METRICS_TOKEN, settings.RATE_LIMIT_PULL_PER_IP = "t" * 32, "3/m"
+    guesses = [
+        client.get(reverse("metrics"), HTTP_AUTHORIZATION=f"Bearer {n}").status_code
+        for n in range(5)
+    ]
+    assert guesses == [401, 401, 401, 429, 429]
+    elsewhere = client.get(
+        reverse("metrics"), HTTP_AUTHORIZATION=f"Bearer {'t' * 32}", REMOTE_ADDR="192.0.2.9"
+    )
+    assert elsewhere.status_code == 200
 
 
 def test_json_logs_parse_line_by_line_and_carry_the_request_id(gunicorn, keycloak_provider):

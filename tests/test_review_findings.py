@@ -8,14 +8,12 @@ import json
 import re
 import secrets
 import socket
-import types
 import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
 from io import StringIO
 
-import django_ratelimit.core
 import pytest
 import yaml
 from cryptography.fernet import Fernet
@@ -36,7 +34,6 @@ from console.models import (
     Provider,
     PushRequest,
 )
-from console.views import oidc as oidc_views
 from tests import idp_server
 from tests.support import (
     PASSWORD,
@@ -138,47 +135,6 @@ def test_a_file_over_one_mebibyte_is_refused(admin_client):
     assert "larger than 1 MiB" in response.content.decode()
     with pytest.raises(config_io.ConfigImportError, match="larger than 1024 KiB"):
         config_io.parse("# " + "x" * (1024 * 1024))
-
-
-# --- 2. nobody can write to the history through the callback -----------------------------------
-
-
-def callback_error(client, state=None, description="d" * 500):
-    query = {"error": "access_denied", "error_description": description}
-    if state:
-        query["state"] = state
-    return client.get(reverse("oidc_authentication_callback"), query, follow=True)
-
-
-def pending_state(client):
-    start = client.get(reverse("oidc_authentication_init"))
-    return urllib.parse.parse_qs(urllib.parse.urlsplit(start["Location"]).query)["state"][0]
-
-
-def failures():
-    return list(AuditEvent.objects.filter(action="login.failed").order_by("id"))
-
-
-class TestForgedIdentityProviderErrors:
-    def test_an_error_nobody_asked_for_writes_nothing_and_shows_nothing(self, client):
-        for _ in range(30):
-            page = callback_error(client, state="made-up", description="FORGED " * 70)
-        assert failures() == []
-        assert b"FORGED" not in page.content
-        assert b"start it again" in page.content
-
-    def test_real_failures_are_capped_and_counted_per_address(self, client, sso, monkeypatch):
-        clock = types.SimpleNamespace(time=lambda: 1_800_000_000.0)  # the limiter's windows
-        monkeypatch.setattr(django_ratelimit.core, "time", clock)
-        monkeypatch.setattr(oidc_views, "FAILED_EVENTS_PER_IP", "2/h")
-        for _ in range(4):
-            callback_error(client, pending_state(client))
-        recorded = failures()
-        assert len(recorded) == 2  # the next two were left out...
-        assert len(recorded[0].context["reason"]) < 300  # the IdP's text, capped
-        clock.time = lambda: 1_800_000_000.0 + 3600  # ...until the hour has passed,
-        callback_error(client, pending_state(client))
-        assert failures()[-1].context["suppressed_before"] == 2  # ...and are then counted
 
 
 # --- 3. an SSO user's API token must not outlive the account at the IdP --------------------------

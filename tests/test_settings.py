@@ -39,6 +39,12 @@ def test_it_refuses_to_start_in_production_without(missing):
     assert f"{missing} must be set when DEBUG=false" in result.stderr
 
 
+def test_it_refuses_to_start_with_a_short_metrics_token():
+    result = manage("check", "--deploy", **{**PRODUCTION, "METRICS_TOKEN": "x"})
+    assert result.returncode != 0
+    assert "METRICS_TOKEN must be at least 32 characters (it has 1)" in result.stderr
+
+
 def test_it_passes_check_deploy_with_production_settings():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from console import metrics as console_metrics
+from console import ratelimits
 from sso_admin.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ def metrics(request):
         )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected.encode()):
+        # Wrong tokens are counted per client address, as the pull API counts bad instance
+        # tokens: guessing is slowed to a trickle, and a scraper with the token is never limited.
+        if ratelimits.exceeded(request, "metrics-bad-token", settings.RATE_LIMIT_PULL_PER_IP):
+            response = JsonResponse({"error": "Too many wrong metrics tokens."}, status=429)
+            response["Retry-After"] = str(ratelimits.retry_after(settings.RATE_LIMIT_PULL_PER_IP))
+            return response
         response = JsonResponse({"error": "Missing or wrong metrics token."}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
