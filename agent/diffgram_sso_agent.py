@@ -16,12 +16,12 @@ Copy this one file to a Diffgram host (Python 3.8+, standard library only) and r
 
 Only the SSO variables are replaced (MANAGED below; a push or pull naming any other variable is
 refused); every other line and comment of the .env file is kept. The file is written atomically
-(temporary file + rename) with its permissions, the applied version is acknowledged to the
-console, and --on-change "CMD" (e.g. "docker compose up -d") runs after a change. Every poll
-and push logs one line: "applied v4 to <env-file>" or "unchanged at v3". What was applied is
-remembered in <env-file>.sso-state.json: the version, the ETag of the last pull, and the
-console's assignment sequence, which orders pushes across a switch to another provider (version
-numbers are per provider).
+(temporary file + rename), keeping its owner and group, with mode 600 (it holds secrets); the
+applied version is acknowledged to the console, and --on-change "CMD" (e.g. "docker compose up
+-d") runs after a change. Every poll and push logs one line: "applied v4 to <env-file>" or
+"unchanged at v3". What was applied is remembered in <env-file>.sso-state.json: the version, the
+ETag of the last pull, and the console's assignment sequence, which orders pushes across a
+switch to another provider (version numbers are per provider).
 
 After applying, the agent asks Diffgram whether it offers single sign-on with the version and
 the identity provider whether it shows a login page (the probe); with --signin and the test
@@ -186,14 +186,26 @@ def parse_env_body(body):
     return settings
 
 
+_warned_about = set()
+
+
 def write_atomically(path, text):
-    """Write via a temporary file in the same folder and rename, keeping mode and owner."""
+    """Write via a temporary file in the same folder and rename, keeping the owner and group
+    and making it readable by them only (mode 600): the .env holds Keycloak passwords and
+    client secrets. An existing file readable by others is warned about, once."""
     folder = os.path.dirname(os.path.abspath(path))
+    mode = 0o600
     try:
         stat = os.stat(path)
-        mode, owner = stat.st_mode & 0o7777, (stat.st_uid, stat.st_gid)
+        owner = (stat.st_uid, stat.st_gid)
+        if stat.st_mode & 0o077 and path not in _warned_about:
+            _warned_about.add(path)
+            log(
+                f"warning: {path} was readable by others (mode {stat.st_mode & 0o777:o}); it "
+                "holds secrets, so the agent writes it with mode 600"
+            )
     except FileNotFoundError:
-        mode, owner = 0o600, None
+        owner = None
     handle, temporary = tempfile.mkstemp(prefix=".sso-", dir=folder)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:

@@ -144,7 +144,11 @@ def test_the_agent_pulls_writes_the_env_file_and_acknowledges(published, live_se
     assert values["OAUTH2_PROVIDER_NAME"] == "keycloak"
     assert values["KEY_CLOAK_MASTER_PASSWORD"] == "kc-master-canary"
     assert agent.env_file.read_text().startswith("# my Diffgram\n")
-    assert oct(agent.env_file.stat().st_mode & 0o777) == "0o640"
+    # It holds Keycloak's passwords now: readable by its owner only, and the operator is told.
+    assert oct(agent.env_file.stat().st_mode & 0o777) == "0o600"
+    assert "was readable by others (mode 640)" in result.stdout
+    state = agent.env_file.with_name(".env.sso-state.json")
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
     lab = Instance.objects.get(name="lab")
     assert (lab.applied_version_number, lab.applied_status) == (1, "ok")
 
