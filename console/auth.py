@@ -336,13 +336,26 @@ UNFIT_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
 
 def clean_name(value) -> str:
     """`value` NFKC-normalised, or "" when it holds characters that would let two names look
-    the same in the history (trailing spaces, zero-width characters, controls)."""
+    the same in the history (trailing spaces, zero-width characters, controls), or letters of
+    more than one script (a Cyrillic "е" in a Latin name: NFKC leaves it as it is)."""
     name = unicodedata.normalize("NFKC", str(value or ""))
     if not name or name != name.strip() or "~" in name:
         return ""
     if any(unicodedata.category(char) in UNFIT_CATEGORIES for char in name):
         return ""
+    if len(scripts_of(name)) > 1:
+        return ""
     return name
+
+
+def scripts_of(name) -> set[str]:
+    """The scripts of the letters in `name` (LATIN, CYRILLIC, GREEK…, from their Unicode
+    names); digits and punctuation belong to none."""
+    return {
+        unicodedata.name(char, "UNKNOWN").split()[0]
+        for char in name
+        if unicodedata.category(char).startswith("L")
+    }
 
 
 def sso_username(issuer, *candidates) -> str:

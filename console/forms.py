@@ -81,6 +81,8 @@ def http_url(value, what):
         raise ValidationError(f"Enter the {what} as a full URL starting with https://")
     if parts.query or parts.fragment or parts.username:
         raise ValidationError(f"The {what} must not contain a query, fragment or credentials.")
+    if problem := outbound.numeric_host_problem(parts.hostname):
+        raise ValidationError(problem)
     return value
 
 

@@ -4,8 +4,9 @@ Every request has a connect and a read timeout, an overall deadline, a body size
 three redirects (each checked again), TLS verification, and refuses private, loopback,
 link-local, multicast and reserved addresses, both when the host name is resolved and for the
 address actually connected to (so DNS rebinding cannot slip past). SSO_ADMIN_ALLOW_PRIVATE_URLS=true
-allows loopback and private ranges (development, tests, agents on your own network); link-local
-addresses such as the cloud metadata service stay refused.
+allows loopback (127.0.0.0/8 and ::1) and private ranges (development, tests, agents on your own
+network), and plain http only to those; link-local addresses such as the cloud metadata service
+stay refused. Hosts written as numbers other than a.b.c.d (2852039166, 0xa9fea9fe) are refused.
 
 Failures raise OutboundError with a message an admin can act on and `permanent`, which tells
 tasks whether retrying can help.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -111,6 +113,8 @@ def webhook_url_problem(url, *, allow_http) -> str:
     HTTP"; never to an address that is never allowed (cloud metadata and the like)."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
+    if problem := numeric_host_problem(host):
+        return problem
     try:
         literal = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -149,21 +153,59 @@ def address_refusal(address) -> str | None:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
         ip = _embedded_ipv4(ip) or ip
+    if ip.is_loopback:  # ::1 is in a reserved block, but it is this host, as 127.0.0.1 is
+        return (
+            None
+            if private_urls_allowed()
+            else (
+                "a loopback address, which only SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows: "
+                "for development only"
+            )
+        )
     if _never_allowed(ip):
         return "a link-local, multicast or reserved address (never allowed)"
     if ip.is_global:
         return None
-    if private_urls_allowed() and (ip.is_loopback or ip.is_private):
+    if private_urls_allowed() and ip.is_private:
         return None
-    if ip.is_loopback:
-        return (
-            "a loopback address, which only SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows: "
-            "for development only"
-        )
     return (
         "a private address, which only SSO_ADMIN_ALLOW_PRIVATE_URLS=true allows: for "
         "development, or for agents and identity providers on a network you trust"
     )
+
+
+def numeric_host_problem(host) -> str:
+    """Why a host written as a number other than a.b.c.d (2852039166, 0xa9fea9fe, 0251.0376…,
+    169.254.43518: spellings the C library still resolves) is refused, or "". Such a
+    spelling hides which address it is from whoever reads the URL."""
+    host = (host or "").strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(host)
+        return ""  # written as an address: judged as one
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}", host):
+        return ""
+    try:
+        address = socket.inet_ntoa(socket.inet_aton(host))
+    except OSError:
+        return f"{host} is not a valid address or host name."
+    return (
+        f"{host} is a numeric spelling of the address {address}: write addresses as "
+        f"{address}, or use a host name."
+    )
+
+
+def _plain_http_refusal(address, host):
+    """Plain http carries secrets unencrypted: only to this host or a private network."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    ip = (_embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None) or ip
+    if ip.is_global:
+        raise OutboundError(
+            f"Refused http://{host}: plain http goes only to loopback and private addresses "
+            f"({host} is at {address}, a public address); use https://",
+            permanent=True,
+        )
 
 
 def _refuse_private(address, host):
@@ -185,7 +227,13 @@ def _checked(sock, host):
 
 class _GuardedHTTPConnection(HTTPConnection):
     def _new_conn(self):
-        return _checked(super()._new_conn(), self.host)
+        sock = _checked(super()._new_conn(), self.host)
+        try:
+            _plain_http_refusal(sock.getpeername()[0], self.host)
+        except OutboundError:
+            sock.close()
+            raise
+        return sock
 
 
 class _GuardedHTTPSConnection(HTTPSConnection):
@@ -229,6 +277,8 @@ def check_url(url) -> None:
         )
     if not parts.hostname:
         raise OutboundError(f"Refused {url!r}: the URL has no host", permanent=True)
+    if problem := numeric_host_problem(parts.hostname):
+        raise OutboundError(f"Refused {url}: {problem}", permanent=True)
     if parts.username or parts.password:
         raise OutboundError(f"Refused {url}: credentials in URLs are not allowed", permanent=True)
     try:
@@ -243,6 +293,8 @@ def check_url(url) -> None:
         ) from error
     for address in sorted(addresses):
         _refuse_private(address, parts.hostname)
+        if parts.scheme == "http":
+            _plain_http_refusal(address, parts.hostname)
 
 
 def request(method, url, *, body=None, headers=None, max_redirects=MAX_REDIRECTS) -> Response:

@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from console import providers, ratelimits
+from console import auth, providers, ratelimits
 from console.forms import OIDCProviderForm
 from console.models import AuditEvent, ExternalIdentity, Provider
 from console.roles import role_of
@@ -395,3 +395,14 @@ def test_the_cap_holds_across_web_processes(settings, django_db_blocker):
     for _ in range(5):
         audit_failed_sign_in(RequestFactory().get("/", REMOTE_ADDR="203.0.113.9"), "x")
     assert len(failures()) == 1
+
+
+def test_a_name_mixing_scripts_is_not_taken_as_a_username():
+    """A Cyrillic "е" in a Latin name survives NFKC and looks like the Latin one in the
+    history: such a name is passed over for the next candidate (the email)."""
+    issuer = "https://login.example.test"
+    assert auth.sso_username(issuer, "alic\u0435", "alice@example.test") == (
+        "alice@example.test~login.example.test"
+    )
+    assert auth.sso_username(issuer, "alice", "x") == "alice~login.example.test"
+    assert auth.clean_name("Zoë-Łukasz") == "Zoë-Łukasz"  # one script, with its accents

@@ -140,3 +140,70 @@ def test_webhook_posts_to_private_addresses_are_refused_by_default(forbid_privat
     with pytest.raises(outbound.OutboundError, match="Refused") as caught:
         outbound.post(url, b"{}", {"Content-Type": "application/json"})
     assert caught.value.permanent  # a push to such a URL is not retried
+
+
+def test_ipv6_loopback_is_allowed_exactly_as_127_0_0_1(allow_private):
+    """[::1] was refused even with private URLs allowed (it lies in a reserved block)."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET6)
+    listener.bind(("::1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now: a refused connection, not a refusal
+    with pytest.raises(outbound.OutboundError, match="Could not connect") as caught:
+        outbound.get(f"http://[::1]:{port}/")
+    assert not caught.value.permanent
+    assert outbound.address_refusal("::1") is None
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("0xa9fea9fe", "169.254.169.254"),
+        ("2852039166", "169.254.169.254"),
+        ("0251.0376.0251.0376", "169.254.169.254"),
+        ("169.254.43518", "169.254.169.254"),
+        ("0x7f000001", "127.0.0.1"),
+    ],
+)
+def test_numeric_spellings_of_addresses_are_refused_before_anything_connects(
+    allow_private, host, address
+):
+    assert outbound.numeric_host_problem(host) == (
+        f"{host} is a numeric spelling of the address {address}: write addresses as "
+        f"{address}, or use a host name."
+    )
+    assert "numeric spelling" in outbound.webhook_url_problem(f"http://{host}/", allow_http=True)
+    with pytest.raises(outbound.OutboundError, match="numeric spelling"):
+        outbound.get(f"http://{host}/")
+    assert outbound.numeric_host_problem("169.254.169.254") == ""
+    assert outbound.numeric_host_problem("idp.example.test") == ""
+
+
+@pytest.mark.django_db
+def test_the_instance_form_refuses_a_numeric_spelling(allow_private, keycloak_provider):
+    from console.forms import InstanceForm
+
+    form = InstanceForm(data={
+        "name": "lab", "url_base": "https://lab.example.test/", "shape": "compose",
+        "rollout_group": "default", "provider": keycloak_provider.pk, "push_target": "webhook",
+        "webhook_url": "http://0xa9fea9fe:8765/", "webhook_allow_http": "on",
+    })  # fmt: skip
+    assert not form.is_valid()
+    assert "numeric spelling of the address 169.254.169.254" in str(form.errors["webhook_url"])
+
+
+def test_with_private_urls_allowed_plain_http_still_goes_only_to_private_addresses(
+    allow_private, monkeypatch
+):
+    """SSO_ADMIN_ALLOW_PRIVATE_URLS allowed http:// to public hosts too. (The name resolves to
+    a public address here; check_url refuses before any connection is made.)"""
+    import socket
+
+    public = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("8.8.8.8", 80))]
+    monkeypatch.setattr(outbound.socket, "getaddrinfo", lambda *args, **kwargs: public)
+    with pytest.raises(outbound.OutboundError, match="plain http goes only to loopback") as caught:
+        outbound.check_url("http://idp.example.test/.well-known/openid-configuration")
+    assert caught.value.permanent
+    outbound.check_url("https://idp.example.test/.well-known/openid-configuration")  # fine

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('console', '0015_federation_secret_issuer'),
+        ("console", "0015_federation_secret_issuer"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='onetimepassword',
-            name='used_at',
+            model_name="onetimepassword",
+            name="used_at",
             field=models.DateTimeField(null=True),
         ),
     ]
