@@ -39,6 +39,7 @@ import json
 import os
 import random
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -61,8 +62,11 @@ HEADER_COMMENT = "# Diffgram SSO: managed by the SSO console's agent"
 MAX_TIMESTAMP_SKEW = 300
 MAX_BODY = 1024 * 1024
 HTTP_TIMEOUT = 10
-CONNECTION_TIMEOUT = 10  # seconds a push connection may sit idle
-MAX_CONNECTIONS = 16  # pushes handled at once; more are turned away
+CONNECTION_TIMEOUT = 10  # seconds a push connection may take to send its whole request
+MAX_CONNECTIONS = 16  # pushes handled at once
+MAX_PER_ADDRESS = 4  # of which from any one address
+RESERVED_CONNECTIONS = 2  # beyond them, for a request that shows a signed push's headers at once
+RESERVED_DEADLINE = 2  # seconds such a request has to send its head
 SEQUENCE_HEADER = "X-Config-Sequence"
 VERIFY_HEADER = "X-Config-Verify"  # what Diffgram must answer once it runs the version (JSON)
 VERIFY_WAIT = 120  # seconds to wait for Diffgram to come back after a change
@@ -917,7 +921,26 @@ def make_handler(args):
     secret = read_secret(args.secret_file)
 
     class PushHandler(BaseHTTPRequestHandler):
-        timeout = CONNECTION_TIMEOUT  # an idle or slow client cannot hold a connection
+        timeout = CONNECTION_TIMEOUT  # a silent client cannot hold a connection...
+
+        def setup(self):
+            super().setup()
+            # ...nor one sending a byte now and then: the whole request, head and body, must
+            # arrive by a deadline (a shorter one in a reserved slot), or the connection ends.
+            reserved = self.server.slot_of.get(self.request) != "normal"
+            self.deadline = threading.Timer(
+                RESERVED_DEADLINE if reserved else CONNECTION_TIMEOUT, self._cut_off
+            )
+            self.deadline.daemon = True
+            self.deadline.start()
+
+        def _cut_off(self):
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+        def finish(self):
+            self.deadline.cancel()
+            super().finish()
 
         def do_POST(self):  # noqa: N802 - the stdlib's name
             length = self.headers.get("Content-Length", "")
@@ -925,7 +948,17 @@ def make_handler(args):
                 return self._answer(411, {"error": "a Content-Length is required"})
             if int(length) > MAX_BODY:
                 return self._answer(413, {"error": "body too large"})
+            # Without a fresh, well-formed signature the body is not worth waiting for.
+            early = signed_push_headers(
+                self.headers.get("X-Diffgram-SSO-Timestamp"),
+                self.headers.get("X-Diffgram-SSO-Signature"),
+            )
+            if early:
+                log(f"refused a push: {early}")
+                return self._answer(401, {"error": early})
+            self.server.head_shown(self.request)
             body = self.rfile.read(int(length))
+            self.deadline.cancel()  # the whole request is in
             refusal = verify(
                 secret,
                 self.headers.get("X-Diffgram-SSO-Timestamp"),
@@ -984,26 +1017,82 @@ def make_handler(args):
     return PushHandler
 
 
+def signed_push_headers(timestamp, signature):
+    """None when a request's head looks like a signed push (a fresh timestamp, a signature of
+    the right form), else why not: checked before its body is read."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= MAX_TIMESTAMP_SKEW
+    except (TypeError, ValueError):
+        return "missing or invalid timestamp"
+    if not fresh:
+        return "timestamp older than 5 minutes"
+    if not re.fullmatch(r"sha256=[0-9a-f]{64}", signature or ""):
+        return "bad signature"
+    return None
+
+
 class BoundedServer(ThreadingHTTPServer):
-    """One thread per connection, at most MAX_CONNECTIONS at once; more are closed at once."""
+    """One thread per connection: at most MAX_CONNECTIONS at once, MAX_PER_ADDRESS of them from
+    one address, then RESERVED_CONNECTIONS more, whose request must show a signed push's head
+    (a fresh timestamp and a signature) within RESERVED_DEADLINE seconds. When even those are
+    taken, the oldest reserved connection that has not shown one yet is closed to make room.
+    So slow or silent clients, from one address or many, cannot keep the console's pushes out:
+    a push shows its head in the first packet."""
 
     daemon_threads = True
 
     def __init__(self, *args, **kwargs):
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.lock = threading.Lock()
+        self.open, self.per_address = 0, {}
+        self.slot_of = {}  # connection -> "normal" or "reserved"
+        self.waiting = []  # reserved connections that have not shown a signed head, oldest first
         super().__init__(*args, **kwargs)
 
     def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
+        address, evicted = client_address[0], None
+        with self.lock:
+            slot = None
+            if self.per_address.get(address, 0) >= MAX_PER_ADDRESS:
+                pass
+            elif self.open < MAX_CONNECTIONS:
+                slot, self.open = "normal", self.open + 1
+            elif len([s for s in self.slot_of.values() if s == "reserved"]) < RESERVED_CONNECTIONS:
+                slot = "reserved"
+            elif self.waiting:
+                evicted = self.waiting.pop(0)
+                self.slot_of[evicted] = "evicted"  # its thread ends on its own, freeing nothing
+                slot = "reserved"
+            if slot:
+                self.per_address[address] = self.per_address.get(address, 0) + 1
+                self.slot_of[request] = slot
+                if slot == "reserved":
+                    self.waiting.append(request)
+        if evicted is not None:
+            with contextlib.suppress(OSError):
+                evicted.shutdown(socket.SHUT_RDWR)
+        if slot is None:
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def head_shown(self, request):
+        """A reserved connection's request showed a signed push's head: it is not evicted."""
+        with self.lock:
+            if request in self.waiting:
+                self.waiting.remove(request)
 
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
+            with self.lock:
+                if self.slot_of.pop(request) == "normal":
+                    self.open -= 1
+                if request in self.waiting:
+                    self.waiting.remove(request)
+                left = self.per_address.pop(client_address[0], 1) - 1
+                if left:
+                    self.per_address[client_address[0]] = left
 
 
 def run_serve(args):
