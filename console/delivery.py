@@ -7,6 +7,7 @@ Each push target is one sender, chosen by the instance's `push_target` (SENDERS)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -34,19 +36,31 @@ PROVIDER_SNAPSHOTS = ("discovery_snapshot", "jwks_snapshot", "validation_checks"
 # publish to 1,000 instances is 10 tasks, not 1,000 (see docs/BENCHMARKS.md, P2).
 PUSH_BATCH_SIZE = 100
 PUSH_THREADS = 16
-PUSH_RETRY_MAX_DELAY = 3600  # seconds between tries at most (exponential backoff's cap)
-# A retry this soon is the task's own (Celery's retry); later ones are the sweeper's, so that no
-# task waits in the broker for an hour (past a Redis broker's visibility timeout).
-PUSH_RETRY_IN_TASK_MAX = 300
+# Retries are the sweeper's (tasks.sweep_outbox, every SWEEP_EVERY seconds): each request waits
+# its own delay, exponential with jitter, at most a minute for its first PUSH_RETRY_EARLY_TRIES
+# tries (half an hour to an hour: a receiver back from an outage is served within a minute),
+# then doubling from there to at most an hour.
+PUSH_RETRY_EARLY_MAX_DELAY = 60
+PUSH_RETRY_EARLY_TRIES = 60
+PUSH_RETRY_MAX_DELAY = 3600
+SWEEP_EVERY = 20
+# A batch holds a lease on the requests it has not recorded yet: their due_at in the database
+# and a key in the shared cache, renewed every LEASE_SECONDS / 3. A batch lost with its worker
+# stops renewing, and the sweeper sends what it held again within LEASE_SECONDS + SWEEP_EVERY.
+LEASE_SECONDS = 30
 # Outcomes are recorded as they come in, up to this many together, none held longer than
-# RECORD_WITHIN seconds: a worker lost mid-batch loses the records of at most that much.
+# RECORD_WITHIN seconds: a worker lost mid-batch loses the records of at most that much. When
+# the database refuses them (restarting, full, unreachable), they are kept in memory and tried
+# again, for up to RECORD_PATIENCE seconds, while the leases keep the sweeper off them: an
+# answered push is recorded once the database is back, never sent again for want of a record.
 RECORD_EVERY = PUSH_THREADS
 RECORD_WITHIN = 0.5
-RECORD_GRACE = 10  # seconds for recording after the outbound deadline
-RECORD_TRIES = 4
-# A batch's time limit follows from its size: every round of PUSH_THREADS webhooks may take the
-# outbound deadline. A batch cut off anyway (slow SSM, a killed worker) is swept again later.
-PUSH_BATCH_TIME_LIMIT = math.ceil(PUSH_BATCH_SIZE / PUSH_THREADS) * outbound.TOTAL_DEADLINE + 30
+RECORD_PATIENCE = 600
+# A batch's time limit follows from its size (every round of PUSH_THREADS webhooks may take the
+# outbound deadline) and the patience above. A batch cut off anyway is swept again later.
+PUSH_BATCH_TIME_LIMIT = (
+    math.ceil(PUSH_BATCH_SIZE / PUSH_THREADS) * outbound.TOTAL_DEADLINE + RECORD_PATIENCE + 30
+)
 SIGNATURE_HEADER = "X-Diffgram-SSO-Signature"
 TIMESTAMP_HEADER = "X-Diffgram-SSO-Timestamp"
 
@@ -203,7 +217,8 @@ def deliver(push_request_ids) -> list[tuple[int, float]]:
     """Try one delivery of each push request, concurrently, and record each outcome in small
     groups as they come in, so a crash loses at most a group's records. Returns
     [(push request id, seconds until its next try)] for the transient failures with tries left
-    (PUSH_MAX_ATTEMPTS, counted per request); every other request has ended.
+    (PUSH_MAX_ATTEMPTS, counted per request), which the sweeper sends when due; every other
+    request has ended.
 
     Idempotent: a request that already ended, or whose version is no longer the instance's
     assigned one, is left alone; re-sending the same version is harmless to the agent.
@@ -213,6 +228,7 @@ def deliver(push_request_ids) -> list[tuple[int, float]]:
     if not pushes:
         return retries
     accounts = _signin_accounts(pushes)
+    lease = Lease([push.pk for push in pushes])
     with ThreadPoolExecutor(max_workers=min(PUSH_THREADS, len(pushes))) as pool:
         running = {pool.submit(_attempt, push, accounts.get(push.pk)): push for push in pushes}
         done, oldest = [], None
@@ -223,16 +239,61 @@ def deliver(push_request_ids) -> list[tuple[int, float]]:
             oldest = oldest or (time.monotonic() if done else None)
             late = oldest is not None and time.monotonic() - oldest >= RECORD_WITHIN
             if done and (len(done) >= RECORD_EVERY or late or not running):
-                retries += _record_with_retries(done)
+                retries += _record_patiently(done, lease)
                 done, oldest = [], None
+            lease.renew()
     return retries
 
 
+class Lease:
+    """What a batch holds: its requests not recorded yet. Renewed in the database (due_at) and
+    in the shared cache every LEASE_SECONDS / 3; the sweeper leaves leased requests alone."""
+
+    def __init__(self, push_ids):
+        self.held, self.renewed = set(push_ids), time.monotonic()  # taken at the start
+
+    def release(self, push_ids) -> None:
+        push_ids = list(push_ids)
+        self.held -= set(push_ids)
+        with contextlib.suppress(Exception):  # a cache outage: the lease just runs out
+            cache.delete_many([lease_key(pk) for pk in push_ids])
+
+    def renew(self) -> None:
+        if not self.held or time.monotonic() - self.renewed < LEASE_SECONDS / 3:
+            return
+        self.renewed = time.monotonic()
+        take_leases(self.held)
+        try:
+            PushRequest.objects.filter(pk__in=self.held, state=PushRequest.State.PENDING).update(
+                due_at=timezone.now() + timedelta(seconds=LEASE_SECONDS)
+            )
+        except (OperationalError, InterfaceError):
+            connection.close()  # the database is out: the cache's lease holds meanwhile
+
+
+def lease_key(push_id) -> str:
+    return f"push-lease:{push_id}"
+
+
+def take_leases(push_ids) -> None:
+    with contextlib.suppress(Exception):  # a cache outage: the database's lease stands
+        cache.set_many({lease_key(pk): 1 for pk in push_ids}, timeout=LEASE_SECONDS)
+
+
+def leased(push_ids) -> set[int]:
+    """The requests a live batch holds (those whose lease key is in the shared cache)."""
+    try:
+        found = cache.get_many([lease_key(pk) for pk in push_ids])
+    except Exception:  # noqa: BLE001 - a cache outage: the database's due_at decides
+        return set()
+    return {int(key.rsplit(":", 1)[1]) for key in found}
+
+
 def _start_attempts(push_request_ids):
-    """Lock the pending requests, end those superseded, count an attempt for the rest, and
-    say by when each must be recorded: in a batch, the k-th request waits for k // PUSH_THREADS
-    others before it, each bounded by the outbound deadline. A request not recorded by then was
-    lost with its worker, and the sweeper sends it again."""
+    """Lock the pending requests, end those superseded, leave those another live batch holds
+    (the same request can be in two messages: the first, and the sweeper's when the first had
+    not started in time), count an attempt for the rest, and lease them: a request whose lease
+    runs out unrecorded was lost with its worker, and the sweeper sends it again."""
     now = timezone.now()
     with transaction.atomic():
         pending = list(
@@ -241,17 +302,19 @@ def _start_attempts(push_request_ids):
             .filter(pk__in=push_request_ids, state=PushRequest.State.PENDING)
             .order_by("pk")
         )
+        held = leased([p.pk for p in pending])
+        pending = [p for p in pending if p.pk not in held]
         current = [p for p in pending if p.instance.assigned_version_id == p.version_id]
         superseded = [p.pk for p in pending if p.instance.assigned_version_id != p.version_id]
         if superseded:
             PushRequest.objects.filter(pk__in=superseded).update(
                 state=PushRequest.State.SUPERSEDED, completed_at=now
             )
-        for position, push in enumerate(current):
+        for push in current:
             push.attempts += 1
-            rounds = position // PUSH_THREADS + 1
-            push.due_at = now + timedelta(seconds=rounds * outbound.TOTAL_DEADLINE + RECORD_GRACE)
+            push.due_at = now + timedelta(seconds=LEASE_SECONDS)  # renewed while it is held
         PushRequest.objects.bulk_update(current, ["attempts", "due_at"])
+        take_leases([push.pk for push in current])  # before the row locks are let go
     # A batch is usually one version: load it (and its provider's name) once, decrypt it once.
     versions = (
         ConfigVersion.objects.select_related("provider")
@@ -297,27 +360,60 @@ def _attempt(push, signin_account=None):
 
 
 def retry_delay(attempts) -> float:
-    """Seconds before the next try after `attempts` tries: exponential from
-    PUSH_RETRY_BACKOFF_SECONDS to an hour, half of it random so that a fleet does not retry in
-    step. With the default 40 tries, a push keeps trying for about a day."""
-    ceiling = min(django_settings.PUSH_RETRY_BACKOFF_SECONDS * 2**attempts, PUSH_RETRY_MAX_DELAY)
+    """Seconds before the next try after `attempts` tries: doubling from
+    PUSH_RETRY_BACKOFF_SECONDS to at most a minute for the first PUSH_RETRY_EARLY_TRIES tries,
+    then from a minute to at most an hour; the lower half of it random, so that a fleet does not
+    retry in step. With the default 90 tries, a push keeps trying for 13 to 26 hours."""
+    if attempts <= PUSH_RETRY_EARLY_TRIES:
+        base = django_settings.PUSH_RETRY_BACKOFF_SECONDS * 2 ** min(attempts, 20)
+        ceiling = min(base, PUSH_RETRY_EARLY_MAX_DELAY)
+    else:
+        later = min(attempts - PUSH_RETRY_EARLY_TRIES, 20)
+        ceiling = min(PUSH_RETRY_EARLY_MAX_DELAY * 2**later, PUSH_RETRY_MAX_DELAY)
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
 
 
-def _record_with_retries(done):
-    """Record a group of outcomes; a database that restarts or blinks is waited for (a few
-    tries over ~20 s) instead of losing the records with the task."""
-    for attempt in range(1, RECORD_TRIES + 1):
+def _record_patiently(done, lease):
+    """Record a group of outcomes. A database that refuses (restarting, full, unreachable) is
+    waited for, up to RECORD_PATIENCE seconds, with the outcomes in memory and the lease kept
+    in the shared cache: what was answered is recorded once, when the database is back."""
+    given_up_at = time.monotonic() + RECORD_PATIENCE
+    pause, warned = 0.5, False
+    while True:
         try:
-            return _record_outcomes(done)
+            retries = _record_outcomes(done)
         except (OperationalError, InterfaceError) as error:
-            if attempt == RECORD_TRIES:
-                raise
-            logger.warning("Recording %d push outcomes failed (%s); trying again.",
-                           len(done), type(error).__name__)  # fmt: skip
+            if time.monotonic() + pause > given_up_at:
+                logger.error(
+                    "Gave up recording %d push outcomes after %d s (%s): the sweeper sends "
+                    "them again.", len(done), RECORD_PATIENCE, _database_error(error),
+                )  # fmt: skip
+                return []
+            if not warned:
+                logger.warning(
+                    "The database refused %d push outcomes (%s): keeping them until it takes "
+                    "them.", len(done), _database_error(error),
+                )  # fmt: skip
+                warned = True
             connection.close()  # the next query opens a new connection
-            time.sleep(2**attempt)
-    return []
+            lease.renew()  # in the cache, and in the database when it takes that
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            continue
+        if warned:
+            logger.warning("Recorded %d push outcomes the database had refused.", len(done))
+        lease.release(push.pk for push, _ in done)
+        return retries
+
+
+def _database_error(error) -> str:
+    """One line about a database error: its SQLSTATE when it has one, and its first line."""
+    cause = getattr(error, "__cause__", None)
+    state = getattr(cause, "sqlstate", None) or getattr(
+        getattr(cause, "diag", None), "sqlstate", None
+    )
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"SQLSTATE {state}: {first}" if state else first
 
 
 def _record_outcomes(done):
@@ -340,9 +436,7 @@ def _record_outcomes(done):
         tries_left = push.attempts < django_settings.PUSH_MAX_ATTEMPTS
         if error is not None and not error.permanent and tries_left:
             delay = retry_delay(push.attempts)
-            # The task retries soon ones itself; the sweeper sends the rest when due, and
-            # any the task does not get to.
-            push.due_at = now + timedelta(seconds=delay + django_settings.PUSH_SWEEP_AFTER_SECONDS)
+            push.due_at = now + timedelta(seconds=delay)  # the sweeper sends it then
             retries.append((push, delay))
             continue
         push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
@@ -410,6 +504,8 @@ def take_overdue() -> list[int]:
         .filter(state=PushRequest.State.PENDING, due_at__lt=now)
         .values_list("pk", flat=True)[:1000]
     )
+    held = leased(due)  # a live batch holds those
+    due = [pk for pk in due if pk not in held]
     PushRequest.objects.filter(pk__in=due).update(
         due_at=now + timedelta(seconds=django_settings.PUSH_SWEEP_AFTER_SECONDS)
     )

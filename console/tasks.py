@@ -6,16 +6,20 @@ turns into tasks once the transaction commits."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.dispatch import receiver
 
 from console import alerts, audit_anchor, delivery, providers, verification, versions
 from console.models import Alert, Instance, Provider
 from sso_admin.celery import app
+
+logger = logging.getLogger(__name__)
 
 
 def dispatch_after_commit(push_request_ids) -> None:
@@ -38,26 +42,47 @@ def _dispatch_queued_pushes(sender, push_request_ids, **kwargs) -> None:
     dispatch_after_commit(push_request_ids)
 
 
+def database_outage_tolerant(task):
+    """A task that meets a database refusing (restarting, full, unreachable) ends with one
+    warning instead of a traceback: what it was for is in the database and is done again (by
+    the sweeper, the beat, or the next report) once the database is back."""
+
+    @functools.wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            logger.warning(
+                "%s stopped: the database refused (%s); it is done again once the database is "
+                "back.", task.__name__, str(error).strip().splitlines()[0] if str(error).strip()
+                else type(error).__name__,
+            )  # fmt: skip
+            connection.close()
+            return None
+
+    return run
+
+
 @shared_task(
-    bind=True,
-    max_retries=None,  # PUSH_MAX_ATTEMPTS is counted per push request, in the database
+    # Acknowledged on receipt: the outbox row, not the message, is what is owed. A batch lost
+    # with its worker is swept once its lease runs out (delivery.LEASE_SECONDS), and no stale
+    # message is left in the broker to come back an hour later.
+    acks_late=False,
     soft_time_limit=delivery.PUSH_BATCH_TIME_LIMIT,
     time_limit=delivery.PUSH_BATCH_TIME_LIMIT + 30,
 )
-def push_config(self, push_request_ids) -> None:
-    """Deliver a batch of push requests. Transient failures due again within a few minutes are
-    retried together by this task (Celery's retry, after the longest of their delays); those
-    backing off longer, up to an hour, are left to the outbox sweeper, which sends them when
-    due (delivery.retry_delay)."""
-    retries = delivery.deliver(push_request_ids)
-    soon = [(pk, delay) for pk, delay in retries if delay <= delivery.PUSH_RETRY_IN_TASK_MAX]
-    if soon:
-        raise self.retry(args=([pk for pk, _ in soon],), countdown=max(delay for _, delay in soon))
+@database_outage_tolerant
+def push_config(push_request_ids) -> None:
+    """Deliver a batch of push requests. Transient failures are sent again by the outbox
+    sweeper when due (delivery.retry_delay)."""
+    delivery.deliver(push_request_ids)
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def sweep_outbox() -> int:
-    """Beat: send again the pending push requests that are overdue. Returns how many."""
+    """Beat, every delivery.SWEEP_EVERY seconds: send the pending push requests that are due
+    (never started, lost with a worker, or due for a retry). Returns how many."""
     with transaction.atomic():
         overdue = delivery.take_overdue()
         if overdue:
@@ -65,21 +90,24 @@ def sweep_outbox() -> int:
     return len(overdue)
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def revalidate_providers() -> None:
     """Beat: queue a re-validation of every enabled provider."""
     for provider_id in Provider.objects.filter(enabled=True).values_list("pk", flat=True):
         revalidate_provider.delay(provider_id)
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def revalidate_provider(provider_id) -> None:
     provider = Provider.objects.filter(pk=provider_id, enabled=True).first()
     if provider is not None:
         providers.revalidate(provider)
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def audit_checkpoint() -> int:
     """Beat: anchor the audit chain's end outside the database."""
     return audit_anchor.write_checkpoint().event_id
@@ -96,6 +124,7 @@ def verify_after_commit(instance_id) -> None:
 
 
 @shared_task(bind=True, max_retries=VERIFY_RETRIES)
+@database_outage_tolerant
 def verify_instance(self, instance_id) -> None:
     """Verify an instance from the console (its synthetic sign-in, or the probe) and record
     the result; while its Diffgram is not answering as expected yet (restarting), ask again a
@@ -118,7 +147,8 @@ def verify_instance(self, instance_id) -> None:
     )
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def run_signin_checks(spread_seconds=None) -> int:
     """Beat, every SIGNIN_CHECK_MINUTES: a synthetic sign-in of every instance the console
     signs in to, spread at random over `spread_seconds` (by default the first half of the
@@ -133,7 +163,8 @@ def run_signin_checks(spread_seconds=None) -> int:
     return len(queued)
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def halt_overdue_rollouts() -> int:
     """Beat: halt the self-halting rollouts whose first group has not verified in time."""
     return len(verification.halt_overdue_rollouts())
@@ -149,6 +180,7 @@ def _send_queued_alerts(sender, alert_ids, **kwargs) -> None:
 
 
 @shared_task(bind=True, max_retries=None)  # ALERT_MAX_ATTEMPTS is counted on the alert
+@database_outage_tolerant
 def send_alert(self, alert_id) -> None:
     """Send one alert; a transient failure is retried with Celery's retry, backing off from
     ALERT_RETRY_SECONDS, until ALERT_MAX_ATTEMPTS; the alert records each outcome."""
@@ -166,13 +198,15 @@ def send_alert(self, alert_id) -> None:
     alerts.record_sent(alert)
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def check_fleet() -> int:
     """Beat: alerts for instances that drift or stopped pulling."""
     return alerts.check_fleet()
 
 
-@shared_task
+@shared_task(acks_late=False)  # the beat sends it again
+@database_outage_tolerant
 def check_audit_chain() -> bool:
     """Beat, daily: verify the audit chain and alert when it does not."""
     return alerts.check_audit_chain()

@@ -273,6 +273,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         "unacked_restore_interval": max(1, min(60, _visibility // 2)),
         "unacked_restore_throttle": 1,
     }
+    # A worker takes no message it cannot start at once: a killed worker leaves none behind
+    # unacknowledged, to come back when the visibility timeout ends (Redis brokers only).
+    CELERY_WORKER_DISABLE_PREFETCH = True
 # Several consoles (or a test run) can share one broker with a queue each.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
@@ -302,7 +305,8 @@ AUDIT_CHECKPOINT_S3 = env("AUDIT_CHECKPOINT_S3", default="")
 AUDIT_CHECKPOINT_MINUTES = env.int("AUDIT_CHECKPOINT_MINUTES", default=15)
 
 CELERY_BEAT_SCHEDULE = {
-    "sweep-push-outbox": {"task": "console.tasks.sweep_outbox", "schedule": 60.0},
+    # Every console.delivery.SWEEP_EVERY seconds: retries and lost batches are the sweeper's.
+    "sweep-push-outbox": {"task": "console.tasks.sweep_outbox", "schedule": 20.0},
     "halt-overdue-rollouts": {"task": "console.tasks.halt_overdue_rollouts", "schedule": 60.0},
     "alert-on-fleet": {"task": "console.tasks.check_fleet", "schedule": 300.0},
     "alert-on-audit-chain": {"task": "console.tasks.check_audit_chain", "schedule": 86400.0},
@@ -324,9 +328,9 @@ if AUDIT_SIGNING_KEY and (AUDIT_CHECKPOINT_FILE or AUDIT_CHECKPOINT_S3):
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Rollout -----------------------------------------------------------------------------------
-PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=40)  # about a day of backing off
+PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=90)  # about a day (delivery.retry_delay)
 PUSH_RETRY_BACKOFF_SECONDS = env.int("PUSH_RETRY_BACKOFF_SECONDS", default=2)
-PUSH_SWEEP_AFTER_SECONDS = env.int("PUSH_SWEEP_AFTER_SECONDS", default=60)
+PUSH_SWEEP_AFTER_SECONDS = env.int("PUSH_SWEEP_AFTER_SECONDS", default=30)
 INSTANCE_STALE_AFTER_MINUTES = env.int("INSTANCE_STALE_AFTER_MINUTES", default=60)
 # A rollout that halts by itself halts when its first group has not verified it by then.
 ROLLOUT_VERIFY_TIMEOUT_MINUTES = env.int("ROLLOUT_VERIFY_TIMEOUT_MINUTES", default=15)

@@ -147,8 +147,10 @@ class Worker:
         raise AssertionError(f"marker {name!r} not written within {timeout}s:\n{self.log()}")
 
 
-def start_worker(queue, folder, database_url, extra_environment=None):
-    """A real `celery -A sso_admin worker` process (solo pool) consuming `queue`."""
+def start_worker(queue, folder, database_url, extra_environment=None, pool=("solo",)):
+    """A real `celery -A sso_admin worker` process consuming `queue`, in a process group of its
+    own (a drill can kill it with its children): the solo pool, or `pool` such as
+    ("prefork", "--concurrency", "2")."""
     marker_dir = folder / f"{queue}-markers"
     marker_dir.mkdir(exist_ok=True)
     log_path = folder / f"{queue}.log"
@@ -170,10 +172,11 @@ def start_worker(queue, folder, database_url, extra_environment=None):
         [
             sys.executable, "-m", "celery", "-A", "sso_admin", "worker",
             "--include", "tests.worker_tasks", "--queues", queue,
-            "--pool", "solo", "--loglevel", "INFO", "--hostname", f"{queue}@%h",
+            "--pool", *pool, "--loglevel", "INFO", "--hostname", f"{queue}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ],
         cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )  # fmt: skip
     worker = Worker(queue, marker_dir, process, log_path)
     worker.log_file = log_file

@@ -8,7 +8,7 @@ import urllib.request
 import boto3
 import pytest
 
-from console import delivery, instances, versions
+from console import delivery, instances, tasks, versions
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest
 from tests.support import AgentProcess, free_port, make_instance
 
@@ -57,12 +57,25 @@ def test_a_publish_reaches_the_agent_which_writes_and_acknowledges(
     assert AuditEvent.objects.filter(action="instance.applied").count() == 1
 
 
+def swept_until(worker, condition, what):
+    """Wait for `condition` with the beat's outbox sweep running meanwhile (no beat process in
+    the tests: it is sent to the worker between looks), as retries are the sweeper's."""
+
+    def looked():
+        if condition():
+            return True
+        tasks.sweep_outbox.delay()
+        return False
+
+    worker.wait_until(looked, what, 90)
+
+
 def test_a_receiver_that_is_down_fails_after_retries_then_a_repush_delivers(
     celery_worker, keycloak_provider, webhook_instance
 ):
     instance, agent = webhook_instance  # not serving yet: connection refused
     versions.publish(keycloak_provider)
-    celery_worker.wait_until(lambda: push_state(instance) == "failed", "the push to fail", 90)
+    swept_until(celery_worker, lambda: push_state(instance) == "failed", "the push to fail")
     push = PushRequest.objects.get(instance=instance)
     assert push.attempts == 3  # PUSH_MAX_ATTEMPTS in the test worker
     assert "connection refused" in push.last_error
@@ -171,9 +184,9 @@ def test_one_batch_with_mixed_outcomes_retries_only_the_transient_failure(
         for name in ("healthy", "wrong-secret"):
             agents[name][1].serve(agents[name][1].port)
         versions.publish(keycloak_provider)
-        celery_worker.wait_until(
-            lambda: not PushRequest.objects.filter(state="pending").exists(),
-            "every push to end", 90,
+        swept_until(
+            celery_worker, lambda: not PushRequest.objects.filter(state="pending").exists(),
+            "every push to end",
         )  # fmt: skip
         outcome = {
             name: PushRequest.objects.values_list("state", "attempts").get(instance=instance)

@@ -232,7 +232,6 @@ class TestASecretDoesNotFollowTheProvider:
 
 class TestWebhookURLs:
     def form(self, provider, url, allow_http=False):
-
         return InstanceForm(
             data={
                 "name": "x", "url_base": "https://x.example.test/", "shape": "compose",

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from console import versions
 from console.management.commands._cli import cli_actor
@@ -42,4 +43,13 @@ class Command(BaseCommand):
                 if check.get("status") == "fail":
                     self.stderr.write(f"FAIL  {check['id']:<20} {check['message']}")
             raise CommandError(f"Not published: {refusal}", returncode=1) from None
+        except DatabaseError as error:  # nothing was half made: the transaction rolled back
+            said = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
+            raise CommandError(
+                f"Not published: the database refused the change ({said}). Nothing was "
+                "published; try again once it accepts writes.",
+                returncode=1,
+            ) from None
         self.stdout.write(str(version.number))
