@@ -84,7 +84,9 @@ try:
     else:
         receiver.hold.clear()
         versions.publish(provider)
-        wait(lambda: receiver.count() >= 100, 120)
+        # Every thread of the 4 processes waits for an answer (well within the 5 s read
+        # timeout): the fault starts in the middle of the push.
+        wait(lambda: receiver.count() >= 64, 120)
         with drills.AuditInsertsRefused() as fault:
             receiver.hold.set()
             time.sleep(fault_seconds)  # the length of the outage being measured
