@@ -5,25 +5,45 @@ on a docker-compose host; the agent writes the .env file)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import shlex
+import zipfile
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agent import diffgram_sso_agent
+import agent
 
-AGENT_FILE = Path(diffgram_sso_agent.__file__)
-AGENT_DOWNLOAD_NAME = AGENT_FILE.name
+AGENT_PACKAGE = Path(agent.__file__).parent
+AGENT_DOWNLOAD_NAME = "diffgram_sso_agent.py"
 # Where the commands put things on the host.
 SSO_DIR = "/etc/diffgram-sso"
 AGENT_PATH = "/usr/local/bin/diffgram_sso_agent.py"
 ENV_FILE = "/opt/diffgram/.env"
 POLL_SECONDS = 60
+STARTER = "import sys\n\nfrom agent.diffgram_sso_agent import main\n\nsys.exit(main())\n"
 
 
 @cache
 def agent_source() -> bytes:
-    return AGENT_FILE.read_bytes()
+    """The one file operators download: the agent package (agent/*.py, which the console
+    shares) as a zip application that `python3 diffgram_sso_agent.py ...` runs (Python runs a
+    zip file whatever its name). Built the same, byte for byte, every time: fixed dates and
+    order, so its SHA-256 can be published and checked."""
+    buffer = io.BytesIO()
+    buffer.write(b"#!/usr/bin/env python3\n")
+    with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as bundle:
+        members = [("__main__.py", STARTER.encode())] + [
+            (f"agent/{path.name}", path.read_bytes())
+            for path in sorted(AGENT_PACKAGE.glob("*.py"))
+            if path.name != "__main__.py"
+        ]
+        for name, data in members:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            bundle.writestr(info, data)
+    return buffer.getvalue()
 
 
 @cache

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 import yaml
 
-from agent import diffgram_sso_agent as agent
+from agent.envfile import MANAGED, env_value
 
 COGNITO = "cognito"
 KEYCLOAK = "keycloak"
@@ -246,9 +246,8 @@ def masked(variables) -> dict[str, str]:
 
 # --- output formats -----------------------------------------------------------------------------
 
-# One quoting rule for the console and the agent that writes the same files: the agent is a
-# standalone file operators copy to hosts, so the rule lives there and the console imports it.
-env_value = agent.env_value
+# One quoting rule for the console and the agent that writes the same files (agent/envfile.py,
+# shipped inside the agent).
 
 
 def render_env(settings) -> str:
@@ -298,4 +297,4 @@ def render_helm(settings) -> str:
 
 
 # Every variable the console writes (the agent, which rewrites .env files, owns the list).
-MANAGED_VARIABLES = agent.MANAGED
+MANAGED_VARIABLES = MANAGED

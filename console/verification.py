@@ -1,7 +1,7 @@
 """Verified rollouts: whether each instance's Diffgram signs users in with the version it
 applied, and staged rollouts that halt by themselves when their first group says no.
 
-Two depths, both the agent's code (agent/diffgram_sso_agent.py), run by the agent after it
+Two depths, both in agent/signin.py (shared with the agent), run by the agent after it
 applies and by the console through console/outbound.py with its guards: the probe (Diffgram
 offers single sign-on with the expected login URL and the identity provider shows its login
 page) and, when the provider has a test account (console/signin_accounts.py), the synthetic
@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from agent import diffgram_sso_agent as agent
+from agent import signin
 from console import (
     audit,
     instances,
@@ -264,7 +264,7 @@ def _outbound_send(
     try:
         response = outbound.request(method, url, body=body, headers=headers, max_redirects=0)
     except outbound.OutboundError as error:
-        raise agent.Unreachable(error.message) from None
+        raise signin.Unreachable(error.message) from None
     return response.status, response.headers, response.body, response.cookies
 
 
@@ -277,8 +277,8 @@ def check_instance(instance) -> tuple[int, dict[str, Any]]:
         raise NothingToVerify(f"{instance} has no published Diffgram sign-in to verify.")
     account = signin_accounts.account_of(version.provider_id)
     if account is None:
-        return version.number, agent.probe(expect, send=_outbound_send)
-    return version.number, agent.signin(expect, account.credentials(), send=_outbound_send)
+        return version.number, signin.probe(expect, send=_outbound_send)
+    return version.number, signin.signin(expect, account.credentials(), send=_outbound_send)
 
 
 def verify_from_console(instance) -> dict[str, Any]:

@@ -196,6 +196,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The console stores no uploads; set anyway, because with none Django's test server serves
+# every file under the working directory at "/" (its media handler), hiding real URLs.
+MEDIA_URL = "media/"
+MEDIA_ROOT = VAR_DIR / "media"
 STATIC_ROOT = VAR_DIR / "static"
 if DEBUG:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns before collectstatic

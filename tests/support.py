@@ -7,12 +7,14 @@ it through `require_component`: outside CI a missing component skips the test wi
 saying what to start; with CI=true it fails the test.
 """
 
+import functools
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -27,7 +29,7 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from console import audit, providers
+from console import agent_setup, audit, providers
 from console.forms import CognitoProviderForm, KeycloakProviderForm
 from console.models import ApiToken, AuditEvent, Provider
 from tests.idp_server import cognito_document
@@ -337,11 +339,17 @@ def make_instance(provider, name, **fields):
     return instances.create_instance(form)
 
 
-AGENT = ROOT / "agent" / "diffgram_sso_agent.py"
+@functools.cache
+def agent_file():
+    """The agent as operators download it (console/agent_setup.py: one zip application),
+    written once per test run."""
+    path = Path(tempfile.mkdtemp(prefix="agent-")) / agent_setup.AGENT_DOWNLOAD_NAME
+    path.write_bytes(agent_setup.agent_source())
+    return path
 
 
 class AgentProcess:
-    """Runs agent/diffgram_sso_agent.py the way an operator would."""
+    """Runs the agent the way an operator would: the file the console serves."""
 
     def __init__(self, tmp_path, instance, token, console_url, diffgram_url="", extra_args=()):
         """With `diffgram_url` the agent verifies what it applied against that Diffgram;
@@ -368,7 +376,7 @@ class AgentProcess:
 
     def pull(self, *extra):
         return subprocess.run(
-            [sys.executable, str(AGENT), "pull", "--once", *self.common_args(), *extra],
+            [sys.executable, str(agent_file()), "pull", "--once", *self.common_args(), *extra],
             capture_output=True, text=True, timeout=60, env=subprocess_environment(),
         )  # fmt: skip
 
@@ -376,7 +384,7 @@ class AgentProcess:
         self.log_path = self.folder / f"agent-{port}.log"
         self._log = open(self.log_path, "w")  # noqa: SIM115 - open while it serves
         self.server = subprocess.Popen(
-            [sys.executable, str(AGENT), "serve", "--listen", f"127.0.0.1:{port}",
+            [sys.executable, str(agent_file()), "serve", "--listen", f"127.0.0.1:{port}",
              "--secret-file", str(self.secret_file), *self.common_args(), *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=subprocess_environment(),
         )  # fmt: skip

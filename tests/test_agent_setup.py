@@ -15,10 +15,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from agent import diffgram_sso_agent as agent
+from agent import envfile
 from console import agent_setup
 from console.forms import InstanceForm
-from tests.support import AGENT, ROOT, make_instance, subprocess_environment
+from tests.support import ROOT, agent_file, make_instance, subprocess_environment
 
 pytestmark = pytest.mark.django_db
 
@@ -58,11 +58,22 @@ def test_a_webhook_instance_serves_on_its_webhook_port_with_tls(admin_client, ke
     assert "--secret-file /etc/diffgram-sso/signing-secret" in commands
 
 
-def test_the_console_serves_the_agent_with_the_hash_it_shows(client):
+def test_the_console_serves_the_agent_with_the_hash_it_shows(client, tmp_path):
     response = client.get(reverse("agent-download"))  # no sign-in: curl on a host fetches it
     assert response.status_code == 200
-    assert response.content == AGENT.read_bytes()
     assert hashlib.sha256(response.content).hexdigest() == agent_setup.agent_sha256()
+    # One file, built from agent/*.py the same way every time: the hash another console (or a
+    # later start) publishes is the same.
+    assert agent_setup.agent_source.__wrapped__() == response.content
+    # It runs on its own, away from this checkout, with nothing but Python.
+    alone = tmp_path / "diffgram_sso_agent.py"
+    alone.write_bytes(response.content)
+    shown = subprocess.run(
+        [sys.executable, "-I", str(alone), "--help"], capture_output=True, text=True,
+        timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "keeps the SSO variables of a Diffgram .env file in step" in shown.stdout
 
 
 @pytest.mark.parametrize(
@@ -133,7 +144,7 @@ def test_the_commands_work_when_pasted(live_server, keycloak_provider, admin_use
 
 def run_agent(*args):
     return subprocess.run(
-        [sys.executable, str(AGENT), *args], capture_output=True, text=True, timeout=60,
+        [sys.executable, str(agent_file()), *args], capture_output=True, text=True, timeout=60,
         env=subprocess_environment(), cwd=ROOT,
     )  # fmt: skip
 
@@ -168,8 +179,8 @@ def test_pull_and_push_write_the_variables_in_the_same_order():
         "OAUTH2_PROVIDER_CLIENT_ID": "diffgram-lab", "OAUTH2_PROVIDER_HOST": "https://kc/",
     }  # fmt: skip
     existing = "POSTGRES_HOST=db\n"
-    as_pulled = agent.merge_env(existing, settings)
-    as_pushed = agent.merge_env(existing, dict(sorted(settings.items())))
+    as_pulled = envfile.merge_env(existing, settings)
+    as_pushed = envfile.merge_env(existing, dict(sorted(settings.items())))
     assert as_pulled == as_pushed
     names = [line.split("=")[0] for line in as_pulled.splitlines() if "=" in line]
-    assert names == ["POSTGRES_HOST", *[n for n in agent.MANAGED if n in settings]]
+    assert names == ["POSTGRES_HOST", *[n for n in envfile.MANAGED if n in settings]]

@@ -10,6 +10,7 @@ Every test here passes alone, in one process and in any order (CI also runs this
 import pytest
 from django.urls import reverse
 
+from agent import signin
 from console import instances, signin_accounts, verification, versions
 from console.models import Instance
 from tests.diffgram_standin import CognitoClient, Settings, StandInDiffgram, is_oauth2_set
@@ -324,14 +325,12 @@ def test_two_diffgrams_sharing_one_keycloak_client_break_each_others_login(keycl
     made = keycloak_admin_get(keycloak_op, "clients/diffgram")
     assert made["redirectUris"] == [f"{second.url_base}user/oidc-login"]
 
-    from agent import diffgram_sso_agent as agent
-
     expect = {
         "url_base": first.url_base, "client_id": "diffgram",
         "authorize_endpoint": f"{keycloak_op.issuer}/protocol/openid-connect/auth",
         "redirect_uri": f"{first.url_base}user/oidc-login",
     }  # fmt: skip
-    result = agent.probe(expect)
+    result = signin.probe(expect)
     assert (result["step"], result["detail"]) == (
         "login_page", "the identity provider answered HTTP 400: invalid_redirect_uri",
     )  # fmt: skip
@@ -340,8 +339,6 @@ def test_two_diffgrams_sharing_one_keycloak_client_break_each_others_login(keycl
 def test_without_credentials_diffgram_uses_admin_admin_and_resets_diffgram_diffgram(
     keycloak_op, diffgrams
 ):
-    from agent import diffgram_sso_agent as agent
-
     keycloak_op.start(keycloak_admin=("admin", "admin"))
     lab = diffgrams()
     lab.env_file.write_text(
@@ -355,7 +352,7 @@ def test_without_credentials_diffgram_uses_admin_admin_and_resets_diffgram_diffg
         "redirect_uri": f"{lab.url_base}user/oidc-login",
     }  # fmt: skip
     account = {"username": "diffgram", "password": "diffgram", "email": ""}
-    steps = {step["name"]: step for step in agent.signin(expect, account)["steps"]}
+    steps = {step["name"]: step for step in signin.signin(expect, account)["steps"]}
     assert steps["credentials"]["ok"] is True  # the realm user Diffgram reset, diffgram/diffgram
     assert steps["credentials"]["detail"] == "the identity provider accepted [hidden]"
 

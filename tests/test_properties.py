@@ -8,7 +8,7 @@ from dotenv import dotenv_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import diffgram_sso_agent as agent
+from agent import envfile
 from console import diffgram, discovery
 from console.discovery import Fetched, ProviderSpec
 
@@ -96,7 +96,7 @@ TEXT = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="
 def test_env_values_round_trip(value):
     text = diffgram.render_env({"VALUE": value})
     # docker compose's reading (the agent parses the console's output the same way).
-    assert agent.parse_env_body(text) == {"VALUE": value}
+    assert envfile.parse_env_body(text) == {"VALUE": value}
     # python-dotenv agrees, except where compose needs "$$" for a literal "$" inside double
     # quotes (a value holding ' or \\ and $), which python-dotenv reads as "$$".
     needs_compose_dollar = "$" in value and ("'" in value or "\\\\" in value)

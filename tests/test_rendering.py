@@ -6,7 +6,7 @@ import json
 import yaml
 from dotenv import dotenv_values
 
-from agent import diffgram_sso_agent as agent
+from agent import envfile
 from console import diffgram
 
 AWKWARD = {
@@ -38,12 +38,12 @@ def test_a_dollar_next_to_a_quote_is_doubled_for_docker_compose():
     """Compose interpolates $ inside double quotes, so "$$" is its literal dollar; values that
     need double quotes (they hold ' or \\) and contain $ are written that way."""
     assert diffgram.env_value("it's $5") == '"it\'s $$5"'
-    assert agent.parse_env_body(diffgram.render_env({"X": "it's $5"})) == {"X": "it's $5"}
+    assert envfile.parse_env_body(diffgram.render_env({"X": "it's $5"})) == {"X": "it's $5"}
 
 
 def test_the_agent_reads_the_console_env_body_back():
     for value in [*AWKWARD.values(), "it's $5", "a\\b'c$d\re"]:
-        assert agent.parse_env_body(diffgram.render_env({"X": value})) == {"X": value}
+        assert envfile.parse_env_body(diffgram.render_env({"X": value})) == {"X": value}
 
 
 def test_helm_values_survive_the_charts_unquoted_paste():
@@ -89,7 +89,7 @@ def test_the_agent_replaces_only_the_sso_variables():
         "OAUTH2_PROVIDER_CLIENT_ID=duplicate\n"
         "# trailing comment\n"
     )
-    merged = agent.merge_env(existing, {"OAUTH2_PROVIDER_CLIENT_ID": "new", "USE_OAUTH2": "True"})
+    merged = envfile.merge_env(existing, {"OAUTH2_PROVIDER_CLIENT_ID": "new", "USE_OAUTH2": "True"})
     assert merged == (
         "# Diffgram settings\n"
         "POSTGRES_PASSWORD=keep-me\n"
@@ -97,10 +97,10 @@ def test_the_agent_replaces_only_the_sso_variables():
         "export URL_BASE=https://lab.example.test/\n"
         "# trailing comment\n"
         "\n"
-        f"{agent.HEADER_COMMENT}\n"
+        f"{envfile.HEADER_COMMENT}\n"
         "USE_OAUTH2=True\n"
     )
-    assert agent.merge_env(merged, {"OAUTH2_PROVIDER_CLIENT_ID": "new", "USE_OAUTH2": "True"}) == (
-        merged
-    )  # applying the same settings again changes nothing
+    assert envfile.merge_env(
+        merged, {"OAUTH2_PROVIDER_CLIENT_ID": "new", "USE_OAUTH2": "True"}
+    ) == (merged)  # applying the same settings again changes nothing
     assert dotenv_values(stream=io.StringIO(merged))["POSTGRES_PASSWORD"] == "keep-me"

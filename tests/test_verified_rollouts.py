@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from agent import diffgram_sso_agent as agent
+from agent import signin
 from console import providers, tasks, verification, versions
 from console.forms import CognitoProviderForm
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, Rollout
@@ -170,7 +170,7 @@ EXPECT = {
 def test_diffgrams_answer_is_checked_step_by_step(answer, step):
     import json
 
-    failure = agent.check_oauth2_answer(200, json.dumps(answer).encode(), EXPECT)
+    failure = signin.check_oauth2_answer(200, json.dumps(answer).encode(), EXPECT)
     assert (failure[0] if failure else None) == step
 
 
@@ -195,19 +195,19 @@ def test_the_identity_providers_answer_is_judged(answers, ok, words):
     replies = iter((*answer, []) for answer in answers)
     expect = {"url_base": "https://dg.test/"}
     login_url = "https://idp.test/oauth2/authorize?client_id=c"
-    outcome = agent._walk(
-        agent.Browser(lambda method, url, body, headers: next(replies)), "GET", login_url,
+    outcome = signin._walk(
+        signin.Browser(lambda method, url, body, headers: next(replies)), "GET", login_url,
         expect["url_base"], stay_on="idp.test",
     )  # fmt: skip
-    found_ok, detail, _ = agent.judge_login_page(outcome, login_url)
+    found_ok, detail, _ = signin.judge_login_page(outcome, login_url)
     assert found_ok is ok and words in detail
 
 
 def test_a_login_url_that_is_not_http_is_never_opened(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("do not read me")
-    with pytest.raises(agent.Unreachable, match="not an http"):
-        agent.http_send("GET", secret.as_uri())
+    with pytest.raises(signin.Unreachable, match="not an http"):
+        signin.http_send("GET", secret.as_uri())
 
 
 # --- staged rollouts that halt by themselves, through the real worker and pushed agents ---------

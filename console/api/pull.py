@@ -11,7 +11,7 @@ from functools import wraps
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
 
-from agent import diffgram_sso_agent as agent
+from agent.signin import VERIFY_HEADER
 from console import (
     diffgram,
     instances,
@@ -151,14 +151,14 @@ def pull_config(request):
         content_type, extension = FORMATS[output]
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
-        # What the agent checks Diffgram against after applying (agent.VERIFY_HEADER), with the
+        # What the agent checks Diffgram against after applying (VERIFY_HEADER), with the
         # test account when the agent runs the synthetic sign-ins (it keeps it in memory).
         expect = state.bodies.get("verify")
         if expect is None:
             expect = state.bodies["verify"] = json.dumps(
                 verification.expectations_for(instance, version)
             )
-        response[agent.VERIFY_HEADER] = expect
+        response[VERIFY_HEADER] = expect
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)
     # Orders what the agent applies across provider switches (version numbers are per provider).
