@@ -73,6 +73,7 @@ try:
         wait(lambda: receiver.count() >= instances * 0.3, 120)
         drills.kill(worker)
         killed_at = time.monotonic()
+        wait(receiver.idle, 30)  # what was sent before the kill is read to the end
         arrived = receiver.arrivals()
         recorded = set(PushRequest.objects.filter(state="succeeded")
                        .values_list("instance__name", flat=True))

@@ -23,6 +23,22 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # a fleet's pushes arrive together (Python's default is 5)
 
+    def __init__(self, *args, **kwargs):
+        self.connections, self.connections_lock = 0, threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self.connections_lock:
+            self.connections += 1
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.connections -= 1
+
 
 class FleetReceiver:
     """Answers signed pushes as agents do ({"applied": N}) and notes every arrival. While
@@ -61,6 +77,10 @@ class FleetReceiver:
     def count(self):
         with self.lock:
             return len(self.received)
+
+    def idle(self):
+        """Whether no connection is open: every push sent so far has been read (and counted)."""
+        return self.server.connections == 0
 
     def arrivals(self):
         """{instance name: how many pushes arrived for it}."""

@@ -495,6 +495,8 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was_in_fl
         versions.publish(keycloak_provider)
         wait_for(lambda: receiver.count() >= 40, "deliveries under way")
         drills.kill(worker)
+        # What the killed worker had sent is read to the end (its connections close).
+        wait_for(receiver.idle, "the receiver to read what was sent before the kill")
         arrived = receiver.arrivals()
         recorded = set(
             PushRequest.objects.filter(state="succeeded").values_list("instance__name", flat=True)
