@@ -27,12 +27,11 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import ngettext
 
+from console import aws
 from console.models import AuditChainHead, AuditEvent
 
 CHECKED_CHECKPOINTS = 5  # the newest ones verify_audit compares the chain with
@@ -132,7 +131,7 @@ class S3Sink:
         return self.url
 
     def _client(self):
-        return boto3.session.Session().client("s3", endpoint_url=settings.AWS_ENDPOINT_URL or None)
+        return aws.client("s3")
 
     def append(self, checkpoint) -> None:
         # "seq-" sorts after the event-id names of checkpoints written before chaining.
@@ -142,7 +141,7 @@ class S3Sink:
                 Bucket=self.bucket, Key=key, Body=checkpoint.as_json().encode(),
                 ContentType="application/json",
             )  # fmt: skip
-        except (ClientError, BotoCoreError) as error:
+        except aws.ERRORS as error:
             raise CheckpointError(f"Cannot write to {self.url}: {error}") from None
 
     def read(self, newest=CHECKED_CHECKPOINTS) -> list[Checkpoint | None]:
@@ -159,7 +158,7 @@ class S3Sink:
                 )
                 for key in sorted(keys)[-newest:]
             ]
-        except (ClientError, BotoCoreError) as error:
+        except aws.ERRORS as error:
             raise CheckpointError(f"Cannot read {self.url}: {error}") from None
 
 

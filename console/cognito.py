@@ -1,9 +1,9 @@
 """AWS Cognito through boto3: audit an app client against what Diffgram needs, fix it in one
 click, read the hosted-UI domain, and manage the federated identity providers of the pool.
 
-Credentials: boto3's standard chain, optionally assuming the provider's IAM role; the endpoint
-follows AWS_ENDPOINT_URL (a moto server in tests). AWS errors become messages naming the IAM
-permission that is missing; they never escape as exceptions.
+The clients come from console/aws.py (credentials, the provider's IAM role, AWS_ENDPOINT_URL);
+AWS errors become AWSError messages naming the IAM permission that is missing. Creating an app
+client and the provider using it is console/cognito_provisioning.py.
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from django.conf import settings
 from django.db import transaction
 from django.utils.translation import ngettext
 
-from console import audit, diffgram, discovery, providers
+from console import audit, aws, diffgram, discovery
+from console.aws import AWSError, call
 from console.models import Provider
 
 PASS, WARN, FAIL = discovery.PASS, discovery.WARN, discovery.FAIL
@@ -25,12 +23,7 @@ Check = discovery.CheckResult  # one kind of check result, for discovery and for
 REQUIRED_SCOPES = ("openid", "email")
 NEW_CLIENT_SCOPES = ("openid", "email", "profile")
 REQUIRED_AUTH_FLOWS = ("ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH")
-THROTTLED = {"TooManyRequestsException", "ThrottlingException", "LimitExceededException"}
-DENIED = {"AccessDeniedException", "NotAuthorizedException", "UnauthorizedOperation"}
-
-
-class AWSError(Exception):
-    """Something AWS refused; the message says what to do about it."""
+__all__ = ["AWSError", "call"]  # re-exported: callers catch cognito.AWSError
 
 
 @dataclass
@@ -47,56 +40,9 @@ class Inspection:
         return all(check.status == PASS for check in self.checks)
 
 
-def _session(provider):
-    if not provider.aws_role_arn:
-        return boto3._get_default_session()
-    try:
-        credentials = boto3.client(
-            "sts", endpoint_url=settings.AWS_ENDPOINT_URL or None, region_name=provider.aws_region
-        ).assume_role(RoleArn=provider.aws_role_arn, RoleSessionName="diffgram-sso-console")[
-            "Credentials"
-        ]
-    except (ClientError, BotoCoreError) as error:
-        raise AWSError(_explain(error, "sts:AssumeRole", provider.aws_role_arn)) from None
-    return boto3.session.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
-
-
 def client_for(provider) -> Any:
-    return _session(provider).client(
-        "cognito-idp",
-        region_name=provider.aws_region,
-        endpoint_url=settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL or None,
-    )
-
-
-def _explain(error, permission, resource):
-    if isinstance(error, NoCredentialsError):
-        return (
-            "No AWS credentials found. Give the console an IAM role (or the standard AWS_* "
-            "variables) with the policy in README.md."
-        )
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code", "")
-        if code in DENIED:
-            return f"AWS denied {permission} on {resource}: add it to the console's IAM policy."
-        if code == "ResourceNotFoundException":
-            return f"AWS has no {resource} in this region ({code})."
-        if code in THROTTLED:
-            return f"AWS throttled {permission}; try again in a moment."
-        return f"AWS refused {permission} on {resource}: {code}."
-    return f"Could not reach AWS for {permission}: {error}"
-
-
-def call(client, operation, permission, resource, **arguments) -> Any:
-    """One boto3 call; an AWS error becomes an AWSError saying what to do about it."""
-    try:
-        return getattr(client, operation)(**arguments)
-    except (ClientError, BotoCoreError) as error:
-        raise AWSError(_explain(error, permission, resource)) from None
+    """A Cognito client for the provider's pool, as its IAM role (when it names one)."""
+    return aws.client("cognito-idp", region=provider.aws_region, role_arn=provider.aws_role_arn)
 
 
 def app_client(provider, client) -> tuple[dict[str, Any], bool]:
@@ -165,7 +111,7 @@ def inspect(provider) -> Inspection:
         checks.append(Check(check_id, PASS if ok else FAIL, passed if ok else failed))
 
     for base in url_bases(provider):
-        callback, signout = diffgram.callback_url("cognito", base), diffgram.signout_url(base)
+        callback, signout = diffgram.oauth2_callback_url(base), diffgram.signout_url(base)
         check(
             f"callback:{base}",
             callback in app.get("CallbackURLs", []),
@@ -290,7 +236,7 @@ def fix_plan(
     after = dict(before)
     bases = url_bases(provider)
     after["CallbackURLs"] = _union(
-        app.get("CallbackURLs", []), [diffgram.callback_url("cognito", b) for b in bases]
+        app.get("CallbackURLs", []), [diffgram.oauth2_callback_url(b) for b in bases]
     )
     after["LogoutURLs"] = _union(
         app.get("LogoutURLs", []), [diffgram.signout_url(b) for b in bases]
@@ -366,7 +312,7 @@ def new_app_client_config(client_name, url_bases) -> dict[str, Any]:
     return {
         "ClientName": client_name,
         "GenerateSecret": False,
-        "CallbackURLs": [diffgram.callback_url("cognito", base) for base in url_bases],
+        "CallbackURLs": [diffgram.oauth2_callback_url(base) for base in url_bases],
         "LogoutURLs": [diffgram.signout_url(base) for base in url_bases],
         "AllowedOAuthFlows": ["code"],
         "AllowedOAuthFlowsUserPoolClient": True,
@@ -374,51 +320,6 @@ def new_app_client_config(client_name, url_bases) -> dict[str, Any]:
         "ExplicitAuthFlows": list(REQUIRED_AUTH_FLOWS),
         "SupportedIdentityProviders": ["COGNITO"],
     }
-
-
-def provision(form, *, request=None, actor=None) -> tuple[Provider, discovery.Report]:
-    """Create the app client of a valid ProvisionCognitoForm in its pool (and a hosted-UI
-    domain when the pool has none), then store the provider using it and validate it.
-    Returns (provider, validation report). Raises AWSError before anything is stored."""
-    draft = form.instance  # region, pool and role, as the form validated them
-    pool, url_bases = draft.user_pool_id, form.cleaned_data["url_bases"]
-    client = client_for(draft)
-    domain = pool_domain(draft, client)
-    created_domain = ""
-    if not domain:
-        prefix = form.cleaned_data.get("domain_prefix")
-        if not prefix:
-            raise AWSError(
-                f"The user pool {pool} has no hosted-UI domain, which Diffgram's login needs: "
-                "give a domain prefix to create one."
-            )
-        call(
-            client, "create_user_pool_domain", "cognito-idp:CreateUserPoolDomain",
-            f"domain {prefix}", Domain=prefix, UserPoolId=pool,
-        )  # fmt: skip
-        domain = created_domain = prefix
-    config = new_app_client_config(form.cleaned_data["client_name"], url_bases)
-    created = call(
-        client, "create_user_pool_client", "cognito-idp:CreateUserPoolClient",
-        f"user pool {pool}", UserPoolId=pool, **config,
-    )["UserPoolClient"]  # fmt: skip
-    draft.client_id = created["ClientId"]
-    draft.cognito_domain = hosted_ui_url(domain, draft.aws_region)
-    draft.scopes = " ".join(NEW_CLIENT_SCOPES)
-    draft.diffgram_url_base = url_bases[0]
-    with transaction.atomic():
-        provider = providers.save_provider(form, request=request, actor=actor)
-        context = {"user_pool": pool, "client": provider.client_id}
-        if created_domain:
-            audit.record(
-                audit.Action.COGNITO_DOMAIN_CREATED, request=request, actor=actor,
-                target=provider, context={**context, "domain": created_domain},
-            )  # fmt: skip
-        audit.record(
-            audit.Action.COGNITO_CLIENT_CREATED, request=request, actor=actor, target=provider,
-            changes=audit.field_changes({}, config), context=context,
-        )  # fmt: skip
-    return providers.run_validation(provider, request=request, actor=actor)
 
 
 # --- the test account of synthetic sign-ins (console/signin_accounts.py) -------------------------
@@ -429,25 +330,20 @@ def create_test_user(provider, username, email, password) -> None:
     message: what a synthetic sign-in needs (AdminCreateUser, then AdminSetUserPassword)."""
     client, pool = client_for(provider), provider.user_pool_id
     try:
-        client.admin_create_user(
+        call(
+            client, "admin_create_user", "cognito-idp:AdminCreateUser", f"user pool {pool}",
             UserPoolId=pool, Username=username, MessageAction="SUPPRESS",
             UserAttributes=[
                 {"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"},
             ],
         )  # fmt: skip
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "UsernameExistsException":
+    except AWSError as error:
+        if error.code == "UsernameExistsException":
             raise AWSError(
                 f"The user pool {pool} has a user {username} already: choose another username, "
                 "or enter that account's password instead."
             ) from None
-        raise AWSError(
-            _explain(error, "cognito-idp:AdminCreateUser", f"user pool {pool}")
-        ) from None
-    except BotoCoreError as error:
-        raise AWSError(
-            _explain(error, "cognito-idp:AdminCreateUser", f"user pool {pool}")
-        ) from None
+        raise
     set_test_user_password(provider, username, password, client=client)
 
 
@@ -462,11 +358,11 @@ def set_test_user_password(provider, username, password, *, client=None) -> None
 def delete_test_user(provider, username) -> None:
     """Remove the test user from the pool (already gone is fine)."""
     try:
-        client_for(provider).admin_delete_user(UserPoolId=provider.user_pool_id, Username=username)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") == "UserNotFoundException":
-            return
-        resource = f"user {username} of {provider.user_pool_id}"
-        raise AWSError(_explain(error, "cognito-idp:AdminDeleteUser", resource)) from None
-    except BotoCoreError as error:
-        raise AWSError(_explain(error, "cognito-idp:AdminDeleteUser", username)) from None
+        call(
+            client_for(provider), "admin_delete_user", "cognito-idp:AdminDeleteUser",
+            f"user {username} of {provider.user_pool_id}",
+            UserPoolId=provider.user_pool_id, Username=username,
+        )  # fmt: skip
+    except AWSError as error:
+        if error.code != "UserNotFoundException":
+            raise

@@ -21,22 +21,18 @@ from typing import Any, cast
 import yaml
 from django.db import models, transaction
 
-from console import audit, discovery, instances, providers
-from console.forms import FORMS_BY_KIND, InstanceForm, model_form_fields
+from console import audit, discovery, instances, kinds, providers
+from console.instance_forms import InstanceForm
 from console.models import Instance, Provider
 
 FORMAT_VERSION = 1
 MAX_BYTES = 1024 * 1024
 # The fields of each object are the fields of its form (the same as the UI and the JSON API).
-PROVIDER_FIELDS: dict[str, list[str]] = {
-    kind: [name for name in model_form_fields(form) if name != "name"]
-    for kind, form in FORMS_BY_KIND.items()
-}
-DEFAULT_SCOPES = {
-    Provider.Kind.COGNITO: {"scopes": "openid email"},
-    Provider.Kind.OIDC: {"scopes": "openid email profile"},
-}
-INSTANCE_FIELDS = [name for name in model_form_fields(InstanceForm) if name != "name"]
+INSTANCE_FIELDS = [name for name in InstanceForm.Meta.fields if name != "name"]
+
+
+def provider_fields(kind) -> list[str]:
+    return [name for name in kind.editable_fields if name != "name"]
 
 
 class ConfigImportError(Exception):
@@ -64,11 +60,12 @@ def _instance_default(name):
 def export_document() -> dict[str, Any]:
     document: dict[str, Any] = {"version": FORMAT_VERSION, "providers": [], "instances": []}
     for provider in Provider.objects.order_by("name"):
+        kind = kinds.of(provider)
         entry = {"name": provider.name, "kind": provider.kind, "enabled": provider.enabled}
-        for name in PROVIDER_FIELDS[provider.kind]:
+        for name in provider_fields(kind):
             if getattr(provider, name):
                 entry[name] = getattr(provider, name)
-        for secret in FORMS_BY_KIND[provider.kind].secret_names:
+        for secret in kind.secret_names:
             if provider.has_secret(secret):
                 entry[secret] = {"env": secret_variable(provider.name, secret)}
         document["providers"].append(entry)
@@ -211,26 +208,27 @@ def _plan_provider(entry, path, secrets, problem, seen):
     if not isinstance(entry, dict) or not entry.get("name"):
         problem(path, "each provider needs a name")
         return None
-    name, kind = entry["name"], entry.get("kind")
-    if kind not in FORMS_BY_KIND:
-        problem((*path, "kind"), f"must be one of {', '.join(FORMS_BY_KIND)}")
+    name, kind = entry["name"], kinds.get(entry.get("kind"))
+    if kind is None:
+        problem((*path, "kind"), f"must be one of {', '.join(kinds.KINDS)}")
         return None
     if name in seen:
         problem((*path, "name"), f"{name!r} appears twice")
         return None
     seen.add(name)
     existing = Provider.objects.filter(name=name).first()
-    if existing and existing.kind != kind:
+    if existing and kinds.of(existing) is not kind:
         problem((*path, "kind"), f"{name!r} exists as a {existing.kind} provider")
         return None
-    allowed = {"name", "kind", "enabled", *PROVIDER_FIELDS[kind], *FORMS_BY_KIND[kind].secret_names}
+    fields = provider_fields(kind)
+    allowed = {"name", "kind", "enabled", *fields, *kind.secret_names}
     for key in entry:
         if key not in allowed:
             problem((*path, key), "unknown field")
-    defaults = DEFAULT_SCOPES.get(kind, {})
-    data = {"name": name, **{f: entry.get(f) or defaults.get(f, "") for f in PROVIDER_FIELDS[kind]}}
+    defaults = {"scopes": kind.default_scopes}
+    data = {"name": name, **{f: entry.get(f) or defaults.get(f, "") for f in fields}}
     secret_changes = {}
-    for secret in FORMS_BY_KIND[kind].secret_names:
+    for secret in kind.secret_names:
         reference = entry.get(secret)
         if isinstance(reference, dict) and reference.get("unchanged") is True:
             continue
@@ -250,10 +248,10 @@ def _plan_provider(entry, path, secrets, problem, seen):
         else:
             problem((*path, secret), "a secret must be {env: NAME} or {unchanged: true}")
     # Read the stored values first: validating a ModelForm writes the new ones onto the instance.
-    before = {f: getattr(existing, f) for f in PROVIDER_FIELDS[kind]} if existing else {}
+    before = {f: getattr(existing, f) for f in fields} if existing else {}
     if existing:
         data["revision"] = existing.revision
-    form = FORMS_BY_KIND[kind](data=data, instance=existing)
+    form = kind.form(data=data, instance=existing)
     if not form.is_valid():
         for field_name, errors in form.errors.items():
             problem((*path, field_name), " ".join(str(e) for e in errors))
@@ -261,7 +259,7 @@ def _plan_provider(entry, path, secrets, problem, seen):
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         problem((*path, "enabled"), "must be true or false")
-    after = {f: form.cleaned_data.get(f, "") for f in PROVIDER_FIELDS[kind]}
+    after = {f: form.cleaned_data.get(f, "") for f in fields}
     diff = audit.field_changes(before, after) if existing else {}
     if existing and existing.enabled != enabled:
         diff["enabled"] = [existing.enabled, enabled]

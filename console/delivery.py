@@ -24,7 +24,7 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from console import audit, diffgram, outbound
+from console import audit, aws, diffgram, outbound, versions
 from console.models import ConfigVersion, Instance, PushAttempt, PushRequest, SigninAccount
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def signed_webhook(instance, version, signin_account=None) -> tuple[bytes, dict[
             "content_hash": version.content_hash_for(instance),
             "settings": all_settings,
             # What the agent checks Diffgram against after applying.
-            "verify": version.login_expectations_for(instance, signin_account),
+            "verify": versions.login_expectations(version, instance, signin_account),
         },
         sort_keys=True,
     ).encode()
@@ -163,41 +163,26 @@ class SSMSender(Sender):
     (No agent reads it: synthetic sign-ins of such instances run from the console.)"""
 
     def send(self, instance, version, signin_account=None) -> Sent:
-        # boto3 takes a third of a second to import; only consoles that push to SSM pay for it.
-        import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
-
         all_settings = version.settings_for(instance)
         prefix = instance.effective_ssm_prefix()
-        client = boto3.session.Session().client(  # a session per push: pushes run in threads
-            "ssm",
-            region_name=instance.ssm_region,
-            endpoint_url=django_settings.AWS_ENDPOINT_URL or None,
-        )
+        client = aws.client("ssm", region=instance.ssm_region)
         try:
             for name, value in all_settings.items():
-                client.put_parameter(
-                    Name=prefix + name,
-                    Value=value,
+                aws.call(
+                    client, "put_parameter", "ssm:PutParameter", prefix + name,
+                    Name=prefix + name, Value=value, Overwrite=True,
                     Type="SecureString" if name in diffgram.SECRET_VARIABLES else "String",
-                    Overwrite=True,
-                )
+                )  # fmt: skip
             stale = [
                 prefix + name for name in diffgram.MANAGED_VARIABLES if name not in all_settings
             ]
             for start in range(0, len(stale), 10):
-                client.delete_parameters(Names=stale[start : start + 10])
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            transient = code in ("ThrottlingException", "TooManyUpdates", "InternalServerError")
-            hint = (
-                " (the console's IAM role needs ssm:PutParameter and ssm:DeleteParameters)"
-                if (code in ("AccessDeniedException", "AccessDenied"))
-                else ""
-            )
-            raise DeliveryError(f"AWS SSM refused: {code}{hint}", permanent=not transient) from None
-        except BotoCoreError as error:
-            raise DeliveryError(f"AWS SSM unreachable: {error}", permanent=False) from None
+                aws.call(
+                    client, "delete_parameters", "ssm:DeleteParameters", prefix,
+                    Names=stale[start : start + 10],
+                )  # fmt: skip
+        except aws.AWSError as error:
+            raise DeliveryError(f"AWS SSM: {error}", permanent=not error.transient) from None
         return Sent(None, applied="Written to AWS SSM Parameter Store.")
 
 

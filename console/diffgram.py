@@ -1,5 +1,6 @@
-"""What Diffgram needs, derived from a provider: its environment variables and the URLs to
-register at the identity provider. Pure functions, no I/O and no ORM.
+"""The building blocks of what Diffgram needs: its URL rules, the variables every sign-in
+shares, per-instance settings and the output formats. Pure functions, no I/O and no ORM; each
+provider kind (console/kinds/) composes them into its own settings.
 
 Diffgram builds URLs by string concatenation, so trailing slashes matter (docs/DIFFGRAM.md):
 - OAUTH2_PROVIDER_HOST must end with "/" (Diffgram appends "oauth2/token" etc.);
@@ -17,10 +18,6 @@ import yaml
 
 from agent.envfile import MANAGED, env_value
 
-COGNITO = "cognito"
-KEYCLOAK = "keycloak"
-OIDC = "oidc"
-DIFFGRAM_KINDS = (COGNITO, KEYCLOAK)  # the providers Diffgram itself can talk to
 # In a Keycloak client id, replaced by each instance's name: Diffgram overwrites its client's
 # redirect URIs at every start, so instances sharing one client break each other's login.
 INSTANCE_PLACEHOLDER = "{instance}"
@@ -28,15 +25,16 @@ INSTANCE_PLACEHOLDER = "{instance}"
 SECRET_VARIABLES = frozenset(
     {"OAUTH2_PROVIDER_CLIENT_SECRET", "KEY_CLOAK_MASTER_PASSWORD", "KEY_CLOAK_DIFFGRAM_PASSWORD"}
 )
-COGNITO_TOKEN_PATH = "oauth2/token"
-COGNITO_USERINFO_PATH = "oauth2/userInfo"
+# The paths Diffgram appends to OAUTH2_PROVIDER_HOST on its OAuth2 (Cognito) path.
+OAUTH2_TOKEN_PATH = "oauth2/token"
+OAUTH2_USERINFO_PATH = "oauth2/userInfo"
+OAUTH2_AUTHORIZE_PATH = "oauth2/authorize"
 
 
 @dataclass(frozen=True)
 class ProviderConfig:
     """The provider facts rendering needs, secrets in clear (callers decide where they go)."""
 
-    kind: str
     client_id: str
     client_secret: str = field(default="", repr=False)  # secrets never in a repr
     scopes: str = "openid email"
@@ -59,27 +57,18 @@ def diffgram_join(url_base, path) -> str:
     return with_trailing_slash(url_base) + path
 
 
-def callback_url(kind, url_base) -> str:
-    """The redirect URI Diffgram sends, which must be registered at the provider verbatim."""
-    if kind == KEYCLOAK:
-        return url_base + "user/oidc-login"  # Diffgram inserts no "/" here
+def oauth2_callback_url(url_base) -> str:
+    """The redirect URI of Diffgram's OAuth2 sign-in (the route its frontend has)."""
     return diffgram_join(url_base, "user/oauth2-login/")
+
+
+def keycloak_callback_url(url_base) -> str:
+    """The redirect URI Diffgram's Keycloak sign-in sends: no "/" inserted."""
+    return url_base + "user/oidc-login"
 
 
 def signout_url(url_base) -> str:
     return diffgram_join(url_base, "user/login/")
-
-
-def provider_host(config) -> str:
-    """OAUTH2_PROVIDER_HOST: the base Diffgram appends its paths to, always ending in "/"."""
-    if config.kind == KEYCLOAK:
-        return with_trailing_slash(config.keycloak_server_url) if config.keycloak_server_url else ""
-    if config.kind == COGNITO:
-        token_endpoint = config.discovery.get("token_endpoint")
-        if isinstance(token_endpoint, str) and token_endpoint.endswith(COGNITO_TOKEN_PATH):
-            return with_trailing_slash(token_endpoint[: -len(COGNITO_TOKEN_PATH)])
-        return with_trailing_slash(config.cognito_domain) if config.cognito_domain else ""
-    return ""
 
 
 def login_scopes(scopes) -> str:
@@ -88,86 +77,51 @@ def login_scopes(scopes) -> str:
     return " ".join(["openid", "email", *dict.fromkeys(extra)])
 
 
-def cognito_authorize_endpoint(config) -> str:
+def oauth2_provider_host(discovery, domain) -> str:
+    """OAUTH2_PROVIDER_HOST on Diffgram's OAuth2 (Cognito) path: the base it appends
+    oauth2/token and oauth2/userInfo to, from the token endpoint, else the hosted-UI domain
+    ("" while neither is known). Always ends in "/"."""
+    token_endpoint = discovery.get("token_endpoint")
+    if isinstance(token_endpoint, str) and token_endpoint.endswith(OAUTH2_TOKEN_PATH):
+        return with_trailing_slash(token_endpoint[: -len(OAUTH2_TOKEN_PATH)])
+    return with_trailing_slash(domain) if domain else ""
+
+
+def oauth2_authorize_endpoint(discovery, domain) -> str:
     """The hosted UI's authorize endpoint, "" while neither discovery nor the domain says."""
-    authorize = config.discovery.get("authorization_endpoint")
+    authorize = discovery.get("authorization_endpoint")
     if isinstance(authorize, str) and authorize:
         return authorize
-    host = provider_host(config)
-    return host + "oauth2/authorize" if host else ""
+    host = oauth2_provider_host(discovery, domain)
+    return host + OAUTH2_AUTHORIZE_PATH if host else ""
 
 
-def unknown_variables(config, url_base="") -> dict[str, str]:
-    """The variables Diffgram needs that cannot be derived yet, each with why. They are left
-    out of settings_for() rather than shown empty or relative as if they were valid."""
-    if config.kind != COGNITO:
-        return {}
-    why = (
-        "unknown until the discovery document is read (validate the provider) or the "
-        "hosted-UI domain is set"
-    )
-    unknown = {}
-    if not provider_host(config):
-        unknown["OAUTH2_PROVIDER_HOST"] = why
-    if url_base and not cognito_authorize_endpoint(config):
-        unknown["COGNITO_LOGIN_URL"] = why
-    return unknown
+def oauth2_settings(provider_name, host, client_id) -> dict[str, str]:
+    """What every Diffgram sign-in needs: the provider it talks to and its client."""
+    return {
+        "USE_OAUTH2": "True",
+        "OAUTH2_PROVIDER_NAME": provider_name,
+        "OAUTH2_PROVIDER_HOST": host,
+        "OAUTH2_PROVIDER_CLIENT_ID": client_id,
+    }
 
 
-def cognito_login_template(config) -> str:
-    """COGNITO_LOGIN_URL without its redirect_uri, which depends on each instance's URL_BASE
-    ("" while the authorize endpoint is unknown)."""
-    authorize = cognito_authorize_endpoint(config)
-    if not authorize:
+def login_url_template(authorize_endpoint, client_id, scopes) -> str:
+    """A login URL without its redirect_uri, which depends on each instance's URL_BASE ("" while
+    the authorize endpoint is unknown)."""
+    if not authorize_endpoint:
         return ""
     query = urlencode(
-        {
-            "client_id": config.client_id,
-            "response_type": "code",
-            "scope": login_scopes(config.scopes),
-        }
+        {"client_id": client_id, "response_type": "code", "scope": login_scopes(scopes)}
     )
-    return f"{authorize}?{query}"
+    return f"{authorize_endpoint}?{query}"
 
 
 def with_redirect(login_template, url_base) -> str:
+    """The login URL of the Diffgram at url_base: back to its OAuth2 sign-in route."""
     if not login_template:
         return ""
-    return f"{login_template}&redirect_uri={quote(callback_url(COGNITO, url_base), safe='')}"
-
-
-def cognito_login_url(config, url_base) -> str:
-    return with_redirect(cognito_login_template(config), url_base)
-
-
-def settings_for(config, url_base="") -> dict[str, str]:
-    """Diffgram's environment variables for this provider (empty for a generic OIDC provider,
-    which Diffgram reaches through Cognito federation). COGNITO_LOGIN_URL needs url_base."""
-    if config.kind not in DIFFGRAM_KINDS:
-        return {}
-    variables = {
-        "USE_OAUTH2": "True",
-        "OAUTH2_PROVIDER_NAME": config.kind,
-        "OAUTH2_PROVIDER_HOST": provider_host(config),
-        "OAUTH2_PROVIDER_CLIENT_ID": config.client_id,
-    }
-    if config.kind == COGNITO and config.client_secret:
-        # Keycloak: Diffgram reads its client's secret from Keycloak's admin API instead.
-        variables["OAUTH2_PROVIDER_CLIENT_SECRET"] = config.client_secret
-    if config.kind == COGNITO and url_base:
-        variables["COGNITO_LOGIN_URL"] = cognito_login_url(config, url_base)
-    for name in unknown_variables(config, url_base):
-        variables.pop(name, None)
-    if config.kind == KEYCLOAK:
-        variables["KEYCLOAK_REALM"] = config.keycloak_realm
-        keycloak_admin = {
-            "KEY_CLOAK_MASTER_USER": config.keycloak_master_user,
-            "KEY_CLOAK_MASTER_PASSWORD": config.keycloak_master_password,
-            "KEY_CLOAK_DIFFGRAM_USER": config.keycloak_diffgram_user,
-            "KEY_CLOAK_DIFFGRAM_PASSWORD": config.keycloak_diffgram_password,
-        }
-        variables.update({name: value for name, value in keycloak_admin.items() if value})
-    return variables
+    return f"{login_template}&redirect_uri={quote(oauth2_callback_url(url_base), safe='')}"
 
 
 def instance_client_id(client_id, instance_name) -> str:
@@ -180,8 +134,8 @@ def is_per_instance(settings) -> bool:
 
 
 def instance_settings(settings, login_template, url_base, instance_name) -> dict[str, str]:
-    """A version's settings as one instance receives them: its own COGNITO_LOGIN_URL (Cognito)
-    and its own client id (a Keycloak client id with {instance})."""
+    """A version's settings as one instance receives them: its own COGNITO_LOGIN_URL (when the
+    version has a login template) and its own client id (one with {instance})."""
     variables = dict(settings)
     if is_per_instance(variables):
         variables["OAUTH2_PROVIDER_CLIENT_ID"] = instance_client_id(
@@ -192,48 +146,19 @@ def instance_settings(settings, login_template, url_base, instance_name) -> dict
     return variables
 
 
-def login_expectations(settings, url_base) -> dict[str, str] | None:
-    """What Diffgram's is-oauth2-set must answer once it runs `settings` (as one instance
-    receives them) at `url_base`: the login URL's endpoint, client_id and redirect_uri
-    (docs/DIFFGRAM.md). None when the settings are not a Diffgram sign-in."""
-    kind = settings.get("OAUTH2_PROVIDER_NAME")
-    host = with_trailing_slash(settings.get("OAUTH2_PROVIDER_HOST", ""))
-    if kind == COGNITO:
-        endpoint = settings.get("COGNITO_LOGIN_URL", "").split("?", 1)[0]
-        userinfo = host + COGNITO_USERINFO_PATH
-    elif kind == KEYCLOAK:
-        realm = f"{host}realms/{settings.get('KEYCLOAK_REALM', '')}/protocol/openid-connect"
-        endpoint, userinfo = f"{realm}/auth", f"{realm}/userinfo"
-    else:
-        return None
-    if not endpoint or not url_base:
+def login_expectation(url_base, authorize_endpoint, client_id, redirect_uri, userinfo_endpoint):
+    """What Diffgram's is-oauth2-set must answer at url_base (docs/DIFFGRAM.md); None while
+    the endpoint or URL_BASE is unknown."""
+    if not authorize_endpoint or not url_base:
         return None
     return {
         "url_base": url_base,
-        "authorize_endpoint": endpoint,
-        "client_id": settings.get("OAUTH2_PROVIDER_CLIENT_ID", ""),
-        "redirect_uri": callback_url(kind, url_base),
+        "authorize_endpoint": authorize_endpoint,
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
         # Where the synthetic sign-in checks, after signing out, whether the token still works.
-        "userinfo_endpoint": userinfo,
+        "userinfo_endpoint": userinfo_endpoint,
     }
-
-
-def registrations_for(kind, url_base) -> list[dict[str, str]]:
-    """What must be registered at the provider for a Diffgram at url_base. For Keycloak,
-    Diffgram sets its client's redirect URI itself at start-up: nothing to do by hand."""
-    if kind not in DIFFGRAM_KINDS or not url_base:
-        return []
-    if kind == KEYCLOAK:
-        return [
-            {
-                "label": "Redirect URI (Diffgram sets it on its client at start-up)",
-                "value": callback_url(kind, url_base),
-            }
-        ]
-    return [
-        {"label": "Allowed callback (redirect) URL", "value": callback_url(kind, url_base)},
-        {"label": "Allowed sign-out URL", "value": signout_url(url_base)},
-    ]
 
 
 def masked(variables) -> dict[str, str]:

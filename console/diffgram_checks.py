@@ -8,54 +8,121 @@ from __future__ import annotations
 from django.utils.translation import ngettext
 
 from console import diffgram, diffgram_releases
-from console.oidc_checks import FAIL, PASS, SKIP, WARN, url_problems, without_one_slash
+from console.oidc_checks import (
+    FAIL,
+    PASS,
+    SKIP,
+    WARN,
+    Check,
+    has_userinfo,
+    token_auth_methods,
+    url_problems,
+    without_one_slash,
+)
+
+# --- of the documents -----------------------------------------------------------------------------
 
 
-def check_diffgram_host(add, spec, document) -> None:
-    if spec.kind not in diffgram.DIFFGRAM_KINDS:
-        add(
-            "diffgram.host",
-            SKIP,
-            "Not applicable: Diffgram talks to Cognito or Keycloak; use this provider for the "
-            "console's own login or federate it through Cognito.",
-        )
-        return
-    config = diffgram.ProviderConfig(
-        kind=spec.kind,
-        client_id=spec.client_id,
-        cognito_domain=spec.cognito_domain,
-        keycloak_server_url=spec.keycloak_server_url,
-        discovery=document,
+def check_not_for_diffgram(add, spec, documents) -> None:
+    add(
+        "diffgram.host",
+        SKIP,
+        "Not applicable: Diffgram talks to Cognito or Keycloak; use this provider for the "
+        "console's own login or federate it through Cognito.",
     )
-    host = diffgram.provider_host(config)
+
+
+def _host_verdict(add, host, wrong) -> None:
     if not host:
         add("diffgram.host", FAIL, "OAUTH2_PROVIDER_HOST cannot be derived: no token_endpoint.")
-        return
-    if spec.kind == diffgram.COGNITO:
-        expected = {
-            "token_endpoint": host + diffgram.COGNITO_TOKEN_PATH,
-            "userinfo_endpoint": host + diffgram.COGNITO_USERINFO_PATH,
-        }
-        wrong = [
-            f"{name} is {document.get(name)!r}, Diffgram will call {url!r}"
-            for name, url in expected.items()
-            if document.get(name) != url
-        ]
-    else:
-        expected_issuer = host + "realms/" + spec.keycloak_realm
-        found = document.get("issuer")
-        wrong = (
-            []
-            if isinstance(found, str) and without_one_slash(found) == expected_issuer
-            else [f"the issuer is {found!r}, Diffgram expects {expected_issuer!r}"]
-        )
-    if wrong:
+    elif wrong:
         add("diffgram.host", FAIL, f"With OAUTH2_PROVIDER_HOST={host}: " + "; ".join(wrong) + ".")
     else:
         add("diffgram.host", PASS, f"OAUTH2_PROVIDER_HOST={host} matches the discovery document.")
 
 
-def check_url_base(add, spec) -> None:
+def check_oauth2_host(add, spec, documents) -> None:
+    """Diffgram's OAuth2 (Cognito) path appends its token and userinfo paths to the host."""
+    document = documents.discovery
+    host = diffgram.oauth2_provider_host(document, spec.cognito_domain)
+    expected = {
+        "token_endpoint": host + diffgram.OAUTH2_TOKEN_PATH,
+        "userinfo_endpoint": host + diffgram.OAUTH2_USERINFO_PATH,
+    }
+    wrong = [
+        f"{name} is {document.get(name)!r}, Diffgram will call {url!r}"
+        for name, url in expected.items()
+        if document.get(name) != url
+    ]
+    _host_verdict(add, host, wrong)
+
+
+def check_keycloak_host(add, spec, documents) -> None:
+    """Diffgram's Keycloak path builds the issuer from the host and the realm."""
+    host = (
+        diffgram.with_trailing_slash(spec.keycloak_server_url) if spec.keycloak_server_url else ""
+    )
+    expected_issuer = host + "realms/" + spec.keycloak_realm
+    found = documents.discovery.get("issuer")
+    right = isinstance(found, str) and without_one_slash(found) == expected_issuer
+    _host_verdict(
+        add,
+        host,
+        [] if right else [f"the issuer is {found!r}, Diffgram expects {expected_issuer!r}"],
+    )
+
+
+def check_userinfo_for_diffgram(add, spec, documents) -> None:
+    if has_userinfo(documents.discovery):
+        add("userinfo.present", PASS, "A userinfo endpoint is published.")
+    else:
+        add(
+            "userinfo.present",
+            FAIL,
+            "No userinfo_endpoint: Diffgram reads the user's sub and email from it.",
+        )
+
+
+def check_token_auth_post(add, spec, documents) -> None:
+    """Diffgram sends a client secret in the token request body."""
+    methods = token_auth_methods(documents.discovery)
+    if not spec.confidential:
+        add("token_auth.method", PASS, "Public client: no client secret is sent.")
+    elif "client_secret_post" in methods:
+        add("token_auth.method", PASS, "client_secret_post is supported, as Diffgram needs.")
+    else:
+        add(
+            "token_auth.method",
+            FAIL,
+            "This client has a secret, which Diffgram sends in the token request body "
+            "(client_secret_post), but the provider supports only "
+            f"{', '.join(methods) or 'nothing'}. Allow client_secret_post for this client.",
+        )
+
+
+def check_keycloak_token_auth(add, spec, documents) -> None:
+    """Informational: Diffgram creates its Keycloak client and reads the secret from the admin
+    API, then sends it in the token request body."""
+    methods = token_auth_methods(documents.discovery)
+    if "client_secret_post" in methods:
+        add(
+            "token_auth.method",
+            PASS,
+            "Keycloak accepts client_secret_post, which Diffgram uses with the secret it "
+            "reads from Keycloak's admin API.",
+        )
+    else:
+        add(
+            "token_auth.method",
+            WARN,
+            "Keycloak does not list client_secret_post, which Diffgram uses with the "
+            f"secret it reads from Keycloak's admin API (it lists {', '.join(methods)}).",
+        )
+
+
+def _check_url_base(add, spec, *, callback_url=None) -> None:
+    """`callback_url`: Diffgram's redirect URI rule when it inserts no "/" (URL_BASE must end
+    with one)."""
     if not spec.url_base:
         add("diffgram.url_base", SKIP, "No Diffgram URL_BASE given.")
         return
@@ -64,12 +131,12 @@ def check_url_base(add, spec) -> None:
     problems = [problem for problem in problems if problem not in plain_http]
     if problems:
         add("diffgram.url_base", FAIL, f"URL_BASE {spec.url_base!r}: {'; '.join(problems)}.")
-    elif spec.kind == diffgram.KEYCLOAK and not spec.url_base.endswith("/"):
+    elif callback_url and not spec.url_base.endswith("/"):
         add(
             "diffgram.url_base",
             FAIL,
             f"URL_BASE {spec.url_base!r} must end with '/': Diffgram would send the redirect URI "
-            f"{diffgram.callback_url(diffgram.KEYCLOAK, spec.url_base)!r}.",
+            f"{callback_url(spec.url_base)!r}.",
         )
     elif plain_http:
         add(
@@ -80,6 +147,14 @@ def check_url_base(add, spec) -> None:
         )
     else:
         add("diffgram.url_base", PASS, f"URL_BASE {spec.url_base} gives correct Diffgram URLs.")
+
+
+def check_url_base(add, spec) -> None:
+    _check_url_base(add, spec)
+
+
+def check_keycloak_url_base(add, spec) -> None:
+    _check_url_base(add, spec, callback_url=diffgram.keycloak_callback_url)
 
 
 # --- from the configuration alone ----------------------------------------------------------------
@@ -162,9 +237,23 @@ def client_per_instance_verdict(spec) -> tuple[str, str]:
     )
 
 
-def check_known_issues(add, spec) -> None:
+def check_client_per_instance(add, spec) -> None:
+    add("diffgram.keycloak_client_per_instance", *client_per_instance_verdict(spec))
+
+
+def known_issues_check(areas) -> Check:
+    """The check of the known Diffgram defects in the `areas` of its code a kind's sign-in
+    goes through (console/diffgram_releases.py)."""
+
+    def check_known_issues(add, spec) -> None:
+        _known_issues(add, spec, areas)
+
+    return Check(check_known_issues, ("diffgram.known_issues",))
+
+
+def _known_issues(add, spec, areas) -> None:
     version = spec.diffgram_version
-    issues = diffgram_releases.known_issues(version, spec.kind, client_secret=spec.confidential)
+    issues = diffgram_releases.known_issues(version, areas, client_secret=spec.confidential)
     if issues is None:
         known = ", ".join(diffgram_releases.RELEASES)
         add(
@@ -191,3 +280,16 @@ def check_known_issues(add, spec) -> None:
             + ngettext("%d known defect", "%d known defects", len(issues)) % len(issues)
             + f" here that no setting fixes: {listed}",
         )
+
+
+NOT_FOR_DIFFGRAM = Check(check_not_for_diffgram, ("diffgram.host",))
+OAUTH2_HOST = Check(check_oauth2_host, ("diffgram.host",))
+KEYCLOAK_HOST = Check(check_keycloak_host, ("diffgram.host",))
+USERINFO_FOR_DIFFGRAM = Check(check_userinfo_for_diffgram, ("userinfo.present",))
+TOKEN_AUTH_POST = Check(check_token_auth_post, ("token_auth.method",))
+KEYCLOAK_TOKEN_AUTH = Check(check_keycloak_token_auth, ("token_auth.method",))
+URL_BASE = Check(check_url_base, ("diffgram.url_base",))
+KEYCLOAK_URL_BASE = Check(check_keycloak_url_base, ("diffgram.url_base",))
+KEYCLOAK_ADMIN = Check(check_keycloak_admin, ("diffgram.keycloak_admin",))
+KEYCLOAK_REALM_USER = Check(check_keycloak_realm_user, ("diffgram.keycloak_realm_user",))
+CLIENT_PER_INSTANCE = Check(check_client_per_instance, ("diffgram.keycloak_client_per_instance",))

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COGNITO = "cognito"
-KEYCLOAK = "keycloak"
+# The parts of Diffgram's code a defect lives in; each provider kind names the parts its
+# sign-in goes through (console/kinds/), so a defect concerns exactly the kinds that use them.
+KEYCLOAK_SIGNIN = "keycloak_signin"  # its Keycloak login and callback
+KEYCLOAK_STARTUP = "keycloak_startup"  # what it sets up in Keycloak at every start
+SIGNOUT = "signout"  # its sign-out, whatever the provider
+OAUTH2_TOKENS = "oauth2_tokens"  # its token refresh and revoke on the OAuth2 (Cognito) path
 
 
 @dataclass(frozen=True)
 class KnownIssue:
     id: str
-    kinds: tuple  # the provider kinds it concerns
+    area: str  # the part of Diffgram's code it lives in
     issue: str  # what Diffgram's code does
     consequence: str  # what the admin or the users notice
     workaround: str
@@ -37,7 +41,7 @@ FEDERATE_KEYCLOAK = (
 RELEASE_56F04D8 = (
     KnownIssue(
         "keycloak.scope_email",
-        (KEYCLOAK,),
+        KEYCLOAK_SIGNIN,
         "Diffgram's Keycloak login asks for scope=email only (python-keycloak's default, "
         "without openid)",
         "No ID token is issued and Keycloak 20 or later refuses the userinfo call "
@@ -47,7 +51,7 @@ RELEASE_56F04D8 = (
     ),
     KnownIssue(
         "keycloak.redirect_route",
-        (KEYCLOAK,),
+        KEYCLOAK_SIGNIN,
         "Diffgram sends Keycloak the redirect URI URL_BASE + user/oidc-login, a path its "
         "frontend has no route for (only user/oauth2-login/ exists)",
         "After signing in at Keycloak the browser lands on Diffgram's 404 page",
@@ -56,7 +60,7 @@ RELEASE_56F04D8 = (
     ),
     KnownIssue(
         "keycloak.client_lookup",
-        (KEYCLOAK,),
+        KEYCLOAK_STARTUP,
         "Diffgram looks its client up by Keycloak's internal id, which equals the client id "
         "only for clients Diffgram created itself",
         "A client created in Keycloak's admin console (internal id: a UUID) makes Diffgram's "
@@ -66,7 +70,7 @@ RELEASE_56F04D8 = (
     ),
     KnownIssue(
         "keycloak.python_keycloak_unpinned",
-        (KEYCLOAK,),
+        KEYCLOAK_STARTUP,
         "Diffgram does not pin python-keycloak, and releases from 2.0 on raise "
         "KeyError: 'clientId' when Diffgram creates its client",
         "Start-up fails and SSO stays off on images built with a current python-keycloak",
@@ -74,7 +78,7 @@ RELEASE_56F04D8 = (
     ),
     KnownIssue(
         "signout.diffgram_only",
-        (COGNITO, KEYCLOAK),
+        SIGNOUT,
         "Diffgram's sign-out (GET /api/v1/user/logout) clears only its own session and answers "
         '{"url_redirect": null}: the call to the identity provider\'s logout is commented out '
         "(default/methods/user/logout.py)",
@@ -86,7 +90,7 @@ RELEASE_56F04D8 = (
     ),
     KnownIssue(
         "cognito.secret_refresh_revoke",
-        (COGNITO,),
+        OAUTH2_TOKENS,
         "With a client secret, Diffgram's token refresh (and its revoke, were sign-out to call "
         "it) sends only client_id",
         "Cognito answers 401 invalid_client: sessions end when the ID token expires",
@@ -99,21 +103,21 @@ RELEASES = {"56f04d8": RELEASE_56F04D8}
 LATEST = "56f04d8"
 
 
-def known_issues(version, kind, *, client_secret) -> list[KnownIssue] | None:
-    """The known issues of Diffgram `version` that apply to this provider, or None when the
-    console has no data for that version."""
+def known_issues(version, areas, *, client_secret) -> list[KnownIssue] | None:
+    """The known issues of Diffgram `version` in the `areas` of its code a provider's sign-in
+    goes through, or None when the console has no data for that version."""
     issues = RELEASES.get(version)
     if issues is None:
         return None
     return [
         issue
         for issue in issues
-        if kind in issue.kinds and (client_secret or not issue.only_with_client_secret)
+        if issue.area in areas and (client_secret or not issue.only_with_client_secret)
     ]
 
 
-def blocking_issues(version, kind, *, client_secret) -> list[KnownIssue]:
+def blocking_issues(version, areas, *, client_secret) -> list[KnownIssue]:
     """The known issues that keep everyone from signing in to Diffgram `version` with this
     setup ([] when none, or when the console has no data for that version)."""
-    issues = known_issues(version, kind, client_secret=client_secret) or []
+    issues = known_issues(version, areas, client_secret=client_secret) or []
     return [issue for issue in issues if issue.blocks_signin]

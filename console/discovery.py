@@ -6,16 +6,16 @@ ends pass / warn / fail / skip with a message an admin can act on. Checks never 
 input: any JSON at all yields check results.
 
 Rules: OpenID Connect Discovery 1.0, at the depth of the conformance suite, plus what Diffgram's
-own code needs and does (docs/DIFFGRAM.md). The Diffgram checks that read only the configuration
-run even when the documents could not be read.
+own code needs and does (docs/DIFFGRAM.md). Which checks run is the provider kind's plan
+(console/kinds/); the checks that read only the configuration run even when the documents could
+not be read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
-from console import diffgram, diffgram_checks, oidc_checks, outbound
+from console import outbound
 from console.diffgram_checks import client_per_instance_verdict
 from console.oidc_checks import (
     DISCOVERY_PATH,
@@ -24,53 +24,19 @@ from console.oidc_checks import (
     PASS,
     SKIP,
     WARN,
+    CheckPlan,
     CheckResult,
+    Documents,
     ProviderSpec,
     jwks_verdict,
     url_problems,
 )
 
 __all__ = [  # what the rest of the console uses from here
-    "CHECK_IDS", "DISCOVERY_PATH", "ENDPOINT_KEYS", "FAIL", "PASS", "SKIP", "WARN", "CheckResult",
-    "Fetched", "ProviderSpec", "Report", "check_ids", "client_per_instance_verdict", "evaluate",
-    "fetch_json", "jwks_verdict", "url_problems", "validate",
+    "DISCOVERY_PATH", "ENDPOINT_KEYS", "FAIL", "PASS", "SKIP", "WARN", "CheckPlan", "CheckResult",
+    "Fetched", "ProviderSpec", "Report", "client_per_instance_verdict", "evaluate", "fetch_json",
+    "jwks_verdict", "url_problems", "validate",
 ]  # fmt: skip
-
-CHECK_IDS = (
-    "issuer.url",
-    "discovery.fetch",
-    "issuer.match",
-    "metadata.required",
-    "endpoints.https",
-    "response_types.code",
-    "id_token_alg.rs256",
-    "jwks.fetch",
-    "jwks.keys",
-    "userinfo.present",
-    "scopes.openid_email",
-    "token_auth.method",
-    "diffgram.host",
-    # From here on the checks read only the configuration, never the documents.
-    "diffgram.url_base",
-    "diffgram.keycloak_admin",
-    "diffgram.keycloak_realm_user",
-    "diffgram.keycloak_client_per_instance",
-    "diffgram.known_issues",
-)
-CONFIG_CHECK_IDS = CHECK_IDS[CHECK_IDS.index("diffgram.url_base") :]
-KEYCLOAK_CHECK_IDS = (
-    "diffgram.keycloak_admin",
-    "diffgram.keycloak_realm_user",
-    "diffgram.keycloak_client_per_instance",
-)
-
-
-def check_ids(kind) -> tuple[str, ...]:
-    """The checks a provider of this kind gets, in report order."""
-    skipped = set() if kind == diffgram.KEYCLOAK else set(KEYCLOAK_CHECK_IDS)
-    if kind not in diffgram.DIFFGRAM_KINDS:
-        skipped.add("diffgram.known_issues")
-    return tuple(check_id for check_id in CHECK_IDS if check_id not in skipped)
 
 
 @dataclass
@@ -137,8 +103,8 @@ def fetch_json(url) -> Fetched:
         return Fetched(url, status=200, error=error.message)
 
 
-def validate(spec, *, allow_loopback_http, fetch=fetch_json) -> Report:
-    """Fetch the discovery document and the JWKS it names, then evaluate every check."""
+def validate(spec, plan, *, allow_loopback_http, fetch=fetch_json) -> Report:
+    """Fetch the discovery document and the JWKS it names, then evaluate the plan's checks."""
     discovery_fetched = jwks_fetched = None
     if not url_problems(spec.issuer, allow_loopback_http):
         discovery_fetched = fetch(spec.discovery_location())
@@ -147,54 +113,37 @@ def validate(spec, *, allow_loopback_http, fetch=fetch_json) -> Report:
             jwks_uri = document.get("jwks_uri")
             if isinstance(jwks_uri, str) and not url_problems(jwks_uri, allow_loopback_http):
                 jwks_fetched = fetch(jwks_uri)
-    checks = evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http)
+    checks = evaluate(spec, plan, discovery_fetched, jwks_fetched, allow_loopback_http)
     return Report(checks=checks, discovery=discovery_fetched, jwks=jwks_fetched)
 
 
 # --- the checks, in order ------------------------------------------------------------------------
 
 
-def cognito_reach_hint(spec) -> str:
-    """What a Cognito discovery failure most often needs: the way out to AWS."""
-    if spec.kind != diffgram.COGNITO:
-        return ""
-    host = urlsplit(spec.issuer).hostname or "cognito-idp.<region>.amazonaws.com"
-    return (
-        f" In production the console needs outbound HTTPS to {host} (port 443). "
-        "AWS_ENDPOINT_URL points it at a stand-in such as a moto server: for tests only."
-    )
-
-
-def evaluate(spec, discovery_fetched, jwks_fetched, allow_loopback_http) -> list[CheckResult]:
-    """All checks for the provider's kind, in a fixed order; a check that cannot run because
+def evaluate(spec, plan, discovery_fetched, jwks_fetched, allow_loopback_http) -> list[CheckResult]:
+    """The plan's checks (the provider kind's), in its order; a check that cannot run because
     of an earlier failure is `skip`, never `fail`."""
     results = []
 
     def add(check_id, status, message) -> None:
         results.append(CheckResult(check_id, status, message))
 
-    stopped = _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopback_http)
+    document, stopped = _read_documents(add, spec, discovery_fetched, allow_loopback_http)
     if stopped:
-        done = {result.id for result in results}
-        for check_id in CHECK_IDS[: CHECK_IDS.index("diffgram.url_base")]:
-            if check_id not in done:
-                add(check_id, SKIP, stopped)
-    diffgram_checks.check_url_base(add, spec)
-    if spec.kind == diffgram.KEYCLOAK:
-        diffgram_checks.check_keycloak_admin(add, spec)
-        diffgram_checks.check_keycloak_realm_user(add, spec)
-        add(
-            "diffgram.keycloak_client_per_instance",
-            *diffgram_checks.client_per_instance_verdict(spec),
-        )
-    if spec.kind in diffgram.DIFFGRAM_KINDS:
-        diffgram_checks.check_known_issues(add, spec)
+        for check_id in plan.document_ids():
+            add(check_id, SKIP, stopped)
+    else:
+        documents = Documents(document, jwks_fetched, allow_loopback_http)
+        for check in plan.documents:
+            check.run(add, spec, documents)
+    for check in plan.configuration:
+        check.run(add, spec)
     return results
 
 
-def _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopback_http):
-    """The checks of the discovery document and JWKS. Returns why it stopped early (the
-    caller skips the checks not run), or "" when every one ran."""
+def _read_documents(add, spec, discovery_fetched, allow_loopback_http) -> tuple[dict, str]:
+    """The checks that the issuer is acceptable and its discovery document was read. Returns
+    the document, and why the document checks cannot run ("" when they can)."""
     problems = url_problems(spec.issuer, allow_loopback_http)
     if problems:
         add(
@@ -202,7 +151,8 @@ def _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopba
             FAIL,
             f"The issuer {spec.issuer!r} is not acceptable: {'; '.join(problems)}.",
         )
-        return "Skipped: the issuer URL is not acceptable."
+        add("discovery.fetch", SKIP, "Skipped: the issuer URL is not acceptable.")
+        return {}, "Skipped: the issuer URL is not acceptable."
     add("issuer.url", PASS, f"The issuer {spec.issuer} is a well-formed issuer URL.")
 
     location = spec.discovery_location()
@@ -211,10 +161,9 @@ def _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopba
         add(
             "discovery.fetch",
             FAIL,
-            f"Could not read the discovery document at {location}: {reason}"
-            + cognito_reach_hint(spec),
+            f"Could not read the discovery document at {location}: {reason}{spec.reach_hint}",
         )
-        return "Skipped: the discovery document could not be read."
+        return {}, "Skipped: the discovery document could not be read."
     document = discovery_fetched.document
     if not isinstance(document, dict):
         add(
@@ -223,17 +172,6 @@ def _evaluate_documents(add, spec, discovery_fetched, jwks_fetched, allow_loopba
             f"The discovery document at {location} is JSON but not an object "
             f"(it is a {type(document).__name__}).",
         )
-        return "Skipped: the discovery document is not a JSON object."
+        return {}, "Skipped: the discovery document is not a JSON object."
     add("discovery.fetch", PASS, f"Read the discovery document at {location}.")
-
-    oidc_checks.check_issuer_match(add, spec, document)
-    oidc_checks.check_required_metadata(add, document)
-    oidc_checks.check_endpoints(add, document, allow_loopback_http)
-    oidc_checks.check_code_flow(add, document)
-    oidc_checks.check_id_token_alg(add, document)
-    oidc_checks.check_jwks(add, document, jwks_fetched, allow_loopback_http)
-    oidc_checks.check_userinfo(add, spec, document)
-    oidc_checks.check_scopes(add, document)
-    oidc_checks.check_token_auth(add, spec, document)
-    diffgram_checks.check_diffgram_host(add, spec, document)
-    return ""
+    return document, ""

@@ -54,11 +54,11 @@ def provider_details(record) -> dict[str, str]:
     if record.type == Type.OIDC:
         upstream = record.upstream
         own = record.client_id
-        if own and record.secret_issuer != upstream.computed_issuer():
+        if own and record.secret_issuer != upstream.issuer:
             given_for = record.secret_issuer or "another issuer"
             raise FederationRefused(
                 f"The client secret of {record.name} was given for {given_for}, not for "
-                f"{upstream.computed_issuer()}: enter it again."
+                f"{upstream.issuer}: enter it again."
             )
         return {
             "client_id": own or upstream.client_id,
@@ -66,7 +66,7 @@ def provider_details(record) -> dict[str, str]:
             if own
             else upstream.secret("client_secret"),
             "authorize_scopes": scopes,
-            "oidc_issuer": upstream.computed_issuer(),
+            "oidc_issuer": upstream.issuer,
             "attributes_request_method": record.attributes_request_method,
         }
     if record.type == Type.SAML:

@@ -7,6 +7,7 @@ import re
 from django import forms
 from django.core.exceptions import ValidationError
 
+from console import kinds
 from console.forms import WriteOnlySecretsForm, http_url
 from console.models import FederatedIdentityProvider, Provider
 
@@ -139,7 +140,7 @@ class FederationForm(WriteOnlySecretsForm):
             )
         if self.idp_type == Type.OIDC:
             fields["upstream"].queryset = Provider.objects.filter(
-                kind__in=[Provider.Kind.OIDC, Provider.Kind.KEYCLOAK]
+                kind__in=kinds.slugs_where("federates_into_cognito")
             )
             fields["upstream"].required = True
             fields["attributes_request_method"].required = False  # GET unless said otherwise
@@ -218,7 +219,7 @@ class FederationForm(WriteOnlySecretsForm):
                 self.add_error("client_secret", (
                     f"The stored secret was given for the client at "
                     f"{self.instance.secret_issuer or 'another provider'}; {upstream} is at "
-                    f"{upstream.computed_issuer()}. A secret never follows to another issuer: "
+                    f"{upstream.issuer}. A secret never follows to another issuer: "
                     "enter the secret of the client Cognito uses there."
                 ))  # fmt: skip
             else:
@@ -236,9 +237,7 @@ class FederationForm(WriteOnlySecretsForm):
         if not self.editing:
             return False
         record = self.instance
-        return upstream.pk != record.upstream_id or (
-            record.secret_issuer != upstream.computed_issuer()
-        )
+        return upstream.pk != record.upstream_id or (record.secret_issuer != upstream.issuer)
 
     def _clean_saml(self, cleaned):
         upload = cleaned.get("metadata_upload")
@@ -272,7 +271,7 @@ class FederationForm(WriteOnlySecretsForm):
         record.type = self.idp_type
         record.name = self.cleaned_data["name"]
         if self.idp_type == Type.OIDC and self.cleaned_data.get("client_secret"):
-            record.secret_issuer = record.upstream.computed_issuer()
+            record.secret_issuer = record.upstream.issuer
         if "metadata_xml" in self.cleaned_data:
             record.metadata_file, record.metadata_url = self.cleaned_data["metadata_xml"], ""
         elif record.metadata_url:

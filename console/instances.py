@@ -3,11 +3,10 @@ they tell the console (pulls, and what they applied). Every change is audited.""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, diffgram_releases, versions
+from console import audit, diffgram_releases, kinds, versions
 from console.models import Instance, PushRequest
 
 Action = audit.Action
@@ -215,12 +214,11 @@ VERIFICATION_STATES = {
 def blocking_defects(version) -> list[diffgram_releases.KnownIssue]:
     """The known defects of the Diffgram release the fleet runs (DIFFGRAM_VERSION) that stop
     every sign-in with this version's setup."""
-    if version is None:
+    kind = kinds.of_settings(version.settings) if version is not None else None
+    if kind is None:
         return []
-    return diffgram_releases.blocking_issues(
-        settings.DIFFGRAM_VERSION,
-        version.settings.get("OAUTH2_PROVIDER_NAME", ""),
-        client_secret="OAUTH2_PROVIDER_CLIENT_SECRET" in (version.secret_names or []),
+    return kind.blocking_issues(
+        client_secret="OAUTH2_PROVIDER_CLIENT_SECRET" in (version.secret_names or [])
     )
 
 

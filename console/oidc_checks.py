@@ -1,19 +1,22 @@
 """The checks of an OpenID Provider's discovery document and JWKS (OpenID Connect Discovery 1.0,
 at the depth of the conformance suite): pure functions over what was fetched, each adding a
 CheckResult with a stable id. console/discovery.py fetches and runs them; the checks of what
-Diffgram itself needs are in console/diffgram_checks.py."""
+Diffgram itself needs are in console/diffgram_checks.py. Which checks a provider gets is its
+kind's plan (console/kinds/): nothing here depends on the kind."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.utils.translation import ngettext
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
-from console import diffgram, diffgram_releases
+from console import diffgram_releases
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -51,10 +54,44 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One step of a plan: a function adding the results `ids`, in that order. A document
+    check is called (add, spec, documents), a configuration check (add, spec)."""
+
+    run: Callable[..., None]
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """The checks a kind of provider gets, in report order: those of the documents (after
+    issuer.url and discovery.fetch, which every plan starts with), then those that read only
+    the configuration and run even when the documents could not be read."""
+
+    documents: tuple[Check, ...]
+    configuration: tuple[Check, ...] = ()
+
+    def ids(self) -> tuple[str, ...]:
+        steps = (*self.documents, *self.configuration)
+        return ("issuer.url", "discovery.fetch", *(i for step in steps for i in step.ids))
+
+    def document_ids(self) -> tuple[str, ...]:
+        return tuple(i for step in self.documents for i in step.ids)
+
+
+@dataclass(frozen=True)
+class Documents:
+    """What validation read: the discovery document (a JSON object) and the JWKS fetch."""
+
+    discovery: dict
+    jwks: Any  # a discovery.Fetched, or None when not fetched
+    allow_loopback_http: bool
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     """What the admin configured; enough to know what the discovery document must say."""
 
-    kind: str
     issuer: str
     discovery_url: str = ""  # defaults to issuer + /.well-known/openid-configuration
     client_id: str = ""
@@ -72,6 +109,8 @@ class ProviderSpec:
     # The names of the instances the provider is assigned to; None when unknown.
     instance_names: tuple | None = ()
     diffgram_version: str = diffgram_releases.LATEST
+    # What the console needs to reach this issuer, added to a failed fetch (e.g. AWS for Cognito).
+    reach_hint: str = ""
 
     def discovery_location(self) -> str:
         return self.discovery_url or self.issuer.rstrip("/") + DISCOVERY_PATH
@@ -128,8 +167,8 @@ def strings(value) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def check_issuer_match(add, spec, document) -> None:
-    found = document.get("issuer")
+def check_issuer_match(add, spec, documents) -> None:
+    found = documents.discovery.get("issuer")
     if not isinstance(found, str):
         add("issuer.match", FAIL, "The discovery document has no issuer string.")
     elif without_one_slash(found) == without_one_slash(spec.issuer):
@@ -143,7 +182,8 @@ def check_issuer_match(add, spec, document) -> None:
         )
 
 
-def check_required_metadata(add, document) -> None:
+def check_required_metadata(add, spec, documents) -> None:
+    document = documents.discovery
     missing = [name for name in REQUIRED_METADATA if name not in document]
     wrong_type = [
         name
@@ -161,7 +201,8 @@ def check_required_metadata(add, document) -> None:
         add("metadata.required", PASS, "All required discovery metadata is present.")
 
 
-def check_endpoints(add, document, allow_loopback_http) -> None:
+def check_endpoints(add, spec, documents) -> None:
+    document, allow_loopback_http = documents.discovery, documents.allow_loopback_http
     bad = []
     for name in ENDPOINT_KEYS:
         if name in document:
@@ -189,7 +230,8 @@ def check_endpoints(add, document, allow_loopback_http) -> None:
         add("endpoints.https", PASS, "Every endpoint URL uses https:// (no query or fragment).")
 
 
-def check_code_flow(add, document) -> None:
+def check_code_flow(add, spec, documents) -> None:
+    document = documents.discovery
     response_types = strings(document.get("response_types_supported"))
     grant_types = document.get("grant_types_supported", ["authorization_code", "implicit"])
     if "code" not in response_types:
@@ -209,8 +251,8 @@ def check_code_flow(add, document) -> None:
         add("response_types.code", PASS, "The authorization-code flow is supported.")
 
 
-def check_id_token_alg(add, document) -> None:
-    algorithms = strings(document.get("id_token_signing_alg_values_supported"))
+def check_id_token_alg(add, spec, documents) -> None:
+    algorithms = strings(documents.discovery.get("id_token_signing_alg_values_supported"))
     if "RS256" in algorithms:
         add("id_token_alg.rs256", PASS, "ID tokens can be signed with RS256.")
     else:
@@ -222,8 +264,12 @@ def check_id_token_alg(add, document) -> None:
         )
 
 
-def check_jwks(add, document, jwks_fetched, allow_loopback_http) -> None:
-    jwks_uri = document.get("jwks_uri")
+def check_jwks(add, spec, documents) -> None:
+    jwks_uri, allow_loopback_http = (
+        documents.discovery.get("jwks_uri"),
+        documents.allow_loopback_http,
+    )
+    jwks_fetched = documents.jwks
     if not isinstance(jwks_uri, str) or url_problems(jwks_uri, allow_loopback_http):
         add("jwks.fetch", SKIP, "Skipped: there is no acceptable jwks_uri.")
         add("jwks.keys", SKIP, "Skipped: there is no acceptable jwks_uri.")
@@ -291,20 +337,20 @@ def _usable_keys(count) -> str:
     return ngettext("%d usable RS256 signing key", "%d usable RS256 signing keys", count) % count
 
 
-def check_userinfo(add, spec, document) -> None:
-    if isinstance(document.get("userinfo_endpoint"), str) and document["userinfo_endpoint"]:
+def has_userinfo(document) -> bool:
+    endpoint = document.get("userinfo_endpoint")
+    return isinstance(endpoint, str) and bool(endpoint)
+
+
+def check_userinfo(add, spec, documents) -> None:
+    if has_userinfo(documents.discovery):
         add("userinfo.present", PASS, "A userinfo endpoint is published.")
-    elif spec.kind in diffgram.DIFFGRAM_KINDS:
-        add(
-            "userinfo.present",
-            FAIL,
-            "No userinfo_endpoint: Diffgram reads the user's sub and email from it.",
-        )
     else:
         add("userinfo.present", WARN, "No userinfo_endpoint is published (recommended).")
 
 
-def check_scopes(add, document) -> None:
+def check_scopes(add, spec, documents) -> None:
+    document = documents.discovery
     if "scopes_supported" not in document:
         add("scopes.openid_email", WARN, "scopes_supported is not published; cannot confirm email.")
         return
@@ -321,31 +367,20 @@ def check_scopes(add, document) -> None:
         add("scopes.openid_email", PASS, "The openid and email scopes are supported.")
 
 
-def check_token_auth(add, spec, document) -> None:
-    methods = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
-    methods = strings(methods)
-    if spec.kind == diffgram.KEYCLOAK:
-        # Informational: Diffgram creates its Keycloak client and reads the secret from the
-        # admin API, then sends it in the token request body.
-        if "client_secret_post" in methods:
-            add(
-                "token_auth.method",
-                PASS,
-                "Keycloak accepts client_secret_post, which Diffgram uses with the secret it "
-                "reads from Keycloak's admin API.",
-            )
-        else:
-            add(
-                "token_auth.method",
-                WARN,
-                "Keycloak does not list client_secret_post, which Diffgram uses with the "
-                f"secret it reads from Keycloak's admin API (it lists {', '.join(methods)}).",
-            )
-    elif not spec.confidential:
+def token_auth_methods(document) -> list[str]:
+    """How the token endpoint lets clients authenticate (client_secret_basic when not said,
+    RFC 8414)."""
+    return strings(document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"]))
+
+
+def check_token_auth(add, spec, documents) -> None:
+    """For a client of the console's own sign-in, which sends its secret either way."""
+    methods = token_auth_methods(documents.discovery)
+    if not spec.confidential:
         add("token_auth.method", PASS, "Public client: no client secret is sent.")
     elif "client_secret_post" in methods:
-        add("token_auth.method", PASS, "client_secret_post is supported, as Diffgram needs.")
-    elif spec.kind not in diffgram.DIFFGRAM_KINDS and "client_secret_basic" in methods:
+        add("token_auth.method", PASS, "client_secret_post is supported.")
+    elif "client_secret_basic" in methods:
         add(
             "token_auth.method",
             PASS,
@@ -355,7 +390,20 @@ def check_token_auth(add, spec, document) -> None:
         add(
             "token_auth.method",
             FAIL,
-            "This client has a secret, which Diffgram sends in the token request body "
-            "(client_secret_post), but the provider supports only "
-            f"{', '.join(methods) or 'nothing'}. Allow client_secret_post for this client.",
+            "This client has a secret, but the provider accepts it neither in the token request "
+            f"body nor in its header (it lists {', '.join(methods) or 'nothing'}). Allow "
+            "client_secret_basic or client_secret_post for this client.",
         )
+
+
+# The checks of the documents every provider gets, in report order.
+ISSUER_MATCH = Check(check_issuer_match, ("issuer.match",))
+REQUIRED_METADATA_CHECK = Check(check_required_metadata, ("metadata.required",))
+ENDPOINTS = Check(check_endpoints, ("endpoints.https",))
+CODE_FLOW = Check(check_code_flow, ("response_types.code",))
+ID_TOKEN_ALG = Check(check_id_token_alg, ("id_token_alg.rs256",))
+JWKS = Check(check_jwks, ("jwks.fetch", "jwks.keys"))
+USERINFO = Check(check_userinfo, ("userinfo.present",))
+SCOPES = Check(check_scopes, ("scopes.openid_email",))
+TOKEN_AUTH = Check(check_token_auth, ("token_auth.method",))
+OPENID_CHECKS = (ISSUER_MATCH, REQUIRED_METADATA_CHECK, ENDPOINTS, CODE_FLOW, ID_TOKEN_ALG, JWKS)

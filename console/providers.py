@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from console import audit, auth, discovery
+from console import audit, auth, discovery, kinds
 from console.models import AuditEvent, Provider
 
 Action = audit.Action
@@ -62,7 +61,7 @@ def save_provider(form, *, request=None, actor=None) -> Provider:
             base = form.cleaned_data.get("revision")
             if base is not None and base != current.revision:
                 raise EditConflict(current, changes_since(current, base))
-            before = current.audit_fields()
+            before = kinds.of(current).audit_fields(current)
             secrets_before = {name: current.has_secret(name) for name in Provider.SECRET_NAMES}
             revision = current.revision + 1
         provider = form.save(commit=False)
@@ -87,7 +86,7 @@ def save_provider(form, *, request=None, actor=None) -> Provider:
                     "updated_at",
                 ]  # fmt: skip
             )
-        changes = audit.field_changes(before, provider.audit_fields())
+        changes = audit.field_changes(before, kinds.of(provider).audit_fields(provider))
         if dropped_console_login:
             changes["console_login"] = [True, False]
         if creating or changes:
@@ -128,9 +127,8 @@ def run_validation(
 
     The HTTP requests happen outside any transaction, so no lock is held while waiting.
     """
-    report = discovery.validate(
-        provider.spec(), allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS
-    )
+    kind = kinds.of(provider)
+    report = kind.validate(kind.spec(provider))
     now = timezone.now()
     with transaction.atomic():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
@@ -211,7 +209,9 @@ def delete_provider(provider, *, request=None, actor=None) -> None:
             request=request,
             actor=actor,
             target=stored,
-            changes={name: [value, None] for name, value in stored.audit_fields().items()},
+            changes={
+                name: [value, None] for name, value in kinds.of(stored).audit_fields(stored).items()
+            },
         )
         stored.delete()
 
@@ -257,7 +257,7 @@ def revalidate(provider) -> dict[str, list[Any]]:
     if kids_before != kids_after:
         changes["jwks_kids"] = [kids_before, kids_after]
         if provider.console_login:
-            cache.delete(auth.jwks_cache_key(provider.computed_issuer()))
+            cache.delete(auth.jwks_cache_key(provider.issuer))
     changes.update(
         {
             name: [endpoints_before[name], endpoints_after[name]]

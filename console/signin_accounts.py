@@ -12,8 +12,8 @@ import string
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit, cognito, instances, keycloak_admin
-from console.models import Instance, Provider, SigninAccount
+from console import audit, instances, kinds
+from console.models import Instance, SigninAccount
 from console.pull_state import pull_states
 
 Action = audit.Action
@@ -25,20 +25,19 @@ class AccountError(Exception):
     """What the identity provider refused, in words an admin can act on."""
 
 
-# What each kind of provider does with the account; a kind missing here cannot create one.
-AT_PROVIDER = {
-    Provider.Kind.COGNITO: (
-        cognito.create_test_user, cognito.set_test_user_password, cognito.delete_test_user,
-    ),
-    Provider.Kind.KEYCLOAK: (
-        keycloak_admin.create_user, keycloak_admin.set_password, keycloak_admin.delete_user,
-    ),
-}  # fmt: skip
-REFUSALS = (cognito.AWSError, keycloak_admin.KeycloakError)
-
-
 def can_create(provider) -> bool:
-    return provider.kind in AT_PROVIDER
+    return kinds.of(provider).test_accounts is not None
+
+
+def _at_provider(provider) -> kinds.TestAccounts:
+    """How the provider's kind handles the account (AccountError when it cannot)."""
+    accounts = kinds.of(provider).test_accounts
+    if accounts is None:
+        raise AccountError(
+            f"The console cannot create accounts at a {provider.get_kind_display()} provider: "
+            "enter one."
+        )
+    return accounts
 
 
 def generate_password() -> str:
@@ -58,15 +57,11 @@ def account_of(provider_id) -> SigninAccount | None:
 
 def create_at_provider(provider, *, username, email, request=None, actor=None) -> SigninAccount:
     """Create the account at the identity provider with a new password, and keep it."""
-    if not can_create(provider):
-        raise AccountError(
-            f"The console cannot create accounts at a {provider.get_kind_display()} provider: "
-            "enter one."
-        )
+    accounts = _at_provider(provider)
     password = generate_password()
     try:
-        AT_PROVIDER[provider.kind][0](provider, username, email, password)
-    except REFUSALS as error:
+        accounts.create(provider, username, email, password)
+    except accounts.refusal as error:
         raise AccountError(str(error)) from None
     return _store(provider, username, email, password, managed=True, request=request, actor=actor)
 
@@ -103,10 +98,11 @@ def rotate(provider, *, password="", request=None, actor=None) -> SigninAccount:
     if account is None:
         raise AccountError(f"{provider} has no test account.")
     if account.managed:
+        accounts = _at_provider(provider)
         password = generate_password()
         try:
-            AT_PROVIDER[provider.kind][1](provider, account.username, password)
-        except REFUSALS as error:
+            accounts.set_password(provider, account.username, password)
+        except accounts.refusal as error:
             raise AccountError(str(error)) from None
     elif not password:
         raise AccountError("Type the account's new password: the console did not make it.")
@@ -129,9 +125,10 @@ def remove(provider, *, request=None, actor=None) -> None:
     if account is None:
         return
     if account.managed:
+        accounts = _at_provider(provider)
         try:
-            AT_PROVIDER[provider.kind][2](provider, account.username)
-        except REFUSALS as error:
+            accounts.delete(provider, account.username)
+        except accounts.refusal as error:
             raise AccountError(str(error)) from None
     with transaction.atomic():
         account.delete()

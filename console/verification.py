@@ -272,7 +272,7 @@ def check_instance(instance) -> tuple[int, dict[str, Any]]:
     """Verify `instance` from the console: the synthetic sign-in when its provider has a test
     account, else the probe. Returns (the version number checked, the result)."""
     version = instance.assigned_version
-    expect = version.login_expectations_for(instance) if version else None
+    expect = versions.login_expectations(version, instance) if version else None
     if version is None or expect is None:
         raise NothingToVerify(f"{instance} has no published Diffgram sign-in to verify.")
     account = signin_accounts.account_of(version.provider_id)
@@ -314,4 +314,4 @@ def expectations_for(instance, version) -> dict[str, Any] | None:
     account = None
     if instance.signin_runner == Instance.SigninRunner.AGENT:
         account = signin_accounts.account_of(version.provider_id)
-    return version.login_expectations_for(instance, account)
+    return versions.login_expectations(version, instance, account)

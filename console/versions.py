@@ -22,7 +22,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from console import audit, diffgram, discovery, encryption
+from console import audit, diffgram, encryption, kinds
 from console.models import ConfigVersion, Instance, Provider, PushRequest, Rollout
 from console.pull_state import pull_states
 
@@ -43,6 +43,19 @@ def current_version(provider) -> ConfigVersion | None:
     return (
         provider.versions.filter(rollout__state=Rollout.State.COMPLETE).order_by("-number").first()
     )
+
+
+def login_expectations(version, instance, signin_account=None) -> dict[str, Any] | None:
+    """What `instance`'s Diffgram must answer once it runs `version`; with the test account's
+    credentials when the instance's agent runs the synthetic sign-ins."""
+    kind = kinds.of_settings(version.settings)
+    if kind is None:
+        return None
+    expect = kind.login_expectations(version.settings_for(instance), instance.url_base)
+    agent_signs_in = instance.signin_runner == Instance.SigninRunner.AGENT
+    if expect is not None and signin_account is not None and agent_signs_in:
+        return {**expect, "signin": signin_account.credentials()}
+    return expect
 
 
 def content_hash(all_settings, login_template) -> str:
@@ -78,7 +91,7 @@ def _actor_label(request, actor):
 
 
 def _refuse_unpublishable(provider) -> None:
-    if provider.kind not in diffgram.DIFFGRAM_KINDS:
+    if not kinds.of(provider).signs_in_to_diffgram:
         raise PublishRefused(
             "Diffgram talks to Cognito or Keycloak; a generic OIDC provider cannot be published."
         )
@@ -93,7 +106,7 @@ def _refuse_unpublishable(provider) -> None:
 
 def _targets(provider, instances, group) -> list[Instance]:
     """The instances a publish reaches first: all of them, or those of `group`."""
-    _refuse_a_shared_keycloak_client(provider.kind, provider.client_id, instances)
+    _refuse_a_shared_client(provider, provider.client_id, instances)
     targets = [i for i in instances if not group or i.rollout_group == group]
     if not targets:
         raise PublishRefused(
@@ -128,7 +141,7 @@ def publish_preview(provider, *, group="") -> PublishPreview:
     instances = list(provider.instances.order_by("rollout_group", "name"))
     targets = _targets(provider, instances, group)
     previous = provider.versions.order_by("-number").first()
-    settings = diffgram.settings_for(provider.diffgram_config())
+    settings = kinds.of(provider).diffgram_settings(provider.diffgram_config())
     return PublishPreview(
         number=(previous.number + 1) if previous else 1,
         group=group,
@@ -156,13 +169,9 @@ def publish(
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = list(provider.instances.select_for_update())
         targets = _targets(provider, instances, group)
-        config = provider.diffgram_config()
-        all_settings = diffgram.settings_for(config)
-        login_template = (
-            diffgram.cognito_login_template(config)
-            if provider.kind == Provider.Kind.COGNITO
-            else ""
-        )
+        kind, config = kinds.of(provider), provider.diffgram_config()
+        all_settings = kind.diffgram_settings(config)
+        login_template = kind.login_template(config)
         version = _new_version(
             provider, all_settings, login_template, note=note,
             actor_label=_actor_label(request, actor),
@@ -203,16 +212,12 @@ def publish(
     return version
 
 
-def _refuse_a_shared_keycloak_client(kind, client_id, instances):
+def _refuse_a_shared_client(provider, client_id, instances):
     """The instances may have changed since the last validation: check again, under lock."""
-    if kind != Provider.Kind.KEYCLOAK:
-        return
-    spec = discovery.ProviderSpec(
-        kind=kind, issuer="", client_id=client_id, instance_names=tuple(i.name for i in instances)
-    )
-    status, message = discovery.client_per_instance_verdict(spec)
-    if status == discovery.FAIL:
-        raise PublishRefused(f"diffgram.keycloak_client_per_instance: {message}")
+    names = tuple(instance.name for instance in instances)
+    problem = kinds.of(provider).sharing_problem(client_id, names)
+    if problem:
+        raise PublishRefused(problem)
 
 
 def _staged_rollout(version, *, override=""):
@@ -318,7 +323,7 @@ def rollback(version, *, note="", request=None, actor=None) -> ConfigVersion:
         if not instances:
             raise PublishRefused(f"No instance uses {provider}.")
         client_id = version.settings.get("OAUTH2_PROVIDER_CLIENT_ID", "")
-        _refuse_a_shared_keycloak_client(provider.kind, client_id, instances)
+        _refuse_a_shared_client(provider, client_id, instances)
         new = _new_version(
             provider, version.all_settings(), version.login_url_template,
             note=note or f"Rollback to v{version.number}",

@@ -362,7 +362,7 @@ def mock_op():
 def sso(mock_op, settings):
     """The mock OP stored, validated and marked as the console's sign-in provider."""
     from console import providers
-    from console.forms import OIDCProviderForm
+    from console.kinds import OIDCProviderForm
 
     settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
     settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]

@@ -29,8 +29,8 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from console import agent_setup, audit, providers
-from console.forms import CognitoProviderForm, KeycloakProviderForm
+from console import agent_setup, audit, kinds, providers
+from console.kinds import CognitoProviderForm, KeycloakProviderForm
 from console.models import ApiToken, AuditEvent, Provider
 from tests.idp_server import cognito_document
 
@@ -323,7 +323,7 @@ def require_node_op():
 def make_instance(provider, name, **fields):
     """Register an instance the way the form does; returns (instance, token)."""
     from console import instances
-    from console.forms import InstanceForm
+    from console.instance_forms import InstanceForm
 
     data = {
         "name": name,
@@ -476,7 +476,7 @@ def make_provider(pool, app, secret=""):
         name="Corp Cognito", kind="cognito", aws_region=REGION, user_pool_id=pool,
         client_id=app["ClientId"], scopes="openid email",
     )  # fmt: skip
-    provider.issuer = provider.computed_issuer()
+    provider.issuer = kinds.of(provider).issuer(provider)
     if secret:
         provider.set_secret("client_secret", secret)
     provider.save()
@@ -568,3 +568,12 @@ class Host:
     def stop(self):
         self.agent.stop()
         self.diffgram.stop()
+
+
+def check_statuses(report):
+    """{check id: status} of a discovery report."""
+    return {check.id: check.status for check in report.checks}
+
+
+def check_message(report, check_id):
+    return next(check.message for check in report.checks if check.id == check_id)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from agent import diffgram_sso_agent as agent_script
 from console import delivery, instances, tasks, versions
-from console.forms import InstanceForm
+from console.instance_forms import InstanceForm
 from console.models import Instance, Provider, PushRequest
 from tests import idp_server
 from tests.support import validated_keycloak_provider

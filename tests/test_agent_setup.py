@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from agent import envfile
 from console import agent_setup
-from console.forms import InstanceForm
+from console.instance_forms import InstanceForm
 from tests.support import ROOT, agent_file, make_instance, subprocess_environment
 
 pytestmark = pytest.mark.django_db

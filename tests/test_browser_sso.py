@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from console import providers
-from console.forms import OIDCProviderForm
+from console.kinds import OIDCProviderForm
 from console.models import Provider
 from tests.idp_server import signing_key
 from tests.support import PASSWORD

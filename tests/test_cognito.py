@@ -6,6 +6,7 @@ import boto3
 import pytest
 from django.urls import reverse
 
+from console import aws as console_aws
 from console import cognito
 from console.models import AuditEvent
 from tests.support import GOOD_CLIENT, REGION, aws, make_pool, make_provider
@@ -13,12 +14,27 @@ from tests.support import GOOD_CLIENT, REGION, aws, make_pool, make_provider
 pytestmark = pytest.mark.django_db
 
 
+class Hooks:
+    """Hooks on the boto3 session of this thread (console/aws.py), the one the console's calls
+    in a test client's request use; removed after the test."""
+
+    def __init__(self):
+        self.events, self.registered = console_aws.session().events, []
+
+    def register(self, name, handler):
+        self.events.register(name, handler)
+        self.registered.append((name, handler))
+
+    def remove(self):
+        for name, handler in self.registered:
+            self.events.unregister(name, handler)
+
+
 @pytest.fixture
 def aws_events():
-    """Hooks on the default boto3 session the console uses, removed after the test."""
-    boto3.setup_default_session()
-    yield boto3.DEFAULT_SESSION.events
-    boto3.DEFAULT_SESSION = None
+    hooks = Hooks()
+    yield hooks
+    hooks.remove()
 
 
 def statuses(inspection):
@@ -122,8 +138,7 @@ def test_access_denied_is_reported_readably(moto, admin_client, aws_events):
             },
         )
 
-    boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register("before-call.cognito-idp.DescribeUserPoolClient", deny)
+    aws_events.register("before-call.cognito-idp.DescribeUserPoolClient", deny)
     response = admin_client.get(reverse("cognito-inspect", args=[provider.pk]))
     assert response.status_code == 200
     assert (

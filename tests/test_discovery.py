@@ -1,30 +1,20 @@
-"""Discovery and JWKS validation against documents served over real HTTP on 127.0.0.1."""
+"""Discovery and JWKS validation of a generic OpenID Provider, against documents served over
+real HTTP on 127.0.0.1 (the Keycloak and Cognito shapes: tests/kinds/)."""
 
-import json
-
-import boto3
 import pytest
 from django.core.management import call_command
 
 from console import discovery
 from console.discovery import FAIL, PASS, SKIP, WARN, ProviderSpec
+from console.kinds import OIDC
 from tests import idp_server
-from tests.idp_server import cognito_document, keycloak_document, signing_key
-
-REGION, POOL = "eu-west-1", "eu-west-1_AbC123xyz"
-HOSTED_UI = "https://diffgram.auth.eu-west-1.amazoncognito.com"
-
-
-def statuses(report):
-    return {check.id: check.status for check in report.checks}
-
-
-def message(report, check_id):
-    return next(check.message for check in report.checks if check.id == check_id)
+from tests.idp_server import signing_key
+from tests.support import check_message as message
+from tests.support import check_statuses as statuses
 
 
 def validate(spec, allow_loopback_http=True):
-    return discovery.validate(spec, allow_loopback_http=allow_loopback_http)
+    return discovery.validate(spec, OIDC.checks, allow_loopback_http=allow_loopback_http)
 
 
 # --- documents of the three shapes ------------------------------------------------------------
@@ -33,37 +23,7 @@ def validate(spec, allow_loopback_http=True):
 @pytest.fixture
 def okta(idp):
     issuer = idp_server.serve_okta(idp)
-    return ProviderSpec(kind="oidc", issuer=issuer, client_id="0oa1", confidential=True)
-
-
-@pytest.fixture
-def keycloak(idp):
-    server = idp_server.serve_keycloak(idp)
-    return ProviderSpec(
-        kind="keycloak",
-        issuer=f"{server}realms/diffgram-realm",
-        client_id="diffgram-{instance}",
-        keycloak_server_url=server,
-        keycloak_realm="diffgram-realm",
-        url_base="https://diffgram.example.test/",
-        keycloak_master_user="admin",
-        keycloak_master_password_set=True,
-        keycloak_diffgram_user="diffgram-admin",
-        keycloak_diffgram_password_set=True,
-        instance_names=("lab", "prod"),
-    )
-
-
-@pytest.fixture
-def cognito(idp):
-    idp_server.serve_cognito(idp, REGION, POOL, HOSTED_UI)
-    return ProviderSpec(
-        kind="cognito",
-        issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{POOL}",
-        discovery_url=idp.url(f"/{POOL}/.well-known/openid-configuration"),
-        client_id="4dn1c",
-        url_base="https://diffgram.example.test/",
-    )
+    return ProviderSpec(issuer=issuer, client_id="0oa1", confidential=True)
 
 
 def test_an_okta_shaped_provider_passes(okta):
@@ -88,37 +48,12 @@ def test_an_okta_shaped_provider_passes(okta):
     }
 
 
-def test_a_keycloak_shaped_provider_passes_including_diffgram_checks(keycloak):
-    report = validate(keycloak)
-    assert report.ok, report.as_list()
-    assert [check.id for check in report.checks] == list(discovery.check_ids("keycloak"))
-    assert statuses(report)["diffgram.host"] == PASS
-    assert statuses(report)["diffgram.url_base"] == PASS
-    assert statuses(report)["diffgram.keycloak_admin"] == PASS
-    assert statuses(report)["diffgram.keycloak_realm_user"] == PASS
-    assert message(report, "diffgram.keycloak_client_per_instance") == (
-        "Each instance gets its own Keycloak client: diffgram-lab, diffgram-prod."
-    )
-    assert statuses(report)["diffgram.known_issues"] == WARN  # Diffgram's, not the provider's
-    assert f"OAUTH2_PROVIDER_HOST={keycloak.keycloak_server_url}" in message(
-        report, "diffgram.host"
-    )
-
-
-def test_a_cognito_shaped_provider_passes_including_diffgram_checks(cognito):
-    report = validate(cognito)
-    assert report.ok, report.as_list()
-    assert message(report, "diffgram.host") == (
-        f"OAUTH2_PROVIDER_HOST={HOSTED_UI}/ matches the discovery document."
-    )
-
-
 # --- broken variants, one per check -------------------------------------------------------------
 
 
 def serve_okta(idp, change=None, jwks=None):
     issuer = idp_server.serve_okta(idp, change=change, jwks=jwks)
-    return ProviderSpec(kind="oidc", issuer=issuer, client_id="0oa1")
+    return ProviderSpec(issuer=issuer, client_id="0oa1")
 
 
 @pytest.mark.parametrize(
@@ -135,7 +70,7 @@ def test_issuer_match_compares_exactly_after_one_trailing_slash(
     idp, configured_suffix, document_suffix, expected
 ):
     serve_okta(idp, lambda document: document.update(issuer=idp.url(document_suffix)))
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url(configured_suffix)))
+    report = validate(ProviderSpec(issuer=idp.url(configured_suffix)))
     assert statuses(report)["issuer.match"] == expected
     if expected == FAIL:
         assert repr(idp.url(document_suffix)) in message(report, "issuer.match")
@@ -228,33 +163,33 @@ def test_unusable_jwks_fail(idp, jwks, expected_text):
 
 def test_non_json_and_404_fail_the_fetch_and_skip_the_rest(idp):
     idp.raw("/broken/.well-known/openid-configuration", b"issuer=x", content_type="text/plain")
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/broken")))
+    report = validate(ProviderSpec(issuer=idp.url("/broken")))
     assert statuses(report)["discovery.fetch"] == FAIL
     assert "did not return JSON" in message(report, "discovery.fetch")
     assert {
         s for k, s in statuses(report).items() if k not in ("issuer.url", "discovery.fetch")
     } == {SKIP}
 
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/missing")))
+    report = validate(ProviderSpec(issuer=idp.url("/missing")))
     assert "answered HTTP 404" in message(report, "discovery.fetch")
 
 
 def test_a_json_array_is_not_a_discovery_document(idp):
     idp.json("/array/.well-known/openid-configuration", ["issuer"])
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/array")))
+    report = validate(ProviderSpec(issuer=idp.url("/array")))
     assert "not an object (it is a list)" in message(report, "discovery.fetch")
 
 
 def test_a_two_mebibyte_document_is_refused(idp):
     idp.raw("/huge/.well-known/openid-configuration", b" " * (2 * 1024 * 1024), chunked=True)
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/huge")))
+    report = validate(ProviderSpec(issuer=idp.url("/huge")))
     assert statuses(report)["discovery.fetch"] == FAIL
     assert "more than 1024 KiB" in message(report, "discovery.fetch")
 
 
 def test_a_slow_server_fails_after_the_timeout(idp):
     idp.json("/slow/.well-known/openid-configuration", {}, delay=6)
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/slow")))
+    report = validate(ProviderSpec(issuer=idp.url("/slow")))
     assert "did not answer within 5 s" in message(report, "discovery.fetch")
 
 
@@ -262,7 +197,7 @@ def test_a_redirect_to_the_metadata_address_is_refused(idp):
     idp.redirect(
         "/moved/.well-known/openid-configuration", "http://169.254.169.254/latest/meta-data/"
     )
-    report = validate(ProviderSpec(kind="oidc", issuer=idp.url("/moved")))
+    report = validate(ProviderSpec(issuer=idp.url("/moved")))
     assert statuses(report)["discovery.fetch"] == FAIL
     assert "Refused: 169.254.169.254" in message(report, "discovery.fetch")
 
@@ -281,41 +216,17 @@ def test_issuers_with_query_fragment_or_credentials_are_refused():
         ("https://user:pw@idp.example.test/", "credentials"),
         ("ftp://idp.example.test/", "must start with https://"),
     ]:
-        report = discovery.evaluate(ProviderSpec(kind="oidc", issuer=issuer), None, None, False)
+        report = discovery.evaluate(ProviderSpec(issuer=issuer), OIDC.checks, None, None, False)
         assert problem in message(report_of(report), "issuer.url")
+
+
+def test_userinfo_is_only_recommended_for_a_provider_diffgram_does_not_talk_to(idp):
+    report = validate(serve_okta(idp, lambda d: d.pop("userinfo_endpoint")))
+    assert statuses(report)["userinfo.present"] == WARN
 
 
 def report_of(checks):
     return discovery.Report(checks=checks)
-
-
-def test_a_confidential_cognito_client_needs_client_secret_post(idp, cognito):
-    def basic_only(document):
-        document["token_endpoint_auth_methods_supported"] = ["client_secret_basic"]
-
-    confidential = ProviderSpec(**{**cognito.__dict__, "confidential": True})
-    document = cognito_document(REGION, POOL, HOSTED_UI, idp.url(f"/{POOL}/.well-known/jwks.json"))
-    basic_only(document)
-    idp.json(f"/{POOL}/.well-known/openid-configuration", document)
-    report = validate(confidential)
-    assert statuses(report)["token_auth.method"] == FAIL
-    assert "client_secret_post" in message(report, "token_auth.method")
-    # Absent means client_secret_basic only, per the spec.
-    del document["token_endpoint_auth_methods_supported"]
-    idp.json(f"/{POOL}/.well-known/openid-configuration", document)
-    assert statuses(validate(confidential))["token_auth.method"] == FAIL
-    assert statuses(validate(cognito))["token_auth.method"] == PASS  # public: nothing sent
-
-
-def test_the_keycloak_token_auth_check_only_informs(idp, keycloak):
-    """Diffgram creates its Keycloak client and reads the secret itself: nothing to fix here."""
-    idp_server.serve_keycloak(
-        idp, change=lambda d: d.update(token_endpoint_auth_methods_supported=["private_key_jwt"])
-    )
-    report = validate(keycloak)
-    assert statuses(report)["token_auth.method"] == WARN
-    assert "admin API" in message(report, "token_auth.method")
-    assert report.ok
 
 
 def test_the_consoles_own_sign_in_can_use_client_secret_basic(idp):
@@ -327,66 +238,14 @@ def test_the_consoles_own_sign_in_can_use_client_secret_basic(idp):
     assert "client_secret_basic" in message(report, "token_auth.method")
 
 
-def test_userinfo_is_required_for_diffgram_providers_only(idp, keycloak):
-    document = keycloak_document(keycloak.keycloak_server_url, "diffgram-realm")
-    del document["userinfo_endpoint"]
-    idp.json("/auth/realms/diffgram-realm/.well-known/openid-configuration", document)
-    assert statuses(validate(keycloak))["userinfo.present"] == FAIL
-    report = validate(serve_okta(idp, lambda d: d.pop("userinfo_endpoint")))
-    assert statuses(report)["userinfo.present"] == WARN
-
-
-def test_a_keycloak_url_base_without_trailing_slash_fails(keycloak):
-    report = validate(
-        ProviderSpec(**{**keycloak.__dict__, "url_base": "https://diffgram.example.test"})
-    )
-    assert statuses(report)["diffgram.url_base"] == FAIL
-    assert "'https://diffgram.example.testuser/oidc-login'" in message(report, "diffgram.url_base")
-
-
-def test_a_keycloak_realm_that_does_not_match_the_issuer_fails(keycloak):
-    report = validate(ProviderSpec(**{**keycloak.__dict__, "keycloak_realm": "other"}))
-    assert statuses(report)["diffgram.host"] == FAIL
-    assert "realms/other" in message(report, "diffgram.host")
-
-
-def test_cognito_endpoints_off_the_hosted_ui_domain_fail_the_host_check(idp, cognito):
-    document = cognito_document(REGION, POOL, HOSTED_UI, idp.url(f"/{POOL}/.well-known/jwks.json"))
-    document["userinfo_endpoint"] = "https://elsewhere.example.test/oauth2/userInfo"
-    idp.json(f"/{POOL}/.well-known/openid-configuration", document)
-    report = validate(cognito)
-    assert statuses(report)["diffgram.host"] == FAIL
-    assert (
-        "Diffgram will call 'https://diffgram.auth.eu-west-1.amazoncognito.com/oauth2/userInfo'"
-        in (message(report, "diffgram.host"))
-    )
-
-
 # --- real providers -------------------------------------------------------------------------------
 
 
 def test_the_certified_node_oidc_provider_passes(node_op):
-    report = validate(ProviderSpec(kind="oidc", issuer=node_op.issuer, confidential=True))
+    report = validate(ProviderSpec(issuer=node_op.issuer, confidential=True))
     assert report.ok, report.as_list()
     assert statuses(report)["jwks.keys"] == PASS
     assert statuses(report)["token_auth.method"] == PASS
-
-
-def test_moto_cognito_discovery_and_jwks(moto):
-    client = boto3.client("cognito-idp", region_name=REGION)
-    pool_id = client.create_user_pool(PoolName="diffgram")["UserPool"]["Id"]
-    spec = ProviderSpec(
-        kind="cognito",
-        issuer=f"https://cognito-idp.{REGION}.amazonaws.com/{pool_id}",
-        discovery_url=f"{moto}/{pool_id}/.well-known/openid-configuration",
-    )
-    report = validate(spec)
-    assert statuses(report)["discovery.fetch"] == PASS
-    assert statuses(report)["issuer.match"] == PASS
-    assert statuses(report)["jwks.keys"] == PASS
-    # moto's document lacks the hosted-UI endpoints real Cognito publishes, and we say so.
-    assert statuses(report)["metadata.required"] == FAIL
-    assert "authorization_endpoint, token_endpoint" in message(report, "metadata.required")
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -401,31 +260,6 @@ def run_check_issuer(*args):
     except SystemExit as exit_:
         return exit_.code, out.getvalue() + err.getvalue()
     return 0, out.getvalue()
-
-
-def test_check_issuer_exits_0_and_prints_json_with_diffgram_settings(keycloak):
-    code, output = run_check_issuer(
-        keycloak.keycloak_server_url,
-        "--kind", "keycloak", "--realm", "diffgram-realm", "--client-id", "diffgram",
-        "--url-base", "https://diffgram.example.test/", "--json",
-    )  # fmt: skip
-    assert code == 0, output
-    result = json.loads(output)
-    assert result["ok"] is True
-    assert [check["id"] for check in result["checks"]] == list(discovery.check_ids("keycloak"))
-    statuses_ = {check["id"]: check["status"] for check in result["checks"]}
-    # The credentials and the instances are not known to check_issuer: add_provider checks them.
-    assert statuses_["diffgram.keycloak_admin"] == statuses_["diffgram.keycloak_realm_user"] == SKIP
-    assert {issue["id"] for issue in result["known_issues"]} >= {
-        "keycloak.scope_email", "keycloak.redirect_route",
-    }  # fmt: skip
-    assert result["diffgram"] == {
-        "USE_OAUTH2": "True",
-        "OAUTH2_PROVIDER_NAME": "keycloak",
-        "OAUTH2_PROVIDER_HOST": keycloak.keycloak_server_url,
-        "OAUTH2_PROVIDER_CLIENT_ID": "diffgram",
-        "KEYCLOAK_REALM": "diffgram-realm",
-    }
 
 
 def test_check_issuer_exits_1_when_a_check_fails(idp):

@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from console import federation, providers
-from console.forms import OIDCProviderForm
+from console.kinds import OIDCProviderForm
 from console.models import AuditEvent, FederatedIdentityProvider, Provider
 from tests import idp_server
 from tests.support import aws, make_pool, make_provider, token_for

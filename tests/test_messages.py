@@ -6,9 +6,9 @@ import urllib.parse
 import pytest
 from django.urls import reverse
 
-from console import discovery, providers
+from console import discovery, kinds, providers
 from console.discovery import FAIL, PASS, ProviderSpec
-from console.forms import OIDCProviderForm
+from console.kinds import OIDCProviderForm
 from console.models import Provider
 from tests import idp_server
 from tests.support import authorize_at_op, free_port, set_groups
@@ -20,15 +20,19 @@ def check(report, check_id):
     return next(c for c in report.checks if c.id == check_id)
 
 
+def validate(spec, allow_loopback_http):
+    return discovery.validate(spec, kinds.OIDC.checks, allow_loopback_http=allow_loopback_http)
+
+
 def oidc(issuer):
-    return ProviderSpec(kind="oidc", issuer=issuer, client_id="c", confidential=True)
+    return ProviderSpec(issuer=issuer, client_id="c", confidential=True)
 
 
 # --- issuer URLs --------------------------------------------------------------------------------
 
 
 def test_a_loopback_http_issuer_refused_in_production_names_the_development_setting():
-    report = discovery.validate(oidc("http://127.0.0.1:8080/realms/x"), allow_loopback_http=False)
+    report = validate(oidc("http://127.0.0.1:8080/realms/x"), allow_loopback_http=False)
     result = check(report, "issuer.url")
     assert result.status == FAIL
     assert "SSO_ADMIN_ALLOW_PRIVATE_URLS=true" in result.message
@@ -37,9 +41,7 @@ def test_a_loopback_http_issuer_refused_in_production_names_the_development_sett
 
 def test_a_loopback_https_issuer_refused_by_the_network_guard_names_the_setting(settings):
     settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = False
-    report = discovery.validate(
-        oidc(f"https://127.0.0.1:{free_port()}/"), allow_loopback_http=False
-    )
+    report = validate(oidc(f"https://127.0.0.1:{free_port()}/"), allow_loopback_http=False)
     result = check(report, "discovery.fetch")
     assert result.status == FAIL
     assert "loopback address" in result.message
@@ -48,9 +50,7 @@ def test_a_loopback_https_issuer_refused_by_the_network_guard_names_the_setting(
 
 
 def test_an_issuer_with_whitespace_fails_the_issuer_check():
-    report = discovery.validate(
-        oidc("https://login.example.test/oauth2/ default"), allow_loopback_http=False
-    )
+    report = validate(oidc("https://login.example.test/oauth2/ default"), allow_loopback_http=False)
     result = check(report, "issuer.url")
     assert result.status == FAIL and "contains whitespace" in result.message
     assert report.discovery is None  # nothing was fetched for it
@@ -58,7 +58,7 @@ def test_an_issuer_with_whitespace_fails_the_issuer_check():
 
 def test_the_endpoint_check_names_the_endpoints_that_use_http_on_loopback(idp):
     issuer = idp_server.serve_okta(idp)  # served over http:// on 127.0.0.1
-    result = check(discovery.validate(oidc(issuer), allow_loopback_http=True), "endpoints.https")
+    result = check(validate(oidc(issuer), allow_loopback_http=True), "endpoints.https")
     assert result.status == PASS
     for endpoint in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
         assert endpoint in result.message
@@ -67,7 +67,7 @@ def test_the_endpoint_check_names_the_endpoints_that_use_http_on_loopback(idp):
 
 def test_a_discovery_url_that_answers_a_web_page_says_so(idp):
     idp.raw("/portal/.well-known/openid-configuration", b"<!DOCTYPE html><html>Sign in</html>")
-    report = discovery.validate(oidc(idp.url("/portal")), allow_loopback_http=True)
+    report = validate(oidc(idp.url("/portal")), allow_loopback_http=True)
     result = check(report, "discovery.fetch")
     assert result.status == FAIL
     assert "answered with a web page (HTML), not JSON" in result.message
@@ -87,7 +87,7 @@ def test_a_cognito_provider_without_discovery_shows_incomplete_settings_and_the_
         user_pool_id="eu-west-1_AbC123xyz", client_id="client", scopes="openid email",
         diffgram_url_base="https://lab.example.test/",
     )  # fmt: skip
-    provider.issuer = provider.computed_issuer()
+    provider.issuer = kinds.of(provider).issuer(provider)
     provider.save()
     provider, report = providers.run_validation(provider)
     failure = check(report, "discovery.fetch").message

@@ -183,7 +183,7 @@ def test_numeric_spellings_of_addresses_are_refused_before_anything_connects(
 
 @pytest.mark.django_db
 def test_the_instance_form_refuses_a_numeric_spelling(allow_private, keycloak_provider):
-    from console.forms import InstanceForm
+    from console.instance_forms import InstanceForm
 
     form = InstanceForm(data={
         "name": "lab", "url_base": "https://lab.example.test/", "shape": "compose",

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from console import versions
+from console import kinds, versions
 from console.models import AuditEvent, Provider
 from tests.support import ROOT, make_instance
 
@@ -85,13 +85,13 @@ def test_a_keycloak_providers_history_shows_only_keycloak_fields(admin_client, i
             "keycloak_realm": "diffgram-realm", "client_id": "diffgram-{instance}",
         },
     )  # fmt: skip
-    provider = Provider.objects.get(name="Lab Keycloak")
+    Provider.objects.get(name="Lab Keycloak")
     created = AuditEvent.objects.get(action="provider.created")
     assert set(created.changes) <= {
         "kind",
         "enabled",
         "issuer",
-        *provider.EDITABLE_FIELDS["keycloak"],
+        *kinds.KEYCLOAK.editable_fields,
     }
     assert "aws_region" not in created.changes and "user_pool_id" not in created.changes
     page = admin_client.get(reverse("history-event", args=[created.pk])).content.decode()

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent import envfile
-from console import diffgram, discovery
+from console import diffgram, discovery, kinds
 from console.discovery import Fetched, ProviderSpec
 
 JSON = st.recursive(
@@ -71,12 +71,15 @@ def test_the_checks_never_raise_and_always_answer_every_check(
     kind, issuer, document, jwks, status, url_base, confidential
 ):
     spec = ProviderSpec(
-        kind=kind, issuer=issuer, client_id="c", confidential=confidential,
+        issuer=issuer, client_id="c", confidential=confidential,
         keycloak_server_url=issuer, keycloak_realm="r", url_base=url_base,
     )  # fmt: skip
     fetched = Fetched("u", status=status, document=document, error="" if status == 200 else "x")
-    checks = discovery.evaluate(spec, fetched, Fetched("j", 200, jwks), allow_loopback_http=True)
-    assert [check.id for check in checks] == list(discovery.check_ids(kind))
+    plan = kinds.get(kind).checks
+    checks = discovery.evaluate(
+        spec, plan, fetched, Fetched("j", 200, jwks), allow_loopback_http=True
+    )
+    assert [check.id for check in checks] == list(plan.ids())
     assert {check.status for check in checks} <= {"pass", "warn", "fail", "skip"}
     assert all(isinstance(check.message, str) and check.message for check in checks)
 

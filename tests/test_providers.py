@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
+from console import kinds
 from console.models import AuditEvent, Provider
 from tests import idp_server
 
@@ -53,9 +54,7 @@ def create_keycloak(admin_client, server_url, **overrides):
 
 def edit_data(provider, **changes):
     """What the edit form posts back: current values, secrets left blank, plus changes."""
-    from console.forms import FORMS_BY_KIND
-
-    form = FORMS_BY_KIND[provider.kind](instance=provider)
+    form = kinds.of(provider).form(instance=provider)
     data = {
         name: form[name].value()
         for name in form.fields
@@ -420,7 +419,7 @@ class TestCommands:
 
     def test_add_provider_has_no_client_secret_for_keycloak(self, keycloak_server, monkeypatch):
         monkeypatch.setenv("KC_SECRET", "x")
-        with pytest.raises(CommandError, match="reads its client's secret from Keycloak"):
+        with pytest.raises(CommandError, match="A Keycloak provider takes no --client-secret-env"):
             call_command(
                 "add_provider", keycloak_server, "--kind", "keycloak", "--name", "K",
                 "--client-id", "c", "--realm", "r", "--client-secret-env", "KC_SECRET",

@@ -110,7 +110,7 @@ CHANGES = {
         "print(instances.rotate_token(Instance.objects.get(name='lab'))[1])"
     ),
     "unassign provider": (
-        "from console import instances, versions; from console.forms import InstanceForm\n"
+        "from console import instances, versions; from console.instance_forms import InstanceForm\n"
         "from console.models import Instance\n"
         "lab = Instance.objects.get(name='lab')\n"
         "form = InstanceForm(instance=lab, data={'name': 'lab', 'url_base': lab.url_base,\n"

@@ -104,3 +104,18 @@ def test_the_agent_replaces_only_the_sso_variables():
         merged, {"OAUTH2_PROVIDER_CLIENT_ID": "new", "USE_OAUTH2": "True"}
     ) == (merged)  # applying the same settings again changes nothing
     assert dotenv_values(stream=io.StringIO(merged))["POSTGRES_PASSWORD"] == "keep-me"
+
+
+def test_masked_hides_every_secret_variable():
+    variables = {
+        "OAUTH2_PROVIDER_CLIENT_ID": "id",
+        "OAUTH2_PROVIDER_CLIENT_SECRET": "a",
+        "KEY_CLOAK_MASTER_PASSWORD": "b",
+        "KEY_CLOAK_DIFFGRAM_PASSWORD": "c",
+    }
+    assert diffgram.masked(variables) == {
+        "OAUTH2_PROVIDER_CLIENT_ID": "id",
+        "OAUTH2_PROVIDER_CLIENT_SECRET": "[secret: set]",
+        "KEY_CLOAK_MASTER_PASSWORD": "[secret: set]",
+        "KEY_CLOAK_DIFFGRAM_PASSWORD": "[secret: set]",
+    }

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console import config_io, instances, outbound
-from console.forms import InstanceForm
+from console.instance_forms import InstanceForm
 from console.models import (
     ApiToken,
     AuditEvent,
@@ -346,7 +346,7 @@ def test_no_secret_in_the_repr_of_what_holds_one():
 
     assert "s3cret-canary" not in repr(config(client_secret="s3cret-canary"))
     provider_config = diffgram.ProviderConfig(
-        kind="keycloak", client_id="c", client_secret="s3cret-canary",
+        client_id="c", client_secret="s3cret-canary",
         keycloak_master_password="s3cret-canary", keycloak_diffgram_password="s3cret-canary",
     )  # fmt: skip
     assert "s3cret-canary" not in repr(provider_config)

@@ -31,6 +31,7 @@ from console import (
     delivery,
     federation,
     instances,
+    kinds,
     providers,
     ratelimits,
     users,
@@ -38,7 +39,7 @@ from console import (
 )  # fmt: skip
 from console import metrics as console_metrics
 from console.federation_forms import FederationForm, data_for
-from console.forms import OIDCProviderForm
+from console.kinds import OIDCProviderForm
 from console.models import AlertDestination, ApiToken, AuditEvent, Instance, Provider, hash_token
 from console.roles import ADMIN
 from tests import idp_server
@@ -78,7 +79,7 @@ def build_world(django_user_model):
         },
         jwks_snapshot={"keys": []},
     )  # fmt: skip
-    provider.issuer = provider.computed_issuer()
+    provider.issuer = kinds.of(provider).issuer(provider)
     for name, value in SECRETS.items():
         provider.set_secret(name, value)
     provider.save()

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agent import signin
 from console import providers, tasks, verification, versions
-from console.forms import CognitoProviderForm
+from console.kinds import CognitoProviderForm
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, Rollout
 from tests.idp_server import signing_key
 from tests.support import (

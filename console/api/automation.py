@@ -12,9 +12,9 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.utils import timezone
 
-from console import instances, providers, versions
+from console import instances, kinds, providers, versions
 from console.api.decorators import allowed, bearer_token, error, token_api, with_json_body
-from console.forms import FORMS_BY_KIND, HistoryFilterForm, PublishForm
+from console.forms import HistoryFilterForm, PublishForm
 from console.models import (
     ApiToken,
     AuditEvent,
@@ -75,17 +75,14 @@ READ_ONLY = {"id", "kind", "issuer", "console_login", "validation"}
 
 
 def provider_json(provider):
-    form_class = FORMS_BY_KIND[provider.kind]
+    kind = kinds.of(provider)
     return {
         "id": provider.pk,
         "kind": provider.kind,
         "enabled": provider.enabled,
         "issuer": provider.issuer,
-        **{name: getattr(provider, name) for name in form_class._meta.fields},
-        **{
-            name: (MASK if provider.has_secret(name) else None)
-            for name in FORMS_BY_KIND[provider.kind].secret_names
-        },
+        **{name: getattr(provider, name) for name in kind.editable_fields},
+        **{name: (MASK if provider.has_secret(name) else None) for name in kind.secret_names},
         "console_login": provider.console_login,
         "revision": provider.revision,
         "validation": {
@@ -158,13 +155,11 @@ def _get(model, **lookup):
 def providers_collection(request):
     if request.method == "GET":
         return json_answer({"providers": [provider_json(p) for p in Provider.objects.all()]})
-    kind = request.json.get("kind")
-    if kind not in FORMS_BY_KIND:
-        return error(
-            400, "Invalid input.", fields={"kind": [f"One of {', '.join(FORMS_BY_KIND)}."]}
-        )
+    kind = kinds.get(request.json.get("kind"))
+    if kind is None:
+        return error(400, "Invalid input.", fields={"kind": [f"One of {', '.join(kinds.KINDS)}."]})
     data = {k: v for k, v in request.json.items() if k != "kind" and v != MASK and v is not None}
-    form = FORMS_BY_KIND[kind](data=data)
+    form = kind.form(data=data)
     if not form.is_valid():
         return invalid_form(form)
     provider = providers.save_provider(form, request=request)
@@ -179,7 +174,7 @@ def provider_item(request, provider_id):
         return error(404, "No such provider.")
     if request.method == "GET":
         return json_answer(provider_json(provider))
-    form_class = FORMS_BY_KIND[provider.kind]
+    form_class = kinds.of(provider).form
     current = form_class(instance=provider)
     # What the form would show: the stored values (a field's own initial is its default).
     data = {

@@ -3,7 +3,7 @@
 
 from functools import wraps
 
-from console import cognito, federation
+from console import cognito, federation, kinds
 from console.api.automation import MASK, invalid_form, json_answer, user_api
 from console.api.decorators import error
 from console.federation_forms import (
@@ -44,7 +44,9 @@ def federation_json(idp):
 
 
 def _cognito_provider(provider_id):
-    return Provider.objects.filter(pk=provider_id, kind=Provider.Kind.COGNITO).first()
+    return Provider.objects.filter(
+        pk=provider_id, kind__in=kinds.slugs_where("aws_user_pool")
+    ).first()
 
 
 def _federation_answer(provider, status=200):

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.conf import settings
 from django.db import models
 
 from console import diffgram
-from console.discovery import ProviderSpec
 from console.models.secrets import WriteOnlySecrets
 
 
@@ -17,6 +13,7 @@ class Provider(WriteOnlySecrets, models.Model):
 
     audit_target_type = "provider"
 
+    # What each kind is and does lives in console/kinds/ (the registry); the model only names them.
     class Kind(models.TextChoices):
         COGNITO = "cognito", "AWS Cognito"
         KEYCLOAK = "keycloak", "Keycloak"
@@ -24,19 +21,6 @@ class Provider(WriteOnlySecrets, models.Model):
 
     # Stored encrypted; the attribute names are the secret's name + "_encrypted".
     SECRET_NAMES = ("client_secret", "keycloak_master_password", "keycloak_diffgram_password")
-    # What an admin sets for each kind, in the order its form shows them; the forms, the audit
-    # records and configuration as code all follow this list.
-    EDITABLE_FIELDS: dict[str, tuple[str, ...]] = {
-        Kind.COGNITO: (
-            "name", "aws_region", "user_pool_id", "client_id", "cognito_domain", "scopes",
-            "diffgram_url_base", "aws_role_arn",
-        ),
-        Kind.KEYCLOAK: (
-            "name", "keycloak_server_url", "keycloak_realm", "client_id",
-            "keycloak_master_user", "keycloak_diffgram_user", "diffgram_url_base",
-        ),
-        Kind.OIDC: ("name", "issuer", "client_id", "scopes"),
-    }  # fmt: skip
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -44,7 +28,7 @@ class Provider(WriteOnlySecrets, models.Model):
     # The console's own admins sign in through this provider (at most one; set only after a
     # successful test login by the admin who marks it).
     console_login = models.BooleanField(default=False, editable=False)
-    issuer = models.CharField(max_length=500)
+    issuer = models.CharField(max_length=500)  # derived by its kind on save (console/kinds/)
     client_id = models.CharField(max_length=255)
     client_secret_encrypted = models.TextField(blank=True, editable=False)
     scopes = models.CharField(max_length=500, default="openid email profile")
@@ -94,45 +78,9 @@ class Provider(WriteOnlySecrets, models.Model):
 
     # --- derived --------------------------------------------------------------------------------
 
-    def computed_issuer(self) -> str:
-        if self.kind == self.Kind.COGNITO:
-            return f"https://cognito-idp.{self.aws_region}.amazonaws.com/{self.user_pool_id}"
-        if self.kind == self.Kind.KEYCLOAK:
-            server = diffgram.with_trailing_slash(self.keycloak_server_url)
-            return f"{server}realms/{self.keycloak_realm}"
-        return self.issuer
-
-    def discovery_url(self) -> str:
-        """Where the discovery document is read. For Cognito, AWS_ENDPOINT_URL (as boto3 reads
-        it) redirects the request to a stand-in such as moto, keeping the real issuer."""
-        endpoint = settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL
-        if self.kind == self.Kind.COGNITO and endpoint:
-            return f"{endpoint.rstrip('/')}/{self.user_pool_id}/.well-known/openid-configuration"
-        return ""
-
-    def spec(self, url_base=None) -> ProviderSpec:
-        return ProviderSpec(
-            kind=self.kind,
-            issuer=self.computed_issuer(),
-            discovery_url=self.discovery_url(),
-            client_id=self.client_id,
-            confidential=self.has_secret("client_secret"),
-            keycloak_server_url=self.keycloak_server_url,
-            keycloak_realm=self.keycloak_realm,
-            cognito_domain=self.cognito_domain,
-            url_base=self.diffgram_url_base if url_base is None else url_base,
-            keycloak_master_user=self.keycloak_master_user,
-            keycloak_master_password_set=self.has_secret("keycloak_master_password"),
-            keycloak_diffgram_user=self.keycloak_diffgram_user,
-            keycloak_diffgram_password_set=self.has_secret("keycloak_diffgram_password"),
-            instance_names=tuple(self.instances.values_list("name", flat=True)) if self.pk else (),
-            diffgram_version=settings.DIFFGRAM_VERSION,
-        )
-
     def diffgram_config(self) -> diffgram.ProviderConfig:
         """The provider as console.diffgram needs it, with secrets decrypted."""
         return diffgram.ProviderConfig(
-            kind=self.kind,
             client_id=self.client_id,
             client_secret=self.secret("client_secret"),
             scopes=self.scopes,
@@ -145,12 +93,6 @@ class Provider(WriteOnlySecrets, models.Model):
             keycloak_diffgram_password=self.secret("keycloak_diffgram_password"),
             discovery=self.discovery_snapshot or {},
         )
-
-    def audit_fields(self) -> dict[str, Any]:
-        """Field values for audit diffs: those of the provider's kind (a Keycloak provider has
-        no AWS region to record); secrets are never among them."""
-        names = ("kind", "enabled", "issuer", *self.EDITABLE_FIELDS.get(self.kind, ()))
-        return {name: getattr(self, name) for name in dict.fromkeys(names)}
 
     @property
     def validation_counts(self) -> dict[str, int]:
@@ -166,7 +108,7 @@ class ExternalIdentity(models.Model):
     user = models.ForeignKey(
         "auth.User", on_delete=models.CASCADE, related_name="external_identities"
     )
-    issuer = models.CharField(max_length=500)
+    issuer = models.CharField(max_length=500)  # derived by its kind on save (console/kinds/)
     subject = models.CharField(max_length=255)
     created_at = models.DateTimeField(auto_now_add=True)
     last_login_at = models.DateTimeField(null=True)

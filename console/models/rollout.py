@@ -222,17 +222,6 @@ class ConfigVersion(models.Model):
             self.all_settings(), self.login_url_template, instance.url_base, instance.name
         )
 
-    def login_expectations_for(self, instance, signin_account=None) -> dict[str, Any] | None:
-        """What `instance`'s Diffgram must answer once it runs this version; with the test
-        account's credentials when the instance's agent runs the synthetic sign-ins."""
-        expect: dict[str, Any] | None = diffgram.login_expectations(
-            self.settings_for(instance), instance.url_base
-        )
-        agent_signs_in = instance.signin_runner == Instance.SigninRunner.AGENT
-        if expect is not None and signin_account is not None and agent_signs_in:
-            expect["signin"] = signin_account.credentials()
-        return expect
-
     def content_hash_for(self, instance) -> str:
         """The hash of what `instance` receives: the version's, or (when the settings differ
         per instance) the version's combined with what makes them differ."""

@@ -9,16 +9,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
-from console import cognito, federation
+from console import cognito, cognito_provisioning, federation, kinds
 from console.federation_forms import SHORT_NAMES, TYPES_BY_SHORT_NAME, FederationForm
-from console.forms import ProvisionCognitoForm
-from console.models import FederatedIdentityProvider, Provider
+from console.kinds import ProvisionCognitoForm
+from console.models import FederatedIdentityProvider
 from console.views.providers import get_provider, show_validation
 
 
 def get_cognito_provider(request, provider_id):
     provider = get_provider(request, provider_id)
-    if provider.kind != Provider.Kind.COGNITO:
+    if not kinds.of(provider).aws_user_pool:
         raise Http404("Not a Cognito provider")
     return provider
 
@@ -195,7 +195,7 @@ def provision(request):
     form = ProvisionCognitoForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            provider, _report = cognito.provision(form, request=request)
+            provider, _report = cognito_provisioning.provision(form, request=request)
         except cognito.AWSError as error:
             form.add_error(None, str(error))  # nothing was created or stored
         else:

@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from console import agent_setup, instances, verification
-from console.forms import InstanceForm
+from console.instance_forms import InstanceForm
 from console.models import Instance, PushRequest
 
 

@@ -3,7 +3,6 @@ settings, validate, disable, delete, and the htmx discovery preview."""
 
 import json
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,8 +11,8 @@ from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
-from console import diffgram, discovery, providers, signin_accounts
-from console.forms import FORMS_BY_KIND, PublishForm
+from console import diffgram, discovery, kinds, providers, signin_accounts
+from console.forms import PublishForm
 from console.models import Provider
 
 
@@ -29,7 +28,7 @@ def provider_list(request):
 
 @require_safe
 def provider_new(request):
-    return render(request, "console/provider_new.html", {"kinds": Provider.Kind.choices})
+    return render(request, "console/provider_new.html", {"kinds": kinds.KINDS.values()})
 
 
 # Error reports (DEBUG pages, mailed 500s) must not carry the secrets typed into these forms.
@@ -38,24 +37,24 @@ hide_secrets = sensitive_post_parameters(*Provider.SECRET_NAMES)
 
 @hide_secrets
 def provider_create(request, kind):
-    if kind not in FORMS_BY_KIND:
+    chosen = kinds.get(kind)
+    if chosen is None:
         raise Http404("Unknown provider kind")
-    form_class = FORMS_BY_KIND[kind]
-    form = form_class(request.POST or None)
+    form = chosen.form(request.POST or None)
     if request.method == "POST" and form.is_valid():
         return _validate_and_show(request, providers.save_provider(form, request=request))
     return render(
         request,
         "console/provider_form.html",
-        {"form": form, "kind": kind, "kind_label": with_article(Provider.Kind(kind).label)},
+        {"form": form, "kind": chosen, "kind_label": with_article(chosen.label)},
     )
 
 
 @hide_secrets
 def provider_edit(request, provider_id):
     provider = get_provider(request, provider_id)
-    form_class = FORMS_BY_KIND[provider.kind]
-    form = form_class(request.POST or None, instance=provider)
+    kind = kinds.of(provider)
+    form = kind.form(request.POST or None, instance=provider)
     conflict = None
     if request.method == "POST" and form.is_valid():
         was_console_login = provider.console_login
@@ -77,8 +76,8 @@ def provider_edit(request, provider_id):
         {
             "form": form,
             "provider": provider,
-            "kind": provider.kind,
-            "kind_label": with_article(provider.get_kind_display()),
+            "kind": kind,
+            "kind_label": with_article(kind.label),
             "conflict": conflict,
         },
         status=409 if conflict else 200,
@@ -89,17 +88,18 @@ def provider_edit(request, provider_id):
 def provider_detail(request, provider_id):
     provider = get_provider(request, provider_id)
     url_base = request.GET.get("url_base", provider.diffgram_url_base).strip()
-    config = provider.diffgram_config()
-    variables = diffgram.settings_for(config, url_base)
+    kind, config = kinds.of(provider), provider.diffgram_config()
+    variables = kind.diffgram_settings(config, url_base)
     return render(
         request,
         "console/provider_detail.html",
         {
             "provider": provider,
+            "kind": kind,
             "url_base": url_base,
             "variables": diffgram.masked(variables),
-            "unknown_variables": diffgram.unknown_variables(config, url_base),
-            "registrations": diffgram.registrations_for(provider.kind, url_base),
+            "unknown_variables": kind.unknown_variables(config, url_base),
+            "registrations": kind.registrations(url_base),
             "discovery_json": _pretty(provider.discovery_snapshot),
             "publish_form": PublishForm(provider=provider),
             "console_callback": request.build_absolute_uri(reverse("oidc_authentication_callback")),
@@ -113,11 +113,12 @@ def provider_detail(request, provider_id):
 
 def _instance_rows(provider):
     """What each instance of the provider receives that is its own, and must be registered."""
+    kind = kinds.of(provider)
     return [
         {
             "instance": instance,
             "client_id": diffgram.instance_client_id(provider.client_id, instance.name),
-            "registrations": diffgram.registrations_for(provider.kind, instance.url_base),
+            "registrations": kind.registrations(instance.url_base),
         }
         for instance in provider.instances.order_by("rollout_group", "name")
     ]
@@ -152,23 +153,14 @@ def provider_delete(request, provider_id):
 @require_POST
 def provider_discover(request):
     """htmx: read the discovery document for what is typed in the form and show its endpoints."""
-    kind = request.GET.get("kind", Provider.Kind.OIDC)
-    if kind not in FORMS_BY_KIND:
+    kind = kinds.get(request.GET.get("kind", kinds.OIDC.slug))
+    if kind is None:
         raise Http404("Unknown provider kind")
-    draft = Provider(
-        kind=kind,
-        **{
-            name: request.POST.get(name, "").strip()
-            for name in (
-                "issuer", "aws_region", "user_pool_id", "cognito_domain",
-                "keycloak_server_url", "keycloak_realm",
-            )
-        },
-    )  # fmt: skip
-    spec = draft.spec(url_base="")
+    draft = kind.draft({name: request.POST.get(name, "").strip() for name in kind.editable_fields})
+    spec = kind.spec(draft, url_base="")
     report = None
     if spec.issuer.strip("/") and not spec.issuer.endswith(("realms/", "amazonaws.com/")):
-        report = discovery.validate(spec, allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS)
+        report = kind.validate(spec)
     document = report.discovery.document if report and report.discovery else None
     endpoints = (
         [(key, document[key]) for key in discovery.ENDPOINT_KEYS if key in document]

@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from console import diffgram_releases, verification, versions
+from console import kinds, verification, versions
 from console.forms import PublishForm
 from console.models import ConfigVersion
 from console.views.providers import get_provider
@@ -46,9 +46,8 @@ def publish(request, provider_id):
                 "provider": provider, "preview": preview, "note": note, "changed": changed,
                 "watch": watch, "verify_minutes": settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES,
                 "diffgram_version": settings.DIFFGRAM_VERSION,
-                "blocking": diffgram_releases.blocking_issues(
-                    settings.DIFFGRAM_VERSION, provider.kind,
-                    client_secret=provider.has_secret("client_secret"),
+                "blocking": kinds.of(provider).blocking_issues(
+                    client_secret=provider.has_secret("client_secret")
                 ),
             },
         )  # fmt: skip

@@ -1,10 +1,14 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from console import providers
-from console.forms import FORMS_BY_KIND
+from console import kinds, providers
 from console.management.commands._cli import cli_actor, from_environment, print_checks
-from console.management.commands.check_issuer import COGNITO_ISSUER
-from console.models import Provider
+
+# Each secret is read from the environment variable its option names, never from an argument.
+SECRET_OPTIONS = {
+    "client_secret": "client_secret_env",
+    "keycloak_master_password": "master_password_env",
+    "keycloak_diffgram_password": "diffgram_password_env",
+}
 
 
 class Command(BaseCommand):
@@ -18,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("location", metavar="ISSUER-or-SERVER")
-        parser.add_argument("--kind", choices=Provider.Kind.values, required=True)
+        parser.add_argument("--kind", choices=list(kinds.KINDS), required=True)
         parser.add_argument("--name", required=True)
         parser.add_argument("--client-id", required=True)
         parser.add_argument("--realm", default="", help="Keycloak realm")
@@ -37,7 +41,8 @@ class Command(BaseCommand):
         keycloak.add_argument("--diffgram-password-env", metavar="VAR", default="")
 
     def handle(self, *args, **options):
-        form = FORMS_BY_KIND[options["kind"]](data=self._form_data(options))
+        kind = kinds.KINDS[options["kind"]]
+        form = kind.form(data=self._form_data(kind, options))
         if not form.is_valid():
             problems = [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]
             raise CommandError("Not created:\n  " + "\n  ".join(problems), returncode=2)
@@ -49,36 +54,20 @@ class Command(BaseCommand):
             self.stderr.write("Validation failed: it cannot be published until the checks pass.")
             raise SystemExit(1)
 
-    def _form_data(self, options):
-        kind, location = options["kind"], options["location"]
-        data = {"name": options["name"], "client_id": options["client_id"]}
-        if kind == Provider.Kind.KEYCLOAK:
-            if options["client_secret_env"]:
+    def _form_data(self, kind, options):
+        try:
+            fields = kind.command_fields(options["location"], options)
+        except ValueError as error:
+            raise CommandError(str(error), returncode=2) from None
+        data = {"name": options["name"], "client_id": options["client_id"], **fields}
+        for secret, option in SECRET_OPTIONS.items():
+            if secret in kind.secret_names:
+                data[secret] = from_environment(options[option])
+            elif options[option]:
+                flag = "--" + option.replace("_", "-")
                 raise CommandError(
-                    "Keycloak has no --client-secret-env: Diffgram reads its client's secret "
-                    "from Keycloak's admin API.",
+                    f"A {kind.label} provider takes no {flag}: it has no {secret.replace('_', ' ')}"
+                    " to keep.",
                     returncode=2,
                 )
-            data |= {
-                "keycloak_server_url": location,
-                "keycloak_realm": options["realm"],
-                "keycloak_master_user": options["master_user"],
-                "keycloak_master_password": from_environment(options["master_password_env"]),
-                "keycloak_diffgram_user": options["diffgram_user"],
-                "keycloak_diffgram_password": from_environment(options["diffgram_password_env"]),
-                "diffgram_url_base": options["url_base"],
-            }
-            return data
-        data["client_secret"] = from_environment(options["client_secret_env"])
-        if kind == Provider.Kind.COGNITO:
-            match = COGNITO_ISSUER.match(location)
-            data |= {
-                "aws_region": options["region"] or (match["region"] if match else ""),
-                "user_pool_id": options["user_pool_id"] or (match["pool"] if match else ""),
-                "cognito_domain": options["domain"],
-                "scopes": options["scopes"] or "openid email",
-                "diffgram_url_base": options["url_base"],
-            }
-        else:
-            data |= {"issuer": location, "scopes": options["scopes"] or "openid email profile"}
         return data

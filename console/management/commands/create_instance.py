@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from console import instances
-from console.forms import InstanceForm
+from console.instance_forms import InstanceForm
 from console.management.commands._cli import cli_actor
 from console.models import Provider
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from console import cognito, federation
+from console import cognito, federation, kinds
 from console.federation_forms import TYPES_BY_SHORT_NAME, FederationForm, data_for, name_in_pool
 from console.management.commands._cli import cli_actor, from_environment
 from console.models import Provider
@@ -44,7 +44,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         provider = Provider.objects.filter(
-            name=options["cognito"], kind=Provider.Kind.COGNITO
+            name=options["cognito"], kind__in=kinds.slugs_where("aws_user_pool")
         ).first()
         if provider is None:
             raise CommandError(f"No Cognito provider named {options['cognito']!r}.", returncode=2)

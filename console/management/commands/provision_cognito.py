@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from console import cognito
-from console.forms import ProvisionCognitoForm
+from console import cognito, cognito_provisioning
+from console.kinds import ProvisionCognitoForm
 from console.management.commands._cli import cli_actor, print_checks
 
 
@@ -43,7 +43,9 @@ class Command(BaseCommand):
             problems = [f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()]
             raise CommandError("Nothing created:\n  " + "\n  ".join(problems), returncode=2)
         try:
-            provider, report = cognito.provision(form, actor=cli_actor("provision_cognito"))
+            provider, report = cognito_provisioning.provision(
+                form, actor=cli_actor("provision_cognito")
+            )
         except cognito.AWSError as error:
             raise CommandError(f"Nothing created: {error}", returncode=2) from None
         self.stdout.write(

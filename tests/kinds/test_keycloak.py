@@ -1,6 +1,6 @@
-"""Checks that model what Diffgram's own code does with the settings (docs/DIFFGRAM.md), and
-what the console refuses because of it: shared Keycloak clients, missing start-up credentials,
-and the release's defects that no setting fixes."""
+"""The Keycloak kind: the Diffgram settings it renders, the checks that model what Diffgram's
+own code does with them at start-up (docs/DIFFGRAM.md), and what the console refuses because
+of it: shared clients, missing start-up credentials, the release's defects no setting fixes."""
 
 import json
 from io import StringIO
@@ -9,15 +9,20 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from console import diffgram_releases, discovery, providers, versions
+from console import diffgram, diffgram_releases, discovery, providers, versions
+from console.diffgram import ProviderConfig
 from console.discovery import FAIL, PASS, SKIP, WARN, Fetched, ProviderSpec
-from console.forms import InstanceForm
+from console.instance_forms import InstanceForm
+from console.kinds import KEYCLOAK as KIND
+from console.kinds import OIDC
 from console.models import Provider
 from tests import idp_server
+from tests.idp_server import keycloak_document
+from tests.support import check_message as message
+from tests.support import check_statuses as statuses
 from tests.support import make_instance
 
 KEYCLOAK = ProviderSpec(
-    kind="keycloak",
     issuer="https://sso.example.test/auth/realms/diffgram-realm",
     client_id="diffgram-{instance}",
     keycloak_server_url="https://sso.example.test/auth/",
@@ -33,11 +38,11 @@ pytestmark = pytest.mark.django_db
 UNREADABLE = Fetched("https://sso.example.test/", error="connection refused")
 
 
-def checks(spec, **changes):
+def checks(spec, kind=KIND, **changes):
     """The checks of `spec` (with changes) when the provider could not even be reached: the
     Diffgram checks read only the configuration, so they run anyway."""
     spec = ProviderSpec(**{**spec.__dict__, **changes})
-    results = discovery.evaluate(spec, UNREADABLE, None, allow_loopback_http=False)
+    results = discovery.evaluate(spec, kind.checks, UNREADABLE, None, allow_loopback_http=False)
     return {check.id: (check.status, check.message) for check in results}
 
 
@@ -114,12 +119,10 @@ class TestOneKeycloakClientPerInstance:
             "Each instance gets its own Keycloak client: diffgram-lab, diffgram-prod.",
         )
 
-    def test_only_keycloak_gets_the_keycloak_checks(self):
-        assert "diffgram.keycloak_admin" not in discovery.check_ids("cognito")
-        assert "diffgram.known_issues" in discovery.check_ids("cognito")
-        assert "diffgram.known_issues" not in discovery.check_ids("oidc")
-        found = checks(ProviderSpec(kind="oidc", issuer="https://idp.example.test"))
-        assert list(found) == list(discovery.check_ids("oidc"))
+    def test_a_generic_provider_gets_none_of_the_keycloak_checks(self):
+        found = checks(ProviderSpec(issuer="https://idp.example.test"), kind=OIDC)
+        assert list(found) == list(OIDC.checks.ids())
+        assert not any(check_id.startswith("diffgram.keycloak") for check_id in found)
 
 
 class TestKnownDiffgramDefects:
@@ -139,34 +142,172 @@ class TestKnownDiffgramDefects:
         ):
             assert fact in message
 
-    def test_cognito_warns_of_the_sign_out_and_a_secret_adds_refresh(self):
-        cognito = ProviderSpec(
-            kind="cognito", issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_X"
-        )
-        status, message = checks(cognito)["diffgram.known_issues"]
-        assert status == WARN
-        assert message.startswith("Diffgram 56f04d8 has 1 known defect here")
-        assert '{"url_redirect": null}' in message and "hosted UI's /logout" in message
-        assert "invalid_client" not in message
-        status, message = checks(cognito, confidential=True)["diffgram.known_issues"]
-        assert message.startswith("Diffgram 56f04d8 has 2 known defects here")
-        assert "invalid_client" in message and "Use a public app client" in message
-
     def test_only_the_keycloak_scope_and_route_defects_block_sign_in(self):
-        blocking = diffgram_releases.blocking_issues("56f04d8", "keycloak", client_secret=False)
+        blocking = diffgram_releases.blocking_issues(
+            "56f04d8", KIND.diffgram_areas, client_secret=False
+        )
         assert [issue.id for issue in blocking] == [
             "keycloak.scope_email", "keycloak.redirect_route",
         ]  # fmt: skip
-        for secret in (False, True):
-            assert (
-                diffgram_releases.blocking_issues("56f04d8", "cognito", client_secret=secret) == []
-            )
-        assert diffgram_releases.blocking_issues("9.9.9", "keycloak", client_secret=False) == []
+        assert (
+            diffgram_releases.blocking_issues("9.9.9", KIND.diffgram_areas, client_secret=False)
+            == []
+        )
 
     def test_an_unknown_diffgram_release_is_a_warning(self):
         status, message = checks(KEYCLOAK, diffgram_version="2.0.0")["diffgram.known_issues"]
         assert status == WARN
         assert "no record of Diffgram 2.0.0's defects (it knows 56f04d8)" in message
+
+
+# --- against documents served over real HTTP on 127.0.0.1 --------------------------------------
+
+
+def validate(spec):
+    return discovery.validate(spec, KIND.checks, allow_loopback_http=True)
+
+
+@pytest.fixture
+def keycloak(idp):
+    server = idp_server.serve_keycloak(idp)
+    return ProviderSpec(
+        issuer=f"{server}realms/diffgram-realm",
+        client_id="diffgram-{instance}",
+        keycloak_server_url=server,
+        keycloak_realm="diffgram-realm",
+        url_base="https://diffgram.example.test/",
+        keycloak_master_user="admin",
+        keycloak_master_password_set=True,
+        keycloak_diffgram_user="diffgram-admin",
+        keycloak_diffgram_password_set=True,
+        instance_names=("lab", "prod"),
+    )
+
+
+def test_a_keycloak_shaped_provider_passes_including_diffgram_checks(keycloak):
+    report = validate(keycloak)
+    assert report.ok, report.as_list()
+    assert [check.id for check in report.checks] == list(KIND.checks.ids())
+    assert statuses(report)["diffgram.host"] == PASS
+    assert statuses(report)["diffgram.url_base"] == PASS
+    assert statuses(report)["diffgram.keycloak_admin"] == PASS
+    assert statuses(report)["diffgram.keycloak_realm_user"] == PASS
+    assert message(report, "diffgram.keycloak_client_per_instance") == (
+        "Each instance gets its own Keycloak client: diffgram-lab, diffgram-prod."
+    )
+    assert statuses(report)["diffgram.known_issues"] == WARN  # Diffgram's, not the provider's
+    assert f"OAUTH2_PROVIDER_HOST={keycloak.keycloak_server_url}" in message(
+        report, "diffgram.host"
+    )
+
+
+def test_the_keycloak_token_auth_check_only_informs(idp, keycloak):
+    """Diffgram creates its Keycloak client and reads the secret itself: nothing to fix here."""
+    idp_server.serve_keycloak(
+        idp, change=lambda d: d.update(token_endpoint_auth_methods_supported=["private_key_jwt"])
+    )
+    report = validate(keycloak)
+    assert statuses(report)["token_auth.method"] == WARN
+    assert "admin API" in message(report, "token_auth.method")
+    assert report.ok
+
+
+def test_diffgram_needs_the_userinfo_endpoint(idp, keycloak):
+    document = keycloak_document(keycloak.keycloak_server_url, "diffgram-realm")
+    del document["userinfo_endpoint"]
+    idp.json("/auth/realms/diffgram-realm/.well-known/openid-configuration", document)
+    assert statuses(validate(keycloak))["userinfo.present"] == FAIL
+
+
+def test_a_keycloak_url_base_without_trailing_slash_fails(keycloak):
+    report = validate(
+        ProviderSpec(**{**keycloak.__dict__, "url_base": "https://diffgram.example.test"})
+    )
+    assert statuses(report)["diffgram.url_base"] == FAIL
+    assert "'https://diffgram.example.testuser/oidc-login'" in message(report, "diffgram.url_base")
+
+
+def test_a_keycloak_realm_that_does_not_match_the_issuer_fails(keycloak):
+    report = validate(ProviderSpec(**{**keycloak.__dict__, "keycloak_realm": "other"}))
+    assert statuses(report)["diffgram.host"] == FAIL
+    assert "realms/other" in message(report, "diffgram.host")
+
+
+def test_check_issuer_exits_0_and_prints_json_with_diffgram_settings(keycloak):
+    code, output = run_check_issuer(
+        keycloak.keycloak_server_url,
+        "--kind", "keycloak", "--realm", "diffgram-realm", "--client-id", "diffgram",
+        "--url-base", "https://diffgram.example.test/", "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    result = json.loads(output)
+    assert result["ok"] is True
+    assert [check["id"] for check in result["checks"]] == list(KIND.checks.ids())
+    statuses_ = {check["id"]: check["status"] for check in result["checks"]}
+    # The credentials and the instances are not known to check_issuer: add_provider checks them.
+    assert statuses_["diffgram.keycloak_admin"] == statuses_["diffgram.keycloak_realm_user"] == SKIP
+    assert {issue["id"] for issue in result["known_issues"]} >= {
+        "keycloak.scope_email", "keycloak.redirect_route",
+    }  # fmt: skip
+    assert result["diffgram"] == {
+        "USE_OAUTH2": "True",
+        "OAUTH2_PROVIDER_NAME": "keycloak",
+        "OAUTH2_PROVIDER_HOST": keycloak.keycloak_server_url,
+        "OAUTH2_PROVIDER_CLIENT_ID": "diffgram",
+        "KEYCLOAK_REALM": "diffgram-realm",
+    }
+
+
+def run_check_issuer(*args):
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("check_issuer", *args, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue() + err.getvalue()
+    return 0, out.getvalue()
+
+
+# --- what Diffgram receives --------------------------------------------------------------------
+
+
+def test_settings_add_the_trailing_slash_and_admin_credentials():
+    config = ProviderConfig(
+        client_id="diffgram",
+        keycloak_server_url="https://sso.example.test/auth",
+        keycloak_realm="diffgram-realm",
+        keycloak_master_user="admin",
+        keycloak_master_password="m4ster",
+        keycloak_diffgram_user="diffgram-admin",
+        client_secret="stored-before-it-was-dropped",  # never published for Keycloak
+    )
+    assert KIND.diffgram_settings(config) == {
+        "USE_OAUTH2": "True",
+        "OAUTH2_PROVIDER_NAME": "keycloak",
+        "OAUTH2_PROVIDER_HOST": "https://sso.example.test/auth/",
+        "OAUTH2_PROVIDER_CLIENT_ID": "diffgram",
+        "KEYCLOAK_REALM": "diffgram-realm",
+        "KEY_CLOAK_MASTER_USER": "admin",
+        "KEY_CLOAK_MASTER_PASSWORD": "m4ster",
+        "KEY_CLOAK_DIFFGRAM_USER": "diffgram-admin",
+    }
+
+
+def test_each_instance_receives_its_own_client_id():
+    version_settings = {"OAUTH2_PROVIDER_CLIENT_ID": "diffgram-{instance}", "USE_OAUTH2": "True"}
+    assert diffgram.instance_settings(version_settings, "", "https://lab.example.test/", "lab") == {
+        "OAUTH2_PROVIDER_CLIENT_ID": "diffgram-lab",
+        "USE_OAUTH2": "True",
+    }
+    assert version_settings["OAUTH2_PROVIDER_CLIENT_ID"] == "diffgram-{instance}"  # untouched
+
+
+def test_the_redirect_uri_follows_diffgrams_own_concatenation():
+    # Diffgram inserts no slash, so a URL_BASE without one gives a broken URI.
+    assert KIND.callback_url("https://d.example.test/") == "https://d.example.test/user/oidc-login"
+    assert KIND.callback_url("https://d.example.test") == "https://d.example.testuser/oidc-login"
+    assert KIND.registrations("https://d.example.test/")[0]["value"] == (
+        "https://d.example.test/user/oidc-login"
+    )
 
 
 def test_check_issuer_prints_the_known_defects(idp):
@@ -225,8 +366,8 @@ def test_assigning_a_second_instance_to_a_shared_client_is_refused(keycloak_prov
     )  # fmt: skip
     assert not form.is_valid()
     message = " ".join(form.errors["provider"])
-    assert "client id 'diffgram', which lab already uses" in message
-    assert "Put {instance} in Lab Keycloak's client id first" in message
+    assert "Not with Lab Keycloak: 2 instances (lab, prod) share client id 'diffgram'" in message
+    assert "Put {instance} in the client id" in message
 
 
 def test_publishing_to_instances_sharing_a_client_is_refused_naming_the_check(
@@ -245,7 +386,7 @@ def test_publishing_to_instances_sharing_a_client_is_refused_naming_the_check(
 
     # Validated before the second instance arrived (e.g. by an import): refused under lock too.
     Provider.objects.filter(pk=provider.pk).update(validation_passed=True, validation_checks=[])
-    with pytest.raises(versions.PublishRefused, match="diffgram.keycloak_client_per_instance: 2"):
+    with pytest.raises(versions.PublishRefused, match=r"2 instances \(lab, prod\) share client"):
         versions.publish(Provider.objects.get(pk=provider.pk))
 
 

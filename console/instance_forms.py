@@ -1,0 +1,84 @@
+"""The form of a Diffgram instance: where it is, which provider's versions it runs, and how
+they reach it (pulled by its agent, pushed to the agent's webhook, or written to AWS SSM)."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from console import kinds, outbound
+from console.forms import AWS_REGION, http_url
+from console.models import Instance, Provider
+
+
+class InstanceForm(forms.ModelForm):
+    class Meta:
+        model = Instance
+        fields = [
+            "name", "url_base", "shape", "rollout_group", "provider", "push_target",
+            "webhook_url", "webhook_allow_http", "ssm_region", "ssm_prefix", "console_verifies",
+            "signin_runner",
+        ]  # fmt: skip
+        help_texts = {
+            "provider": "The identity provider whose published versions this instance runs "
+            "(Cognito or Keycloak).",
+            "push_target": "Pull only: the agent polls. Webhook: the console POSTs each version "
+            "to the agent (signed). SSM: the console writes parameters under the prefix.",
+            "webhook_url": "Where the agent's `serve` listens, e.g. https://diffgram-host:8765/.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].queryset = Provider.objects.filter(kind__in=kinds.diffgram_slugs())
+        # Left out (configuration files and API clients older than it), the default holds.
+        self.fields["signin_runner"].required = False
+
+    def clean_signin_runner(self):
+        return self.cleaned_data.get("signin_runner") or Instance.SigninRunner.CONSOLE
+
+    def clean_url_base(self):
+        value = http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")
+        if not value.endswith("/"):
+            raise ValidationError(
+                f"End URL_BASE with / — Diffgram concatenates paths to it (e.g. {value}/)."
+            )
+        return value
+
+    def clean(self):
+        cleaned = super().clean()
+        self._refuse_a_shared_client(cleaned.get("provider"))
+        target = cleaned.get("push_target")
+        if target == Instance.PushTarget.WEBHOOK:
+            url = cleaned.get("webhook_url", "").strip()
+            if not url:
+                self.add_error("webhook_url", "Enter the agent's webhook URL.")
+            else:
+                try:
+                    cleaned["webhook_url"] = http_url(url, "webhook URL")
+                    problem = outbound.webhook_url_problem(
+                        cleaned["webhook_url"], allow_http=cleaned.get("webhook_allow_http")
+                    )
+                    if problem:
+                        raise ValidationError(problem)
+                except ValidationError as error:
+                    self.add_error("webhook_url", error)
+        if target == Instance.PushTarget.SSM:
+            region = cleaned.get("ssm_region", "").strip()
+            if not AWS_REGION.match(region):
+                self.add_error(
+                    "ssm_region", "Enter the AWS region of the parameters, e.g. eu-west-1."
+                )
+            prefix = cleaned.get("ssm_prefix", "").strip()
+            if prefix and not prefix.startswith("/"):
+                self.add_error("ssm_prefix", "SSM parameter paths start with /.")
+        return cleaned
+
+    def _refuse_a_shared_client(self, provider):
+        """Some kinds give every instance its own client: Diffgram overwrites its Keycloak
+        client's redirect URIs at every start, so a second instance on the same client id
+        would break the first one's sign-in."""
+        if provider is None:
+            return
+        others = provider.instances.exclude(pk=self.instance.pk).values_list("name", flat=True)
+        name = self.cleaned_data.get("name") or self.instance.name
+        problem = kinds.of(provider).sharing_problem(provider.client_id, (*others, name))
+        if problem:
+            self.add_error("provider", f"Not with {provider}: {problem}")
