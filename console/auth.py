@@ -1,44 +1,49 @@
-"""The console's own sign-in through OIDC: mozilla-django-oidc, fed from a stored provider.
+"""The console's own sign-in through OIDC: mozilla-django-oidc's flow, fed from a stored provider.
 
-mozilla-django-oidc reads static settings and has no discovery, so `login_config()` resolves
-the endpoints, JWKS and client credentials at request time: from the provider marked "console
-login" (its last successful validation snapshot), else from CONSOLE_OIDC_* (validated through
-the same discovery checks). All HTTP goes through console.outbound. ID tokens are verified with
-joserfc: RS256 against the JWKS (fetched again once, with a cooldown, for an unknown kid), and
-iss, aud, exp, nonce. Users are matched on (issuer, sub); roles come from a groups claim and
-are re-synced at every login.
+The library runs the authorization-code flow (state, nonce, PKCE, the token request it builds,
+the ID token's signature and nonce); the console plugs in through the backend's documented
+hooks (docs/ARCHITECTURE.md):
+- `get_settings`: the endpoints and client come from `login_config()` at request time — the
+  provider marked "console login" (its last successful validation snapshot), else
+  CONSOLE_OIDC_* (validated through the same discovery checks);
+- `get_token`, `get_userinfo`, `retrieve_matching_jwk`: the library's HTTP calls, made through
+  console/outbound.py (timeouts, size cap, private-network guard); the JWKS comes from the
+  snapshot, fetched again once per cooldown for an unknown kid;
+- `verify_claims`: iss, a single aud, azp, exp, and userinfo about the same subject;
+- `filter_users_by_claims` (issuer + sub), `create_user` / `update_user` (role sync from the
+  groups claim at every sign-in).
+The library's SessionRefresh middleware reads the provider once at start-up and has no hook
+for one chosen per request, so the silent re-check (SessionRecheck) is the console's own.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
-import json
 import logging
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode
 
+import jwt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db import transaction
-from django.http import HttpResponse
+from django.core.exceptions import SuspiciousOperation
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
-from mozilla_django_oidc.middleware import SessionRefresh
-from mozilla_django_oidc.utils import import_from_settings
+from mozilla_django_oidc.utils import (
+    import_from_settings,
+)
 
-from console import audit, discovery, encryption, outbound, users
+from console import audit, discovery, encryption, kinds, outbound, users
 from console.models import ExternalIdentity, Provider
 from console.roles import groups_claim, role_for_groups, role_groups
+from console.sso_names import sso_username
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +91,7 @@ def config_for_provider(provider) -> LoginConfig | None:
     if not document.get("authorization_endpoint") or not document.get("token_endpoint"):
         return None
     return LoginConfig(
-        issuer=provider.computed_issuer(),
+        issuer=provider.issuer,
         client_id=provider.client_id,
         client_secret=provider.secret("client_secret"),
         authorization_endpoint=document["authorization_endpoint"],
@@ -107,14 +112,12 @@ def _config_from_environment():
     key = f"console-oidc-env:{issuer}:{settings.CONSOLE_OIDC_CLIENT_ID}"
     cached = cache.get(key)
     if cached is None:
-        report = discovery.validate(
+        report = kinds.OIDC.validate(
             discovery.ProviderSpec(
-                kind=Provider.Kind.OIDC,
                 issuer=issuer,
                 client_id=settings.CONSOLE_OIDC_CLIENT_ID,
                 confidential=bool(settings.CONSOLE_OIDC_CLIENT_SECRET),
-            ),
-            allow_loopback_http=settings.SSO_ADMIN_ALLOW_PRIVATE_URLS,
+            )
         )
         failing = [c.message for c in report.checks if c.status == discovery.FAIL]
         document, jwks = report.snapshot() or (None, None)
@@ -165,72 +168,292 @@ def login_config() -> LoginConfig | None:
     return None
 
 
-# --- talking to the provider ----------------------------------------------------------------------
+# --- the backend: mozilla-django-oidc's flow through its hooks -----------------------------------
+
+# What the library reads from static settings but the console resolves per request.
+PER_REQUEST_SETTINGS = {
+    "OIDC_OP_TOKEN_ENDPOINT": "token_endpoint",
+    "OIDC_OP_USER_ENDPOINT": "userinfo_endpoint",
+    "OIDC_OP_JWKS_ENDPOINT": "jwks_uri",
+    "OIDC_OP_AUTHORIZATION_ENDPOINT": "authorization_endpoint",
+    "OIDC_RP_CLIENT_ID": "client_id",
+    "OIDC_RP_CLIENT_SECRET": "client_secret",
+    "OIDC_RP_SCOPES": "scopes",
+}
+CLOCK_LEEWAY = 60  # seconds of clock difference tolerated on exp
 
 
-def exchange_code(config, code, redirect_uri, code_verifier) -> dict[str, Any]:
-    """The token request (client_secret_post or _basic); errors quote the provider."""
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect_uri,
-        "client_id": config.client_id,
-        "code_verifier": code_verifier,
-    }
-    headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
-    if config.client_secret and config.token_auth_method == "client_secret_post":
-        form["client_secret"] = config.client_secret
-    elif config.client_secret:
-        # RFC 6749 2.3.1: each part form-encoded, then Basic.
-        pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret)}"
-        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+def login_config_or_none() -> LoginConfig | None:
+    """login_config(), or None when it is unusable (the sign-in says why, not every page)."""
     try:
-        response = outbound.post(config.token_endpoint, urlencode(form).encode(), headers)
-        tokens = response.json()
-    except outbound.OutboundError as error:
-        raise LoginError(f"The token request failed: {error.message}") from None
-    if response.status != 200 or not isinstance(tokens, dict) or "id_token" not in tokens:
-        detail = tokens if isinstance(tokens, dict) else {}
-        reason = detail.get("error", f"HTTP {response.status}")
-        description = detail.get("error_description", "")
+        return login_config()
+    except LoginError:
+        return None
+
+
+def per_request_setting(config: LoginConfig | None, attr: str, *default: Any) -> Any:
+    """The library's setting `attr` for this sign-in's provider, else the static one."""
+    if attr in PER_REQUEST_SETTINGS:
+        # "" rather than None without a provider: the library refuses to start without a JWKS
+        # location, and every page instantiates the backend (Django's get_user).
+        return getattr(config, PER_REQUEST_SETTINGS[attr]) if config else ""
+    if attr == "OIDC_TOKEN_USE_BASIC_AUTH":
+        return bool(config and config.token_auth_method == "client_secret_basic")
+    return import_from_settings(attr, *default)
+
+
+class SignInClaims(dict):
+    """What the library passes from get_userinfo to the user hooks: the ID token's claims
+    (which win), plus the userinfo answer kept apart for the groups claim and the page."""
+
+    def __init__(self, id_token: dict, userinfo: dict, raw_id_token: str) -> None:
+        super().__init__({**userinfo, **id_token})
+        self.id_token, self.userinfo, self.raw_id_token = id_token, userinfo, raw_id_token
+
+    @property
+    def groups(self) -> list:
+        return groups_claim(self.id_token, self.userinfo)
+
+    @property
+    def role(self) -> str | None:
+        return role_for_groups(self.groups)
+
+
+class ConsoleOIDCBackend(OIDCAuthenticationBackend):
+    """mozilla-django-oidc's backend, fed by login_config() instead of static settings. Errors
+    are LoginError with a message safe to show (the callback view shows it)."""
+
+    def __init__(self, *args: Any, login: LoginConfig | None = None, **kwargs: Any) -> None:
+        self.given_login = login  # a test login names its provider; a sign-in asks login_config()
+        super().__init__(*args, **kwargs)
+
+    @cached_property
+    def login(self) -> LoginConfig | None:
+        return self.given_login or login_config_or_none()
+
+    def get_settings(self, attr: str, *args: Any) -> Any:  # type: ignore[override]
+        return per_request_setting(self.login, attr, *args)
+
+    def get_user(self, user_id: Any) -> Any:
+        """The session's user, or None once an admin disabled it (the session ends)."""
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
+
+    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> Any:
+        if request is None or "nonce" not in kwargs or "code" not in request.GET:
+            return None  # not an SSO sign-in: the next backend (local accounts) may try
+        if self.login is None:
+            login_config()  # raises LoginError saying why
+            raise LoginError("Single sign-on is not configured.")
+        return super().authenticate(request, **kwargs)
+
+    # --- the library's HTTP calls, through console/outbound.py ------------------------------------
+
+    def get_token(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The token request the library built (client_secret_post, or _basic when that is
+        all the provider offers); errors quote the provider."""
+        config = self._config()
+        form = {key: value for key, value in payload.items() if value}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+        }
+        if self.get_settings("OIDC_TOKEN_USE_BASIC_AUTH") and form.pop("client_secret", ""):
+            # RFC 6749 2.3.1: each part form-encoded, then Basic.
+            pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        try:
+            response = outbound.post(config.token_endpoint, urlencode(form).encode(), headers)
+            tokens = response.json()
+        except outbound.OutboundError as error:
+            raise LoginError(f"The token request failed: {error.message}") from None
+        if response.status != 200 or not isinstance(tokens, dict) or "id_token" not in tokens:
+            detail = tokens if isinstance(tokens, dict) else {}
+            reason = detail.get("error", f"HTTP {response.status}")
+            description = detail.get("error_description", "")
+            raise LoginError(
+                f"The provider refused the token request: {reason}"
+                + (f" ({description})" if description else "")
+                + (" — check the client secret." if reason == "invalid_client" else "")
+            )
+        return tokens
+
+    def retrieve_matching_jwk(self, token: str) -> jwt.PyJWK:
+        """The key that signed `token`, from the JWKS snapshot (fetched again for an unknown
+        kid). RS256 only; a token without kid is tried against each RSA key."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise LoginError("The ID token is not a JWT.") from None
+        if header.get("alg") != "RS256":
+            raise LoginError(
+                f"The ID token is signed with {header.get('alg')!r}; RS256 is required."
+            )
+        jwks = _jwks_for(self._config(), header.get("kid"))
+        listed = jwks.get("keys") if isinstance(jwks, dict) else None
+        candidates = [
+            key
+            for key in listed or []
+            if isinstance(key, dict)
+            and key.get("kty") == "RSA"
+            and (not header.get("kid") or key.get("kid") == header.get("kid"))
+        ]  # fmt: skip  (a provider's JWKS is not trusted to be well formed)
+        for candidate in candidates:
+            try:
+                key = jwt.PyJWK(candidate, algorithm="RS256")
+                jwt.decode(
+                    token,
+                    key,
+                    algorithms=["RS256"],
+                    options={
+                        "verify_aud": False,
+                        "verify_exp": False,
+                        "verify_iat": False,
+                        "verify_nbf": False,
+                    },
+                )
+                return key
+            except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+                continue
+        raise LoginError("The ID token did not verify: no key in the JWKS verifies its signature.")
+
+    def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
+        """The library's verification (signature, nonce; exp with our leeway), its errors as
+        LoginError."""
+        try:
+            return super().verify_token(token, **kwargs)
+        except (SuspiciousOperation, jwt.PyJWTError) as error:
+            raise LoginError(
+                f"The ID token did not verify: {error.__class__.__name__} {error}"
+            ) from None
+
+    def get_payload_data(self, token: str, key: Any) -> dict[str, Any]:
+        try:
+            return jwt.decode(token, key, algorithms=["RS256"], leeway=CLOCK_LEEWAY,
+                              options={"verify_aud": False, "require": ["exp", "sub"]})  # fmt: skip
+        except jwt.ExpiredSignatureError:
+            raise LoginError("The ID token did not verify: it has expired.") from None
+
+    def get_userinfo(self, access_token: str, id_token: str, payload: dict) -> SignInClaims:
+        config = self._config()
+        userinfo: dict[str, Any] = {}
+        if config.userinfo_endpoint and access_token:
+            try:
+                response = outbound.get(
+                    config.userinfo_endpoint,
+                    headers={
+                        "Authorization": f"Bearer {access_token}",
+                        "Accept": "application/json",
+                    },
+                )
+                answer = response.json()
+            except outbound.OutboundError as error:
+                raise LoginError(f"The userinfo request failed: {error.message}") from None
+            if response.status != 200 or not isinstance(answer, dict):
+                raise LoginError(f"The userinfo endpoint answered HTTP {response.status}.")
+            userinfo = answer
+        return SignInClaims(payload, userinfo, id_token)
+
+    # --- what is accepted, and who it is ----------------------------------------------------------
+
+    def verify_claims(self, claims: dict[str, Any]) -> bool:
+        assert isinstance(claims, SignInClaims)
+        check_id_token_claims(self._config(), claims.id_token)
+        if claims.userinfo and claims.userinfo.get("sub") != claims.id_token["sub"]:
+            raise LoginError("The userinfo belongs to another subject than the ID token.")
+        return True
+
+    def filter_users_by_claims(self, claims: dict[str, Any]) -> Any:
+        return get_user_model().objects.filter(
+            external_identities__issuer=self._config().issuer,
+            external_identities__subject=claims["sub"],
+        )
+
+    def create_user(self, claims: dict[str, Any]) -> Any:
+        assert isinstance(claims, SignInClaims)
+        if claims.role is None:
+            raise NoRole("Your account is in no console group (admin or auditor).")
+        config, email = self._config(), _email(claims)
+        try:
+            with transaction.atomic():
+                user = get_user_model()(
+                    username=sso_username(
+                        config.issuer, claims.userinfo.get("preferred_username"), email,
+                        claims["sub"],
+                    )
+                )  # fmt: skip
+                user.set_unusable_password()  # SSO users never sign in with a local password
+                user.save()
+                ExternalIdentity.objects.create(
+                    user=user, issuer=config.issuer, subject=claims["sub"]
+                )
+                audit.record(
+                    audit.Action.USER_CREATED, request=self.request, actor=user,
+                    target=audit.user_target(user),
+                    context={"issuer": config.issuer, "sub": claims["sub"]},
+                )  # fmt: skip
+        except IntegrityError:  # the same person's other sign-in created them a moment ago
+            user = self.filter_users_by_claims(claims).get()
+        return self.update_user(user, claims)
+
+    def update_user(self, user: Any, claims: dict[str, Any]) -> Any:
+        """Every sign-in: profile and role re-synced from the claims."""
+        assert isinstance(claims, SignInClaims)
+        if not user.is_active:
+            raise LoginError("Your console account was disabled by a console admin.")
+        with transaction.atomic():
+            user.email = _email(claims)[:254]
+            user.first_name = str(claims.get("given_name") or claims.get("name") or "")[:150]
+            user.last_name = str(claims.get("family_name") or "")[:150]
+            user.save(update_fields=["email", "first_name", "last_name"])
+            ExternalIdentity.objects.filter(
+                user=user, issuer=self._config().issuer, subject=claims["sub"]
+            ).update(last_login_at=timezone.now(), role_groups=role_groups(claims.groups))
+            users.give_role(
+                user, claims.role, request=self.request, actor=user,
+                context={"groups_claim": claims.groups[:50]},
+            )  # fmt: skip
+        if claims.role is None:
+            raise NoRole("Your account is in no console group (admin or auditor).")
+        self.request.oidc_claims, self.request.oidc_config = claims, self._config()
+        return user
+
+    def _config(self) -> LoginConfig:
+        if self.login is None:
+            raise LoginError("Single sign-on is not configured.")
+        return self.login
+
+
+def _email(claims: dict[str, Any]) -> str:
+    return str(claims.get("email") or "")
+
+
+def check_id_token_claims(config: LoginConfig, claims: dict[str, Any]) -> None:
+    """OIDC Core 3.1.3.7 beyond what the library checks: the issuer, an audience of this
+    console alone, and an azp, when present, naming it."""
+    if claims.get("iss") != config.issuer:
         raise LoginError(
-            f"The provider refused the token request: {reason}"
-            + (f" ({description})" if description else "")
-            + (" — check the client secret." if reason == "invalid_client" else "")
+            f"The ID token did not verify: its iss {str(claims.get('iss'))[:200]!r} is not "
+            f"{config.issuer!r}."
         )
-    return tokens
-
-
-def fetch_userinfo(config, access_token) -> dict[str, Any]:
-    if not config.userinfo_endpoint or not access_token:
-        return {}
-    try:
-        response = outbound.get(
-            config.userinfo_endpoint,
-            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+    audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+    if config.client_id not in audiences:
+        raise LoginError("The ID token did not verify: its aud does not name this console.")
+    if audiences != [config.client_id]:
+        raise LoginError(
+            "The ID token is also meant for other clients "
+            f"({', '.join(str(a) for a in audiences if a != config.client_id)[:200]}); refused."
         )
-        userinfo = response.json()
-    except outbound.OutboundError as error:
-        raise LoginError(f"The userinfo request failed: {error.message}") from None
-    if response.status != 200 or not isinstance(userinfo, dict):
-        raise LoginError(f"The userinfo endpoint answered HTTP {response.status}.")
-    return userinfo
+    if "azp" in claims and claims["azp"] != config.client_id:
+        raise LoginError("The ID token was issued to another client (azp); refused.")
 
 
-def _token_header(token):
-    try:
-        header = token.split(".")[0]
-        return json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
-    except (ValueError, IndexError):
-        raise LoginError("The ID token is not a JWT.") from None
-
-
-def jwks_cache_key(issuer) -> str:
+def jwks_cache_key(issuer: str) -> str:
     """Where the console's sign-in keeps the JWKS it fetched again for `issuer`."""
     return f"console-oidc-jwks:{issuer}"
 
 
-def _jwks_for(config, kid):
+def _jwks_for(config: LoginConfig, kid: str | None) -> Any:
     """The JWKS to verify with: the snapshot, or a fresh copy when the token names a key the
     snapshot lacks (key rotation), fetched at most once per cooldown."""
     cache_key = jwks_cache_key(config.issuer)
@@ -251,259 +474,31 @@ def _jwks_for(config, kid):
     return jwks
 
 
-def verify_id_token(config, token, nonce) -> dict[str, Any]:
-    """Verify signature (RS256, JWKS) and claims (iss, aud, exp, nonce); return the claims."""
-    header = _token_header(token)
-    if header.get("alg") != "RS256":
-        raise LoginError(f"The ID token is signed with {header.get('alg')!r}; RS256 is required.")
-    jwks = _jwks_for(config, header.get("kid"))
-    try:
-        listed = jwks.get("keys") if isinstance(jwks, dict) else None
-        rsa_keys = [
-            k for k in listed or [] if isinstance(k, dict) and k.get("kty") == "RSA"
-        ]  # a provider's JWKS is not trusted to be well formed
-        keys = KeySet.import_key_set({"keys": rsa_keys})
-        if header.get("kid"):
-            decoded = jwt.decode(token, keys, algorithms=["RS256"])
-        else:  # some providers omit kid: try each RSA key
-            decoded = _decode_with_any(token, keys)
-        jwt.JWTClaimsRegistry(
-            leeway=60,
-            iss={"essential": True, "value": config.issuer},
-            aud={"essential": True, "value": config.client_id},
-            sub={"essential": True},
-            exp={"essential": True},
-            nonce={"essential": True, "value": nonce},
-        ).validate(decoded.claims)
-    except (JoseError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise LoginError(
-            f"The ID token did not verify: {error.__class__.__name__} {error}"
-        ) from None
-    _check_audience(config, decoded.claims)
-    return decoded.claims
+def verify_id_token(config: LoginConfig, token: str, nonce: str) -> dict[str, Any]:
+    """The checks an ID token meets at sign-in: signature (RS256, JWKS), nonce, exp, iss, aud."""
+    claims = ConsoleOIDCBackend(login=config).verify_token(token, nonce=nonce)
+    check_id_token_claims(config, claims)
+    return claims
 
 
-def _check_audience(config, claims):
-    """OIDC Core 3.1.3.7: no audience the console does not trust (it trusts only itself), and
-    an azp, when present, naming this console."""
-    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-    if audiences != [config.client_id]:
-        raise LoginError(
-            "The ID token is also meant for other clients "
-            f"({', '.join(str(a) for a in audiences if a != config.client_id)[:200]}); refused."
-        )
-    if "azp" in claims and claims["azp"] != config.client_id:
-        raise LoginError("The ID token was issued to another client (azp); refused.")
-
-
-def _decode_with_any(token, keys):
-    for key in keys.keys:
-        try:
-            return jwt.decode(token, key, algorithms=["RS256"])
-        except JoseError:
-            continue
-    raise ValueError("no key in the JWKS verifies the signature")
-
-
-@dataclass
-class Outcome:
-    """What a completed authorization-code flow gave back."""
-
-    claims: dict
-    userinfo: dict
-    groups: list
-    role: str | None
-    id_token: str
-
-
-def complete_flow(config, *, code, redirect_uri, nonce, code_verifier) -> Outcome:
-    tokens = exchange_code(config, code, redirect_uri, code_verifier)
-    claims = verify_id_token(config, tokens["id_token"], nonce)
-    userinfo = fetch_userinfo(config, tokens.get("access_token"))
-    if userinfo and userinfo.get("sub") != claims["sub"]:
-        raise LoginError("The userinfo belongs to another subject than the ID token.")
-    groups = groups_claim(claims, userinfo)
-    return Outcome(claims, userinfo, groups, role_for_groups(groups), tokens["id_token"])
-
-
-# --- users ----------------------------------------------------------------------------------------
-
-
-# Characters a name shown in the history must not hold: controls, invisible formatting
-# (zero-width spaces and joiners), separators, and "~", which marks single-sign-on names.
-UNFIT_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"}
-
-
-def clean_name(value) -> str:
-    """`value` NFKC-normalised, or "" when it holds characters that would let two names look
-    the same in the history (trailing spaces, zero-width characters, controls), or letters of
-    more than one script (a Cyrillic "е" in a Latin name: NFKC leaves it as it is)."""
-    name = unicodedata.normalize("NFKC", str(value or ""))
-    if not name or name != name.strip() or "~" in name:
-        return ""
-    if any(unicodedata.category(char) in UNFIT_CATEGORIES for char in name):
-        return ""
-    if len(scripts_of(name)) > 1:
-        return ""
-    return name
-
-
-def scripts_of(name) -> set[str]:
-    """The scripts of the letters in `name` (LATIN, CYRILLIC, GREEK…, from their Unicode
-    names); digits and punctuation belong to none."""
-    return {
-        unicodedata.name(char, "UNKNOWN").split()[0]
-        for char in name
-        if unicodedata.category(char).startswith("L")
-    }
-
-
-def sso_username(issuer, *candidates) -> str:
-    """The username of a new single-sign-on user: the first fit candidate (preferred_username,
-    email, sub), "~" and the issuer's host, e.g. alice~login.example.com. Local usernames never
-    hold "~" (Django's username validator refuses it), so an SSO account can never take a local
-    name such as breakglass, and the history shows which IdP vouches for each SSO actor."""
-    host = urlsplit(issuer).hostname or "sso"
-    name = next((clean for c in candidates if (clean := clean_name(c))), "user")
-    base = f"{name[:100]}~{host}"[:140]
-    User = get_user_model()
-    username, number = base, 1
-    while User.objects.filter(username=username).exists():
-        number += 1
-        username = f"{base}~{number}"
-    return username
-
-
-def sign_in_user(config, outcome, request) -> Any:
-    """The console user for (issuer, sub): created on first login, updated every login, roles
-    re-synced. Raises NoRole (and removes any role) for someone in no console group."""
-    User = get_user_model()
-    claims, userinfo = outcome.claims, outcome.userinfo
-    email = userinfo.get("email") or claims.get("email") or ""
-    with transaction.atomic():
-        identity = (
-            ExternalIdentity.objects.select_related("user")
-            .filter(issuer=config.issuer, subject=claims["sub"])
-            .first()
-        )
-        if identity is None and outcome.role is None:
-            raise NoRole("Your account is in no console group (admin or auditor).")
-        if identity is not None and not identity.user.is_active:
-            raise LoginError("Your console account was disabled by a console admin.")
-        if identity is None:
-            user = User(
-                username=sso_username(
-                    config.issuer, userinfo.get("preferred_username"), email, claims["sub"]
-                )
-            )
-            user.set_unusable_password()  # SSO users never sign in with a local password
-            user.save()
-            identity = ExternalIdentity.objects.create(
-                user=user, issuer=config.issuer, subject=claims["sub"]
-            )
-            audit.record(
-                audit.Action.USER_CREATED,
-                request=request,
-                actor=user,
-                target=audit.user_target(user),
-                context={"issuer": config.issuer, "sub": claims["sub"]},
-            )
-        user = identity.user
-        user.email = email[:254]
-        user.first_name = str(userinfo.get("given_name") or userinfo.get("name") or "")[:150]
-        user.last_name = str(userinfo.get("family_name") or "")[:150]
-        user.save(update_fields=["email", "first_name", "last_name"])
-        identity.last_login_at = timezone.now()
-        identity.role_groups = role_groups(outcome.groups)
-        identity.save(update_fields=["last_login_at", "role_groups"])
-        users.give_role(
-            user, outcome.role, request=request, actor=user,
-            context={"groups_claim": outcome.groups[:50]},
-        )  # fmt: skip
-    if outcome.role is None:
-        raise NoRole("Your account is in no console group (admin or auditor).")
-    return user
-
-
-# The provider's endpoints and client, which the library reads from static settings, come from
-# login_config() with each request (a provider stored and validated in the console).
-PER_REQUEST_SETTINGS = frozenset(
-    {
-        "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT",
-        "OIDC_RP_CLIENT_ID", "OIDC_RP_CLIENT_SECRET", "OIDC_RP_SCOPES",
-    }
-)  # fmt: skip
-
-
-def library_setting(attr, *args) -> Any:
-    """mozilla-django-oidc's get_settings hook: the static settings, and nothing (None) for
-    what is resolved per request, so that its constructors can run unchanged."""
-    if attr in PER_REQUEST_SETTINGS:
-        return None
-    return import_from_settings(attr, *args)
-
-
-class ConsoleOIDCBackend(OIDCAuthenticationBackend):
-    """mozilla-django-oidc's backend, fed by login_config() instead of static settings.
-
-    mozilla-django-oidc's callback view calls django.contrib.auth.authenticate() with the nonce
-    and PKCE verifier it kept in the session; this backend exchanges the code, verifies the ID
-    token and signs the user in. Being an OIDCAuthenticationBackend also marks the session as
-    an SSO session, the only kind SessionRefresh re-checks. Raises LoginError (shown to the
-    user by the callback view) instead of failing silently.
-    """
-
-    get_settings = staticmethod(library_setting)
-
-    def get_user(self, user_id) -> Any:
-        """The session's user, or None once an admin disabled it (the session ends)."""
-        user = super().get_user(user_id)
-        return user if user is not None and user.is_active else None
-
-    def authenticate(self, request, nonce=None, code_verifier=None, **kwargs) -> Any:
-        if request is None or nonce is None or "code" not in request.GET:
-            return None  # not an SSO sign-in: the next backend (local accounts) may try
-        config = login_config()
-        if config is None:
-            raise LoginError("Single sign-on is not configured.")
-        outcome = complete_flow(
-            config,
-            code=request.GET["code"],
-            redirect_uri=request.build_absolute_uri(reverse("oidc_authentication_callback")),
-            nonce=nonce,
-            code_verifier=code_verifier,
-        )
-        request.oidc_outcome, request.oidc_config = outcome, config
-        return sign_in_user(config, outcome, request)
-
-
-class ConsoleSessionRefresh(SessionRefresh):
-    """Re-checks SSO sessions silently (prompt=none) when the ID token expires, so an account
-    disabled at the IdP loses access within the token's lifetime."""
-
-    get_settings = staticmethod(library_setting)
-
-    @cached_property
-    def exempt_urls(self) -> set[str]:
-        names = [
-            *settings.OIDC_EXEMPT_URLS,
-            "oidc_authentication_init",
-            "oidc_authentication_callback",
-        ]
-        return {reverse(name) for name in names}
-
-    def process_request(self, request) -> HttpResponse | None:
-        if not self.is_refreshable_url(request):
-            return None
-        try:
-            config = login_config()
-        except LoginError:
-            config = None
-        if config is None:
-            return None
-        # One middleware instance serves every thread: this request's values go on a copy.
-        this_request = copy.copy(self)
-        this_request.OIDC_OP_AUTHORIZATION_ENDPOINT = config.authorization_endpoint
-        this_request.OIDC_RP_CLIENT_ID = config.client_id
-        this_request.OIDC_RP_SCOPES = config.scopes
-        return SessionRefresh.process_request(this_request, request)
+def test_login(
+    config: LoginConfig, request: HttpRequest, *, nonce: str, code_verifier: str
+) -> SignInClaims:
+    """The sign-in's token request and checks against `config`, signing nobody in (a "Test
+    login" of any provider): what it would give the user hooks."""
+    backend = ConsoleOIDCBackend(login=config)
+    backend.request = request
+    tokens = backend.get_token(
+        {
+            "client_id": config.client_id,
+            "client_secret": config.client_secret,
+            "grant_type": "authorization_code",
+            "code": request.GET.get("code", ""),
+            "redirect_uri": request.build_absolute_uri(reverse("oidc_authentication_callback")),
+            "code_verifier": code_verifier,
+        }
+    )
+    payload = backend.verify_token(tokens["id_token"], nonce=nonce)
+    claims = backend.get_userinfo(tokens.get("access_token", ""), tokens["id_token"], payload)
+    backend.verify_claims(claims)
+    return claims

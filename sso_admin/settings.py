@@ -94,7 +94,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
-    "console.auth.ConsoleSessionRefresh",
+    "console.session_recheck.SessionRecheck",
     "console.roles.RoleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -179,8 +179,9 @@ CONSOLE_LOCAL_LOGIN = env.bool("CONSOLE_LOCAL_LOGIN", default=True)
 # A personal API token of an SSO user acts only this long after the IdP last confirmed the
 # account (a sign-in or a silent re-check), so it cannot outlive the account at the IdP.
 API_TOKEN_SSO_RECHECK_HOURS = env.int("API_TOKEN_SSO_RECHECK_HOURS", default=24)
-# mozilla-django-oidc: PKCE and nonce on. Its backend's HTTP settings are unused: the console's
-# backend talks to the provider through console/outbound.py (timeouts, size cap, SSRF guard).
+# mozilla-django-oidc: PKCE, nonce and RS256. Its HTTP settings are unused: the console's backend
+# talks to the provider through console/outbound.py (timeouts, size cap, SSRF guard).
+OIDC_RP_SIGN_ALGO = "RS256"
 OIDC_USE_PKCE = True
 OIDC_USE_NONCE = True
 OIDC_EXEMPT_URLS = ["healthz", "logout"]

@@ -4,13 +4,16 @@ import json
 import re
 import secrets
 import time
+from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.functional import cached_property
 from django.views.decorators.http import require_POST, require_safe
 from mozilla_django_oidc.utils import generate_code_challenge
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
@@ -27,33 +30,31 @@ FAILED_EVENT_WINDOW = 3600  # one login.failed event per client address and hour
 
 
 class AuthenticateView(OIDCAuthenticationRequestView):
-    """Start the sign-in: mozilla-django-oidc builds the request (state, nonce, PKCE). A view
-    instance serves one request, so this request's provider can live on it."""
+    """Start the sign-in: mozilla-django-oidc builds the request (state, nonce, PKCE), its
+    get_settings hook answering with this request's provider (a view instance serves one
+    request)."""
 
-    config = None
+    @cached_property
+    def login(self) -> auth.LoginConfig | None:
+        return auth.login_config_or_none()
 
-    def get_settings(self, attr, *args):
-        if attr == "OIDC_RP_SCOPES" and self.config is not None:
-            return self.config.scopes
-        return auth.library_setting(attr, *args)
+    def get_settings(self, attr: str, *args: Any) -> Any:  # type: ignore[override]
+        return auth.per_request_setting(self.login, attr, *args)
 
-    def get(self, request):
-        try:
-            self.config = auth.login_config()
-        except auth.LoginError as error:
-            messages.error(request, str(error))
+    def get(self, request: HttpRequest) -> HttpResponse:
+        if self.login is None:
+            try:
+                auth.login_config()  # raises LoginError saying why
+            except auth.LoginError as error:
+                messages.error(request, str(error))
             return redirect("login")
-        if self.config is None:
-            return redirect("login")
-        self.OIDC_OP_AUTH_ENDPOINT = self.config.authorization_endpoint
-        self.OIDC_RP_CLIENT_ID = self.config.client_id
         return super().get(request)
 
 
 class CallbackView(OIDCAuthenticationCallbackView):
     """The one redirect URI to register: sign-ins and test logins both come back here."""
 
-    def get(self, request):
+    def get(self, request: HttpRequest) -> HttpResponse:
         if request.GET.get("state") in request.session.get(TEST_STATES, {}):
             return test_login_result(request)
         # mozilla-django-oidc forgets the state before login_failure() runs: note it first.
@@ -68,13 +69,13 @@ class CallbackView(OIDCAuthenticationCallbackView):
             messages.error(request, f"Sign-in failed: {error}")
             return redirect("login")
 
-    def login_success(self):
+    def login_success(self) -> HttpResponse:
         response = super().login_success()
-        outcome, config = self.request.oidc_outcome, self.request.oidc_config
+        claims, config = self.request.oidc_claims, self.request.oidc_config
         session = self.request.session
-        # Refresh when the ID token itself expires, not after a fixed interval.
-        session["oidc_id_token_expiration"] = outcome.claims["exp"]
-        session["oidc_id_token"] = outcome.id_token
+        # Re-check when the ID token itself expires, not after a fixed interval.
+        session["oidc_id_token_expiration"] = claims.id_token["exp"]
+        session["oidc_id_token"] = claims.raw_id_token
         session["oidc_end_session_endpoint"] = config.end_session_endpoint
         session["oidc_client_id"] = config.client_id
         audit.record(
@@ -82,7 +83,7 @@ class CallbackView(OIDCAuthenticationCallbackView):
             request=self.request,
             actor=self.user,
             target=audit.user_target(self.user),
-            context={"method": "oidc", "issuer": config.issuer, "role": outcome.role},
+            context={"method": "oidc", "issuer": config.issuer, "role": claims.role},
         )
         return response
 
@@ -186,10 +187,9 @@ def test_login_result(request):
         )
     else:
         try:
-            context["outcome"] = auth.complete_flow(
+            context["outcome"] = auth.test_login(
                 auth.config_for_provider(provider),
-                code=request.GET.get("code", ""),
-                redirect_uri=request.build_absolute_uri(reverse("oidc_authentication_callback")),
+                request,
                 nonce=test["nonce"],
                 code_verifier=test["verifier"],
             )
@@ -197,7 +197,7 @@ def test_login_result(request):
             context["error"] = str(error)
     outcome = context["outcome"]
     if outcome is not None:
-        context["claims_json"] = json.dumps(outcome.claims, indent=2, sort_keys=True)
+        context["claims_json"] = json.dumps(outcome.id_token, indent=2, sort_keys=True)
         context["userinfo_json"] = json.dumps(outcome.userinfo, indent=2, sort_keys=True)
         context["groups_claim_name"] = settings.CONSOLE_OIDC_GROUPS_CLAIM
         context["scopes_lack_groups"] = "groups" not in provider.scopes.split()
@@ -213,7 +213,7 @@ def test_login_result(request):
             "passed": context["outcome"] is not None,
             **({"error": context["error"][:500]} if context["error"] else {}),
             **(
-                {"role": context["outcome"].role, "sub": context["outcome"].claims.get("sub")}
+                {"role": context["outcome"].role, "sub": context["outcome"].id_token.get("sub")}
                 if context["outcome"]
                 else {}
             ),
