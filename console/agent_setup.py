@@ -15,25 +15,25 @@ from urllib.parse import urlsplit
 import agent
 
 AGENT_PACKAGE = Path(agent.__file__).parent
-AGENT_DOWNLOAD_NAME = "diffgram_sso_agent.py"
+AGENT_DOWNLOAD_NAME = agent.DOWNLOAD_NAME
 # Where the commands put things on the host.
 SSO_DIR = "/etc/diffgram-sso"
-AGENT_PATH = "/usr/local/bin/diffgram_sso_agent.py"
+AGENT_PATH = f"/usr/local/bin/{AGENT_DOWNLOAD_NAME}"
 ENV_FILE = "/opt/diffgram/.env"
 POLL_SECONDS = 60
-STARTER = "import sys\n\nfrom agent.diffgram_sso_agent import main\n\nsys.exit(main())\n"
 
 
 @cache
 def agent_source() -> bytes:
     """The one file operators download: the agent package (agent/*.py, which the console
-    shares) as a zip application that `python3 diffgram_sso_agent.py ...` runs (Python runs a
+    shares) as a zip application that `python3 <AGENT_DOWNLOAD_NAME> ...` runs (Python runs a
     zip file whatever its name). Built the same, byte for byte, every time: fixed dates and
     order, so its SHA-256 can be published and checked."""
     buffer = io.BytesIO()
     buffer.write(b"#!/usr/bin/env python3\n")
     with zipfile.ZipFile(buffer, "a", compression=zipfile.ZIP_DEFLATED) as bundle:
-        members = [("__main__.py", STARTER.encode())] + [
+        # The package's own __main__.py starts the zip application too.
+        members = [("__main__.py", (AGENT_PACKAGE / "__main__.py").read_bytes())] + [
             (f"agent/{path.name}", path.read_bytes())
             for path in sorted(AGENT_PACKAGE.glob("*.py"))
             if path.name != "__main__.py"

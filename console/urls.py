@@ -1,6 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
+from console.agent_setup import AGENT_DOWNLOAD_NAME
 from console.api import automation, federation, openapi, pull
 from console.roles import admin_only, role_not_required
 from console.views import (
@@ -101,7 +102,7 @@ urlpatterns = [
     path(version + "rollback/", versions.version_rollback, name="version-rollback"),
     # Diffgram instances
     path("instances/", instances.instance_list, name="instances"),
-    path("agent/diffgram_sso_agent.py", instances.agent_download, name="agent-download"),
+    path(f"agent/{AGENT_DOWNLOAD_NAME}", instances.agent_download, name="agent-download"),
     path("instances/new/", admin_only(instances.instance_create), name="instance-create"),
     path(instance, instances.instance_detail, name="instance-detail"),
     path(instance + "edit/", admin_only(instances.instance_edit), name="instance-edit"),
