@@ -16,11 +16,9 @@ from collections import Counter as Tally
 from datetime import timedelta
 from functools import wraps
 
-from celery import current_app
 from django.conf import settings
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
-from kombu.exceptions import ChannelError
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -35,7 +33,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
 )
 
-from console import instances
+from console import broker, instances
 from console.models import AuditChainHead, Instance, Provider, PushRequest
 
 logger = logging.getLogger(__name__)
@@ -104,7 +102,7 @@ class DatabaseCollector:
         yield CounterMetricFamily(
             f"{PREFIX}_audit_events", "Audit events written (the chain's length).", head or 0
         )
-        queue = _queue_length()
+        queue = broker.queue_length()
         if queue is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_celery_queue_length",
@@ -196,21 +194,6 @@ class DatabaseCollector:
         for outcome in ("passed", "failed", "not_validated"):
             outcomes.add_metric([outcome], tally.get(outcome, 0))
         return outcomes, ages
-
-
-def _queue_length() -> int | None:
-    """Messages in the console's queue on the broker; None (and a warning) if it cannot say."""
-    try:
-        with current_app.connection_for_read() as connection:
-            declared = connection.default_channel.queue_declare(
-                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
-            )
-            return int(declared.message_count)
-    except ChannelError:  # the queue was never declared: no task was ever sent, none waits
-        return 0
-    except Exception as error:  # any broker trouble: the rest of the scrape still answers
-        logger.warning("Celery queue length unknown: %s", type(error).__name__)
-        return None
 
 
 def scrape() -> bytes:

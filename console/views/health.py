@@ -9,9 +9,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from console import broker, ratelimits
 from console import metrics as console_metrics
-from console import ratelimits
-from sso_admin.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +25,6 @@ def _database_reachable():
         return False
 
 
-def _broker_reachable():
-    try:
-        with celery_app.connection_for_write() as broker:
-            broker.ensure_connection(max_retries=1, timeout=3)
-        return True
-    except Exception:
-        logger.exception("healthz: broker unreachable")
-        return False
-
-
 @login_not_required
 @never_cache
 @require_GET
@@ -44,7 +33,7 @@ def healthz(request):
 
     Only "ok"/"unreachable" is returned; the reason (which may name hosts) goes to the log.
     """
-    checks = {"database": _database_reachable(), "broker": _broker_reachable()}
+    checks = {"database": _database_reachable(), "broker": broker.reachable()}
     healthy = all(checks.values())
     body = {name: "ok" if ok else "unreachable" for name, ok in checks.items()}
     body["status"] = "ok" if healthy else "unavailable"
