@@ -1,4 +1,26 @@
+from pathlib import Path
+
 from django.apps import AppConfig
+from django.conf import settings
+
+
+def create_local_folders() -> None:
+    """The folders the embedded defaults write to (SQLite, the filesystem broker, DEBUG's
+    static files), made at start-up rather than when the settings are read: a production
+    configuration names none of them and may run on a read-only disk."""
+    folders = []
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        folders.append(Path(database["NAME"]).parent)
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        folders += [
+            Path(options[key]) for key in ("data_folder_in", "processed_folder", "control_folder")
+        ]
+    if settings.DEBUG:
+        folders.append(Path(settings.STATIC_ROOT))  # WhiteNoise warns before collectstatic
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 class ConsoleConfig(AppConfig):
@@ -7,6 +29,8 @@ class ConsoleConfig(AppConfig):
 
     def ready(self):
         from django.db.models.signals import post_delete, post_save
+
+        create_local_folders()
 
         from console import (
             checks,  # noqa: F401 - registers the system checks

@@ -126,7 +126,6 @@ TEMPLATES = [
 # "database is locked" errors.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'console.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(exist_ok=True)  # only for the embedded defaults: production may be read-only
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 20}
     )
@@ -202,8 +201,6 @@ STATIC_URL = "static/"
 MEDIA_URL = "media/"
 MEDIA_ROOT = VAR_DIR / "media"
 STATIC_ROOT = VAR_DIR / "static"
-if DEBUG:
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns before collectstatic
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -259,8 +256,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "celery" / "queue"
     _processed_dir = VAR_DIR / "celery" / "processed"
     _control_dir = VAR_DIR / "celery" / "control"
-    for _folder in (_queue_dir, _processed_dir, _control_dir):
-        _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
@@ -343,7 +338,14 @@ ROLLOUT_VERIFY_TIMEOUT_MINUTES = env.int("ROLLOUT_VERIFY_TIMEOUT_MINUTES", defau
 # --- Alerts (console/alerts.py) -----------------------------------------------------------------
 # Email goes out through Django's mail settings from EMAIL_URL: smtp://user:password@host:587
 # (add ?ssl=True or use smtp+tls://); the default prints mails on the worker's console.
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST") or "localhost"
+EMAIL_PORT = _email.get("EMAIL_PORT") or 25
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _email.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL")) or _email.get("OPTIONS", {}).get("SSL") == "True"
 ALERTS_FROM_EMAIL = env("ALERTS_FROM_EMAIL", default="diffgram-sso@localhost")
 ALERT_MAX_ATTEMPTS = env.int("ALERT_MAX_ATTEMPTS", default=6)
 ALERT_RETRY_SECONDS = env.int("ALERT_RETRY_SECONDS", default=30)  # doubles with each try

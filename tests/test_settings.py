@@ -96,3 +96,29 @@ def test_every_task_the_beat_schedules_exists_and_the_sign_in_watch_follows_its_
     assert [name for name, (_, known, _) in schedule.items() if not known] == []
     assert schedule["synthetic-signins"][::2] == ["console.tasks.run_signin_checks", 900.0]
     assert "synthetic-signins" not in beat_schedule(SIGNIN_CHECK_MINUTES="0")
+
+
+def test_reading_the_settings_creates_nothing_and_start_up_creates_the_embedded_folders(tmp_path):
+    """A production disk may be read-only: the settings only read; the embedded defaults'
+    folders (SQLite, the filesystem broker) are made when the console starts."""
+    program = (
+        "import pathlib, django\n"
+        "real_mkdir = pathlib.Path.mkdir\n"
+        "def refuse(*args, **kwargs): raise AssertionError('a folder made at import')\n"
+        "pathlib.Path.mkdir = refuse\n"
+        "from django.conf import settings\n"
+        "settings.DATABASES\n"  # reads the whole settings module
+        "pathlib.Path.mkdir = real_mkdir\n"
+        "django.setup()\n"
+        "print(settings.CELERY_BROKER_TRANSPORT_OPTIONS['control_folder'])\n"
+    )
+    clean = {k: v for k, v in subprocess_environment().items() if k not in PRODUCTION}
+    clean.pop("CELERY_BROKER_URL", None)
+    database = tmp_path / "var" / "console.sqlite3"
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**clean, "DATABASE_URL": f"sqlite:///{database}"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert database.parent.is_dir()
+    assert (ROOT / result.stdout.split()[-1]).is_dir()
