@@ -349,7 +349,7 @@ def recent_alerts(limit=100) -> list[Alert]:
 def save_destination(form, *, request=None) -> AlertDestination:
     """Create or change a destination from a valid AlertDestinationForm; audited, the secret
     only as set or changed."""
-    with transaction.atomic():
+    with audit.change():
         creating = form.instance.pk is None
         stored = None if creating else AlertDestination.objects.get(pk=form.instance.pk)
         before = stored.audit_fields() if stored else {}
@@ -375,7 +375,7 @@ def save_destination(form, *, request=None) -> AlertDestination:
 
 
 def delete_destination(destination, *, request=None) -> None:
-    with transaction.atomic():
+    with audit.change():
         audit.record(
             Action.ALERT_DESTINATION_DELETED,
             request=request,

@@ -1,8 +1,12 @@
 """The only writer of audit events, and the chain verification.
 
-Call `record()` inside the transaction that makes the change, so that the change and its event
-commit together or not at all. Writers serialise on the chain head row, so concurrent writers
-cannot fork the chain.
+An audited change runs in `with audit.change():` (its transaction), and `record()` inside it
+notes the events; they are appended to the chain when the block ends, as the transaction's
+last statement. Writers serialise on the chain head row, so concurrent writers cannot fork the
+chain — and because that lock is always the last one a transaction takes, two changes that
+lock the same rows cannot deadlock over it (tests/test_code_layout.py keeps record() out of a
+bare transaction.atomic()). Outside a change(), record() appends at once, in its own
+transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ import ipaddress
 import multiprocessing
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +27,7 @@ from django.db import connections, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from console import log_context
+from console import log_context, ratelimits
 from console.models import (
     GENESIS_HASH,
     HASHED_FIELDS,
@@ -123,7 +130,8 @@ def field_changes(before, after, secret_fields=()) -> dict[str, list[Any]]:
 def record(
     action, *, actor=None, request=None, target=None, changes=None, context=None
 ) -> AuditEvent | None:
-    """Append one event to the chain and return it.
+    """Append one event to the chain (when the change() it is in ends) and return it (None
+    inside a change()).
 
     `actor` defaults to the request's signed-in user, else the system. `target` is a model
     instance with `audit_target_type` or a (type, id, label) tuple. `changes` should come from
@@ -142,12 +150,68 @@ def record(
     return record_many([entry])
 
 
+# The events of the change() blocks this thread (or task) is in, innermost last.
+_pending: ContextVar[list[dict[str, Any]] | None] = ContextVar("audit_pending", default=None)
+
+
+@contextmanager
+def change() -> Iterator[None]:
+    """One audited change: a transaction whose events (record() inside it) are appended to the
+    chain as its last statement. Nested, it is a savepoint whose events join the outer
+    change's only if it completes."""
+    outer = _pending.get()
+    entries: list[dict[str, Any]] = []
+    token = _pending.set(entries)
+    try:
+        with transaction.atomic():
+            yield
+            if outer is None and entries:
+                _append(entries)
+    finally:
+        _pending.reset(token)
+    if outer is not None:
+        outer.extend(entries)
+
+
+FAILED_SIGN_IN_WINDOW = 3600  # one login.failed event per client address and hour
+
+
+def record_failed_sign_in(request, reason) -> None:
+    """A failed single sign-on: anyone can make the callback fail, so failures from one client
+    address become one login.failed event per hour: the first one's, which counts those the
+    address had in the hour before. Counted in the shared cache, so the cap holds across web
+    processes (with a cache local to each process, each has its own; check --deploy warns)."""
+    ip = client_ip(request) or "unknown"
+    first, before = ratelimits.first_in_window(f"login-failed:{ip}", FAILED_SIGN_IN_WINDOW)
+    if not first:
+        return
+    record(
+        Action.LOGIN_FAILED,
+        request=request,
+        actor=anonymous(""),
+        context={
+            "method": "oidc",
+            "reason": reason[:500],
+            **({"not_recorded_in_the_hour_before": before} if before else {}),
+        },
+    )
+
+
 def record_many(entries, *, batch_size=2000) -> AuditEvent | None:
     """Append many events in one transaction (seeding, bulk imports); same chain as record().
 
     Each entry is a dict with the keyword arguments of record() (without request) plus
-    optional `source_ip` and `created_at`. Returns the last event appended.
+    optional `source_ip` and `created_at`. Returns the last event appended (None inside a
+    change(), which appends them when it ends).
     """
+    pending = _pending.get()
+    if pending is not None:
+        pending.extend(entries)
+        return None
+    return _append(entries, batch_size=batch_size)
+
+
+def _append(entries, *, batch_size=2000) -> AuditEvent | None:
     event, heard = None, []
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)

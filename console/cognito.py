@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
 from django.utils.translation import ngettext
 
 from console import audit, aws, diffgram, discovery
@@ -287,7 +286,7 @@ def set_identity_provider_enabled(provider, client, name, enabled) -> tuple[list
 
 def save_domain(provider, domain_url, *, request=None, actor=None) -> Provider:
     """Keep the hosted-UI domain read from AWS on the provider (audited as a change)."""
-    with transaction.atomic():
+    with audit.change():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
         before = stored.cognito_domain
         stored.cognito_domain = domain_url

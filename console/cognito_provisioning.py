@@ -4,8 +4,6 @@ then store and validate the provider using it. Nothing is stored when AWS refuse
 
 from __future__ import annotations
 
-from django.db import transaction
-
 from console import audit, cognito, discovery, providers
 from console.models import Provider
 
@@ -40,7 +38,7 @@ def provision(form, *, request=None, actor=None) -> tuple[Provider, discovery.Re
     draft.cognito_domain = cognito.hosted_ui_url(domain, draft.aws_region)
     draft.scopes = " ".join(cognito.NEW_CLIENT_SCOPES)
     draft.diffgram_url_base = url_bases[0]
-    with transaction.atomic():
+    with audit.change():
         provider = providers.save_provider(form, request=request, actor=actor)
         context = {"user_pool": pool, "client": provider.client_id}
         if created_domain:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import yaml
-from django.db import models, transaction
+from django.db import models
 
 from console import audit, discovery, instances, kinds, providers
 from console.instance_forms import InstanceForm
@@ -314,7 +314,7 @@ def _plan_instance(entry, path, problem, known_providers):
 def apply(changes, *, request=None, actor=None) -> dict[str, str]:
     """Apply a plan in one transaction; returns {instance name: token} for new instances."""
     tokens = {}
-    with transaction.atomic():
+    with audit.change():
         for change in changes:
             if change.kind != "provider" or change.action == "unchanged":
                 continue

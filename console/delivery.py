@@ -447,7 +447,7 @@ def _record_outcomes(done):
             applied.setdefault((version.number, outcome.applied), []).append(instance)
     succeeded = [push.pk for push in finished if push.state == PushRequest.State.SUCCEEDED]
     failed = [push for push in finished if push.state == PushRequest.State.FAILED]
-    with transaction.atomic():
+    with audit.change():
         for (number, detail), instances in applied.items():
             # Not again for an instance already at it (a push sent again, or the agent's own
             # report came first).

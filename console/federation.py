@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-
 from console import audit, cognito, providers
 from console.models import FederatedIdentityProvider
 
@@ -136,7 +134,7 @@ def federate(form, *, request=None, actor=None) -> FederatedIdentityProvider:
     )
     if enabled_before != enabled_after:
         changes["SupportedIdentityProviders"] = [enabled_before, enabled_after]
-    with transaction.atomic():
+    with audit.change():
         record.save()
         audit.record(
             action,
@@ -185,7 +183,7 @@ def remove(provider, name, *, request=None, actor=None) -> None:
         f"identity provider {name} of {provider.user_pool_id}",
         UserPoolId=provider.user_pool_id, ProviderName=name,
     )  # fmt: skip
-    with transaction.atomic():
+    with audit.change():
         record = provider.federations.filter(name=name).first()
         audit.record(
             Action.COGNITO_IDP_REMOVED,

@@ -15,7 +15,7 @@ PULL_NOTED_EVERY_SECONDS = 300
 
 def create_instance(form, *, request=None, actor=None) -> tuple[Instance, str]:
     """Save a new instance from a valid form; returns (instance, token shown once)."""
-    with transaction.atomic():
+    with audit.change():
         instance = form.save(commit=False)
         token = instance.new_token()
         instance.new_signing_secret()
@@ -35,7 +35,7 @@ def create_instance(form, *, request=None, actor=None) -> tuple[Instance, str]:
 
 
 def update_instance(form, *, request=None, actor=None) -> Instance:
-    with transaction.atomic():
+    with audit.change():
         current = Instance.objects.select_for_update().get(pk=form.instance.pk)
         before = current.audit_fields()
         instance = form.save(commit=False)
@@ -58,7 +58,7 @@ def update_instance(form, *, request=None, actor=None) -> Instance:
 
 
 def delete_instance(instance, *, request=None, actor=None) -> None:
-    with transaction.atomic():
+    with audit.change():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
         audit.record(
             Action.INSTANCE_DELETED,
@@ -72,7 +72,7 @@ def delete_instance(instance, *, request=None, actor=None) -> None:
 
 def rotate_token(instance, *, request=None, actor=None) -> tuple[Instance, str]:
     """A new API token (returned once); the old one stops working at once."""
-    with transaction.atomic():
+    with audit.change():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
         token = stored.new_token()
         stored.token_rotated_at = timezone.now()
@@ -83,7 +83,7 @@ def rotate_token(instance, *, request=None, actor=None) -> tuple[Instance, str]:
 
 def rotate_signing_secret(instance, *, request=None, actor=None) -> tuple[Instance, str]:
     """A new webhook signing secret (returned once, for the agent's --secret-file)."""
-    with transaction.atomic():
+    with audit.change():
         stored = Instance.objects.select_for_update().get(pk=instance.pk)
         secret = stored.new_signing_secret()
         stored.save(update_fields=["signing_secret_encrypted", "updated_at"])
@@ -118,7 +118,7 @@ def record_pull(instance, version) -> None:
     if not (first_of_version or stale):
         return
     rows = Instance.objects.filter(pk=instance.pk)
-    with transaction.atomic():
+    with audit.change():
         if first_of_version and rows.exclude(last_pulled_version_number=version.number).update(
             last_pull_at=now, last_pulled_version_number=version.number
         ):
@@ -142,7 +142,7 @@ def record_applied_by_etag(instance, version) -> None:
     if instance.applied_version_number == version.number or instance.applied_status != "ok":
         return
     previous = instance.applied_version_number
-    with transaction.atomic():
+    with audit.change():
         updated = (
             Instance.objects.filter(pk=instance.pk, applied_status="ok")
             .exclude(applied_version_number=version.number)
@@ -168,7 +168,7 @@ def record_applied_by_etag(instance, version) -> None:
 
 
 def record_applied(instance, *, version_number, ok, detail, request=None) -> None:
-    with transaction.atomic():
+    with audit.change():
         Instance.objects.filter(pk=instance.pk).update(
             applied_version_number=version_number,
             applied_status="ok" if ok else "error",

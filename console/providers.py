@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.cache import cache
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -53,7 +52,7 @@ def save_provider(form, *, request=None, actor=None) -> Provider:
     form was based on an older revision than the stored one."""
     creating = form.instance._state.adding
     secret_updates = form.secret_updates()
-    with transaction.atomic():
+    with audit.change():
         if creating:
             before, secrets_before, revision = {}, {}, 1
         else:
@@ -130,7 +129,7 @@ def run_validation(
     kind = kinds.of(provider)
     report = kind.validate(kind.spec(provider))
     now = timezone.now()
-    with transaction.atomic():
+    with audit.change():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
         stored.validated_at = now
         stored.validation_checks = report.as_list()
@@ -162,7 +161,7 @@ def run_validation(
 
 
 def set_enabled(provider, enabled, *, request=None, actor=None) -> Provider:
-    with transaction.atomic():
+    with audit.change():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
         if stored.enabled == enabled:
             return stored
@@ -185,7 +184,7 @@ class DeleteRefused(Exception):
 
 
 def delete_provider(provider, *, request=None, actor=None) -> None:
-    with transaction.atomic():
+    with audit.change():
         stored = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = stored.instances.count()
         if instances:
@@ -218,7 +217,7 @@ def delete_provider(provider, *, request=None, actor=None) -> None:
 
 def mark_console_login(provider, *, request=None, actor=None) -> None:
     """Make this the provider the console's own admins sign in with (only one at a time)."""
-    with transaction.atomic():
+    with audit.change():
         previous = list(
             Provider.objects.select_for_update().filter(console_login=True).exclude(pk=provider.pk)
         )

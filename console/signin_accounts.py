@@ -9,7 +9,6 @@ from __future__ import annotations
 import secrets
 import string
 
-from django.db import transaction
 from django.utils import timezone
 
 from console import audit, instances, kinds
@@ -72,7 +71,7 @@ def enter(provider, *, username, email, password, request=None, actor=None) -> S
 
 
 def _store(provider, username, email, password, *, managed, request, actor) -> SigninAccount:
-    with transaction.atomic():
+    with audit.change():
         replaced = SigninAccount.objects.select_for_update().filter(provider=provider).first()
         if replaced is not None:
             replaced.delete()
@@ -106,7 +105,7 @@ def rotate(provider, *, password="", request=None, actor=None) -> SigninAccount:
             raise AccountError(str(error)) from None
     elif not password:
         raise AccountError("Type the account's new password: the console did not make it.")
-    with transaction.atomic():
+    with audit.change():
         account.set_secret("password", password)
         account.revision += 1
         account.rotated_at = timezone.now()
@@ -130,7 +129,7 @@ def remove(provider, *, request=None, actor=None) -> None:
             accounts.delete(provider, account.username)
         except accounts.refusal as error:
             raise AccountError(str(error)) from None
-    with transaction.atomic():
+    with audit.change():
         account.delete()
         _announce(provider)
         audit.record(

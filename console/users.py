@@ -21,7 +21,7 @@ from django.db.models import Count, Prefetch, Q
 from django.utils import timezone
 
 from console import audit
-from console.models import ApiToken, ExternalIdentity, OneTimePassword
+from console.models import ExternalIdentity, OneTimePassword
 from console.roles import ADMIN, ROLES, role_of, role_of_groups
 
 ONE_TIME_PASSWORD_VALID_FOR = timedelta(days=3)
@@ -104,7 +104,7 @@ def create_local_user(username, role, email="", *, request=None, actor=None, rea
     to the admin once and stored hashed only."""
     if role not in ROLES:
         raise ValueError(f"Unknown role {role!r}")
-    with transaction.atomic():
+    with audit.change():
         user = get_user_model().objects.create_user(username=username, email=email)
         user.groups.add(Group.objects.get_or_create(name=role)[0])
         password = _give_one_time_password(user)
@@ -130,7 +130,7 @@ def reset_password(user, *, request=None, actor=None) -> str:
             f"{user.get_username()} signs in through single sign-on and has no console "
             "password: reset it at the identity provider."
         )
-    with transaction.atomic():
+    with audit.change():
         password = _give_one_time_password(user)
         audit.record(
             audit.Action.USER_PASSWORD_RESET,
@@ -182,7 +182,7 @@ def set_active(user, active, *, request=None, actor=None) -> None:
     """Disable (the user can no longer sign in or use API tokens) or enable a user."""
     if user.is_active == active:
         return
-    with transaction.atomic():
+    with audit.change():
         if not active:
             _refuse_losing_the_last_admin(user, _acting(request, actor), "disable")
         user.is_active = active
@@ -194,28 +194,6 @@ def set_active(user, active, *, request=None, actor=None) -> None:
             target=audit.user_target(user),
             changes={"is_active": [not active, active]},
         )
-
-
-def revoke_tokens(user, *, request=None, actor=None) -> int:
-    """Revoke every active API token of `user`; returns how many."""
-    now = timezone.now()
-    with transaction.atomic():
-        tokens = list(
-            ApiToken.objects.select_for_update().filter(
-                user=user, revoked_at=None, expires_at__gt=now
-            )
-        )
-        for token in tokens:
-            token.revoked_at = now
-            token.save(update_fields=["revoked_at"])
-            audit.record(
-                audit.Action.API_TOKEN_REVOKED,
-                request=request,
-                actor=actor,
-                target=audit.user_target(user),
-                context={"token": token.name},
-            )
-    return len(tokens)
 
 
 # --- one-time passwords -------------------------------------------------------------------------
@@ -242,7 +220,7 @@ def must_choose_password(user) -> bool:
 
 def choose_password(user, password, *, request=None) -> None:
     """The user sets their own password, replacing a one-time one."""
-    with transaction.atomic():
+    with audit.change():
         user.set_password(password)
         user.save(update_fields=["password"])
         OneTimePassword.objects.filter(user=user).delete()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -127,7 +126,7 @@ def record_verification(instance, *, version_number, probe, source, request=None
         for s in probe.get("steps", [])[:MAX_STEPS]
     ]
     now = timezone.now()
-    with transaction.atomic():
+    with audit.change():
         before = Instance.objects.select_for_update().filter(pk=instance.pk).first()
         if before is None:
             return

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.db import transaction
 from django.db.models import F, Max
 from django.dispatch import Signal
 from django.utils import timezone
@@ -24,7 +23,6 @@ from django.utils.crypto import salted_hmac
 
 from console import audit, diffgram, encryption, kinds
 from console.models import ConfigVersion, Instance, Provider, PushRequest, Rollout
-from console.pull_state import pull_states
 
 Action = audit.Action
 
@@ -165,7 +163,7 @@ def publish(
     _refuse_unpublishable(provider)
     if (auto_halt or auto_rollback) and not group:
         raise PublishRefused("Halting by itself needs a first group to watch: choose one.")
-    with transaction.atomic():
+    with audit.change():
         provider = Provider.objects.select_for_update().get(pk=provider.pk)
         instances = list(provider.instances.select_for_update())
         targets = _targets(provider, instances, group)
@@ -239,7 +237,7 @@ def _staged_rollout(version, *, override=""):
 def continue_rollout(version, *, override="", request=None, actor=None) -> None:
     """Publish a staged version to the instances outside its first group. A rollout that
     halted by itself continues only with `override`, the admin's written reason."""
-    with transaction.atomic():
+    with audit.change():
         rollout = _staged_rollout(version, override=override)
         rest = list(
             version.provider.instances.exclude(
@@ -266,7 +264,7 @@ def continue_rollout(version, *, override="", request=None, actor=None) -> None:
 def halt_rollout(version, *, reason="", automatic=False, request=None, actor=None) -> Rollout:
     """Stop a staged rollout after its first group: by an admin, or by itself (`automatic`,
     audited as the system, with the reason)."""
-    with transaction.atomic():
+    with audit.change():
         rollout = Rollout.objects.select_for_update().get(version=version)
         if rollout.state != Rollout.State.STAGED:
             raise PublishRefused(f"{version} is {rollout.get_state_display().lower()}.")
@@ -291,7 +289,7 @@ def halt_rollout(version, *, reason="", automatic=False, request=None, actor=Non
 def roll_back_group(version, group, *, note="") -> ConfigVersion:
     """Publish `version`'s content again, as a new version, to the instances of `group` only
     (what an auto-rollback does: the rest of the fleet still runs that content)."""
-    with transaction.atomic():
+    with audit.change():
         provider = Provider.objects.select_for_update().get(pk=version.provider_id)
         instances = list(provider.instances.filter(rollout_group=group).select_for_update())
         if not instances:
@@ -317,7 +315,7 @@ def roll_back_group(version, group, *, note="") -> ConfigVersion:
 
 def rollback(version, *, note="", request=None, actor=None) -> ConfigVersion:
     """Publish an older version's content again, as a new version, to every instance."""
-    with transaction.atomic():
+    with audit.change():
         provider = Provider.objects.select_for_update().get(pk=version.provider_id)
         instances = list(provider.instances.select_for_update())
         if not instances:
@@ -382,7 +380,6 @@ def assign_many(instances, version, *, again=False) -> list[PushRequest]:
         assigned_version=version, assignment_sequence=sequence, updated_at=now,
         **({} if again else {"assigned_at": now}),
     )  # fmt: skip
-    pull_states.invalidate(i.pk for i in instances)  # an update() sends no post_save
     pushed = [i for i in instances if i.push_target != Instance.PushTarget.NONE]
     if version is None or not pushed:
         return []

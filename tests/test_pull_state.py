@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
@@ -119,6 +118,11 @@ CHANGES = {
         "instances.update_instance(form)"
     ),
     "delete": "from console.models import Instance\nInstance.objects.get(name='lab').delete()",
+    # A bulk update() sends no post_save: the instances' QuerySet announces it itself.
+    "raw update": (
+        "from console.models import Instance\n"
+        "Instance.objects.filter(name='lab').update(name='lab2')"
+    ),
 }
 
 
@@ -127,6 +131,7 @@ SERVED = {
     "rotate token": lambda response: response.status_code == 401,
     "unassign provider": lambda response: response.status_code == 404,
     "delete": lambda response: response.status_code == 401,
+    "raw update": lambda response: b"diffgram-lab2" in response.content,
 }
 
 
@@ -200,13 +205,22 @@ def test_past_the_memory_bound_instances_are_answered_from_the_database(
 
 
 def test_with_redis_unreachable_pulls_read_the_database_and_it_warns_once(
-    settings, fleet, client, caplog, django_assert_num_queries
+    settings, fleet, client, caplog, django_assert_num_queries, monkeypatch
 ):
     caplog.set_level(logging.WARNING, logger="console.pull_state")
+    attempts = []
+    connect = redis.Redis.from_url
+
+    def counted(*args, **kwargs):
+        attempts.append(1)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "from_url", counted)
     settings.PULL_STATE_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     try:
         assert pull(client, fleet).status_code == 200  # notes the first pull of the version
-        time.sleep(2.5)  # the listener fails to connect, and again a second later, ...
+        # The listener fails to connect, and again a second later, ...
+        wait_until(lambda: len(attempts) >= 3, "three attempts to subscribe")
         for _ in range(3):
             with django_assert_num_queries(1):  # the instance, read from the database
                 assert pull(client, fleet).status_code == 200

@@ -13,10 +13,38 @@ from django.db import models
 from console import diffgram, encryption
 from console.models.provider import Provider
 from console.models.tokens import HashedToken
+from console.pull_state import pull_states
+
+# What the console notes about an instance's pulls, applies and verifications: no pull answer
+# depends on it, so writing it leaves the pull state be (the pull path writes it on the way).
+PULL_BOOKKEEPING = frozenset(
+    {
+        "last_pull_at", "last_pulled_version_number", "applied_version_number", "applied_at",
+        "applied_status", "applied_detail", "verified_version_number", "verify_ok",
+        "verify_step", "verify_detail", "verified_at", "verified_by", "verify_kind",
+        "verify_steps", "last_signin_ok", "last_signin_at", "last_signin_seconds",
+    }
+)  # fmt: skip
+
+
+class InstanceQuerySet(models.QuerySet):
+    """Instances whose changes always reach the pull state (console/pull_state.py), which
+    answers pulls from memory. save() and delete() tell it through their signals (apps.py);
+    update() sends none, so this update() announces the rows it changed itself."""
+
+    def update(self, **fields: Any) -> int:
+        if fields.keys() <= PULL_BOOKKEEPING:
+            return super().update(**fields)
+        changed_ids = list(self.values_list("pk", flat=True))
+        count = super().update(**fields)
+        pull_states.invalidate(changed_ids)  # once the transaction commits
+        return count
 
 
 class Instance(HashedToken):
     """A Diffgram installation that receives its SSO settings from the console."""
+
+    objects = InstanceQuerySet.as_manager()
 
     audit_target_type = "instance"
     audit_actor_type = "instance"  # an instance calling the API acts in the history as itself

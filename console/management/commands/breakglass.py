@@ -5,7 +5,6 @@ from django.contrib.auth.models import Group
 from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from console import audit
 from console.management.commands._cli import cli_actor
@@ -29,7 +28,7 @@ class Command(BaseCommand):
         except ValidationError as error:
             raise CommandError(f"--username {username!r}: {' '.join(error.messages)}") from None
         password = secrets.token_urlsafe(18)
-        with transaction.atomic():
+        with audit.change():
             user, created = User.objects.get_or_create(username=username)
             if user.external_identities.exists():
                 raise CommandError(

@@ -1,5 +1,4 @@
 from django.core.management.base import BaseCommand
-from django.db import transaction
 from django.utils.translation import ngettext
 
 from console import audit, encryption
@@ -15,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         rotated = 0
-        with transaction.atomic():
+        with audit.change():
             for model, fields in encrypted_fields():
                 for row in model.objects.select_for_update().values("pk", *fields):
                     new_values = {
