@@ -231,7 +231,7 @@ class ConsoleOIDCBackend(OIDCAuthenticationBackend):
     def login(self) -> LoginConfig | None:
         return self.given_login or login_config_or_none()
 
-    def get_settings(self, attr: str, *args: Any) -> Any:  # type: ignore[override]
+    def get_settings(self, attr: str, *args: Any) -> Any:
         return per_request_setting(self.login, attr, *args)
 
     def get_user(self, user_id: Any) -> Any:
@@ -375,7 +375,7 @@ class ConsoleOIDCBackend(OIDCAuthenticationBackend):
             raise NoRole("Your account is in no console group (admin or auditor).")
         config, email = self._config(), _email(claims)
         try:
-            with transaction.atomic():
+            with audit.change():
                 user = get_user_model()(
                     username=sso_username(
                         config.issuer, claims.userinfo.get("preferred_username"), email,
@@ -436,7 +436,8 @@ def check_id_token_claims(config: LoginConfig, claims: dict[str, Any]) -> None:
             f"The ID token did not verify: its iss {str(claims.get('iss'))[:200]!r} is not "
             f"{config.issuer!r}."
         )
-    audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+    aud = claims.get("aud")
+    audiences: list[Any] = aud if isinstance(aud, list) else [aud]
     if config.client_id not in audiences:
         raise LoginError("The ID token did not verify: its aud does not name this console.")
     if audiences != [config.client_id]:
@@ -482,10 +483,12 @@ def verify_id_token(config: LoginConfig, token: str, nonce: str) -> dict[str, An
 
 
 def test_login(
-    config: LoginConfig, request: HttpRequest, *, nonce: str, code_verifier: str
+    config: LoginConfig | None, request: HttpRequest, *, nonce: str, code_verifier: str
 ) -> SignInClaims:
     """The sign-in's token request and checks against `config`, signing nobody in (a "Test
     login" of any provider): what it would give the user hooks."""
+    if config is None:
+        raise LoginError("The provider has no successful validation to test with.")
     backend = ConsoleOIDCBackend(login=config)
     backend.request = request
     tokens = backend.get_token(

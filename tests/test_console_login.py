@@ -17,11 +17,10 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from console import providers, ratelimits, sso_names
+from console import audit, providers, ratelimits, sso_names
 from console.kinds import OIDCProviderForm
 from console.models import AuditEvent, ExternalIdentity, Provider
 from console.roles import role_of
-from console.views.oidc import audit_failed_sign_in
 from tests.support import (
     PASSWORD,
     ROOT,
@@ -382,9 +381,9 @@ def test_the_cap_holds_across_web_processes(settings, django_db_blocker):
     program = (
         "import django; django.setup()\n"
         "from django.test import RequestFactory\n"
-        "from console.views.oidc import audit_failed_sign_in\n"
+        "from console.audit import record_failed_sign_in\n"
         "for _ in range(5):\n"
-        "    audit_failed_sign_in(RequestFactory().get('/', REMOTE_ADDR='203.0.113.9'), 'x')\n"
+        "    record_failed_sign_in(RequestFactory().get('/', REMOTE_ADDR='203.0.113.9'), 'x')\n"
     )
 
     environment = {
@@ -395,7 +394,7 @@ def test_the_cap_holds_across_web_processes(settings, django_db_blocker):
                            capture_output=True, text=True, timeout=60)  # fmt: skip
     assert other.returncode == 0, other.stderr
     for _ in range(5):
-        audit_failed_sign_in(RequestFactory().get("/", REMOTE_ADDR="203.0.113.9"), "x")
+        audit.record_failed_sign_in(RequestFactory().get("/", REMOTE_ADDR="203.0.113.9"), "x")
     assert len(failures()) == 1
 
 

@@ -5,61 +5,52 @@ auditors read and admins also write. Secrets are masked on read ("********") and
 sent back keeps the stored secret, so a read-modify-write round trip never loses one.
 """
 
-from datetime import timedelta
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
-from django.conf import settings
-from django.http import JsonResponse
-from django.utils import timezone
+from django import forms
+from django.http import HttpResponse, JsonResponse
 
-from console import instances, kinds, providers, versions
-from console.api.decorators import allowed, bearer_token, error, token_api, with_json_body
+from console import api_tokens, instances, kinds, providers, versions
+from console.api.decorators import (
+    View,
+    allowed,
+    bearer_token,
+    error,
+    token_api,
+    with_json_body,
+)
 from console.forms import HistoryFilterForm, PublishForm
 from console.models import (
-    ApiToken,
     AuditEvent,
     ConfigVersion,
     Instance,
     Provider,
 )
-from console.roles import ADMIN, SAFE_METHODS, role_of
+from console.roles import ADMIN, SAFE_METHODS
 
 MASK = "********"
 PAGE_SIZE = 100
 
 
-def user_api(*methods):
-    """Bearer-token auth with the owner's role; JSON errors; the allowed methods."""
+def user_api(*methods: str) -> Callable[[View], View]:
+    """Bearer-token auth with the owner's role (console/api_tokens.py), then the UI's rule:
+    auditors read, admins also write; JSON errors; the allowed methods."""
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         @wraps(view)
-        def wrapper(request, *args, **kwargs):
-            token = ApiToken.find_active(bearer_token(request))
-            if token is None:
-                return error(401, "Missing, expired or revoked API token.")
+        def wrapper(request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+            try:
+                request.api_token, request.role = api_tokens.authenticate(bearer_token(request))
+            except api_tokens.Refused as refusal:
+                return error(refusal.status, str(refusal))
+            request.user = request.api_token.user
             refused = allowed(methods, request)
             if refused:
                 return refused
-            request.user, request.api_token = token.user, token
-            request.role = role_of(token.user)
-            if request.role is None:
-                return error(403, "The token's owner has no role in the console.")
-            hours = settings.API_TOKEN_SSO_RECHECK_HOURS
-            confirmed = token.sso_confirmation_overdue(hours)
-            if confirmed is not None:
-                return error(
-                    403,
-                    "Your identity provider last confirmed your account at "
-                    f"{confirmed:%Y-%m-%d %H:%M} UTC; tokens of single sign-on users act only "
-                    f"within {hours} h of that. Sign in to the console again.",
-                )
             if request.method not in SAFE_METHODS and request.role != ADMIN:
                 return error(403, "Your role is read-only: only admins can change configuration.")
-            stale = token.last_used_at is None or timezone.now() - token.last_used_at > timedelta(
-                minutes=1
-            )
-            if stale:  # at most one write a minute per token
-                ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
             return with_json_body(view)(request, *args, **kwargs)
 
         return token_api(wrapper)
@@ -74,7 +65,7 @@ def user_api(*methods):
 READ_ONLY = {"id", "kind", "issuer", "console_login", "validation"}
 
 
-def provider_json(provider):
+def provider_json(provider: Provider) -> dict[str, Any]:
     kind = kinds.of(provider)
     return {
         "id": provider.pk,
@@ -93,7 +84,7 @@ def provider_json(provider):
     }
 
 
-def instance_json(instance):
+def instance_json(instance: Instance) -> dict[str, Any]:
     return {
         "id": instance.pk,
         **instance.audit_fields(),
@@ -121,7 +112,7 @@ def instance_json(instance):
     }
 
 
-def version_json(version):
+def version_json(version: ConfigVersion) -> dict[str, Any]:
     return {
         "provider": version.provider_id,
         "number": version.number,
@@ -130,20 +121,20 @@ def version_json(version):
         "note": version.note,
         "content_hash": version.content_hash,
         "rollout": version.rollout.state if hasattr(version, "rollout") else None,
-        "rollback_of": version.rollback_of.number if version.rollback_of_id else None,
+        "rollback_of": version.rollback_of.number if version.rollback_of else None,
         "settings": {**version.settings, **dict.fromkeys(version.secret_names, MASK)},
     }
 
 
-def json_answer(data, status=200):
+def json_answer(data: Any, status: int = 200) -> JsonResponse:
     return JsonResponse(data, status=status, json_dumps_params={"indent": 2})
 
 
-def invalid_form(form):
+def invalid_form(form: forms.BaseForm) -> JsonResponse:
     return error(400, "Invalid input.", fields={k: list(v) for k, v in form.errors.items()})
 
 
-def _get(model, **lookup):
+def _get(model: Any, **lookup: Any) -> Any:
     found = model.objects.filter(**lookup).first()
     return found
 
@@ -152,7 +143,7 @@ def _get(model, **lookup):
 
 
 @user_api("GET", "POST")
-def providers_collection(request):
+def providers_collection(request: Any) -> HttpResponse:
     if request.method == "GET":
         return json_answer({"providers": [provider_json(p) for p in Provider.objects.all()]})
     kind = kinds.get(request.json.get("kind"))
@@ -168,7 +159,7 @@ def providers_collection(request):
 
 
 @user_api("GET", "PATCH")
-def provider_item(request, provider_id):
+def provider_item(request: Any, provider_id: int) -> HttpResponse:
     provider = _get(Provider, pk=provider_id)
     if provider is None:
         return error(404, "No such provider.")
@@ -216,7 +207,7 @@ def provider_item(request, provider_id):
 
 
 @user_api("POST")
-def provider_validate(request, provider_id):
+def provider_validate(request: Any, provider_id: int) -> HttpResponse:
     provider = _get(Provider, pk=provider_id)
     if provider is None:
         return error(404, "No such provider.")
@@ -225,7 +216,7 @@ def provider_validate(request, provider_id):
 
 
 @user_api("POST")
-def provider_publish(request, provider_id):
+def provider_publish(request: Any, provider_id: int) -> HttpResponse:
     provider = _get(Provider, pk=provider_id)
     if provider is None:
         return error(404, "No such provider.")
@@ -240,7 +231,7 @@ def provider_publish(request, provider_id):
 
 
 @user_api("GET")
-def provider_versions(request, provider_id):
+def provider_versions(request: Any, provider_id: int) -> HttpResponse:
     if not Provider.objects.filter(pk=provider_id).exists():
         return error(404, "No such provider.")
     versions = ConfigVersion.objects.filter(provider_id=provider_id).select_related(
@@ -250,7 +241,7 @@ def provider_versions(request, provider_id):
 
 
 @user_api("GET")
-def provider_version(request, provider_id, number):
+def provider_version(request: Any, provider_id: int, number: int) -> HttpResponse:
     version = (
         ConfigVersion.objects.select_related("rollout", "rollback_of")
         .filter(provider_id=provider_id, number=number)
@@ -262,8 +253,8 @@ def provider_version(request, provider_id, number):
 
 
 @user_api("GET")
-def provider_diff(request, provider_id):
-    def number(name):
+def provider_diff(request: Any, provider_id: int) -> HttpResponse:
+    def number(name: str) -> int | None:
         value = request.GET.get(name, "")
         return int(value) if value.isdigit() else None
 
@@ -280,13 +271,13 @@ def provider_diff(request, provider_id):
 
 
 @user_api("GET")
-def instances_collection(request):
+def instances_collection(request: Any) -> HttpResponse:
     fleet = Instance.objects.select_related("provider", "assigned_version")
     return json_answer({"instances": [instance_json(i) for i in fleet]})
 
 
 @user_api("GET")
-def instance_item(request, instance_id):
+def instance_item(request: Any, instance_id: int) -> HttpResponse:
     instance = (
         Instance.objects.select_related("provider", "assigned_version")
         .filter(pk=instance_id)
@@ -298,7 +289,7 @@ def instance_item(request, instance_id):
 
 
 @user_api("GET")
-def history(request):
+def history(request: Any) -> HttpResponse:
     form = HistoryFilterForm(request.GET)
     if not form.is_valid():
         return invalid_form(form)

@@ -1,16 +1,13 @@
 """The signed-in user's own things: personal API tokens for automation (and, for admins,
 everyone's tokens, to revoke)."""
 
-from datetime import timedelta
-
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console import audit
+from console import api_tokens as token_service
 from console.models import ApiToken
 from console.roles import ADMIN, own_account_view
 
@@ -30,18 +27,11 @@ def api_tokens(request):
     form = ApiTokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
-        token = ApiToken(
-            user=request.user,
-            name=form.cleaned_data["name"],
-            expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
-        )
-        new_token = token.new_token()
-        token.save()
-        audit.record(
-            audit.Action.API_TOKEN_CREATED,
+        _, new_token = token_service.create(
+            request.user,
+            form.cleaned_data["name"],
+            form.cleaned_data["expires_in_days"],
             request=request,
-            target=audit.user_target(request.user),
-            context={"token": token.name, "expires_at": token.expires_at.isoformat()},
         )
         form = ApiTokenForm()
     others = None
@@ -76,14 +66,7 @@ def api_token_revoke(request, token_id):
     if request.role != ADMIN:
         tokens = tokens.filter(user=request.user)
     token = get_object_or_404(tokens, pk=token_id)
-    token.revoked_at = timezone.now()
-    token.save(update_fields=["revoked_at"])
-    audit.record(
-        audit.Action.API_TOKEN_REVOKED,
-        request=request,
-        target=audit.user_target(token.user),
-        context={"token": token.name},
-    )
+    token_service.revoke(token, request=request)
     owner = "" if token.user == request.user else f" of {token.user.username}"
     messages.success(request, f"Revoked the token {token.name}{owner}.")
     return redirect("api-tokens")

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST, require_safe
 from mozilla_django_oidc.utils import generate_code_challenge
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from console import audit, auth, providers, ratelimits, roles
+from console import audit, auth, providers, roles
 from console.views.providers import get_provider
 
 TEST_STATES = "oidc_test_states"
@@ -26,7 +26,6 @@ TEST_PASSED = "oidc_test_logins_passed"
 TEST_LOGIN_VALID_FOR = 30 * 60  # a test login lets the same admin mark the provider for 30 min
 MAX_IDP_TEXT = 200  # characters of an IdP's error description shown (never recorded)
 ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # an OAuth error code, as RFC 6749 spells them
-FAILED_EVENT_WINDOW = 3600  # one login.failed event per client address and hour
 
 
 class AuthenticateView(OIDCAuthenticationRequestView):
@@ -38,7 +37,7 @@ class AuthenticateView(OIDCAuthenticationRequestView):
     def login(self) -> auth.LoginConfig | None:
         return auth.login_config_or_none()
 
-    def get_settings(self, attr: str, *args: Any) -> Any:  # type: ignore[override]
+    def get_settings(self, attr: str, *args: Any) -> Any:
         return auth.per_request_setting(self.login, attr, *args)
 
     def get(self, request: HttpRequest) -> HttpResponse:
@@ -105,29 +104,8 @@ class CallbackView(OIDCAuthenticationCallbackView):
             messages.error(self.request, "Sign-in failed: start it again from this page.")
         return redirect("login")
 
-    def _audit_failure(self, reason):
-        """Failed sign-ins from one client address become one login.failed event per hour:
-        the first one's, which counts those the address had in the hour before. Counted in the
-        shared cache, so the cap holds across web processes (with a cache local to each
-        process, each process has its own; check --deploy warns)."""
-        audit_failed_sign_in(self.request, reason)
-
-
-def audit_failed_sign_in(request, reason) -> None:
-    ip = audit.client_ip(request) or "unknown"
-    first, before = ratelimits.first_in_window(f"login-failed:{ip}", FAILED_EVENT_WINDOW)
-    if not first:
-        return
-    audit.record(
-        audit.Action.LOGIN_FAILED,
-        request=request,
-        actor=audit.anonymous(""),
-        context={
-            "method": "oidc",
-            "reason": reason[:500],
-            **({"not_recorded_in_the_hour_before": before} if before else {}),
-        },
-    )
+    def _audit_failure(self, reason: str) -> None:
+        audit.record_failed_sign_in(self.request, reason)
 
 
 authenticate = login_not_required(AuthenticateView.as_view())

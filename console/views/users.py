@@ -12,7 +12,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from console import users
+from console import api_tokens, users
 from console.roles import MUST_CHOOSE_PASSWORD, own_account_view
 from console.user_forms import LocalUserForm, RoleForm
 
@@ -99,7 +99,7 @@ def user_set_active(request, user_id):
 @require_POST
 def user_revoke_tokens(request, user_id):
     user = _user(user_id)
-    count = users.revoke_tokens(user, request=request)
+    count = api_tokens.revoke_all(user, request=request)
     text = ngettext(
         "Revoked %(count)d API token of %(user)s.",
         "Revoked %(count)d API tokens of %(user)s.",
