@@ -1,12 +1,14 @@
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
 from console import outbound
-from console.models import AuditEvent
+from console.models import AuditEvent, Provider
 
 
 class HistoryFilterForm(forms.Form):
@@ -24,8 +26,8 @@ class HistoryFilterForm(forms.Form):
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     q = forms.CharField(required=False, max_length=100, label="Target name contains")
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if cleaned.get("target_id") and not cleaned.get("target_type"):
             self.add_error("target_id", "Choose a target type to filter by target id.")
         start, end = cleaned.get("date_from"), cleaned.get("date_to")
@@ -33,7 +35,7 @@ class HistoryFilterForm(forms.Form):
             self.add_error("date_to", "The end date is before the start date.")
         return cleaned
 
-    def filter(self, events):
+    def filter(self, events: QuerySet[AuditEvent]) -> QuerySet[AuditEvent]:
         """Apply the (valid) filters to a queryset of events."""
         data = self.cleaned_data
         if data.get("actor"):
@@ -52,11 +54,11 @@ class HistoryFilterForm(forms.Form):
             events = events.filter(target_label__icontains=data["q"])
         return events
 
-    def active_filters(self):
+    def active_filters(self) -> dict[str, str]:
         return {name: str(value) for name, value in self.cleaned_data.items() if value}
 
 
-def _start_of_day(day):
+def _start_of_day(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
@@ -71,7 +73,7 @@ SECRET_LABELS = {
 }
 
 
-def http_url(value, what):
+def http_url(value: str, what: str) -> str:
     """An http(s) URL with a host and nothing after the path, or a field error."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -88,12 +90,12 @@ class WriteOnlySecretsForm(forms.ModelForm):
     write-only: never rendered with their value; the edit form says whether one is set;
     leaving it blank keeps the stored value, ticking "clear" removes it."""
 
-    secret_names = ()
-    secret_help = {}
-    secret_after = {}  # {field: (secrets shown right after it)}
-    secret_widgets = {}  # {secret: widget}, a password input by default
+    secret_names: tuple[str, ...] = ()
+    secret_help: dict[str, str] = {}
+    secret_after: dict[str, tuple[str, ...]] = {}  # {field: (secrets shown right after it)}
+    secret_widgets: dict[str, forms.Widget] = {}  # {secret: widget}, a password input by default
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         editing = not self.instance._state.adding
         for name in self.secret_names:
@@ -116,25 +118,25 @@ class WriteOnlySecretsForm(forms.ModelForm):
                 )
         self.order_fields(self._ordered_with_secrets())
 
-    def _ordered_with_secrets(self):
+    def _ordered_with_secrets(self) -> list[str]:
         """The Meta fields with each secret (and its clear box) after the field it belongs to."""
-        order = []
-        for name in self._meta.fields:
+        order: list[str] = []
+        for name in self._meta.fields or ():
             order.append(name)
             for secret in self.secret_after.get(name, ()):
                 order += [secret, f"clear_{secret}"]
         return order
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         for name in self.secret_names:
             if cleaned.get(name) and cleaned.get(f"clear_{name}"):
                 self.add_error(name, "Either enter a new value or clear it, not both.")
         return cleaned
 
-    def secret_updates(self):
+    def secret_updates(self) -> dict[str, str]:
         """{name: new value, or "" to clear} for the secrets this submission changes."""
-        updates = {}
+        updates: dict[str, str] = {}
         for name in self.secret_names:
             if self.cleaned_data.get(f"clear_{name}"):
                 updates[name] = ""
@@ -142,7 +144,7 @@ class WriteOnlySecretsForm(forms.ModelForm):
                 updates[name] = self.cleaned_data[name]
         return updates
 
-    def save(self, commit=True):
+    def save(self, commit: bool = True) -> Any:
         saved = super().save(commit=False)
         for name, value in self.secret_updates().items():
             saved.set_secret(name, value)
@@ -166,15 +168,17 @@ class PublishForm(forms.Form):
         help_text="When it halts, publish the previous version to the first group again.",
     )
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if (cleaned.get("auto_halt") or cleaned.get("auto_rollback")) and not cleaned.get("group"):
             self.add_error("group", "Halting by itself needs a first group to watch.")
         return cleaned
 
-    def __init__(self, *args, provider, **kwargs):
+    def __init__(self, *args: Any, provider: Provider, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         groups = sorted(set(provider.instances.values_list("rollout_group", flat=True)))
-        self.fields["group"].choices = [("", "every instance")] + [
+        group_field = self.fields["group"]
+        assert isinstance(group_field, forms.ChoiceField)
+        group_field.choices = [("", "every instance")] + [
             (group, f"group {group} first") for group in groups
         ]

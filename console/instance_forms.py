@@ -1,6 +1,8 @@
 """The form of a Diffgram instance: where it is, which provider's versions it runs, and how
 they reach it (pulled by its agent, pushed to the agent's webhook, or written to AWS SSM)."""
 
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -25,16 +27,18 @@ class InstanceForm(forms.ModelForm):
             "webhook_url": "Where the agent's `serve` listens, e.g. https://diffgram-host:8765/.",
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["provider"].queryset = Provider.objects.filter(kind__in=kinds.diffgram_slugs())
+        provider = self.fields["provider"]
+        assert isinstance(provider, forms.ModelChoiceField)
+        provider.queryset = Provider.objects.filter(kind__in=kinds.diffgram_slugs())
         # Left out (configuration files and API clients older than it), the default holds.
         self.fields["signin_runner"].required = False
 
-    def clean_signin_runner(self):
+    def clean_signin_runner(self) -> str:
         return self.cleaned_data.get("signin_runner") or Instance.SigninRunner.CONSOLE
 
-    def clean_url_base(self):
+    def clean_url_base(self) -> str:
         value = http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")
         if not value.endswith("/"):
             raise ValidationError(
@@ -42,8 +46,8 @@ class InstanceForm(forms.ModelForm):
             )
         return value
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         self._refuse_a_shared_client(cleaned.get("provider"))
         target = cleaned.get("push_target")
         if target == Instance.PushTarget.WEBHOOK:
@@ -71,7 +75,7 @@ class InstanceForm(forms.ModelForm):
                 self.add_error("ssm_prefix", "SSM parameter paths start with /.")
         return cleaned
 
-    def _refuse_a_shared_client(self, provider):
+    def _refuse_a_shared_client(self, provider: Provider | None) -> None:
         """Some kinds give every instance its own client: Diffgram overwrites its Keycloak
         client's redirect URIs at every start, so a second instance on the same client id
         would break the first one's sign-in."""

@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -45,7 +46,7 @@ SILENCE_LIMIT_SECONDS = 6  # no answer to pings for this long: the connection is
 class PullState:
     """One instance as the pull API sees it, with what was derived from it."""
 
-    instance: object  # console.models.Instance, assigned_version loaded
+    instance: Any  # console.models.Instance, assigned_version loaded
     loaded_at: float = field(default_factory=time.monotonic)
     etags: dict = field(default_factory=dict)  # format -> ETag
     bodies: dict = field(default_factory=dict)  # format -> rendered settings (holds secrets)

@@ -2,10 +2,13 @@
 (/api/v1/providers/<id>/federation), as the Inspect page and `manage.py federate` manage them."""
 
 from functools import wraps
+from typing import Any
+
+from django.http import HttpResponse, JsonResponse
 
 from console import cognito, federation, kinds
 from console.api.automation import MASK, invalid_form, json_answer, user_api
-from console.api.decorators import error
+from console.api.decorators import View, error
 from console.federation_forms import (
     SHORT_NAMES,
     TYPES_BY_SHORT_NAME,
@@ -21,7 +24,7 @@ FEDERATION_FIELDS = (
 )  # fmt: skip
 
 
-def federation_json(idp):
+def federation_json(idp: dict[str, Any]) -> dict[str, Any]:
     """One identity provider of the pool ({"name", "type", "enabled", "record"}), with what
     the console holds of it; secrets masked."""
     record = idp["record"]
@@ -43,13 +46,13 @@ def federation_json(idp):
     return entry
 
 
-def _cognito_provider(provider_id):
+def _cognito_provider(provider_id: int) -> Provider | None:
     return Provider.objects.filter(
         pk=provider_id, kind__in=kinds.slugs_where("aws_user_pool")
     ).first()
 
 
-def _federation_answer(provider, status=200):
+def _federation_answer(provider: Provider, status: int = 200) -> JsonResponse:
     found = cognito.inspect(provider)
     domain = cognito.hosted_ui_url(found.domain, provider.aws_region)
     return json_answer(
@@ -63,11 +66,11 @@ def _federation_answer(provider, status=200):
     )
 
 
-def _aws_calls(view):
+def _aws_calls(view: View) -> View:
     """AWS refusals become 502 with the console's message, refusals 409."""
 
     @wraps(view)
-    def wrapper(request, *args, **kwargs):
+    def wrapper(request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             return view(request, *args, **kwargs)
         except cognito.AWSError as aws_error:
@@ -80,7 +83,7 @@ def _aws_calls(view):
 
 @user_api("GET", "POST")
 @_aws_calls
-def federation_collection(request, provider_id):
+def federation_collection(request: Any, provider_id: int) -> HttpResponse:
     provider = _cognito_provider(provider_id)
     if provider is None:
         return error(404, "No such Cognito provider.")
@@ -92,9 +95,7 @@ def federation_collection(request, provider_id):
             400, "Invalid input.", fields={"type": [f"One of {', '.join(TYPES_BY_SHORT_NAME)}."]}
         )
     body = {k: v for k, v in request.json.items() if k != "type" and v != MASK}
-    upstream = (
-        Provider.objects.filter(pk=body.get("upstream")).first() if "upstream" in body else None
-    )
+    upstream = Provider.objects.filter(pk=body["upstream"]).first() if "upstream" in body else None
     name = name_in_pool(kind, body.get("name", ""), upstream)
     existing = provider.federations.filter(name=name).first() if name else None
     return _federate(request, provider, kind, existing, body, created_status=201)
@@ -102,7 +103,7 @@ def federation_collection(request, provider_id):
 
 @user_api("PATCH", "DELETE")
 @_aws_calls
-def federation_item(request, provider_id, name):
+def federation_item(request: Any, provider_id: int, name: str) -> HttpResponse:
     provider = _cognito_provider(provider_id)
     if provider is None:
         return error(404, "No such Cognito provider.")
@@ -121,7 +122,10 @@ def federation_item(request, provider_id, name):
     return _federate(request, provider, record.type, record, body, created_status=200)
 
 
-def _federate(request, provider, kind, record, body, *, created_status):
+def _federate(
+    request: Any, provider: Provider, kind: str, record: FederatedIdentityProvider | None,
+    body: dict[str, Any], *, created_status: int,
+) -> HttpResponse:  # fmt: skip
     unknown = set(body) - {
         "name",
         "upstream",

@@ -2,20 +2,22 @@
 with openapi-spec-validator and calls every operation in it, so it cannot drift from what the
 API does)."""
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_not_required
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON_ERROR = {"content": {"application/json": {"schema": ERROR}}}
 
 
-def _ok(description, schema=None):
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     content = {"application/json": {"schema": schema or {"type": "object"}}}
     return {"description": description, "content": content}
 
 
-def _errors(*codes):
+def _errors(*codes: int) -> dict[str, Any]:
     texts = {
         400: "Invalid input; `fields` holds the messages per field",
         401: "Missing, invalid, expired or revoked token",
@@ -28,7 +30,7 @@ def _errors(*codes):
     return {str(code): {"description": texts[code], **JSON_ERROR} for code in codes}
 
 
-def _path_id(name, description):
+def _path_id(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "description": description,
             "schema": {"type": "integer"}}  # fmt: skip
 
@@ -40,8 +42,8 @@ IDP_NAME = {"name": "name", "in": "path", "required": True,
             "description": "The identity provider's name in the pool (Google, …)",
             "schema": {"type": "string"}}  # fmt: skip
 FEDERATION = {"$ref": "#/components/schemas/Federation"}
-USER_AUTH = [{"personalToken": []}]
-INSTANCE_AUTH = [{"instanceToken": []}]
+USER_AUTH: list[dict[str, list[str]]] = [{"personalToken": []}]
+INSTANCE_AUTH: list[dict[str, list[str]]] = [{"instanceToken": []}]
 
 SPEC = {
     "openapi": "3.1.0",
@@ -306,5 +308,5 @@ SPEC = {
 
 @login_not_required
 @require_GET
-def openapi_json(request):
+def openapi_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(SPEC, json_dumps_params={"indent": 2})

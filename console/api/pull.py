@@ -6,7 +6,9 @@ never tells whether an instance exists.
 """
 
 import json
+from collections.abc import Callable
 from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
@@ -22,9 +24,16 @@ from console import (
     tasks,
     verification,
 )
-from console.api.decorators import allowed, bearer_token, error, json_object, token_api
-from console.models import Instance, hash_token
-from console.pull_state import pull_states
+from console.api.decorators import (
+    View,
+    allowed,
+    bearer_token,
+    error,
+    json_object,
+    token_api,
+)
+from console.models import ConfigVersion, Instance, hash_token
+from console.pull_state import PullState, pull_states
 
 FORMATS = {
     "env": ("text/plain; charset=utf-8", "env"),
@@ -45,13 +54,13 @@ INSTANCE_COLUMNS = (
 )  # fmt: skip
 
 
-def _too_many(rate):
+def _too_many(rate: str) -> JsonResponse:
     response = error(429, f"Too many requests (limit {rate}); slow down.")
     response["Retry-After"] = str(ratelimits.retry_after(rate))
     return response
 
 
-def _load_instance(instance_id):
+def _load_instance(instance_id: int) -> Instance | None:
     return (
         Instance.objects.select_related("assigned_version")
         .only(*INSTANCE_COLUMNS)
@@ -60,16 +69,16 @@ def _load_instance(instance_id):
     )
 
 
-def instance_api(*methods):
+def instance_api(*methods: str) -> Callable[[View], View]:
     """Authenticate the bearer token for the instance in the URL, then allow `methods`; sets
     request.pull_state (the instance, from this process's memory when it can be trusted:
     console/pull_state.py)."""
     return lambda view: token_api(_authenticated_instance(view, methods))
 
 
-def _authenticated_instance(view, methods):
+def _authenticated_instance(view: View, methods: tuple[str, ...]) -> View:
     @wraps(view)
-    def wrapper(request, instance_id, *args, **kwargs):
+    def wrapper(request: Any, instance_id: int, *args: Any, **kwargs: Any) -> HttpResponse:
         token = bearer_token(request)
         state = pull_states.get(instance_id, lambda: _load_instance(instance_id))
         # Compare even when the instance does not exist, so timing does not tell.
@@ -93,7 +102,7 @@ def _authenticated_instance(view, methods):
     return wrapper
 
 
-def _etag(instance, version, output, signin_revision=0):
+def _etag(instance: Instance, version: ConfigVersion, output: str, signin_revision: int = 0) -> str:
     """The content's hash; for an agent that runs synthetic sign-ins, with the revision of the
     test account it is sent (`signin_revision`), so that a new password reaches it with its
     next poll."""
@@ -101,7 +110,7 @@ def _etag(instance, version, output, signin_revision=0):
     return f'"{tag}.s{signin_revision}"' if signin_revision else f'"{tag}"'
 
 
-def _signin_revision(state, version):
+def _signin_revision(state: PullState, version: ConfigVersion) -> int:
     """The revision of the test account this instance's agent is sent (0: none), read once
     per state kept in memory."""
     if state.instance.signin_runner != Instance.SigninRunner.AGENT:
@@ -112,7 +121,7 @@ def _signin_revision(state, version):
     return state.bodies["signin_revision"]
 
 
-def _render(instance, version, output):
+def _render(instance: Instance, version: ConfigVersion, output: str) -> str:
     settings_ = version.settings_for(instance)
     if output == "env":
         return diffgram.render_env(settings_)
@@ -124,7 +133,7 @@ def _render(instance, version, output):
 
 @metrics.counted_pulls
 @instance_api("GET")
-def pull_config(request):
+def pull_config(request: Any) -> HttpResponse:
     state = request.pull_state
     instance = state.instance
     output = request.GET.get("format", "env")
@@ -140,7 +149,7 @@ def pull_config(request):
         )
     instances.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
-        response = HttpResponseNotModified()
+        response: HttpResponse = HttpResponseNotModified()
         # The agent holds this content (it keeps the ETag of what it applied): when that came
         # under an earlier version number (a republish, a rollback), it runs this version.
         instances.record_applied_by_etag(instance, version)
@@ -168,7 +177,7 @@ def pull_config(request):
 
 
 @instance_api("POST")
-def report_applied(request):
+def report_applied(request: Any) -> HttpResponse:
     report, problem = json_object(request)
     if problem:
         return problem

@@ -152,7 +152,7 @@ class ProviderKind:
     def editable_fields(self) -> tuple[str, ...]:
         """What an admin sets, in the order the form shows them; the audit records and
         configuration as code follow this list."""
-        return tuple(self.form.Meta.fields)
+        return tuple(self.form._meta.fields or ())
 
     @property
     def secret_names(self) -> tuple[str, ...]:

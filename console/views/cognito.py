@@ -29,7 +29,8 @@ def inspect(request, provider_id):
     context = {
         "provider": provider,
         "federation_types": [
-            (SHORT_NAMES[value], label) for value, label in FederatedIdentityProvider.Type.choices
+            (SHORT_NAMES[FederatedIdentityProvider.Type(value)], label)
+            for value, label in FederatedIdentityProvider.Type.choices
         ],
     }
     try:

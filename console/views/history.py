@@ -44,7 +44,7 @@ def _note_sso_identities(events):
     """Set `sso_identity` ("subject at issuer") on events by single-sign-on users, so that two
     actors whose names look alike can be told apart. One query per page."""
     user_ids = {e.actor_id for e in events if e.actor_type == "user" and e.actor_id.isdigit()}
-    identities = {}
+    identities: dict[str, str] = {}
     for identity in ExternalIdentity.objects.filter(user_id__in=user_ids):
         identities.setdefault(str(identity.user_id), f"{identity.subject} at {identity.issuer}")
     for event in events:

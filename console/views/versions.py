@@ -27,7 +27,7 @@ def publish(request, provider_id):
     provider = get_provider(request, provider_id)
     form = PublishForm(request.POST, provider=provider)
     if not form.is_valid():
-        messages.error(request, " ".join(sum(form.errors.values(), [])))
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
         return redirect("provider-detail", provider.pk)
     group, note = form.cleaned_data["group"], form.cleaned_data["note"]
     watch = {name: form.cleaned_data[name] for name in ("auto_halt", "auto_rollback")}
