@@ -409,18 +409,23 @@ SSO_USERS = [
 ]
 
 
-def set_groups(op, sub, groups):
-    """The OP's own admin API: change a user's claims, as an IdP admin would."""
+def set_claims(op, sub, **claims):
+    """The OP's own admin API: the claims a user has at the IdP, as an IdP admin would set
+    them (an admin of the console's groups unless `groups` says otherwise)."""
     import urllib.request
 
-    email = sub.replace("-sub", "@example.test")
     request = urllib.request.Request(
         f"{op}/users/{sub}",
-        data=json.dumps({"email": email, "groups": groups}).encode(),
+        data=json.dumps({"groups": ["sso-admins"], **claims}).encode(),
         method="PUT",
         headers={"Content-Type": "application/json"},
     )
     urllib.request.urlopen(request, timeout=10).close()
+
+
+def set_groups(op, sub, groups):
+    """A user's groups at the IdP (and the email their sub implies)."""
+    set_claims(op, sub, email=sub.replace("-sub", "@example.test"), groups=groups)
 
 
 # --- moved from the test modules that first needed them ------------------------------------

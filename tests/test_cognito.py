@@ -173,3 +173,22 @@ def test_an_assumed_role_is_used_when_configured(moto):
     provider.aws_role_arn = role
     provider.save()
     assert cognito.inspect(provider).ok
+
+
+def test_inspect_warns_about_the_implicit_grant_and_fix_removes_it(moto, admin_client):
+    from console import cognito
+    from tests.support import GOOD_CLIENT, aws, make_pool, make_provider
+
+    pool, app = make_pool(moto, {**GOOD_CLIENT, "AllowedOAuthFlows": ["code", "implicit"]})
+    provider = make_provider(pool, app)
+    checks = {c.id: c for c in cognito.inspect(provider).checks}
+    assert checks["oauth.implicit"].status == "warn"
+    page = admin_client.get(reverse("cognito-fix", args=[provider.pk])).content.decode()
+    assert "The implicit grant is removed" in page
+    kept = admin_client.get(reverse("cognito-fix", args=[provider.pk]), {"keep_implicit": "1"})
+    assert "The implicit grant stays enabled" in kept.content.decode()
+    admin_client.post(reverse("cognito-fix", args=[provider.pk]), {"keep_implicit": "0"})
+    client = aws(moto).describe_user_pool_client(UserPoolId=pool, ClientId=app["ClientId"])
+    assert client["UserPoolClient"]["AllowedOAuthFlows"] == ["code"]
+    event = AuditEvent.objects.get(action="cognito.client_fixed")
+    assert event.changes["AllowedOAuthFlows"] == [["code", "implicit"], ["code"]]

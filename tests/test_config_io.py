@@ -1,5 +1,6 @@
 """Configuration as code: export, import (dry run, plan, errors), and the round trip."""
 
+import re
 from io import StringIO
 
 import pytest
@@ -9,8 +10,15 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from console import config_io
-from console.models import AuditEvent, Instance, Provider
-from tests.support import make_instance
+from console.models import (
+    AuditEvent,
+    Instance,
+    Provider,
+)
+from tests import idp_server
+from tests.support import (
+    make_instance,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -170,3 +178,89 @@ def test_the_plan_function_reports_every_problem_at_once():
     with pytest.raises(config_io.ConfigImportError) as caught:
         config_io.plan("providers:\n  - kind: oidc\ninstances:\n  - url_base: x\n")
     assert len(caught.value.problems) == 2
+
+
+def oidc_document(issuer, secret_reference):
+    return yaml.safe_dump(
+        {
+            "providers": [
+                {
+                    "name": "Probe",
+                    "kind": "oidc",
+                    "issuer": issuer,
+                    "client_id": "probe",
+                    "client_secret": secret_reference,
+                }
+            ]
+        }
+    )
+
+
+def upload(client, text):
+    file = StringIO(text)
+    file.name = "config.yaml"
+    return client.post(reverse("config-import"), {"file": file})
+
+
+class TestWebImportDoesNotReadTheEnvironment:
+    def test_env_references_become_secrets_to_type_never_server_values(
+        self, admin_client, idp, monkeypatch
+    ):
+        monkeypatch.setenv("CONSOLE_ONLY_SECRET", "server-side-value")
+        issuer = idp_server.serve_okta(idp)
+        plan = upload(admin_client, oidc_document(issuer, {"env": "CONSOLE_ONLY_SECRET"}))
+        assert plan.status_code == 200
+        assert plan.context["requested"][0]["secret"] == "client_secret"
+        assert "server-side-value" not in plan.content.decode()
+
+        refused = admin_client.post(reverse("config-import"), {"confirm": "1"})
+        assert refused.status_code == 400
+        assert "Probe: type its client_secret" in refused.content.decode()
+        assert not Provider.objects.exists()
+
+        done = admin_client.post(
+            reverse("config-import"), {"confirm": "1", "secret_0": "typed-by-the-admin"}
+        )
+        assert done.status_code == 200
+        assert Provider.objects.get().secret("client_secret") == "typed-by-the-admin"
+
+    def test_the_answer_does_not_tell_which_variables_exist(self, admin_client, idp):
+        issuer = idp_server.serve_okta(idp)
+        answers = []
+        for name in ("SECRET_KEY", "DATABASE_URL", "SURELY_NOT_SET_ANYWHERE_42"):
+            page = upload(admin_client, oidc_document(issuer, {"env": name}))
+            text = re.sub(r'name="csrfmiddlewaretoken" value="\w+"', "", page.content.decode())
+            answers.append(text.replace(name, "NAME"))
+        assert answers[0] == answers[1] == answers[2]
+        assert "is not set" not in answers[2]
+
+    def test_the_command_line_import_still_reads_its_environment(self, idp, tmp_path, monkeypatch):
+        from django.core.management import call_command
+
+        monkeypatch.setenv("PROBE_SECRET", "from-the-operators-shell")
+        path = tmp_path / "config.yaml"
+        path.write_text(oidc_document(idp_server.serve_okta(idp), {"env": "PROBE_SECRET"}))
+        call_command("import_config", str(path), stdout=StringIO())
+        assert Provider.objects.get().secret("client_secret") == "from-the-operators-shell"
+
+
+def test_nested_aliases_are_refused_before_anything_expands_them(admin_client):
+    response = upload(admin_client, LAUGHS)
+    assert response.status_code == 400
+    assert response.context["problems"] == [
+        "line 1: YAML anchors and aliases (&, *) are not accepted in a config file"
+    ]
+    with pytest.raises(config_io.ConfigImportError):
+        config_io.parse(LAUGHS)  # the command line's path too
+
+
+def test_a_file_over_one_mebibyte_is_refused(admin_client):
+    response = upload(admin_client, "# " + "x" * (1024 * 1024))
+    assert "larger than 1 MiB" in response.content.decode()
+    with pytest.raises(config_io.ConfigImportError, match="larger than 1024 KiB"):
+        config_io.parse("# " + "x" * (1024 * 1024))
+
+
+LAUGHS = "a: &a ['x','x','x','x','x','x','x','x','x']\n" + "".join(
+    f"{chr(98 + n)}: &{chr(98 + n)} [{', '.join(['*' + chr(97 + n)] * 9)}]\n" for n in range(6)
+)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import types
+import urllib.error
 import urllib.parse
 import urllib.request
 from io import StringIO
@@ -17,7 +18,7 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from console import audit, providers, ratelimits, sso_names
+from console import audit, providers, ratelimits
 from console.kinds import OIDCProviderForm
 from console.models import AuditEvent, ExternalIdentity, Provider
 from console.roles import role_of
@@ -398,12 +399,60 @@ def test_the_cap_holds_across_web_processes(settings, django_db_blocker):
     assert len(failures()) == 1
 
 
-def test_a_name_mixing_scripts_is_not_taken_as_a_username():
-    """A Cyrillic "е" in a Latin name survives NFKC and looks like the Latin one in the
-    history: such a name is passed over for the next candidate (the email)."""
-    issuer = "https://login.example.test"
-    assert sso_names.sso_username(issuer, "alic\u0435", "alice@example.test") == (
-        "alice@example.test~login.example.test"
+def test_the_login_page_survives_a_secret_that_cannot_be_decrypted(client, sso, admin_user):
+    Provider.objects.filter(pk=sso.pk).update(client_secret_encrypted="gAAAAAnot-a-fernet-token")
+    page = client.get(reverse("login"))
+    assert page.status_code == 200
+    assert b"cannot be decrypted with the configured" in page.content
+    csrf_client = Client(enforce_csrf_checks=True)
+    form = csrf_client.get(reverse("login"))
+    token_value = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', form.content)[1]
+    signed_in = csrf_client.post(
+        reverse("login"),
+        {"username": "alice-admin", "password": PASSWORD,
+         "csrfmiddlewaretoken": token_value.decode()},
+    )  # fmt: skip
+    assert signed_in.status_code == 302
+
+
+def run_test_login(admin_client, mock_op, settings, sub, scopes):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
+    set_groups(mock_op, "alice-sub", ["sso-admins"])
+    set_groups(mock_op, "nora-sub", [])
+    form = OIDCProviderForm(
+        data={"name": "Okta", "issuer": mock_op, "client_id": "c", "client_secret": "s",
+              "scopes": scopes}
+    )  # fmt: skip
+    assert form.is_valid(), form.errors
+    provider, _ = providers.run_validation(providers.save_provider(form))
+    start = admin_client.get(reverse("provider-test-login", args=[provider.pk]))
+    parts = urllib.parse.urlsplit(authorize_at_op(start["Location"], sub))
+    return provider, admin_client.get(f"{parts.path}?{parts.query}").content.decode()
+
+
+def test_a_test_login_in_no_console_group_is_not_green_and_says_what_to_add(
+    admin_client, mock_op, settings
+):
+    provider, page = run_test_login(admin_client, mock_op, settings, "nora-sub", "openid email")
+    assert "result-ok" not in page and "result-warn" in page
+    assert "the console would refuse it" in page
+    assert "The <code>groups</code> claim was empty or absent" in page
+    assert "Add <code>groups</code> to this provider" in page
+    assert "for the console's own sign-in" not in page
+    refused = admin_client.post(reverse("provider-console-login", args=[provider.pk]))
+    assert refused.status_code == 302
+    assert not Provider.objects.get(pk=provider.pk).console_login
+
+
+def test_only_a_test_login_that_maps_to_admin_offers_the_console_sign_in(
+    admin_client, mock_op, settings
+):
+    provider, page = run_test_login(
+        admin_client, mock_op, settings, "alice-sub", "openid email groups"
     )
-    assert sso_names.sso_username(issuer, "alice", "x") == "alice~login.example.test"
-    assert sso_names.clean_name("Zoë-Łukasz") == "Zoë-Łukasz"  # one script, with its accents
+    assert "result-ok" in page and "would sign in as <strong>admin</strong>" in page
+    assert "Add <code>groups</code>" not in page
+    assert "for the console's own sign-in" in page
+    admin_client.post(reverse("provider-console-login", args=[provider.pk]))
+    assert Provider.objects.get(pk=provider.pk).console_login

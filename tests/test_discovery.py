@@ -11,6 +11,7 @@ from tests import idp_server
 from tests.idp_server import signing_key
 from tests.support import check_message as message
 from tests.support import check_statuses as statuses
+from tests.support import free_port
 
 
 def validate(spec, allow_loopback_http=True):
@@ -276,3 +277,54 @@ def test_check_issuer_exits_2_on_bad_arguments(idp):
         call_command("check_issuer", idp.url("/auth/"), "--kind", "keycloak")
     assert caught.value.returncode == 2
     assert "--realm is required" in str(caught.value)
+
+
+def check(report, check_id):
+    return next(c for c in report.checks if c.id == check_id)
+
+
+def oidc(issuer):
+    return ProviderSpec(issuer=issuer, client_id="c", confidential=True)
+
+
+def test_a_loopback_http_issuer_refused_in_production_names_the_development_setting():
+    report = validate(oidc("http://127.0.0.1:8080/realms/x"), allow_loopback_http=False)
+    result = check(report, "issuer.url")
+    assert result.status == FAIL
+    assert "SSO_ADMIN_ALLOW_PRIVATE_URLS=true" in result.message
+    assert "for development only" in result.message
+
+
+def test_a_loopback_https_issuer_refused_by_the_network_guard_names_the_setting(settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = False
+    report = validate(oidc(f"https://127.0.0.1:{free_port()}/"), allow_loopback_http=False)
+    result = check(report, "discovery.fetch")
+    assert result.status == FAIL
+    assert "loopback address" in result.message
+    assert "SSO_ADMIN_ALLOW_PRIVATE_URLS=true" in result.message
+    assert "for development only" in result.message
+
+
+def test_an_issuer_with_whitespace_fails_the_issuer_check():
+    report = validate(oidc("https://login.example.test/oauth2/ default"), allow_loopback_http=False)
+    result = check(report, "issuer.url")
+    assert result.status == FAIL and "contains whitespace" in result.message
+    assert report.discovery is None  # nothing was fetched for it
+
+
+def test_the_endpoint_check_names_the_endpoints_that_use_http_on_loopback(idp):
+    issuer = idp_server.serve_okta(idp)  # served over http:// on 127.0.0.1
+    result = check(validate(oidc(issuer), allow_loopback_http=True), "endpoints.https")
+    assert result.status == PASS
+    for endpoint in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
+        assert endpoint in result.message
+    assert "SSO_ADMIN_ALLOW_PRIVATE_URLS for development only" in result.message
+
+
+def test_a_discovery_url_that_answers_a_web_page_says_so(idp):
+    idp.raw("/portal/.well-known/openid-configuration", b"<!DOCTYPE html><html>Sign in</html>")
+    report = validate(oidc(idp.url("/portal")), allow_loopback_http=True)
+    result = check(report, "discovery.fetch")
+    assert result.status == FAIL
+    assert "answered with a web page (HTML), not JSON" in result.message
+    assert "not an OpenID issuer" in result.message

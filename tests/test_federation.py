@@ -367,3 +367,16 @@ def test_a_keycloak_upstream_needs_a_client_for_cognito(pool, keycloak_provider)
     form = FederationForm(data={"upstream": keycloak_provider.pk}, idp_type="OIDC", cognito=pool)
     assert not form.is_valid()
     assert "holds no secret" in " ".join(form.errors["client_id"])
+
+
+def test_adding_saml_records_the_app_client_change_as_a_diff(moto, admin_client):
+    from tests.support import make_pool, make_provider
+
+    provider = make_provider(*make_pool(moto))
+    admin_client.post(
+        reverse("federation-new", args=[provider.pk, "saml"]),
+        {"name": "EntraID", "metadata_url": "https://login.example.invalid/md.xml",
+         "email_attribute": "email", "enabled": "on"},
+    )  # fmt: skip
+    event = AuditEvent.objects.get(action="cognito.identity_provider_added")
+    assert event.changes["SupportedIdentityProviders"] == [["COGNITO"], ["COGNITO", "EntraID"]]

@@ -1,5 +1,6 @@
 """ID-token verification: signature against the JWKS, and iss, aud, exp, nonce."""
 
+import re
 import time
 
 import pytest
@@ -82,3 +83,37 @@ def test_an_unknown_kid_fetches_the_jwks_again_once_per_cooldown(idp):
     with pytest.raises(auth.LoginError):
         auth.verify_id_token(rotated, token(kid="k3"), "n-1")
     assert idp.requests.count("/jwks") == 1
+
+
+def test_a_jwks_entry_that_is_not_an_object_fails_validation_and_sign_in_refuses_cleanly():
+    from console import auth, discovery
+    from tests.test_id_tokens import config, token
+
+    status, message = discovery.jwks_verdict({"keys": [public_jwks_key(), "not-a-key"]})
+    assert status == "fail" and "key 2 is not a JSON object" in message
+    broken = config(jwks={"keys": ["not-a-key", public_jwks_key()]})
+    assert auth.verify_id_token(broken, token(), "n-1")["sub"] == "alice"  # the good key works
+    with pytest.raises(auth.LoginError, match="did not verify"):
+        auth.verify_id_token(config(jwks={"keys": "nonsense"}), token(), "n-1")
+
+
+@pytest.mark.parametrize(
+    ("claims", "problem"),
+    [
+        ({"aud": ["console", "another-app"]}, "also meant for other clients (another-app)"),
+        ({"azp": "another-app"}, "issued to another client (azp)"),
+    ],
+)
+def test_an_id_token_for_other_clients_is_refused(claims, problem):
+    from console import auth
+    from tests.test_id_tokens import config, token
+
+    with pytest.raises(auth.LoginError, match=re.escape(problem)):
+        auth.verify_id_token(config(), token(**claims), "n-1")
+    assert auth.verify_id_token(config(), token(azp="console"), "n-1")["sub"] == "alice"
+
+
+def public_jwks_key():
+    from tests.idp_server import public_jwks
+
+    return public_jwks("k1")["keys"][0]

@@ -3,6 +3,7 @@
 import pytest
 
 from console import outbound
+from console.instance_forms import InstanceForm
 from tests.idp_server import DocumentServer
 
 
@@ -183,8 +184,6 @@ def test_numeric_spellings_of_addresses_are_refused_before_anything_connects(
 
 @pytest.mark.django_db
 def test_the_instance_form_refuses_a_numeric_spelling(allow_private, keycloak_provider):
-    from console.instance_forms import InstanceForm
-
     form = InstanceForm(data={
         "name": "lab", "url_base": "https://lab.example.test/", "shape": "compose",
         "rollout_group": "default", "provider": keycloak_provider.pk, "push_target": "webhook",
@@ -207,3 +206,35 @@ def test_with_private_urls_allowed_plain_http_still_goes_only_to_private_address
         outbound.check_url("http://idp.example.test/.well-known/openid-configuration")
     assert caught.value.permanent
     outbound.check_url("https://idp.example.test/.well-known/openid-configuration")  # fine
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:a00:1::1",  # 6to4 carrying 10.0.0.1
+        "2002:7f00:1::1",  # 6to4 carrying 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 carrying 10.0.0.1
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 carrying 169.254.169.254
+    ],
+)
+def test_ipv6_addresses_carrying_private_ipv4_are_not_public(address, settings):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = False
+    assert outbound.address_refusal(address) is not None
+
+
+def test_a_complete_answer_read_after_the_deadline_is_not_lost(idp, monkeypatch):
+    """A worker paused while the agent answered (or an agent slower than the deadline to
+    start answering) must not turn a delivered push into a failure that is sent again."""
+    monkeypatch.setattr(outbound, "TOTAL_DEADLINE", 0.5)
+    idp.json("/late", {"applied": 1}, delay=1.0)  # whole, but after the deadline
+    response = outbound.get(idp.url("/late"))
+    assert (response.status, response.json()) == (200, {"applied": 1})
+
+
+def test_an_answer_still_arriving_after_the_deadline_is_abandoned(idp, monkeypatch):
+    monkeypatch.setattr(outbound, "TOTAL_DEADLINE", 0.5)
+    idp.slow_body("/dripping", b"x" * 200_000, pause=0.3)
+    with pytest.raises(outbound.OutboundError, match="took longer than 0.5 s") as caught:
+        outbound.get(idp.url("/dripping"))
+    assert not caught.value.permanent

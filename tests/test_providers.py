@@ -9,9 +9,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from console import kinds
-from console.models import AuditEvent, Provider
+from console import kinds, versions
+from console.models import (
+    AuditEvent,
+    Provider,
+)
 from tests import idp_server
+from tests.support import make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -428,7 +432,6 @@ class TestCommands:
 
 
 def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
-    from console import versions
     from tests.support import make_instance
 
     provider = create_keycloak(admin_client, keycloak_server)
@@ -445,3 +448,81 @@ def test_a_provider_in_use_cannot_be_deleted(admin_client, keycloak_server):
     response = admin_client.post(reverse("provider-delete", args=[provider.pk]), follow=True)
     assert b"has published versions" in response.content
     assert Provider.objects.filter(pk=provider.pk).exists()
+
+
+class TestASecretDoesNotFollowTheProvider:
+    def test_changing_the_issuer_requires_the_secret_again(self, admin_client, sso, idp):
+        elsewhere = idp_server.serve_okta(idp)
+        url = reverse("provider-edit", args=[sso.pk])
+        refused = admin_client.post(url, edit_data(sso, issuer=elsewhere))
+        assert refused.status_code == 200
+        assert "You changed issuer: the stored secret is not sent to a new place." in " ".join(
+            refused.context["form"].errors["client_secret"]
+        )
+        stored = Provider.objects.get(pk=sso.pk)
+        assert stored.issuer != elsewhere and stored.secret("client_secret") == "console-secret"
+
+        # With the secret typed again it is saved, and the console's own sign-in waits for a
+        # new test login against the new issuer.
+        done = admin_client.post(
+            url, edit_data(sso, issuer=elsewhere, client_secret="new-secret"), follow=True
+        )
+        assert b"no longer signs admins in to the console" in done.content
+        stored.refresh_from_db()
+        assert (stored.issuer, stored.console_login) == (elsewhere, False)
+        event = AuditEvent.objects.filter(action="provider.changed").latest("id")
+        assert event.changes["console_login"] == [True, False]
+
+    def test_keycloak_passwords_do_not_follow_a_new_server(self, admin_client, keycloak_provider):
+        url = reverse("provider-edit", args=[keycloak_provider.pk])
+        response = admin_client.post(
+            url, edit_data(keycloak_provider, keycloak_server_url="https://other.example.test/")
+        )
+        errors = response.context["form"].errors
+        assert set(errors) == {"keycloak_master_password", "keycloak_diffgram_password"}
+
+
+def test_the_provider_page_counts_its_instances_in_words(admin_client, keycloak_provider):
+    make_instance(keycloak_provider, "lab")
+    page = admin_client.get(reverse("provider-detail", args=[keycloak_provider.pk]))
+    assert "1 instance uses this provider." in page.content.decode()
+    make_instance(keycloak_provider, "prod")
+    page = admin_client.get(reverse("provider-detail", args=[keycloak_provider.pk]))
+    assert "2 instances use this provider." in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "heading"),
+    [
+        ("cognito", "Add an AWS Cognito provider"),
+        ("keycloak", "Add a Keycloak provider"),
+        ("oidc", "Add a Generic OIDC provider"),
+    ],
+)
+def test_the_new_provider_heading_has_the_right_article(admin_client, kind, heading):
+    page = admin_client.get(reverse("provider-create", args=[kind])).content.decode()
+    assert f"<h1>{heading}</h1>" in page
+
+
+def test_a_keycloak_providers_history_shows_only_keycloak_fields(admin_client, idp):
+    from tests import idp_server
+
+    server = idp_server.serve_keycloak(idp)
+    admin_client.post(
+        reverse("provider-create", args=["keycloak"]),
+        {
+            "name": "Lab Keycloak", "keycloak_server_url": server,
+            "keycloak_realm": "diffgram-realm", "client_id": "diffgram-{instance}",
+        },
+    )  # fmt: skip
+    Provider.objects.get(name="Lab Keycloak")
+    created = AuditEvent.objects.get(action="provider.created")
+    assert set(created.changes) <= {
+        "kind",
+        "enabled",
+        "issuer",
+        *kinds.KEYCLOAK.editable_fields,
+    }
+    assert "aws_region" not in created.changes and "user_pool_id" not in created.changes
+    page = admin_client.get(reverse("history-event", args=[created.pk])).content.decode()
+    assert "aws_region" not in page and "cognito_domain" not in page

@@ -5,6 +5,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.urls import reverse
 
 from console import versions
 from console.models import AuditEvent, Instance
@@ -186,3 +187,19 @@ def test_a_new_version_is_served_at_once_despite_the_cache(published, keycloak_p
     status, second, body = call(f"{base}/config", token, headers={"If-None-Match": first["ETag"]})
     assert status == 200 and second["X-Config-Version"] == "2"
     assert "OAUTH2_PROVIDER_CLIENT_ID=diffgram-v2-lab" in body.decode()
+
+
+def test_a_bad_token_gets_401_not_500_while_the_cache_is_down(client, keycloak_provider, settings):
+    from console import versions
+
+    instance, token = make_instance(keycloak_provider, "lab")
+    versions.publish(keycloak_provider)
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    url = reverse("api-pull-config", args=[instance.pk])
+    assert client.get(url, HTTP_AUTHORIZATION="Bearer dgi_wrong").status_code == 401
+    assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200

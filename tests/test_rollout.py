@@ -424,3 +424,14 @@ class TestFleetView:
             make_instance(keycloak_provider, f"i{number}")
         with django_assert_max_num_queries(len(few.captured_queries)):
             admin_client.get(reverse("instances"))
+
+
+def test_comparing_versions_starts_with_the_previous_against_the_latest(
+    admin_client, keycloak_provider
+):
+    make_instance(keycloak_provider, "lab")
+    for _ in range(3):
+        versions.publish(keycloak_provider)
+    response = admin_client.get(reverse("version-diff", args=[keycloak_provider.pk]))
+    assert (response.context["old"].number, response.context["new"].number) == (2, 3)
+    assert response.context["diff"]

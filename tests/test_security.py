@@ -40,7 +40,14 @@ from console import (
 from console import metrics as console_metrics
 from console.federation_forms import FederationForm, data_for
 from console.kinds import OIDCProviderForm
-from console.models import AlertDestination, ApiToken, AuditEvent, Instance, Provider, hash_token
+from console.models import (
+    AlertDestination,
+    ApiToken,
+    AuditEvent,
+    Instance,
+    Provider,
+    hash_token,
+)
 from console.roles import ADMIN
 from tests import idp_server
 from tests.support import PASSWORD, aws, make_pool, make_provider, make_user, token_for
@@ -672,3 +679,15 @@ def test_a_one_time_password_signs_in_once():
     chosen = first.post(reverse("choose-password"), {"new_password1": own, "new_password2": own})
     assert chosen.status_code == 302
     assert Client().post(login, {"username": "newcomer", "password": own}).status_code == 302
+
+
+def test_no_secret_in_the_repr_of_what_holds_one():
+    from console import diffgram
+    from tests.test_id_tokens import config
+
+    assert "s3cret-canary" not in repr(config(client_secret="s3cret-canary"))
+    provider_config = diffgram.ProviderConfig(
+        client_id="c", client_secret="s3cret-canary",
+        keycloak_master_password="s3cret-canary", keycloak_diffgram_password="s3cret-canary",
+    )  # fmt: skip
+    assert "s3cret-canary" not in repr(provider_config)

@@ -1,10 +1,12 @@
 """Production settings: refuse to start without what protects production, pass check --deploy."""
 
 import json
+import secrets
 import subprocess
 import sys
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.support import ROOT, subprocess_environment
 
@@ -122,3 +124,16 @@ def test_reading_the_settings_creates_nothing_and_start_up_creates_the_embedded_
     assert result.returncode == 0, result.stderr
     assert database.parent.is_dir()
     assert (ROOT / result.stdout.split()[-1]).is_dir()
+
+
+def test_check_deploy_refuses_the_development_keys(settings):
+    from console import checks
+
+    settings.FIELD_ENCRYPTION_KEYS = [settings.DEVELOPMENT_FIELD_ENCRYPTION_KEY]
+    settings.SECRET_KEY = settings.DEVELOPMENT_SECRET_KEY
+    assert {e.id for e in checks.check_development_keys(None)} == {"console.E002", "console.E003"}
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.SECRET_KEY = "x" * 10
+    assert {e.id for e in checks.check_development_keys(None)} == {"console.E003"}
+    settings.SECRET_KEY = secrets.token_urlsafe(50)
+    assert checks.check_development_keys(None) == []

@@ -5,15 +5,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from django.urls import reverse
 
-from console import discovery
+from console import discovery, kinds, providers
 from console.diffgram import ProviderConfig
 from console.discovery import FAIL, PASS, WARN, Fetched, ProviderSpec
 from console.kinds import COGNITO
+from console.models import Provider
 from tests import idp_server
 from tests.idp_server import cognito_document
 from tests.support import check_message as message
 from tests.support import check_statuses as statuses
+from tests.support import free_port
 
 REGION, POOL = "eu-west-1", "eu-west-1_AbC123xyz"
 HOSTED_UI = "https://diffgram.auth.eu-west-1.amazoncognito.com"
@@ -184,3 +187,34 @@ def test_moto_cognito_discovery_and_jwks(moto):
     # moto's document lacks the hosted-UI endpoints real Cognito publishes, and we say so.
     assert statuses(report)["metadata.required"] == FAIL
     assert "authorization_endpoint, token_endpoint" in message(report, "metadata.required")
+
+
+@pytest.mark.django_db
+def test_a_cognito_provider_without_discovery_shows_incomplete_settings_and_the_way_out(
+    admin_client, settings
+):
+    settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
+    settings.AWS_ENDPOINT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    provider = Provider(
+        name="Corp Cognito", kind="cognito", aws_region="eu-west-1",
+        user_pool_id="eu-west-1_AbC123xyz", client_id="client", scopes="openid email",
+        diffgram_url_base="https://lab.example.test/",
+    )  # fmt: skip
+    provider.issuer = kinds.of(provider).issuer(provider)
+    provider.save()
+    provider, report = providers.run_validation(provider)
+    failure = message(report, "discovery.fetch")
+    assert "outbound HTTPS to cognito-idp.eu-west-1.amazonaws.com (port 443)" in failure
+    assert "AWS_ENDPOINT_URL" in failure and "for tests only" in failure
+
+    page = admin_client.get(reverse("provider-detail", args=[provider.pk])).content.decode()
+    variables = page[page.index('<table class="variables">') :]
+    variables = variables[: variables.index("</table>")]
+    assert '<code>OAUTH2_PROVIDER_HOST</code></th><td><span class="status-fail">incomplete' in (
+        variables
+    )
+    assert '<code>COGNITO_LOGIN_URL</code></th><td><span class="status-fail">incomplete' in (
+        variables
+    )
+    assert "oauth2/authorize?" not in variables  # no relative login URL shown as if valid
+    assert "Diffgram cannot sign anyone in with them yet" in page
