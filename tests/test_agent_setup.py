@@ -8,7 +8,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,7 +17,7 @@ from django.urls import reverse
 from agent import envfile
 from console import agent_setup
 from console.instance_forms import InstanceForm
-from tests.support import ROOT, agent_file, make_instance, subprocess_environment
+from tests.support import ROOT, agent_file, make_instance, subprocess_environment, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -129,9 +128,7 @@ def test_the_commands_work_when_pasted(live_server, keycloak_provider, admin_use
     )  # fmt: skip
     env_file = root / "opt/diffgram/.env"
     try:
-        deadline = time.monotonic() + 30
-        while not env_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(env_file.exists, "the agent writing the .env file", 30)
         assert "KEYCLOAK_REALM=diffgram-realm" in env_file.read_text()
     finally:
         os.killpg(poller.pid, signal.SIGTERM)

@@ -4,7 +4,6 @@ the alerts page shows what was sent. The same condition is sent once an hour at 
 
 import hashlib
 import hmac
-import time
 from datetime import timedelta
 
 import pytest
@@ -41,12 +40,13 @@ def wait_for(condition, what, worker, timeout=30):
 
 
 def settled(worker, smtp, hook_receiver, mails, hooks):
-    """Wait until `mails` and `hooks` arrived, then a little longer: nothing more may come."""
+    """Wait until `mails` and `hooks` arrived and no alert is still to be sent (each alert goes
+    out once, so nothing more can come), then count what arrived."""
     wait_for(
-        lambda: len(smtp.messages) >= mails and len(hook_receiver.received) >= hooks,
-        f"{mails} mail(s) and {hooks} webhook(s)", worker,
+        lambda: len(smtp.messages) >= mails and len(hook_receiver.received) >= hooks
+        and not Alert.objects.filter(state=Alert.State.PENDING).exists(),
+        f"{mails} mail(s) and {hooks} webhook(s), every alert sent", worker,
     )  # fmt: skip
-    time.sleep(1.5)
     assert (len(smtp.messages), len(hook_receiver.received)) == (mails, hooks)
 
 

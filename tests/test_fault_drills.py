@@ -354,7 +354,7 @@ def test_a_database_connection_lost_while_pushing_is_reopened_to_record_the_outc
         backend = cursor.fetchone()[0]
 
     def restart_while_it_waits():
-        time.sleep(0.5)
+        wait_for(lambda: held.received >= 1, "the push waiting for the agent's answer", 30)
         database = connection.settings_dict
         with psycopg.connect(
             host=database["HOST"] or "127.0.0.1", port=database["PORT"] or 5432,
@@ -415,6 +415,18 @@ def test_an_agent_down_for_a_while_is_retried_for_about_a_day_and_then_delivered
     assert shortest > 12 * 3600 and django_settings.PUSH_MAX_ATTEMPTS == 90
 
 
+def another_waits_on_a_lock():
+    """Whether another session of this database waits for a lock (asked from inside a
+    transaction: the statistics snapshot is cleared first)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def test_a_publish_and_a_batch_recording_take_their_locks_in_one_order(keycloak_provider):
     """The deadlock of the concurrent-publish drill, made deterministic: a batch holds a
     pending push row while it records, then takes the audit chain head; a publish supersedes
@@ -428,10 +440,10 @@ def test_a_publish_and_a_batch_recording_take_their_locks_in_one_order(keycloak_
 
     def batch_recording():
         try:
-            with transaction.atomic():
+            with audit.change():
                 PushRequest.objects.filter(pk=pending.pk).update(last_error="recording")
                 row_locked.set()
-                time.sleep(1.5)  # the publish below is under way meanwhile
+                wait_for(another_waits_on_a_lock, "the publish waiting for the row", 30)
                 audit.record(audit.Action.PUSH_FAILED, target=instance)
         except Exception as error:  # noqa: BLE001 - reported below
             errors.append(f"batch: {error!r}")

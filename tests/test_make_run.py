@@ -50,7 +50,6 @@ def test_make_run_on_a_chosen_port_prints_the_admin_password_last(tmp_path):
     reader.start()
     try:
         read_until(process, lines, r"password: \S+", BANNER_TIMEOUT)
-        time.sleep(1)  # anything printed just after the banner
         output = "".join(lines)
         url = f"http://127.0.0.1:{port}/"
 
