@@ -582,3 +582,17 @@ def check_statuses(report):
 
 def check_message(report, check_id):
     return next(check.message for check in report.checks if check.id == check_id)
+
+
+def run_check_issuer(*args):
+    """(exit code, what it printed) of the check_issuer command."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("check_issuer", *args, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return exit_.code, out.getvalue() + err.getvalue()
+    return 0, out.getvalue()

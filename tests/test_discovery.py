@@ -11,7 +11,7 @@ from tests import idp_server
 from tests.idp_server import signing_key
 from tests.support import check_message as message
 from tests.support import check_statuses as statuses
-from tests.support import free_port
+from tests.support import free_port, run_check_issuer
 
 
 def validate(spec, allow_loopback_http=True):
@@ -250,17 +250,6 @@ def test_the_certified_node_oidc_provider_passes(node_op):
 
 
 # --- command line ---------------------------------------------------------------------------------
-
-
-def run_check_issuer(*args):
-    from io import StringIO
-
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("check_issuer", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return exit_.code, out.getvalue() + err.getvalue()
-    return 0, out.getvalue()
 
 
 def test_check_issuer_exits_1_when_a_check_fails(idp):

@@ -20,7 +20,7 @@ from tests import idp_server
 from tests.idp_server import keycloak_document
 from tests.support import check_message as message
 from tests.support import check_statuses as statuses
-from tests.support import make_instance
+from tests.support import make_instance, run_check_issuer
 
 KEYCLOAK = ProviderSpec(
     issuer="https://sso.example.test/auth/realms/diffgram-realm",
@@ -256,15 +256,6 @@ def test_check_issuer_exits_0_and_prints_json_with_diffgram_settings(keycloak):
         "OAUTH2_PROVIDER_CLIENT_ID": "diffgram",
         "KEYCLOAK_REALM": "diffgram-realm",
     }
-
-
-def run_check_issuer(*args):
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("check_issuer", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return exit_.code, out.getvalue() + err.getvalue()
-    return 0, out.getvalue()
 
 
 # --- what Diffgram receives --------------------------------------------------------------------
