@@ -85,13 +85,14 @@ def _ms(text):
 PROVIDER_SEED = """
 import django; django.setup()
 from django.utils import timezone
+from console import kinds
 from console.models import Instance, Provider
 provider = Provider(name="Bench Keycloak", kind="keycloak", client_id="diffgram-{instance}",
     keycloak_server_url="https://sso.example.test/auth/", keycloak_realm="diffgram-realm",
     keycloak_master_user="admin", keycloak_diffgram_user="diffgram-admin",
     validation_passed=True, validated_at=timezone.now(),
     discovery_snapshot={"issuer": "https://sso.example.test/auth/realms/diffgram-realm"})
-provider.issuer = provider.computed_issuer()
+provider.issuer = kinds.of(provider).issuer(provider)
 provider.set_secret("keycloak_master_password", "bench-secret")
 provider.set_secret("keycloak_diffgram_password", "bench-secret-2")
 provider.save()

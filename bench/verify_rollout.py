@@ -42,6 +42,7 @@ SEED = """
 import django, json, sys; django.setup()
 from pathlib import Path
 from django.utils import timezone
+from console import kinds
 from console.models import Instance, Provider
 from tests.idp_server import cognito_document
 op_base, folder = sys.argv[1], Path(sys.argv[2])
@@ -51,7 +52,7 @@ provider = Provider(name="Bench Cognito", kind="cognito", aws_region="eu-west-1"
     validation_passed=True, validated_at=timezone.now(),
     discovery_snapshot=cognito_document("eu-west-1", "eu-west-1_Bench", op_base,
                                         op_base + "/.well-known/jwks.json"))
-provider.issuer = provider.computed_issuer()
+provider.issuer = kinds.of(provider).issuer(provider)
 provider.save()
 for member in fleet:
     instance = Instance(name=member["name"], url_base=member["url_base"], provider=provider,

@@ -12,8 +12,8 @@ hooks (docs/ARCHITECTURE.md):
 - `verify_claims`: iss, a single aud, azp, exp, and userinfo about the same subject;
 - `filter_users_by_claims` (issuer + sub), `create_user` / `update_user` (role sync from the
   groups claim at every sign-in).
-The library's SessionRefresh middleware reads the provider once at start-up and has no hook
-for one chosen per request, so the silent re-check (SessionRecheck) is the console's own.
+The library's session-refresh middleware reads the provider once at start-up and has no hook
+for one chosen per request, so the silent re-check (console/session_recheck.py) is our own.
 """
 
 from __future__ import annotations
