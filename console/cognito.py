@@ -103,34 +103,52 @@ def url_bases(provider) -> list[str]:
 def inspect(provider) -> Inspection:
     """Describe the app client and check it against every Diffgram instance of the provider."""
     found = describe(provider)
-    app = found.client
+    found.checks = [
+        *_redirect_checks(found.client, url_bases(provider)),
+        *_oauth_checks(found.client),
+        *_client_checks(found, provider),
+    ]
+    return found
+
+
+def _verdict(check_id, ok, passed, failed) -> Check:
+    return Check(check_id, PASS if ok else FAIL, passed if ok else failed)
+
+
+def _redirect_checks(app, bases) -> list[Check]:
+    """Each Diffgram's callback and sign-out URLs allowed on the app client."""
     checks = []
-
-    def check(check_id, ok, passed, failed) -> None:
-        checks.append(Check(check_id, PASS if ok else FAIL, passed if ok else failed))
-
-    for base in url_bases(provider):
+    for base in bases:
         callback, signout = diffgram.oauth2_callback_url(base), diffgram.signout_url(base)
-        check(
-            f"callback:{base}",
-            callback in app.get("CallbackURLs", []),
-            f"Callback URL {callback} is allowed.",
-            f"Callback URL {callback} is not allowed.",
-        )
-        check(
-            f"signout:{base}",
-            signout in app.get("LogoutURLs", []),
-            f"Sign-out URL {signout} is allowed.",
-            f"Sign-out URL {signout} is not allowed.",
-        )
-    check(
-        "oauth.code_flow",
-        "code" in app.get("AllowedOAuthFlows", []) and app.get("AllowedOAuthFlowsUserPoolClient"),
-        "The authorization-code grant is enabled.",
-        "Enable OAuth flows for this client with the authorization-code grant.",
-    )
+        checks += [
+            _verdict(
+                f"callback:{base}",
+                callback in app.get("CallbackURLs", []),
+                f"Callback URL {callback} is allowed.",
+                f"Callback URL {callback} is not allowed.",
+            ),
+            _verdict(
+                f"signout:{base}",
+                signout in app.get("LogoutURLs", []),
+                f"Sign-out URL {signout} is allowed.",
+                f"Sign-out URL {signout} is not allowed.",
+            ),
+        ]
+    return checks
+
+
+def _oauth_checks(app) -> list[Check]:
+    """The grants, scopes and authentication flows Diffgram's sign-in needs."""
     implicit = "implicit" in app.get("AllowedOAuthFlows", [])
-    checks.append(
+    missing_scopes = [s for s in REQUIRED_SCOPES if s not in app.get("AllowedOAuthScopes", [])]
+    return [
+        _verdict(
+            "oauth.code_flow",
+            "code" in app.get("AllowedOAuthFlows", [])
+            and app.get("AllowedOAuthFlowsUserPoolClient"),
+            "The authorization-code grant is enabled.",
+            "Enable OAuth flows for this client with the authorization-code grant.",
+        ),
         Check(
             "oauth.implicit",
             WARN if implicit else PASS,
@@ -138,51 +156,54 @@ def inspect(provider) -> Inspection:
             "2.0 Security Best Current Practice says not to use implicit. Fix removes it."
             if implicit
             else "The implicit grant is off.",
-        )
-    )
-    missing_scopes = [s for s in REQUIRED_SCOPES if s not in app.get("AllowedOAuthScopes", [])]
-    check(
-        "oauth.scopes",
-        not missing_scopes,
-        "The openid and email scopes are allowed.",
-        ngettext("Allow the scope: %s.", "Allow the scopes: %s.", len(missing_scopes))
-        % ", ".join(missing_scopes),
-    )
-    check(
-        "auth_flows.password",
-        "ALLOW_USER_PASSWORD_AUTH" in app.get("ExplicitAuthFlows", []),
-        "ALLOW_USER_PASSWORD_AUTH is enabled.",
-        "Add ALLOW_USER_PASSWORD_AUTH to the client's authentication flows.",
-    )
-    has_secret, console_has = found.client_has_secret, provider.has_secret("client_secret")
-    check(
-        "client.secret",
-        has_secret == console_has,
-        "The client secret matches: "
-        + ("confidential client." if has_secret else "public client."),
-        "The app client "
-        + (
-            "has a secret the console does not hold: enter it on the provider."
-            if has_secret
-            else "has no secret but the console holds one: clear it on the provider."
         ),
-    )
-    check(
-        "domain.active",
-        bool(found.domain) and found.domain_status == "ACTIVE",
-        f"Hosted-UI domain {found.domain} is ACTIVE.",
-        f"Hosted-UI domain: {found.domain or 'none'} ({found.domain_status or 'missing'}); "
-        "create a Cognito or custom domain for the pool.",
-    )
-    enabled = app.get("SupportedIdentityProviders", [])
-    check(
-        "identity_providers",
-        bool(enabled),
-        f"Identity providers enabled: {', '.join(enabled)}.",
-        "No identity provider is enabled on the client: enable at least COGNITO.",
-    )
-    found.checks = checks
-    return found
+        _verdict(
+            "oauth.scopes",
+            not missing_scopes,
+            "The openid and email scopes are allowed.",
+            ngettext("Allow the scope: %s.", "Allow the scopes: %s.", len(missing_scopes))
+            % ", ".join(missing_scopes),
+        ),
+        _verdict(
+            "auth_flows.password",
+            "ALLOW_USER_PASSWORD_AUTH" in app.get("ExplicitAuthFlows", []),
+            "ALLOW_USER_PASSWORD_AUTH is enabled.",
+            "Add ALLOW_USER_PASSWORD_AUTH to the client's authentication flows.",
+        ),
+    ]
+
+
+def _client_checks(found, provider) -> list[Check]:
+    """The secret, the hosted-UI domain and the identity providers of the client."""
+    has_secret, console_has = found.client_has_secret, provider.has_secret("client_secret")
+    enabled = found.client.get("SupportedIdentityProviders", [])
+    return [
+        _verdict(
+            "client.secret",
+            has_secret == console_has,
+            "The client secret matches: "
+            + ("confidential client." if has_secret else "public client."),
+            "The app client "
+            + (
+                "has a secret the console does not hold: enter it on the provider."
+                if has_secret
+                else "has no secret but the console holds one: clear it on the provider."
+            ),
+        ),
+        _verdict(
+            "domain.active",
+            bool(found.domain) and found.domain_status == "ACTIVE",
+            f"Hosted-UI domain {found.domain} is ACTIVE.",
+            f"Hosted-UI domain: {found.domain or 'none'} ({found.domain_status or 'missing'}); "
+            "create a Cognito or custom domain for the pool.",
+        ),
+        _verdict(
+            "identity_providers",
+            bool(enabled),
+            f"Identity providers enabled: {', '.join(enabled)}.",
+            "No identity provider is enabled on the client: enable at least COGNITO.",
+        ),
+    ]
 
 
 def hosted_ui_url(domain, region) -> str:

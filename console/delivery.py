@@ -16,8 +16,9 @@ import math
 import random
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.cache import cache
@@ -401,81 +402,108 @@ def _database_error(error) -> str:
     return f"SQLSTATE {state}: {first}" if state else first
 
 
+@dataclass
+class _Outcomes:
+    """What a batch's answers come to, before anything is written."""
+
+    attempts: list[PushAttempt] = field(default_factory=list)
+    retries: list[tuple[PushRequest, float]] = field(default_factory=list)
+    finished: list[PushRequest] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # (version number, the agent's detail) -> the instances a push applied it to
+    applied: dict[tuple[int, str], list[Instance]] = field(default_factory=dict)
+
+
 def _record_outcomes(done):
     """Attempt rows, request states, the applied state of instances whose push applied the
     version (SSM: written is applied; an agent that answered it applied it) and audit events,
     in one transaction taking its locks in publish()'s order: instances, push requests, the
-    audit chain head."""
-    attempts, retries, finished, events = [], [], [], []
-    applied: dict[tuple[int, str], list[Instance]] = {}
+    audit chain head (audit.change() appends the events last)."""
     now = timezone.now()
+    outcomes = _Outcomes()
     for push, outcome in done:
-        error = outcome.error
-        push.last_error = error.message[:1000] if error else ""
-        attempts.append(
-            PushAttempt(
-                request=push, started_at=outcome.started_at, finished_at=outcome.finished_at,
-                ok=error is None, http_status=outcome.http_status, error=push.last_error,
-            )
-        )  # fmt: skip
-        tries_left = push.attempts < django_settings.PUSH_MAX_ATTEMPTS
-        if error is not None and not error.permanent and tries_left:
-            delay = retry_delay(push.attempts)
-            push.due_at = now + timedelta(seconds=delay)  # the sweeper sends it then
-            retries.append((push, delay))
-            continue
-        push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
-        push.completed_at = now
-        finished.append(push)
-        instance, version = push.instance, push.version
-        context = {
-            "version": version.number,
-            "provider": version.provider.name,
-            "target": instance.push_target,
-            "attempts": push.attempts,
-            **({"error": error.message} if error else {}),
-            **({"http_status": outcome.http_status} if outcome.http_status else {}),
-        }
-        events.append(
-            {
-                "action": Action.PUSH_FAILED if error else Action.PUSH_SUCCEEDED,
-                "target": instance,
-                "context": context,
-            }
-        )
-        if not error and outcome.applied:
-            applied.setdefault((version.number, outcome.applied), []).append(instance)
-    succeeded = [push.pk for push in finished if push.state == PushRequest.State.SUCCEEDED]
-    failed = [push for push in finished if push.state == PushRequest.State.FAILED]
+        _sort_outcome(outcomes, push, outcome, now)
     with audit.change():
-        for (number, detail), instances in applied.items():
-            # Not again for an instance already at it (a push sent again, or the agent's own
-            # report came first).
-            newly = list(
-                Instance.objects.select_for_update()
-                .filter(pk__in=[i.pk for i in instances])
-                .exclude(applied_version_number=number, applied_status="ok")
-                .values_list("pk", flat=True)
-            )
-            Instance.objects.filter(pk__in=newly).update(
-                applied_version_number=number, applied_status="ok", applied_at=now,
-                applied_detail=detail,
-            )  # fmt: skip
-            events += [
-                {"action": Action.INSTANCE_APPLIED, "target": instance,
-                 "context": {"version": number, "via": instance.push_target}}
-                for instance in instances if instance.pk in newly
-            ]  # fmt: skip
-        PushAttempt.objects.bulk_create(attempts)
-        # Successes share their values: one UPDATE. Failures differ by their error (rarer).
-        PushRequest.objects.filter(pk__in=succeeded).update(
-            state=PushRequest.State.SUCCEEDED, last_error="", completed_at=now
+        _mark_applied(outcomes, now)
+        _write_push_rows(outcomes, now)
+        if outcomes.events:
+            audit.record_many(outcomes.events)
+    return [(push.pk, delay) for push, delay in outcomes.retries]
+
+
+def _sort_outcome(outcomes, push, outcome, now) -> None:
+    """One answer: an attempt row, and a retry (when the error may pass and tries are left)
+    or a finished push with its event."""
+    error = outcome.error
+    push.last_error = error.message[:1000] if error else ""
+    outcomes.attempts.append(
+        PushAttempt(
+            request=push, started_at=outcome.started_at, finished_at=outcome.finished_at,
+            ok=error is None, http_status=outcome.http_status, error=push.last_error,
         )
-        PushRequest.objects.bulk_update(failed, ["state", "last_error", "completed_at"])
-        PushRequest.objects.bulk_update([push for push, _ in retries], ["last_error", "due_at"])
-        if events:
-            audit.record_many(events)
-    return [(push.pk, delay) for push, delay in retries]
+    )  # fmt: skip
+    tries_left = push.attempts < django_settings.PUSH_MAX_ATTEMPTS
+    if error is not None and not error.permanent and tries_left:
+        delay = retry_delay(push.attempts)
+        push.due_at = now + timedelta(seconds=delay)  # the sweeper sends it then
+        outcomes.retries.append((push, delay))
+        return
+    push.state = PushRequest.State.FAILED if error else PushRequest.State.SUCCEEDED
+    push.completed_at = now
+    outcomes.finished.append(push)
+    instance, version = push.instance, push.version
+    context = {
+        "version": version.number,
+        "provider": version.provider.name,
+        "target": instance.push_target,
+        "attempts": push.attempts,
+        **({"error": error.message} if error else {}),
+        **({"http_status": outcome.http_status} if outcome.http_status else {}),
+    }
+    outcomes.events.append(
+        {
+            "action": Action.PUSH_FAILED if error else Action.PUSH_SUCCEEDED,
+            "target": instance,
+            "context": context,
+        }
+    )
+    if not error and outcome.applied:
+        outcomes.applied.setdefault((version.number, outcome.applied), []).append(instance)
+
+
+def _mark_applied(outcomes, now) -> None:
+    """Instances a push applied a version to, not again for one already at it (a push sent
+    again, or the agent's own report came first)."""
+    for (number, detail), instances in outcomes.applied.items():
+        newly = list(
+            Instance.objects.select_for_update()
+            .filter(pk__in=[i.pk for i in instances])
+            .exclude(applied_version_number=number, applied_status="ok")
+            .values_list("pk", flat=True)
+        )
+        Instance.objects.filter(pk__in=newly).update(
+            applied_version_number=number, applied_status="ok", applied_at=now,
+            applied_detail=detail,
+        )  # fmt: skip
+        outcomes.events += [
+            {"action": Action.INSTANCE_APPLIED, "target": instance,
+             "context": {"version": number, "via": instance.push_target}}
+            for instance in instances if instance.pk in newly
+        ]  # fmt: skip
+
+
+def _write_push_rows(outcomes, now) -> None:
+    PushAttempt.objects.bulk_create(outcomes.attempts)
+    # Successes share their values: one UPDATE. Failures differ by their error (rarer).
+    succeeded = [p.pk for p in outcomes.finished if p.state == PushRequest.State.SUCCEEDED]
+    failed = [p for p in outcomes.finished if p.state == PushRequest.State.FAILED]
+    PushRequest.objects.filter(pk__in=succeeded).update(
+        state=PushRequest.State.SUCCEEDED, last_error="", completed_at=now
+    )
+    PushRequest.objects.bulk_update(failed, ["state", "last_error", "completed_at"])
+    PushRequest.objects.bulk_update(
+        [push for push, _ in outcomes.retries], ["last_error", "due_at"]
+    )
 
 
 def take_overdue() -> list[int]:

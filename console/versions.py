@@ -174,23 +174,11 @@ def publish(
             provider, all_settings, login_template, note=note,
             actor_label=_actor_label(request, actor),
         )  # fmt: skip
-        complete = len(targets) == len(instances)
-        staged_and_watched = auto_halt or auto_rollback
-        Rollout.objects.create(
-            version=version,
-            first_group="" if complete else group,
-            state=Rollout.State.COMPLETE if complete else Rollout.State.STAGED,
-            auto_halt=staged_and_watched and not complete,
-            auto_rollback=auto_rollback and not complete,
-            verify_deadline=(
-                timezone.now() + timedelta(minutes=django_settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES)
-                if staged_and_watched and not complete
-                else None
-            ),
-        )
+        _start_rollout(
+            version, group, complete=len(targets) == len(instances), auto_halt=auto_halt,
+            auto_rollback=auto_rollback,
+        )  # fmt: skip
         assign_many(targets, version)
-        # Last: every transaction takes its locks in one order (instances, push requests, the
-        # audit chain head), so a publish and a push batch never wait on each other in a circle.
         audit.record(
             Action.VERSION_PUBLISHED,
             request=request,
@@ -208,6 +196,24 @@ def publish(
             },
         )
     return version
+
+
+def _start_rollout(version, group, *, complete, auto_halt, auto_rollback) -> Rollout:
+    """The version's rollout: complete when every instance gets it now, else staged at its
+    first group, watched (and halted by itself) when asked, until a deadline to verify."""
+    watched = (auto_halt or auto_rollback) and not complete
+    return Rollout.objects.create(
+        version=version,
+        first_group="" if complete else group,
+        state=Rollout.State.COMPLETE if complete else Rollout.State.STAGED,
+        auto_halt=watched,
+        auto_rollback=auto_rollback and not complete,
+        verify_deadline=(
+            timezone.now() + timedelta(minutes=django_settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES)
+            if watched
+            else None
+        ),
+    )
 
 
 def _refuse_a_shared_client(provider, client_id, instances):
