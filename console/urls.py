@@ -2,7 +2,8 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from console.agent_setup import AGENT_DOWNLOAD_NAME
-from console.api import automation, federation, openapi, pull
+from console.api import pull
+from console.api.v1 import urls as api_urls
 from console.roles import admin_only, role_not_required
 from console.views import (
     account,
@@ -140,47 +141,7 @@ urlpatterns = [
     path("history/export.<str:export_format>", history.export, name="history-export"),
     path("history/<int:event_id>/", history.event_detail, name="history-event"),
     # machine endpoints: Diffgram instances (instance tokens) and automation (personal tokens)
-    path("api/v1/openapi.json", openapi.openapi_json, name="api-v1-openapi"),
-    path("api/v1/providers", automation.providers_collection, name="api-v1-providers"),
-    path("api/v1/providers/<int:provider_id>", automation.provider_item, name="api-v1-provider"),
-    path(
-        "api/v1/providers/<int:provider_id>/validate",
-        automation.provider_validate,
-        name="api-v1-provider-validate",
-    ),
-    path(
-        "api/v1/providers/<int:provider_id>/publish",
-        automation.provider_publish,
-        name="api-v1-provider-publish",
-    ),
-    path(
-        "api/v1/providers/<int:provider_id>/versions",
-        automation.provider_versions,
-        name="api-v1-versions",
-    ),
-    path(
-        "api/v1/providers/<int:provider_id>/versions/<int:number>",
-        automation.provider_version,
-        name="api-v1-version",
-    ),
-    path(
-        "api/v1/providers/<int:provider_id>/diff",
-        automation.provider_diff,
-        name="api-v1-diff",
-    ),
-    path(
-        "api/v1/providers/<int:provider_id>/federation",
-        federation.federation_collection,
-        name="api-v1-federation",
-    ),
-    path(
-        "api/v1/providers/<int:provider_id>/federation/<str:name>",
-        federation.federation_item,
-        name="api-v1-federation-item",
-    ),
-    path("api/v1/instances", automation.instances_collection, name="api-v1-instances"),
-    path("api/v1/instances/<int:instance_id>", automation.instance_item, name="api-v1-instance"),
-    path("api/v1/history", automation.history, name="api-v1-history"),
+    path("api/v1/", api_urls()),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", health.metrics, name="metrics"),
     path("favicon.ico", site.favicon, name="favicon"),

@@ -86,6 +86,8 @@ MIDDLEWARE = [
     # First: every later middleware's log lines carry the request id.
     "console.log_context.RequestContextMiddleware",
     "django_guid.middleware.guid_middleware",
+    # Every error under /api/ in the API's one JSON shape, whoever answered it.
+    "console.api.errors.ApiErrorsMiddleware",
     "console.metrics.RequestTimer",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -596,3 +596,11 @@ def run_check_issuer(*args):
     except SystemExit as exit_:
         return exit_.code, out.getvalue() + err.getvalue()
     return 0, out.getvalue()
+
+
+def api_error(document):
+    """An API error answer without its request id (different on every request), which it must
+    carry."""
+    body = dict(document)
+    assert body.pop("request_id"), "every API error names its request id"
+    return body

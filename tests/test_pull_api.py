@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from console import versions
 from console.models import AuditEvent, Instance
-from tests.support import AgentProcess, make_instance
+from tests.support import AgentProcess, api_error, make_instance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,14 +79,18 @@ def test_every_bad_token_gets_the_same_401(published, which):
     headers = {"Authorization": f"bearer {published['token']}"} if which.startswith("lower") else {}
     status, response_headers, body = call(f"{published['base']}/config", token, headers=headers)
     assert status == 401
-    assert json.loads(body) == {"error": "Missing or invalid instance token."}
+    assert api_error(json.loads(body)) == {
+        "error": "Missing or invalid instance token.", "code": "unauthenticated",
+    }  # fmt: skip
     assert response_headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_an_unknown_instance_looks_like_a_bad_token(published, live_server):
     status, _, body = call(f"{live_server.url}/api/v1/instances/99999/config", published["token"])
     assert status == 401
-    assert json.loads(body) == {"error": "Missing or invalid instance token."}
+    assert api_error(json.loads(body)) == {
+        "error": "Missing or invalid instance token.", "code": "unauthenticated",
+    }  # fmt: skip
 
 
 def test_unknown_format_is_400_and_no_version_is_404(published, keycloak_provider, live_server):

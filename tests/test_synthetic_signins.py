@@ -337,7 +337,7 @@ def test_the_test_accounts_password_appears_nowhere(
             body = b"".join(answer.streaming_content) if answer.streaming else answer.content
             seen[f"{url} as {who} ({answer.status_code})"] = body.decode()
     token = token_for(admin_user)
-    for url in (reverse("api-v1-providers"), reverse("api-v1-instances")):
+    for url in (reverse("api-v1:providers"), reverse("api-v1:instances")):
         seen[url] = client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
     seen["audit events"] = json.dumps(list(AuditEvent.objects.values()), default=str)
     seen["logs"] = caplog.text

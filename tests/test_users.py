@@ -203,7 +203,7 @@ def test_a_disabled_local_user_loses_the_session_the_sign_in_and_the_api(
     assert session.get(reverse("providers")).status_code == 302  # signed out
     _, signed_in = sign_in(auditor_user.username, PASSWORD)
     assert signed_in.status_code == 200  # refused: the form again
-    api = Client().get(reverse("api-v1-providers"), HTTP_AUTHORIZATION=f"Bearer {token}")
+    api = Client().get(reverse("api-v1:providers"), HTTP_AUTHORIZATION=f"Bearer {token}")
     assert api.status_code == 401
     assert AuditEvent.objects.filter(action="user.disabled", target_id=str(auditor_user.pk))
 
@@ -231,7 +231,7 @@ def test_revoking_a_users_tokens_stops_them(admin_client, auditor_user):
     response = admin_client.post(reverse("user-revoke-tokens", args=[auditor_user.pk]), follow=True)
     assert f"Revoked 2 API tokens of {auditor_user.username}." in response.content.decode()
     for token in tokens:
-        api = Client().get(reverse("api-v1-providers"), HTTP_AUTHORIZATION=f"Bearer {token}")
+        api = Client().get(reverse("api-v1:providers"), HTTP_AUTHORIZATION=f"Bearer {token}")
         assert api.status_code == 401
     assert AuditEvent.objects.filter(action="api_token.revoked").count() == 2
 

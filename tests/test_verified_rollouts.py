@@ -374,7 +374,7 @@ def test_the_console_verifies_instances_marked_for_it_after_they_apply(
 
     # The API carries it.
     token = token_for(auditor_user)
-    listing = client.get(reverse("api-v1-instances"), HTTP_AUTHORIZATION=f"Bearer {token}").json()
+    listing = client.get(reverse("api-v1:instances"), HTTP_AUTHORIZATION=f"Bearer {token}").json()
     [row] = [i for i in listing["instances"] if i["name"] == "lab"]
     assert row["verified"]["version"] == 1 and row["verified"]["ok"] is True
     assert row["verified"]["by"] == "console"

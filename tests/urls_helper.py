@@ -3,14 +3,17 @@
 from django.urls import URLPattern, URLResolver, get_resolver
 
 
-def iter_patterns(patterns=None, prefix=""):
+def iter_patterns(patterns=None, prefix="", namespace=""):
+    """(name, route, view); a namespaced name as reverse() takes it, e.g. api-v1:providers."""
     if patterns is None:
         patterns = get_resolver().url_patterns
     for entry in patterns:
         if isinstance(entry, URLResolver):
-            yield from iter_patterns(entry.url_patterns, prefix + str(entry.pattern))
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from iter_patterns(entry.url_patterns, prefix + str(entry.pattern), inner)
         elif isinstance(entry, URLPattern):
-            yield entry.name, prefix + str(entry.pattern), entry.callback
+            name = f"{namespace}{entry.name}" if entry.name else entry.name
+            yield name, prefix + str(entry.pattern), entry.callback
 
 
 def all_named_urls():

@@ -8,10 +8,15 @@ never tells whether an instance exists.
 import json
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseNotModified, JsonResponse
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from ninja import Header, Query, Router
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.signin import VERIFY_HEADER
 from console import (
@@ -24,16 +29,47 @@ from console import (
     tasks,
     verification,
 )
-from console.api.decorators import (
-    View,
-    allowed,
-    bearer_token,
-    error,
-    json_object,
-    token_api,
-)
+from console.api.auth import INSTANCE
+from console.api.errors import ErrorOut, error
 from console.models import ConfigVersion, Instance, hash_token
 from console.pull_state import PullState, pull_states
+
+# A view: the request (with what the decorators add to it) and the URL's arguments.
+View = Callable[..., HttpResponse]
+
+
+def bearer_token(request: HttpRequest) -> str:
+    """The request's bearer token, or "" (read from META: building request.headers costs)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    return header[7:].strip() if header.startswith("Bearer ") else ""
+
+
+def json_object(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    """(the body as a dict, None) or (None, a JSON error response)."""
+    try:
+        document = json.loads(request.body or b"{}")
+    except RequestDataTooBig:
+        return None, error(413, "The request body is too large.")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, error(400, "The body must be JSON.")
+    if not isinstance(document, dict):
+        return None, error(400, "The body must be a JSON object.")
+    return document, None
+
+
+def allowed(methods: tuple[str, ...], request: HttpRequest) -> JsonResponse | None:
+    """None when the method is allowed, else the 405 answer with its Allow header."""
+    if request.method in methods:
+        return None
+    response = error(405, f"Use {' or '.join(methods)}.")
+    response["Allow"] = ", ".join(methods)
+    return response
+
+
+def token_api(view: View) -> View:
+    """A token-authenticated endpoint: no session, no CSRF, no console role."""
+    return login_not_required(csrf_exempt(view))
+
 
 FORMATS = {
     "env": ("text/plain; charset=utf-8", "env"),
@@ -212,3 +248,94 @@ def report_applied(request: Any) -> HttpResponse:
     ):
         tasks.verify_after_commit(instance.pk)
     return JsonResponse({"recorded": True, "version": version, "status": status})
+
+
+# --- the document ---------------------------------------------------------------------------------
+# console/urls.py routes these two paths to the views above (a poll answered from memory is
+# cheaper without the schema library: docs/BENCHMARKS.md, P1); the operations below describe
+# them with the same types and, if routed here, answer the same by calling them.
+
+router = Router(tags=["instances (machine)"])
+InstanceId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+CONFIG_HEADERS = {
+    "ETag": {"schema": {"type": "string"}, "description": "Send it back as If-None-Match."},
+    "X-Config-Version": {"schema": {"type": "integer"}, "description": "The version number."},
+    "X-Config-Sequence": {
+        "schema": {"type": "integer"},
+        "description": "Orders assignments across provider switches.",
+    },
+    VERIFY_HEADER: {
+        "schema": {"type": "string"},
+        "description": "JSON: what to check Diffgram against after applying.",
+    },
+}
+
+
+class ConfigQuery(BaseModel):
+    format: Literal["env", "json", "helm"] = Field("env", description="The file to answer.")
+
+
+class ConfigJson(BaseModel):
+    instance: str
+    version: int
+    content_hash: str
+    settings: dict[str, str]
+
+
+class AppliedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    version: int = Field(ge=1, le=2**63 - 1, description="The version number applied.")
+    status: Literal["ok", "error"]
+    detail: str = Field("", max_length=MAX_DETAIL)
+    probe: dict[str, Any] | None = Field(None, description="What verifying Diffgram found.")
+
+
+class AppliedOut(BaseModel):
+    recorded: bool
+    version: int
+    status: Literal["ok", "error"]
+
+
+@router.get(
+    "/{instance_id}/config",
+    operation_id="pullConfig",
+    auth=INSTANCE,
+    url_name="pull-config",
+    response={400: ErrorOut, 401: ErrorOut, 404: ErrorOut, 429: ErrorOut},
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The instance's settings in the asked format.",
+                "headers": CONFIG_HEADERS,
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}},
+                    "application/json": {"schema": ConfigJson.model_json_schema()},
+                    "application/yaml": {"schema": {"type": "string"}},
+                },
+            },
+            "304": {"description": "Unchanged since If-None-Match.", "headers": CONFIG_HEADERS},
+        }
+    },
+)
+def pull_config_operation(
+    request: HttpRequest,
+    instance_id: InstanceId,
+    query: Query[ConfigQuery],
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> HttpResponse:
+    """What this instance's Diffgram runs with: its assigned version's settings."""
+    return pull_config(request, instance_id)
+
+
+@router.post(
+    "/{instance_id}/applied",
+    operation_id="reportApplied",
+    auth=INSTANCE,
+    url_name="applied",
+    response={200: AppliedOut, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 429: ErrorOut},
+)
+def report_applied_operation(
+    request: HttpRequest, instance_id: InstanceId, body: AppliedIn
+) -> HttpResponse:
+    """What the instance applied (and what verifying its Diffgram found)."""
+    return report_applied(request, instance_id)

@@ -9,16 +9,20 @@ provider's kind and never compares kinds itself.
 
 from __future__ import annotations
 
+import datetime
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from pydantic import BaseModel, create_model
 
 from console import diffgram, diffgram_releases, discovery
 from console.diffgram import INSTANCE_PLACEHOLDER
+from console.form_schemas import form_model
 from console.forms import WriteOnlySecretsForm, http_url
 from console.models import Provider
 
@@ -97,6 +101,20 @@ class ProviderForm(WriteOnlySecretsForm):
         return client_id
 
 
+class CheckOut(BaseModel):
+    id: str
+    status: Literal["pass", "warn", "fail", "skip"]
+    message: str
+
+
+class ValidationOut(BaseModel):
+    """The provider's last validation against its discovery document and JWKS."""
+
+    passed: bool | None
+    validated_at: datetime.datetime | None
+    checks: list[CheckOut]
+
+
 @dataclass(frozen=True)
 class TestAccounts:
     """How the console makes, re-passwords and removes the test account of synthetic sign-ins
@@ -157,6 +175,55 @@ class ProviderKind:
     @property
     def secret_names(self) -> tuple[str, ...]:
         return self.form.secret_names
+
+    # --- the JSON API's schemas: the form's fields, checked again by the form ------------------
+
+    @functools.cached_property
+    def api_fields(self) -> dict[str, forms.Field]:
+        """What an API client sets: the form's fields, without its hidden revision and its
+        "clear" boxes (null clears a secret)."""
+        return {
+            name: field
+            for name, field in self.form().fields.items()
+            if name != "revision" and not name.startswith("clear_")
+        }
+
+    @functools.cached_property
+    def api_create(self) -> type[BaseModel]:
+        """The body that creates a provider of this kind (POST /api/v1/providers)."""
+        return form_model(
+            f"{self.schema_name}Create",
+            self.api_fields,
+            required={name for name, field in self.api_fields.items() if field.required},
+            nullable=set(self.secret_names),
+            extra={"kind": (Literal[self.slug], ...)},
+            strict=True,
+        )
+
+    @functools.cached_property
+    def api_read(self) -> type[BaseModel]:
+        """A provider of this kind as the API shows it; secrets masked."""
+        fields: dict[str, Any] = {
+            "id": (int, ...),
+            "kind": (Literal[self.slug], ...),
+            "enabled": (bool, ...),
+            "issuer": (str, ...),
+            **{
+                name: (bool if isinstance(field, forms.BooleanField) else str, ...)
+                for name, field in self.api_fields.items()
+                if name not in self.secret_names
+            },
+            **{name: (Literal["********"] | None, ...) for name in self.secret_names},
+            "console_login": (bool, ...),
+            "revision": (int, ...),
+            "validation": (ValidationOut, ...),
+        }
+        model: type[BaseModel] = create_model(f"{self.schema_name}Provider", **fields)
+        return model
+
+    @property
+    def schema_name(self) -> str:
+        return "".join(part.capitalize() for part in self.slug.split("_"))
 
     @property
     def signs_in_to_diffgram(self) -> bool:
