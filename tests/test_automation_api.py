@@ -312,3 +312,20 @@ def test_the_description_is_a_valid_openapi_document():
     from openapi_spec_validator import validate
 
     validate(document())  # raises, naming the problem, if the description is not valid
+
+
+def test_a_body_of_the_wrong_shape_is_a_400_naming_the_field_not_a_500(admin_api):
+    """Found by the fuzzer before the API had a schema: a list as the kind was a 500."""
+    for kind in ([[0.0, False]], "saml", None):
+        response = admin_api("POST", "/providers", {"kind": kind, "name": "x"})
+        assert response.status_code == 400, response.content
+        assert "kind" in response.json()["fields"]
+    assert not Provider.objects.exists()
+
+
+def test_an_unknown_id_is_a_json_404_and_one_beyond_64_bits_a_400(admin_api):
+    missing = admin_api("GET", "/providers/999999")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    assert admin_api("GET", f"/providers/{2**64}").status_code == 400
+    unknown_path = admin_api("GET", "/no-such-thing")
+    assert unknown_path.status_code == 404 and unknown_path["Content-Type"] == "application/json"

@@ -46,6 +46,9 @@ def _invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
         # The field is the last name in the location (the body's union names its kind first).
         names = [str(part) for part in problem.get("loc", ()) if isinstance(part, str)]
         field = names[-1] if names and names[-1] not in ("body", "query", "path") else "body"
+        discriminator = (problem.get("ctx") or {}).get("discriminator")
+        if discriminator:  # a body told apart by a field (a provider's kind) without a valid one
+            field = str(discriminator).strip("'\"")
         if problem.get("type") == "json_invalid":
             return error(400, "The body must be JSON.")
         message = (
