@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_PREFIX = "diffgram-sso:pull-state:"  # + the database name: consoles sharing a Redis
 LISTENER_NAME = "diffgram-sso-pull-state"
 MAX_AGE_SECONDS = 600
-MAX_ENTRIES = 50_000  # ~3 KB each (measured): at most ~150 MB per web process
+MAX_ENTRIES = 50_000  # a bound on each web process's memory (the bytes per entry: issue #28)
 PING_EVERY_SECONDS = 2
 SILENCE_LIMIT_SECONDS = 6  # no answer to pings for this long: the connection is dead
 
