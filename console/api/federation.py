@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Router, Status
 from pydantic import BaseModel, ConfigDict, Field
 
 from console import cognito, federation, kinds
@@ -162,7 +162,7 @@ def list_federation(request: HttpRequest, provider_id: ProviderId) -> dict[str, 
 )
 def add_federation(
     request: HttpRequest, provider_id: ProviderId, body: FederationIn
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     """Federate an identity provider into the pool (201), or change the one of that name (200)."""
     provider = _cognito_provider(provider_id)
     kind = TYPES_BY_SHORT_NAME[body.type]
@@ -175,7 +175,7 @@ def add_federation(
     name = name_in_pool(kind, sent.get("name") or "", upstream)
     existing = provider.federations.filter(name=name).first() if name else None
     _federate(request, provider, kind, existing, sent)
-    return (201 if existing is None else 200), _answer(provider)
+    return Status(201 if existing is None else 200, _answer(provider))
 
 
 @router.patch(

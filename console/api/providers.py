@@ -12,7 +12,7 @@ import datetime
 from typing import Annotated, Any, Literal, Optional, Union
 
 from django.http import HttpRequest
-from ninja import Query, Router
+from ninja import Query, Router, Status
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from console import kinds, providers, versions
@@ -187,7 +187,7 @@ def list_providers(request: HttpRequest) -> dict[str, Any]:
     url_name="providers-create",
     response={201: ProviderOut, 400: ErrorOut, 401: ErrorOut, 403: ErrorOut},
 )
-def create_provider(request: HttpRequest, body: ProviderCreate) -> tuple[int, dict[str, Any]]:
+def create_provider(request: HttpRequest, body: ProviderCreate) -> Status[dict[str, Any]]:
     """Create a provider and validate it at once (its validation is in the answer)."""
     kind = kinds.KINDS[body.kind]
     data = {
@@ -200,7 +200,7 @@ def create_provider(request: HttpRequest, body: ProviderCreate) -> tuple[int, di
         raise invalid(form)
     provider = providers.save_provider(form, request=request)
     provider, _ = providers.run_validation(provider, request=request)
-    return 201, provider_json(provider)
+    return Status(201, provider_json(provider))
 
 
 @router.get(
@@ -295,7 +295,7 @@ def validate_provider(request: HttpRequest, provider_id: ProviderId) -> dict[str
 )
 def publish_provider(
     request: HttpRequest, provider_id: ProviderId, body: PublishIn
-) -> tuple[int, dict[str, Any]]:
+) -> Status[dict[str, Any]]:
     """Publish the provider's current settings as a new version (409 when refused: its last
     validation failed, no instance uses it, or instances share a Keycloak client)."""
     provider = get_provider(provider_id)
@@ -306,7 +306,7 @@ def publish_provider(
         version = versions.publish(provider, request=request, **form.cleaned_data)
     except versions.PublishRefused as refusal:
         raise ApiError(409, f"Not published: {refusal}") from None
-    return 201, version_json(version)
+    return Status(201, version_json(version))
 
 
 @router.get(
