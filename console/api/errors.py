@@ -55,6 +55,11 @@ class ApiError(Exception):
         self.status, self.extra = status, extra
 
 
+def invalid_form(form: Any) -> ApiError:
+    """A form's field errors as the API's 400 (the same messages the page shows)."""
+    return ApiError(400, "Invalid input.", fields={k: list(v) for k, v in form.errors.items()})
+
+
 def error(status: int, message: str, *, fields: dict[str, Any] | None = None,
           **extra: Any) -> JsonResponse:  # fmt: skip
     """A JSON error in the one shape; a 401 says how to authenticate."""

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from console import cognito, federation, kinds
 from console.api.auth import WRITE
-from console.api.errors import ApiError, ErrorOut
+from console.api.errors import ApiError, ErrorOut, invalid_form
 from console.federation_forms import (
     SHORT_NAMES,
     TYPES_BY_SHORT_NAME,
@@ -231,5 +231,5 @@ def _federate(
         cognito=provider,
     )
     if not form.is_valid():
-        raise ApiError(400, "Invalid input.", fields={k: list(v) for k, v in form.errors.items()})
+        raise invalid_form(form)
     _aws(lambda: federation.federate(form, request=request))

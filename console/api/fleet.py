@@ -11,7 +11,7 @@ from ninja import Query, Router
 from pydantic import BaseModel, Field
 
 from console import instances
-from console.api.errors import ApiError, ErrorOut
+from console.api.errors import ApiError, ErrorOut, invalid_form
 from console.form_schemas import form_model
 from console.forms import HistoryFilterForm
 from console.models import AuditEvent, Instance
@@ -159,7 +159,7 @@ def history(request: HttpRequest, query: Query[HistoryQuery]) -> dict[str, Any]:
     sent = query.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
     form = HistoryFilterForm({k: v for k, v in sent.items() if k != "before" and v is not None})
     if not form.is_valid():
-        raise ApiError(400, "Invalid input.", fields={k: list(v) for k, v in form.errors.items()})
+        raise invalid_form(form)
     events = form.filter(AuditEvent.objects.all()).order_by("-id")
     if sent.get("before"):
         events = events.filter(id__lt=sent["before"])

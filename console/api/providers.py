@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from console import kinds, providers, versions
 from console.api.auth import WRITE
-from console.api.errors import ApiError, ErrorOut
+from console.api.errors import ApiError, ErrorOut, invalid_form
 from console.forms import PublishForm
 from console.models import ConfigVersion, Provider, Rollout
 
@@ -155,10 +155,6 @@ def version_json(version: ConfigVersion) -> dict[str, Any]:
     }
 
 
-def invalid(form: Any) -> ApiError:
-    return ApiError(400, "Invalid input.", fields={k: list(v) for k, v in form.errors.items()})
-
-
 def get_provider(provider_id: int) -> Provider:
     provider = Provider.objects.filter(pk=provider_id).first()
     if provider is None:
@@ -197,7 +193,7 @@ def create_provider(request: HttpRequest, body: ProviderCreate) -> Status[dict[s
     }
     form = kind.form(data=data)
     if not form.is_valid():
-        raise invalid(form)
+        raise invalid_form(form)
     provider = providers.save_provider(form, request=request)
     provider, _ = providers.run_validation(provider, request=request)
     return Status(201, provider_json(provider))
@@ -259,7 +255,7 @@ def change_provider(
             )
     form = form_class(data=data, instance=provider)
     if not form.is_valid():
-        raise invalid(form)
+        raise invalid_form(form)
     try:
         provider = providers.save_provider(form, request=request)
     except providers.EditConflict as conflict:
@@ -301,7 +297,7 @@ def publish_provider(
     provider = get_provider(provider_id)
     form = PublishForm(body.model_dump(), provider=provider)
     if not form.is_valid():
-        raise invalid(form)
+        raise invalid_form(form)
     try:
         version = versions.publish(provider, request=request, **form.cleaned_data)
     except versions.PublishRefused as refusal:
