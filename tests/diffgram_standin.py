@@ -32,9 +32,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from dotenv import dotenv_values
+
+from tests.loopback import LoopbackHTTPServer
 
 TRUE_VALUES = {"yes", "y", "true", "1"}
 DEFAULT_URL_BASE = "http://localhost:8085/"  # Diffgram's own default
@@ -272,11 +274,6 @@ def _is_oauth2_set(instance):
     return {"use_oauth2": True, "login_url": client.login_url()}
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # a fleet's probes arrive together (Python's default is 5)
-
-
 class StandInDiffgram:
     """One Diffgram instance; `url_base` is where it answers (put it in the .env as URL_BASE).
 
@@ -300,7 +297,7 @@ class StandInDiffgram:
             def log_message(self, *args):
                 pass
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.url_base = f"http://127.0.0.1:{self.server.server_port}/"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

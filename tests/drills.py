@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import redis
 from django.conf import settings
@@ -17,12 +17,10 @@ from django.db import connection
 
 from console import tasks
 from console.models import Instance, PushRequest
+from tests.loopback import LoopbackHTTPServer
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024  # a fleet's pushes arrive together (Python's default is 5)
-
+class _Server(LoopbackHTTPServer):
     def __init__(self, *args, **kwargs):
         self.connections, self.connections_lock = 0, threading.Lock()
         super().__init__(*args, **kwargs)

@@ -11,9 +11,11 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from joserfc.jwk import RSAKey
+
+from tests.loopback import LoopbackHTTPServer
 
 
 @dataclass
@@ -91,9 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _QuietServer(LoopbackHTTPServer):
     def handle_error(self, request, client_address):
         pass  # clients that hang up early (size caps, timeouts) are what the tests provoke
 

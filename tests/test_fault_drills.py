@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import psycopg
 import pytest
@@ -28,6 +28,7 @@ from console.models import AuditEvent, Instance, Provider, PushAttempt, PushRequ
 from sso_admin.celery import app
 from tests import drills
 from tests.drills import FleetReceiver
+from tests.loopback import LoopbackHTTPServer
 from tests.support import (
     ROOT,
     AgentProcess,
@@ -47,8 +48,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def serve_in_thread(handler):
     """An HTTP server on a free port of 127.0.0.1, serving in daemon threads; (server, URL)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = LoopbackHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
