@@ -24,12 +24,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.dispatch import Signal, receiver
 from django.utils import timezone
 
 from console import audit, delivery, instances, outbound
-from console.models import Alert, AlertDestination, AlertEvent, Instance
+from console.models import Alert, AlertDestination, AlertEvent
 
 logger = logging.getLogger(__name__)
 Action = audit.Action
@@ -37,6 +37,8 @@ REPEAT_AFTER = timedelta(hours=1)
 # An instance is not reported as drifting this soon after a new assignment: its agent has not
 # had time to poll, or its push is still on its way.
 DRIFT_GRACE = timedelta(minutes=15)
+# Conditions raised together: few queries each, and within SQLite's limit on bound parameters.
+NOTIFY_CHUNK = 2000
 # Sent with the ids of new alerts; console/tasks.py sends them (this module knows no Celery).
 alerts_queued = Signal()
 
@@ -53,7 +55,16 @@ class SendFailed(Exception):
 def notify(event, condition, subject, text) -> list[Alert]:
     """Queue an alert to every enabled destination that chose `event`, unless the same condition
     was sent there within the hour (then that alert counts one more repeat)."""
+    return notify_many(event, [(condition, subject, text)])
+
+
+def notify_many(event, raised) -> list[Alert]:
+    """notify() for several conditions of one event, [(condition, subject, text)], in a few
+    queries per destination whatever their number (a fleet's drift check raises thousands)."""
     destinations = [d for d in AlertDestination.objects.filter(enabled=True) if event in d.events]
+    by_condition = {condition[:200]: (subject, text) for condition, subject, text in raised}
+    if not by_condition:
+        return []
     queued = []
     since = timezone.now() - REPEAT_AFTER
     with transaction.atomic():
@@ -61,12 +72,16 @@ def notify(event, condition, subject, text) -> list[Alert]:
             # Locked, so that two processes raising the same condition at once send it once.
             AlertDestination.objects.select_for_update().filter(pk=destination.pk).first()
             recent = Alert.objects.filter(
-                destination=destination, event=event, condition=condition, created_at__gte=since
-            ).first()
-            if recent is not None:
-                Alert.objects.filter(pk=recent.pk).update(repeats=F("repeats") + 1)
-                continue
-            queued.append(_new_alert(destination, event, condition, subject, text))
+                destination=destination, event=event, condition__in=list(by_condition),
+                created_at__gte=since,
+            )  # fmt: skip
+            repeated = set(recent.values_list("condition", flat=True))
+            recent.update(repeats=F("repeats") + 1)
+            queued += Alert.objects.bulk_create(
+                _new_alert(destination, event, condition, subject, text)
+                for condition, (subject, text) in by_condition.items()
+                if condition not in repeated
+            )
         _send_after_commit(queued)
     return queued
 
@@ -79,14 +94,16 @@ def send_test(destination) -> Alert:
             "Test alert from the Diffgram SSO console",
             f"This is a test of the alert destination {destination.name}. It works.",
         )  # fmt: skip
+        alert.save()
         _send_after_commit([alert])
     return alert
 
 
 def _new_alert(destination, event, condition, subject, text) -> Alert:
+    """An alert not saved yet."""
     # One line: a subject is a mail header (names come from admins and the API).
     subject = " ".join(subject.split())
-    return Alert.objects.create(
+    return Alert(
         destination=destination, destination_name=destination.name, event=event,
         condition=condition[:200], subject=subject[:255], text=text,
     )  # fmt: skip
@@ -204,42 +221,57 @@ def alerts_for(event) -> list[tuple[str, str, str, str]]:
 
 def check_fleet(now=None) -> int:
     """Beat: an alert per instance that drifts or has stopped pulling; returns how many
-    instances are."""
+    instances do. The database finds them (instances.with_state); only their few columns are
+    read."""
     now = now or timezone.now()
-    stale_before = now - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
-    drifting = 0
-    assigned_before = now - DRIFT_GRACE
-    for instance in Instance.objects.select_related("assigned_version"):
-        if instance.assigned_at and instance.assigned_at > assigned_before:
-            continue
-        reasons = instances.drift_reasons(instance, stale_before)
-        if not reasons:
-            continue
-        drifting += 1
+    drifting = (
+        instances.with_state(now=now)
+        .filter(Q(off_version=True) | Q(not_pulling=True))
+        .exclude(assigned_at__gt=now - DRIFT_GRACE)
+        .order_by()
+        .values(
+            "pk",
+            "name",
+            "url_base",
+            "applied_version_number",
+            "applied_status",
+            "assigned_version__number",
+            *instances.DRIFT_REASONS.values(),
+        )  # fmt: skip
+    )
+    raised, count = [], 0
+    for row in drifting.iterator(chunk_size=NOTIFY_CHUNK):
+        reasons = [reason for reason, flag in instances.DRIFT_REASONS.items() if row[flag]]
         why = []
-        if "applied ≠ assigned" in reasons:
+        if row["off_version"]:
             why.append(
-                f"it does not run what it was assigned: v{instance.assigned_number} assigned, "
+                f"it does not run what it was assigned: v{row['assigned_version__number']} "
                 + (
-                    f"v{instance.applied_version_number} applied ({instance.applied_status})"
-                    if instance.applied_version_number
-                    else "nothing applied yet"
+                    f"assigned, v{row['applied_version_number']} applied ({row['applied_status']})"
+                    if row["applied_version_number"]
+                    else "assigned, nothing applied yet"
                 )
             )
-        if "not pulled recently" in reasons:
+        if row["not_pulling"]:
             why.append(
                 "it has not pulled its configuration for over "
                 f"{settings.INSTANCE_STALE_AFTER_MINUTES} minutes"
             )
-        notify(
-            AlertEvent.INSTANCE_DRIFTING,
-            f"instance:{instance.pk}:{'+'.join(reasons)}",
-            f"{instance.name}: {', '.join(reasons)}",
-            f"The Diffgram instance {instance.name} ({instance.url_base}) drifts: "
-            + "; ".join(why)
-            + ".",
+        raised.append(
+            (
+                f"instance:{row['pk']}:{'+'.join(reasons)}",
+                f"{row['name']}: {', '.join(reasons)}",
+                f"The Diffgram instance {row['name']} ({row['url_base']}) drifts: "
+                + "; ".join(why)
+                + ".",
+            )
         )
-    return drifting
+        count += 1
+        if len(raised) == NOTIFY_CHUNK:
+            notify_many(AlertEvent.INSTANCE_DRIFTING, raised)
+            raised = []
+    notify_many(AlertEvent.INSTANCE_DRIFTING, raised)
+    return count
 
 
 def check_audit_chain() -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from console import kinds, outbound
+from console import instances, kinds, outbound
 from console.forms import AWS_REGION, http_url
 from console.models import Instance, Provider
 
@@ -86,3 +86,50 @@ class InstanceForm(forms.ModelForm):
         problem = kinds.of(provider).sharing_problem(provider.client_id, (*others, name))
         if problem:
             self.add_error("provider", f"Not with {provider}: {problem}")
+
+
+FLEET_STATES = {
+    "not-signed-in": "Not signed in (published to, no synthetic sign-in passed)",
+    "failing": "Failing",
+    "drifting": "Drifting",
+    "blocked": "Blocked by a Diffgram defect",
+    "not_verified": "Not verified",
+    "in_sync": "In sync and signed in",
+    "unassigned": "Nothing published yet",
+}
+
+
+class FleetFilterForm(forms.Form):
+    """The fleet page's search and state filter (GET: a shareable URL). Searched by the
+    database, so it serves a fleet of 100,000 a page at a time."""
+
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        strip=True,
+        help_text="Name, URL, group or provider.",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "name, URL, group…"}),
+    )
+    state = forms.ChoiceField(required=False, choices=[("", "Any state"), *FLEET_STATES.items()])
+
+    def __init__(self, data: Any = None) -> None:
+        if data is not None and data.get("show") == "not-verified" and not data.get("state"):
+            data = data.copy()  # the earlier link to the same list
+            data["state"] = "not-signed-in"
+        super().__init__(data)
+
+    def search(self, fleet: Any) -> Any:
+        """`fleet` narrowed to the search."""
+        if self.cleaned_data["q"]:
+            fleet = instances.search(fleet, self.cleaned_data["q"])
+        return fleet
+
+    def in_state(self, fleet: Any) -> Any:
+        """`fleet`, annotated by instances.with_state(), narrowed to the state."""
+        state = self.cleaned_data["state"]
+        if state == "not-signed-in":
+            fleet = fleet.exclude(verification__in=("signed_in", "none"))
+        elif state:
+            fleet = fleet.filter(health=state)
+        return fleet

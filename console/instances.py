@@ -3,11 +3,28 @@ they tell the console (pulls, and what they applied). Every change is audited.""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Concat, Upper
 from django.utils import timezone
 
 from console import audit, diffgram_releases, kinds, versions
-from console.models import Instance, PushRequest
+from console.models import ConfigVersion, Instance, Provider, PushRequest
 
 Action = audit.Action
 PULL_NOTED_EVERY_SECONDS = 300
@@ -187,18 +204,10 @@ def record_applied(instance, *, version_number, ok, detail, request=None) -> Non
 # --- how an instance is doing (the fleet page, metrics, alerts) ----------------------------------
 
 
-def drift_reasons(instance, stale_before) -> list[str]:
-    """Why the instance does not run what it was assigned, or may not: [] when it does."""
-    reasons = []
-    if instance.assigned_version_id and not instance.in_sync:
-        reasons.append("applied ≠ assigned")
-    if (
-        instance.push_target == Instance.PushTarget.NONE
-        and instance.assigned_version_id
-        and (instance.last_pull_at is None or instance.last_pull_at < stale_before)
-    ):
-        reasons.append("not pulled recently")
-    return reasons
+def drift_reasons(instance) -> list[str]:
+    """Why an instance from with_state() does not run what it was assigned, or may not: []
+    when it does."""
+    return [reason for reason, flag in DRIFT_REASONS.items() if getattr(instance, flag)]
 
 
 VERIFICATION_STATES = {
@@ -209,6 +218,9 @@ VERIFICATION_STATES = {
     "failed": "failed",
     "blocked": "blocked by a Diffgram defect",
 }
+HEALTH_STATES = ("in_sync", "drifting", "failing", "blocked", "not_verified", "unassigned")
+# What with_state() annotates, by the reason the fleet page and the alerts give.
+DRIFT_REASONS = {"applied ≠ assigned": "off_version", "not pulled recently": "not_pulling"}
 
 
 def blocking_defects(version) -> list[diffgram_releases.KnownIssue]:
@@ -222,40 +234,142 @@ def blocking_defects(version) -> list[diffgram_releases.KnownIssue]:
     )
 
 
+def blocked_version_ids() -> list[int]:
+    """The versions assigned to some instance that a known Diffgram defect blocks. Judged in
+    Python (the defects are data in console/diffgram_releases.py), over the few versions still
+    assigned rather than over the instances."""
+    # Probed per version (an index lookup each), not a scan of the fleet.
+    assigned = Exists(Instance.objects.filter(assigned_version=OuterRef("pk")))
+    return [
+        version.pk
+        for version in ConfigVersion.objects.filter(assigned).only("id", "settings", "secret_names")
+        if blocking_defects(version)
+    ]
+
+
+def with_state(queryset=None, *, now=None):
+    """Instances with how each is doing, computed by the database so that counting, filtering
+    and paging a fleet of 100,000 costs one query each (docs/BENCHMARKS.md, F):
+
+    - `verification`, one of VERIFICATION_STATES for the assigned version. Only a synthetic
+      sign-in that passed is "signed_in" (a ✓); the probe alone is "offers"; a known Diffgram
+      defect that stops every sign-in with this setup is "blocked", whatever was found;
+    - `off_version` (assigned, and not running it) and `not_pulling` (a pull-only instance with
+      a version that has not pulled for INSTANCE_STALE_AFTER_MINUTES): drift_reasons();
+    - `last_push_id`, its newest push request's;
+    - `health`, one of HEALTH_STATES, the worst first: failing (its last push failed for good,
+      it could not apply, or its verification failed), drifting, blocked, not_verified (not
+      signed in yet), in_sync (signed in with what it was assigned); unassigned when nothing
+      was published to it.
+    """
+    queryset = Instance.objects.all() if queryset is None else queryset
+    stale_before = (now or timezone.now()) - timedelta(
+        minutes=settings.INSTANCE_STALE_AFTER_MINUTES
+    )
+    assigned_number = F("assigned_version__number")
+    # The conditions, as predicates on columns: each state below composes them rather than
+    # comparing another CASE's result, which the database would compute again for every use.
+    assigned = Q(assigned_version__isnull=False)
+    blocked = Q(assigned_version__in=blocked_version_ids())
+    verified_this = Q(verified_version_number=assigned_number, verify_ok__isnull=False)
+    running_it = Q(
+        applied_status="ok",
+        applied_version_number__isnull=False,
+        applied_version_number=assigned_number,
+    )
+    off_version = assigned & ~running_it
+    not_pulling = (
+        assigned
+        & Q(push_target=Instance.PushTarget.NONE)
+        & (Q(last_pull_at__isnull=True) | Q(last_pull_at__lt=stale_before))
+    )
+    verification_failed = ~blocked & verified_this & Q(verify_ok=False)
+    signed_in = ~blocked & verified_this & Q(verify_ok=True, verify_kind="signin")
+    # The instances whose newest push failed for good: found from the failed pushes (few), so
+    # that the database reads them once rather than once per instance.
+    newer_push = PushRequest.objects.filter(instance=OuterRef("instance"), pk__gt=OuterRef("pk"))
+    last_push_failed = PushRequest.objects.filter(
+        ~Exists(newer_push), state=PushRequest.State.FAILED
+    ).values("instance")
+    last_push = PushRequest.objects.filter(instance=OuterRef("pk")).order_by("-id")
+    return queryset.annotate(
+        verification=Case(
+            When(~assigned, then=Value("none")),
+            When(blocked, then=Value("blocked")),
+            When(~verified_this, then=Value("pending")),
+            When(verify_ok=False, then=Value("failed")),
+            When(verify_kind="signin", then=Value("signed_in")),
+            default=Value("offers"),
+        ),
+        health=Case(
+            When(~assigned, then=Value("unassigned")),
+            When(
+                Q(pk__in=last_push_failed) | Q(applied_status="error") | verification_failed,
+                then=Value("failing"),
+            ),
+            When(off_version | not_pulling, then=Value("drifting")),
+            When(blocked, then=Value("blocked")),
+            When(~signed_in, then=Value("not_verified")),
+            default=Value("in_sync"),
+        ),
+        off_version=_flag(off_version),
+        not_pulling=_flag(not_pulling),
+        # Read for the rows a page shows only (an unused annotation is not computed).
+        last_push_id=Subquery(last_push.values("id")[:1]),
+    )
+
+
+def _flag(condition):
+    """True or False (never NULL) as the database finds `condition`."""
+    return Case(
+        When(condition, then=Value(True)), default=Value(False), output_field=BooleanField()
+    )
+
+
+def search_text():
+    """What the fleet's search looks in: the name, URL and group, upper-cased. PostgreSQL
+    indexes this very expression (migration 0018_fleet_search)."""
+    return Upper(
+        Concat("name", Value(" "), "url_base", Value(" "), "rollout_group",
+               output_field=CharField())
+    )  # fmt: skip
+
+
+def search(fleet, term):
+    """The instances of `fleet` whose name, URL, group or provider's name holds `term`."""
+    providers = Provider.objects.filter(name__icontains=term).values_list("pk", flat=True)
+    return fleet.alias(search_text=search_text()).filter(
+        # The providers are found first (a small table): one indexable condition per table.
+        Q(search_text__contains=term.upper()) | Q(provider_id__in=list(providers))
+    )
+
+
 def verification_state(instance) -> str:
-    """One of VERIFICATION_STATES for the version assigned to `instance`. Only a synthetic
-    sign-in that passed is "signed_in" (a ✓); the probe alone is "offers"; a known Diffgram
-    defect that stops every sign-in with this setup is "blocked", whatever was found."""
-    version = instance.assigned_version if instance.assigned_version_id else None
-    if version is None:
-        return "none"
-    if blocking_defects(version):
-        return "blocked"
-    if instance.verified_version_number != version.number or instance.verify_ok is None:
-        return "pending"
-    if not instance.verify_ok:
-        return "failed"
-    return "signed_in" if instance.verify_kind == "signin" else "offers"
+    """One of VERIFICATION_STATES for the version assigned to `instance` (with_state() says
+    how; an instance loaded without it is asked of the database)."""
+    if not hasattr(instance, "verification"):
+        return (
+            with_state(Instance.objects.filter(pk=instance.pk))
+            .values_list("verification", flat=True)
+            .get()
+        )
+    return instance.verification
 
 
-HEALTH_STATES = ("in_sync", "drifting", "failing", "blocked", "not_verified", "unassigned")
-
-
-def health(instance, last_push_state, stale_before) -> str:
-    """One state per instance, the worst first: failing (its last push failed for good, it
-    could not apply, or its verification failed), drifting, blocked (by a known Diffgram
-    defect), not_verified (not signed in yet), in_sync (signed in with what it was assigned);
-    unassigned when nothing was published to it."""
-    if not instance.assigned_version_id:
-        return "unassigned"
-    verification = verification_state(instance)
-    failed = last_push_state == PushRequest.State.FAILED or instance.applied_status == "error"
-    if failed or verification == "failed":
-        return "failing"
-    if drift_reasons(instance, stale_before):
-        return "drifting"
-    if verification == "blocked":
-        return "blocked"
-    if verification != "signed_in":
-        return "not_verified"
-    return "in_sync"
+def fleet_counts(queryset=None) -> dict[str, int]:
+    """How many instances are in each of HEALTH_STATES (zero included), how many in all
+    ("all"), and how many were published to and not signed in to ("not_signed_in"): one
+    query, grouped by state."""
+    counts = dict.fromkeys(("all", "not_signed_in", *HEALTH_STATES), 0)
+    groups = (
+        with_state(queryset)
+        .order_by()
+        .values_list("health", "verification")
+        .annotate(count=Count("pk"))
+    )
+    for health, verification, count in groups:
+        counts[health] += count
+        counts["all"] += count
+        if verification not in ("signed_in", "none"):
+            counts["not_signed_in"] += count
+    return counts

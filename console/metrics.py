@@ -13,11 +13,9 @@ import logging
 import os
 import time
 from collections import Counter as Tally
-from datetime import timedelta
 from functools import wraps
 
-from django.conf import settings
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 from prometheus_client import (
     REGISTRY,
@@ -111,14 +109,7 @@ class DatabaseCollector:
             )
 
     def _instances(self):
-        last_push = PushRequest.objects.filter(instance=OuterRef("pk")).order_by("-id")
-        fleet = Instance.objects.select_related("assigned_version").annotate(
-            last_push_state=Subquery(last_push.values("state")[:1])
-        )
-        stale_before = timezone.now() - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
-        states = Tally(
-            instances.health(instance, instance.last_push_state, stale_before) for instance in fleet
-        )
+        states = instances.fleet_counts()  # one aggregate query
         family = GaugeMetricFamily(
             f"{PREFIX}_instances",
             "Diffgram instances by state, each in its worst: failing, drifting, blocked (by a "
@@ -126,7 +117,7 @@ class DatabaseCollector:
             labels=["state"],
         )
         for state in instances.HEALTH_STATES:
-            family.add_metric([state], states.get(state, 0))
+            family.add_metric([state], states[state])
         return family
 
     def _signins(self):
@@ -159,7 +150,7 @@ class DatabaseCollector:
         )
 
     def _pushes(self):
-        counts = Tally(PushRequest.objects.values_list("state", flat=True).iterator())
+        counts = dict(PushRequest.objects.order_by().values_list("state").annotate(Count("pk")))
         done = CounterMetricFamily(
             f"{PREFIX}_pushes", "Pushes finished, by outcome.", labels=["outcome"]
         )

@@ -103,6 +103,7 @@ urlpatterns = [
     path(version + "rollback/", versions.version_rollback, name="version-rollback"),
     # Diffgram instances
     path("instances/", instances.instance_list, name="instances"),
+    path("instances/counts/", instances.instance_counts, name="instance-counts"),
     path(f"agent/{AGENT_DOWNLOAD_NAME}", instances.agent_download, name="agent-download"),
     path("instances/new/", admin_only(instances.instance_create), name="instance-create"),
     path(instance, instances.instance_detail, name="instance-detail"),

@@ -238,7 +238,7 @@ def first_group(rollout) -> list[GroupRow]:
     known Diffgram defect."""
     number = rollout.version.number
     members = (
-        Instance.objects.select_related("assigned_version")
+        instances.with_state(Instance.objects.select_related("assigned_version"))
         .filter(provider_id=rollout.version.provider_id, rollout_group=rollout.first_group)
         .order_by("name")
     )

@@ -95,7 +95,7 @@ def instance_json(instance: Instance) -> dict[str, Any]:
     url_name="instances",
 )
 def list_instances(request: HttpRequest) -> dict[str, Any]:
-    fleet = Instance.objects.select_related("provider", "assigned_version")
+    fleet = instances.with_state(Instance.objects.select_related("provider", "assigned_version"))
     return {"instances": [instance_json(i) for i in fleet]}
 
 
@@ -109,7 +109,7 @@ def read_instance(
     request: HttpRequest, instance_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
 ) -> dict[str, Any]:
     instance = (
-        Instance.objects.select_related("provider", "assigned_version")
+        instances.with_state(Instance.objects.select_related("provider", "assigned_version"))
         .filter(pk=instance_id)
         .first()
     )

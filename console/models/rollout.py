@@ -152,6 +152,8 @@ class Instance(HashedToken):
 
     class Meta:
         ordering = ["rollout_group", "name"]
+        # The fleet page's order and its keyset paging (console/views/instances.py).
+        indexes = [models.Index(fields=["rollout_group", "name"], name="fleet_order")]
 
     def __str__(self):
         return self.name
@@ -322,7 +324,11 @@ class PushRequest(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["state", "due_at"], name="push_due")]
+        indexes = [
+            models.Index(fields=["state", "due_at"], name="push_due"),
+            # An instance's newest push (instances.with_state, for every row of the fleet).
+            models.Index(fields=["instance", "-id"], name="push_newest"),
+        ]
 
     def __str__(self):
         return f"push {self.version} to {self.instance}: {self.state}"

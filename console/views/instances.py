@@ -1,77 +1,126 @@
 """Diffgram instances: the fleet view, registration, credentials, pushes."""
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.db.models import Prefetch
+from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from console import agent_setup, instances, verification
-from console.instance_forms import InstanceForm
+from console.instance_forms import FleetFilterForm, InstanceForm
 from console.models import Instance, PushRequest
 
 
 def get_instance(request, instance_id):
     """The instance, or 404. Every instance view starts here."""
     return get_object_or_404(
-        Instance.objects.select_related("provider", "assigned_version"), pk=instance_id
+        instances.with_state(Instance.objects.select_related("provider", "assigned_version")),
+        pk=instance_id,
     )
 
 
-def fleet_rows():
-    """Each instance with its assigned version, last push and drift, in a constant number of
-    queries whatever the fleet size."""
-    fleet = Instance.objects.select_related("provider", "assigned_version").prefetch_related(
-        Prefetch(
-            "pushes",
-            queryset=PushRequest.objects.order_by("-id").only(
-                "id", "instance_id", "state", "last_error", "attempts", "created_at", "due_at"
-            ),
-            to_attr="recent_pushes",
-        )
-    )
-    stale_before = timezone.now() - timedelta(minutes=settings.INSTANCE_STALE_AFTER_MINUTES)
-    rows = []
-    for instance in fleet:
-        last_push = instance.recent_pushes[0] if instance.recent_pushes else None
-        rows.append(
-            {
-                "instance": instance,
-                "last_push": last_push,
-                "drift": instances.drift_reasons(instance, stale_before),
-                "verification": instances.verification_state(instance),
-                "blocking": instances.blocking_defects(instance.assigned_version),
-            }
-        )
-    return rows
+PAGE_SIZE = 50
 
 
 @require_safe
 @never_cache
 def instance_list(request):
-    rows = fleet_rows()
-    in_flight = any(r["last_push"] and r["last_push"].state == "pending" for r in rows)
-    # Everything published to and not signed in to: only a synthetic sign-in is a ✓.
-    not_verified = [r for r in rows if r["verification"] not in ("signed_in", "none")]
-    only_not_verified = request.GET.get("show") == "not-verified"
+    """The fleet, a page at a time in its order (group, then name), searched and filtered by the
+    database: a few queries whatever its size."""
+    form = FleetFilterForm(request.GET)
+    rows, previous_name, next_name = [], None, None
+    if form.is_valid():
+        searched = form.search(Instance.objects.all())
+        fleet = form.in_state(
+            instances.with_state(searched.select_related("provider", "assigned_version"))
+        )
+        page, previous_name, next_name = _fleet_page(
+            fleet, after=request.GET.get("after"), before=request.GET.get("before")
+        )
+        rows = _fleet_rows(page)
     template = "console/_fleet_table.html" if request.htmx else "console/instances.html"
     return render(
         request,
         template,
         {
-            "rows": not_verified if only_not_verified else rows,
-            "only_not_verified": only_not_verified,
-            "not_verified_count": len(not_verified),
-            "in_flight": in_flight,
+            "form": form,
+            "rows": rows,
+            "previous_name": previous_name,
+            "next_name": next_name,
+            "filtered": form.is_valid() and any(form.cleaned_data.values()),
+            "in_flight": any(r["last_push"] and r["last_push"].state == "pending" for r in rows),
             "stale_minutes": settings.INSTANCE_STALE_AFTER_MINUTES,
         },
     )
+
+
+@require_safe
+@never_cache
+def instance_counts(request):
+    """How many instances of the search are in each state: the fleet page loads it after
+    itself (htmx), since counting reads every instance searched, where a page reads fifty."""
+    form = FleetFilterForm(request.GET)
+    # ({} for a query the page refused: shown without counts, and not asked for again.)
+    counts = instances.fleet_counts(form.search(Instance.objects.all())) if form.is_valid() else {}
+    return render(request, "console/_fleet_counts.html", {"form": form, "counts": counts})
+
+
+def _fleet_page(fleet, *, after=None, before=None):
+    """One page, keyed on the instance's name (unique) and group rather than an offset, so that
+    the last page of 100,000 instances is as fast as the first. Returns (instances, name for a
+    "previous" link or None, name for a "next" link or None)."""
+    bound = after or before
+    group = (
+        Instance.objects.filter(name=bound).values_list("rollout_group", flat=True).first()
+        if bound
+        else None
+    )
+    if group is None:  # no bound, or that instance is gone: the first page
+        after = before = None
+    if before:
+        earlier = Q(rollout_group__lt=group) | Q(rollout_group=group, name__lt=before)
+        page = list(fleet.filter(earlier).order_by("-rollout_group", "-name")[: PAGE_SIZE + 1])
+        has_previous, has_next = len(page) > PAGE_SIZE, True
+        page = page[:PAGE_SIZE][::-1]
+    else:
+        if after:
+            later = Q(rollout_group__gt=group) | Q(rollout_group=group, name__gt=after)
+            fleet = fleet.filter(later)
+        page = list(fleet.order_by("rollout_group", "name")[: PAGE_SIZE + 1])
+        has_previous, has_next = after is not None, len(page) > PAGE_SIZE
+        page = page[:PAGE_SIZE]
+    return (
+        page,
+        page[0].name if page and has_previous else None,
+        page[-1].name if page and has_next else None,
+    )
+
+
+def _fleet_rows(page):
+    """Each instance of a page with its last push, drift and verification (from
+    instances.with_state) and the defects that block its version."""
+    pushes = PushRequest.objects.only(
+        "id", "instance_id", "state", "last_error", "attempts", "created_at", "due_at"
+    ).in_bulk([instance.last_push_id for instance in page if instance.last_push_id])
+    blocking = {}
+    for instance in page:
+        if instance.assigned_version_id not in blocking:
+            blocking[instance.assigned_version_id] = instances.blocking_defects(
+                instance.assigned_version
+            )
+    return [
+        {
+            "instance": instance,
+            "last_push": pushes.get(instance.last_push_id),
+            "drift": instances.drift_reasons(instance),
+            "verification": instance.verification,
+            "blocking": blocking[instance.assigned_version_id],
+        }
+        for instance in page
+    ]
 
 
 def instance_create(request):
