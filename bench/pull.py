@@ -1,6 +1,8 @@
-"""P1: the pull API under a fleet of 1,000 instances, against a trivial view on the same
-gunicorn. Run: python bench/pull.py  (needs PostgreSQL, Redis and wrk; see docs/BENCHMARKS.md)"""
+"""P1: the pull API under a fleet of instances (1,000 unless --instances N), against a trivial
+view on the same gunicorn. Run: python bench/pull.py [--instances N]  (needs PostgreSQL, Redis
+and wrk; see docs/BENCHMARKS.md)"""
 
+import argparse
 import json
 import os
 import statistics
@@ -27,37 +29,28 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 PORT = 8771
 PACE_MS = 10
 
+# The fleet, written in bulk (bench/fleet_seed.py); a line "id token ETag" per instance that
+# has a version, for pull.lua and bench/memory.py.
 SEED = (
     PROVIDER_SEED
     + """
-from console import versions
-from console.api import pull
-lines = []
-for number in range(__COUNT__):
-    instance = Instance(name=f"i{number}", url_base=f"https://i{number}.example.test/",
-                        provider=provider)
-    token = instance.new_token()
-    instance.new_signing_secret()
-    instance.save()
-    lines.append([instance.pk, token])
-versions.publish(provider)
-with open(__PATH__, "w") as out:
-    for pk, token in lines:
-        instance = Instance.objects.select_related("assigned_version").get(pk=pk)
-        etag = pull._etag(instance, instance.assigned_version, "env")
-        out.write(f"{pk} {token} {etag}\\n")
+from bench.fleet_seed import seed
+seed(__COUNT__, __PATH__)
 """
 )
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=INSTANCES)
+    instances = parser.parse_args().instances
     fresh_database("sso_bench_pull")
     env = environment("sso_bench_pull")
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
     tokens = Path(tempfile.mkdtemp()) / "tokens.txt"
     print(f"instance tokens: {tokens} (for bench/profile_pull.py)", file=sys.stderr)
-    seed = SEED.replace("__COUNT__", str(INSTANCES)).replace("__PATH__", repr(str(tokens)))
+    seed = SEED.replace("__COUNT__", str(instances)).replace("__PATH__", repr(str(tokens)))
     subprocess.run([PYTHON, "-c", seed], cwd=ROOT, env=env, check=True)
     workers = os.environ.get("BENCH_WORKERS", "4")
     server = subprocess.Popen(
@@ -126,7 +119,7 @@ def main():
         }
         for name, result in results.items()
     }
-    report = {"instances": INSTANCES, "workers": workers, "rounds": ROUNDS, "results": summary}
+    report = {"instances": instances, "workers": workers, "rounds": ROUNDS, "results": summary}
     print(json.dumps({**report, "ratios_per_round": ratios}, indent=2))
 
 

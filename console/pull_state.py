@@ -18,14 +18,16 @@ Redis while the subscribers still can.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
-from typing import Any
+from collections import OrderedDict
 
 import redis
 from django.conf import settings
@@ -37,25 +39,65 @@ logger = logging.getLogger(__name__)
 CHANNEL_PREFIX = "diffgram-sso:pull-state:"  # + the database name: consoles sharing a Redis
 LISTENER_NAME = "diffgram-sso-pull-state"
 MAX_AGE_SECONDS = 600
-MAX_ENTRIES = 50_000  # a bound on each web process's memory (the bytes per entry: issue #28)
+MAX_ENTRIES = 150_000  # a bound on each web process's memory: ~120 MB (docs/BENCHMARKS.md, M)
+# Rendered answers (they hold secrets) are kept for the most recent few only: a fleet polls
+# unchanged configurations (304, no body), and fetches a body once per change.
+MAX_BODIES = 2_000
 PING_EVERY_SECONDS = 2
 SILENCE_LIMIT_SECONDS = 6  # no answer to pings for this long: the connection is dead
 
 
-@dataclass
+class PulledInstance:
+    """What the pull API needs of an instance. Every web process keeps one for each instance
+    of the fleet, so it is small (docs/BENCHMARKS.md, M): slots rather than a model's
+    dictionary, the token's digest rather than its hex, the few distinct short strings shared.
+    It stands for the instance where a poll writes to the history (audit.py reads
+    audit_actor_type, audit_target_type, pk and str())."""
+
+    __slots__ = (
+        "pk", "name", "url_base", "token_digest", "assigned_version", "assignment_sequence",
+        "last_pull_at", "last_pulled_version_number", "applied_version_number",
+        "applied_status", "signin_runner",
+    )  # fmt: skip
+    audit_actor_type = audit_target_type = "instance"
+
+    def __init__(self, instance):
+        self.pk = instance.pk
+        self.name = instance.name
+        self.url_base = instance.url_base
+        self.token_digest = bytes.fromhex(instance.token_hash)
+        self.assigned_version = instance.assigned_version
+        self.assignment_sequence = instance.assignment_sequence
+        self.last_pull_at = instance.last_pull_at
+        self.last_pulled_version_number = instance.last_pulled_version_number
+        self.applied_version_number = instance.applied_version_number
+        self.applied_status = sys.intern(instance.applied_status)
+        self.signin_runner = sys.intern(instance.signin_runner)
+
+    def token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.token_digest, hashlib.sha256(token.encode()).digest())
+
+    def __str__(self):
+        return self.name
+
+
 class PullState:
     """One instance as the pull API sees it, with what was derived from it."""
 
-    instance: Any  # console.models.Instance, assigned_version loaded
-    loaded_at: float = field(default_factory=time.monotonic)
-    etags: dict = field(default_factory=dict)  # format -> ETag
-    bodies: dict = field(default_factory=dict)  # format -> rendered settings (holds secrets)
+    __slots__ = ("instance", "loaded_at", "content_hash", "signin_revision")
+
+    def __init__(self, instance: PulledInstance):
+        self.instance = instance
+        self.loaded_at = time.monotonic()
+        self.content_hash: str | None = None  # of what it receives (ConfigVersion.content_hash_for)
+        self.signin_revision: int | None = None  # of the test account its agent is sent
 
 
 class PullStates:
     def __init__(self):
         self._lock = threading.Lock()
         self._entries = {}
+        self._bodies: OrderedDict[tuple[int, str], str] = OrderedDict()  # (id, what+ETag)
         # version identity -> the copy entries share
         self._versions: weakref.WeakValueDictionary[tuple, object] = weakref.WeakValueDictionary()
         self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
@@ -83,12 +125,28 @@ class PullStates:
             # its id alone: an id can be handed out again (SQLite reuses the id of a rolled-back
             # insert), and a copy still alive must never answer for another version.
             instance.assigned_version = self._versions.setdefault(_identity(version), version)
-        entry = PullState(instance)
+        entry = PullState(PulledInstance(instance))
         with self._lock:
             full = len(self._entries) >= MAX_ENTRIES  # past it, the rest read the database
             if self._subscribed and generation == self._generation and not full:
                 self._entries[instance_id] = entry
         return entry
+
+    def body(self, state: PullState, key: str, render) -> str:
+        """A rendered answer for the instance (`key`: what it is, and the ETag it answers
+        for), from memory or `render()`; kept, for the MAX_BODIES latest, while subscribed."""
+        slot = (state.instance.pk, key)
+        body = self._bodies.get(slot)
+        if body is not None:
+            return body
+        generation = self._generation
+        body = render()
+        with self._lock:
+            if self._subscribed and generation == self._generation:
+                self._bodies[slot] = body
+                if len(self._bodies) > MAX_BODIES:
+                    self._bodies.popitem(last=False)  # the oldest
+        return body
 
     def drop(self, instance_ids=None) -> None:
         """Forget some instances (or all): they are read from the database next time."""
@@ -97,9 +155,13 @@ class PullStates:
             if instance_ids is None:
                 self._entries.clear()
                 self._versions.clear()
+                self._bodies.clear()
             else:
-                for instance_id in instance_ids:
+                dropped = set(instance_ids)
+                for instance_id in dropped:
                     self._entries.pop(instance_id, None)
+                for slot in [slot for slot in self._bodies if slot[0] in dropped]:
+                    del self._bodies[slot]
 
     @property
     def trusted(self) -> bool:
@@ -149,6 +211,7 @@ class PullStates:
                 listener[3].set()  # settings changed (tests): stop the old subscription
             self._subscribed = False
             self._entries.clear()
+            self._bodies.clear()
             self._generation += 1
             stop = threading.Event()
             self._listener = (*wanted, stop)
@@ -165,6 +228,7 @@ class PullStates:
                 return
             self._subscribed = subscribed
             self._entries.clear()  # messages may have been missed while not subscribed
+            self._bodies.clear()
             self._generation += 1
 
     def _listen(self, url, channel, stop):

@@ -98,6 +98,27 @@ def test_an_unchanged_poll_is_answered_without_the_database(
     assert body.content == first.content
 
 
+
+def test_past_the_kept_bodies_each_instance_still_gets_its_own(
+    in_memory, fleet, keycloak_provider, client, monkeypatch, django_assert_max_num_queries
+):
+    """Rendered answers are kept for the latest MAX_BODIES only: the others are rendered again,
+    never taken from another instance (Keycloak: each has its own client id)."""
+    from console import pull_state
+
+    monkeypatch.setattr(pull_state, "MAX_BODIES", 2)
+    lab2, token2 = make_instance(keycloak_provider, "lab2")
+    versions.assign(lab2, versions.current_version(keycloak_provider))
+    other = {"token": token2, "url": reverse("api-pull-config", args=[lab2.pk])}
+    first, second = pull(client, fleet), pull(client, other)
+    with django_assert_max_num_queries(0):  # instances in memory; bodies kept or rendered
+        for _ in range(3):
+            assert pull(client, fleet).content == first.content
+            assert pull(client, other).content == second.content
+    assert b"diffgram-lab\n" in first.content and b"diffgram-lab2\n" in second.content
+    assert len(pull_states._bodies) <= 2
+
+
 CHANGES = {
     "publish": (
         "from console import instances, versions; from console.models import Provider\n"

@@ -251,6 +251,7 @@ MATRIX = {
     "rollout-override": [("POST", "admin-write")],
     "version-rollback": [("POST", "admin-write")],
     "instances": [("GET", "page")],
+    "instance-counts": [("GET", "page")],
     "instance-create": [("GET", "admin-page"), ("POST", "admin-write")],
     "instance-detail": [("GET", "page")],
     "instance-edit": [("GET", "admin-page"), ("POST", "admin-write")],

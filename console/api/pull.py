@@ -142,7 +142,11 @@ def _etag(instance: Instance, version: ConfigVersion, output: str, signin_revisi
     """The content's hash; for an agent that runs synthetic sign-ins, with the revision of the
     test account it is sent (`signin_revision`), so that a new password reaches it with its
     next poll."""
-    tag = f"{version.content_hash_for(instance)}.{output}"
+    return _etag_of(version.content_hash_for(instance), output, signin_revision)
+
+
+def _etag_of(content_hash: str, output: str, signin_revision: int) -> str:
+    tag = f"{content_hash}.{output}"
     return f'"{tag}.s{signin_revision}"' if signin_revision else f'"{tag}"'
 
 
@@ -151,10 +155,10 @@ def _signin_revision(state: PullState, version: ConfigVersion) -> int:
     per state kept in memory."""
     if state.instance.signin_runner != Instance.SigninRunner.AGENT:
         return 0
-    if "signin_revision" not in state.bodies:
+    if state.signin_revision is None:
         account = signin_accounts.account_of(version.provider_id)
-        state.bodies["signin_revision"] = account.revision if account else 0
-    return state.bodies["signin_revision"]
+        state.signin_revision = account.revision if account else 0
+    return state.signin_revision
 
 
 def _render(instance: Instance, version: ConfigVersion, output: str) -> str:
@@ -178,11 +182,9 @@ def pull_config(request: Any) -> HttpResponse:
     version = instance.assigned_version
     if version is None:
         return error(404, "No configuration has been published to this instance yet.")
-    etag = state.etags.get(output)
-    if etag is None:
-        etag = state.etags[output] = _etag(
-            instance, version, output, _signin_revision(state, version)
-        )
+    if state.content_hash is None:
+        state.content_hash = version.content_hash_for(instance)
+    etag = _etag_of(state.content_hash, output, _signin_revision(state, version))
     instances.record_pull(instance, version)
     if etag in [tag.strip() for tag in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]:
         response: HttpResponse = HttpResponseNotModified()
@@ -190,19 +192,16 @@ def pull_config(request: Any) -> HttpResponse:
         # under an earlier version number (a republish, a rollback), it runs this version.
         instances.record_applied_by_etag(instance, version)
     else:
-        body = state.bodies.get(output)
-        if body is None:
-            body = state.bodies[output] = _render(instance, version, output)
+        body = pull_states.body(state, etag, lambda: _render(instance, version, output))
         content_type, extension = FORMATS[output]
         response = HttpResponse(body, content_type=content_type)
         response["Content-Disposition"] = f'inline; filename="diffgram-sso.{extension}"'
         # What the agent checks Diffgram against after applying (VERIFY_HEADER), with the
         # test account when the agent runs the synthetic sign-ins (it keeps it in memory).
-        expect = state.bodies.get("verify")
-        if expect is None:
-            expect = state.bodies["verify"] = json.dumps(
-                verification.expectations_for(instance, version)
-            )
+        expect = pull_states.body(
+            state, "verify" + etag,
+            lambda: json.dumps(verification.expectations_for(instance, version)),
+        )  # fmt: skip
         response[VERIFY_HEADER] = expect
     response["ETag"] = etag
     response["X-Config-Version"] = str(version.number)
@@ -232,7 +231,14 @@ def report_applied(request: Any) -> HttpResponse:
         problems.update(verification.probe_problems(probe))
     if problems:
         return error(400, "Invalid report.", fields=problems)
-    instance = request.pull_state.instance
+    # The whole instance, from the database: a report is rare, and reaches its rollout.
+    instance = (
+        Instance.objects.select_related("assigned_version")
+        .filter(pk=request.pull_state.instance.pk)
+        .first()
+    )
+    if instance is None:  # deleted since the token was checked
+        return error(401, "Missing or invalid instance token.")
     verification.record_report(
         instance,
         version_number=version,
