@@ -371,8 +371,10 @@ def record_failure(alert, message, *, final) -> None:
     )  # fmt: skip
 
 
-def recent_alerts(limit=100) -> list[Alert]:
-    return list(Alert.objects.all()[:limit])
+def recent_alerts(search=None, limit=100) -> list[Alert]:
+    """The newest alerts (those `search`, a SearchForm, finds)."""
+    found = search.search(Alert.objects.all()) if search is not None else Alert.objects.all()
+    return list(found[:limit])
 
 
 # --- destinations (the alerts page) -------------------------------------------------------------

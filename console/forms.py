@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from console import outbound
 from console.models import AuditEvent, Provider
@@ -182,3 +182,37 @@ class PublishForm(forms.Form):
         group_field.choices = [("", "every instance")] + [
             (group, f"group {group} first") for group in groups
         ]
+
+
+class SearchForm(forms.Form):
+    """A list's search box (GET, so the URL can be shared), searched by the database: a row
+    matches when any of `fields` holds the words, case aside. A field across a relation
+    ("groups__name") is searched with a subquery, so a row is listed once."""
+
+    q = forms.CharField(
+        label="Search",
+        required=False,
+        max_length=200,
+        strip=True,
+        widget=forms.TextInput(attrs={"type": "search"}),
+    )
+
+    def __init__(self, data: Any, *, fields: tuple[str, ...], help_text: str) -> None:
+        super().__init__(data)
+        self.search_fields = fields
+        self.fields["q"].help_text = help_text
+
+    @property
+    def term(self) -> str:
+        return self.cleaned_data["q"] if self.is_valid() else ""
+
+    def search(self, queryset: QuerySet) -> QuerySet:
+        if not self.term:
+            return queryset
+        matches = Q()
+        for field in self.search_fields:
+            lookup = Q(**{f"{field}__icontains": self.term})
+            if "__" in field:  # across a relation: one row per match, so by subquery
+                lookup = Q(pk__in=queryset.model.objects.filter(lookup).values("pk"))
+            matches |= lookup
+        return queryset.filter(matches)

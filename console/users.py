@@ -59,8 +59,9 @@ class UserRow:
         return "IdP groups (at the last sign-in)"
 
 
-def user_rows() -> list[UserRow]:
-    """Every user, with the facts the users page shows, in a constant number of queries."""
+def user_rows(search=None) -> list[UserRow]:
+    """Every user (or those `search`, a SearchForm, finds), with the facts the users page
+    shows, in a constant number of queries."""
     now = timezone.now()
     active_tokens = Count(
         "api_tokens",
@@ -76,6 +77,8 @@ def user_rows() -> list[UserRow]:
         .select_related("one_time_password")
         .order_by("username")
     )
+    if search is not None:
+        users = search.search(users)
     rows = []
     for user in users:
         identities = list(user.external_identities.all())

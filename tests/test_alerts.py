@@ -4,6 +4,7 @@ the alerts page shows what was sent. The same condition is sent once an hour at 
 
 import hashlib
 import hmac
+import re
 from datetime import timedelta
 
 import pytest
@@ -282,3 +283,25 @@ def test_slack_markup_from_a_diffgram_host_arrives_as_plain_text(smtp, hook_rece
     assert "&lt;!channel&gt; see &lt;https://evil.test/steal|the console&gt; &amp; fix" in text
     assert len(text) == alerts.SLACK_TEXT_LIMIT and text.endswith("…")
     assert payload["detail"] == detail  # the structured field keeps the words as they were
+
+
+def test_the_sent_alerts_are_searched_by_subject_destination_and_event(admin_client):
+    destination = AlertDestination.objects.create(
+        name="ops-mail", kind="email", email_to="ops@corp.test", events=["push_failed"]
+    )
+    for event, subject in (("push_failed", "Pushing v3 failed"), ("test", "A test alert")):
+        Alert.objects.create(
+            destination=destination, destination_name="ops-mail", event=event,
+            condition=subject, subject=subject, text="", state="sent",
+        )  # fmt: skip
+
+    def found(term):
+        page = admin_client.get(reverse("alerts"), {"q": term}).content.decode()
+        return sorted(re.findall(r"<strong>([^<]+)</strong><div class=\"small\">", page))
+
+    assert found("PUSHING") == ["Pushing v3 failed"]
+    assert found("push_failed") == ["Pushing v3 failed"]
+    assert found("ops-mail") == ["A test alert", "Pushing v3 failed"]
+    assert (
+        "No sent alerts match" in admin_client.get(reverse("alerts"), {"q": "x"}).content.decode()
+    )

@@ -526,3 +526,23 @@ def test_a_keycloak_providers_history_shows_only_keycloak_fields(admin_client, i
     assert "aws_region" not in created.changes and "user_pool_id" not in created.changes
     page = admin_client.get(reverse("history-event", args=[created.pk])).content.decode()
     assert "aws_region" not in page and "cognito_domain" not in page
+
+
+def test_the_list_searches_providers_by_name_kind_issuer_and_client_id(
+    admin_client, keycloak_provider
+):
+    okta = Provider.objects.create(
+        name="Okta staff", kind="oidc", issuer="https://staff.okta.test/oauth2/default",
+        client_id="0oa-staff-console",
+    )  # fmt: skip
+
+    def found(term):
+        page = admin_client.get(reverse("providers"), {"q": term}).content.decode()
+        return [p.name for p in (keycloak_provider, okta) if f">{p.name}</a>" in page]
+
+    assert found("OKTA STAFF") == ["Okta staff"]
+    assert found("keycloak") == [keycloak_provider.name]  # the kind
+    assert found("staff.okta.test") == ["Okta staff"]  # the issuer
+    assert found("0oa-staff") == ["Okta staff"]  # the client id
+    page = admin_client.get(reverse("providers"), {"q": "zzz-none"}).content.decode()
+    assert "No providers match “zzz-none”" in page

@@ -98,7 +98,6 @@ def test_an_unchanged_poll_is_answered_without_the_database(
     assert body.content == first.content
 
 
-
 def test_past_the_kept_bodies_each_instance_still_gets_its_own(
     in_memory, fleet, keycloak_provider, client, monkeypatch, django_assert_max_num_queries
 ):

@@ -67,7 +67,11 @@ def test_auditors_read_the_page_without_any_form_and_cannot_post(auditor_client,
     assert response.status_code == 200
     page = response.content.decode()
     assert admin_user.username in page
-    assert "<form" not in page.split("<main", 1)[1].replace('action="/logout/"', "")
+    main = page.split("<main", 1)[1].replace('action="/logout/"', "")
+    # Only the search box, which changes nothing.
+    assert re.findall(r"<form[^>]*>", main) == [
+        '<form method="get" class="filters" aria-label="Search users">'
+    ]
     refused = auditor_client.post(reverse("users"), {"username": "mallory", "role": "admin"})
     assert refused.status_code == 403
     assert not User.objects.filter(username="mallory").exists()
@@ -275,3 +279,20 @@ def test_refused_sso_users_are_told_which_idp_groups_to_ask_for(client, sso):
     assert response.status_code == 403
     assert "<code>sso-admins</code>: admin" in page and "<code>sso-auditors</code>: auditor" in page
     assert "<code>groups</code> claim" in page
+
+
+def test_the_page_searches_users_by_name_email_role_and_identity(admin_client, auditor_user, sso):
+    make_user(get_user_model(), "dana", "admin")
+    get_user_model().objects.filter(username="dana").update(email="dana@corp.test")
+    sso_login(Client(), "oscar-sub")  # an SSO auditor, whose identity is at 127.0.0.1
+
+    def found(term):
+        page = admin_client.get(reverse("users"), {"q": term}).content.decode()
+        return sorted(re.findall(r'data-username="([^"]+)"', page)), page
+
+    assert found("DANA")[0] == ["dana"]
+    assert found("corp.test")[0] == ["dana"]
+    assert found("auditor")[0] == sorted([auditor_user.username, "oscar@example.test~127.0.0.1"])
+    assert found("oscar-sub")[0] == ["oscar@example.test~127.0.0.1"]  # the identity's subject
+    names, page = found("nobody-like-this")
+    assert names == [] and "No users match “nobody-like-this”" in page

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 
 from console import alerts
 from console.alert_forms import AlertDestinationForm
+from console.forms import SearchForm
 from console.models import AlertDestination
 
 PRINTED_ONLY = {
@@ -19,12 +20,17 @@ PRINTED_ONLY = {
 
 
 def _page(request, form=None, editing=None, status=200):
+    search = SearchForm(
+        request.GET, fields=("subject", "destination_name", "event", "text"),
+        help_text="Subject, destination, event or text of the sent alerts.",
+    )  # fmt: skip
     return render(
         request,
         "console/alerts.html",
         {
             "destinations": AlertDestination.objects.all(),
-            "alerts": alerts.recent_alerts(),
+            "alerts": alerts.recent_alerts(search),
+            "search": search,
             "form": form or AlertDestinationForm(),
             "editing": editing,
             # Without EMAIL_URL, mail is only printed in the worker's log: say so.

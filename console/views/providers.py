@@ -12,7 +12,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
 from console import diffgram, discovery, kinds, providers, signin_accounts
-from console.forms import PublishForm
+from console.forms import PublishForm, SearchForm
 from console.models import Provider
 
 
@@ -23,7 +23,15 @@ def get_provider(request, provider_id):
 
 @require_safe
 def provider_list(request):
-    return render(request, "console/providers.html", {"providers": Provider.objects.all()})
+    search = SearchForm(
+        request.GET, fields=("name", "kind", "issuer", "client_id"),
+        help_text="Name, kind, issuer or client id.",
+    )  # fmt: skip
+    return render(
+        request,
+        "console/providers.html",
+        {"providers": search.search(Provider.objects.all()), "search": search},
+    )
 
 
 @require_safe

@@ -13,16 +13,24 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from console import api_tokens, users
+from console.forms import SearchForm
 from console.roles import MUST_CHOOSE_PASSWORD, own_account_view
 from console.user_forms import LocalUserForm, RoleForm
 
 
 def _page(request, form=None, handed_over=None, status=200):
+    search = SearchForm(
+        request.GET,
+        fields=("username", "email", "groups__name", "external_identities__issuer",
+                "external_identities__subject"),
+        help_text="Name, email, role, or the issuer or subject of a single sign-on identity.",
+    )  # fmt: skip
     response = render(
         request,
         "console/users.html",
         {
-            "rows": users.user_rows(),
+            "rows": users.user_rows(search),
+            "search": search,
             "form": form or LocalUserForm(),
             "role_form": RoleForm(),
             "handed_over": handed_over,
