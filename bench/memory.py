@@ -43,7 +43,9 @@ def in_chunks(fleet, size=5000):
         yield from chunk
 """
 
-MEASURE = PRELOAD + """
+MEASURE = (
+    PRELOAD
+    + """
 import gc, json, sys, time, tracemalloc
 from django.test import RequestFactory
 from console.pull_state import MAX_ENTRIES, pull_states
@@ -77,6 +79,7 @@ tracemalloc.stop()
 cached = len(pull_states._entries)
 print(json.dumps({"cached": cached, "held": held, "max_entries": MAX_ENTRIES}))
 """
+)
 
 # A fleet that polls all day has noted its pulls of the current version already (the first
 # poll of a version writes to the database and the history; later ones do not).
@@ -87,7 +90,9 @@ from console.models import Instance
 Instance.objects.update(last_pulled_version_number=1, last_pull_at=timezone.now())
 """
 
-RSS = PRELOAD + """
+RSS = (
+    PRELOAD
+    + """
 import gc, json, resource, sys, time
 from django.test import RequestFactory
 from console.pull_state import pull_states
@@ -115,6 +120,7 @@ for pk, token, _ in in_chunks(fleet):
 gc.collect()
 print(json.dumps({"rss_growth": rss() - base, "cached": len(pull_states._entries)}))
 """
+)
 
 
 def run(code, env, *args):
