@@ -14,11 +14,12 @@ import glob
 import os
 import tempfile
 
-from prometheus_client import multiprocess
-
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    # Set before the workers import prometheus_client (they are forked from this process).
+    # Set before anything imports prometheus_client, here or in the workers forked from this
+    # process: it chooses at import whether metrics are counted in the shared folder.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="diffgram-sso-metrics-")
+
+from prometheus_client import multiprocess  # noqa: E402 - after the folder is set, see above
 
 
 def on_starting(server):

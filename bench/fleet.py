@@ -127,6 +127,7 @@ def main():
     print(json.dumps(measured, indent=2))
     print(json.dumps({
         "instances": count,
+        "drifting": measured["drifting"],
         "check_fleet_s": sorted(measured["check_fleet_rounds_s"])[ROUNDS // 2],
         "metrics_s": sorted(measured["metrics_rounds_s"])[ROUNDS // 2],
         "fleet_page_p95_ms": measured["fleet_page_p95_ms"],

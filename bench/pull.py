@@ -5,10 +5,13 @@ and wrk; see docs/BENCHMARKS.md)"""
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,18 +43,34 @@ seed(__COUNT__, __PATH__)
 )
 
 
+METRICS_TOKEN = "bench-metrics-token-" + "m" * 20  # the minimum length is 32
+WARM_UP_LIMIT = 1800  # seconds; the report says how much was held when measuring began
+
+
+def _entries_held(base):
+    """What the workers hold in memory, summed (/metrics: diffgram_sso_pull_state_entries)."""
+    request = urllib.request.Request(  # noqa: S310 - our own server
+        f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our server
+        text = response.read().decode()
+    found = re.search(r"^diffgram_sso_pull_state_entries (\S+)$", text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=INSTANCES)
     instances = parser.parse_args().instances
     fresh_database("sso_bench_pull")
-    env = environment("sso_bench_pull")
+    env = environment("sso_bench_pull", METRICS_TOKEN=METRICS_TOKEN)
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
     tokens = Path(tempfile.mkdtemp()) / "tokens.txt"
     print(f"instance tokens: {tokens} (for bench/profile_pull.py)", file=sys.stderr)
     seed = SEED.replace("__COUNT__", str(instances)).replace("__PATH__", repr(str(tokens)))
     subprocess.run([PYTHON, "-c", seed], cwd=ROOT, env=env, check=True)
+    pollers = len(tokens.read_text().splitlines())  # the instances with a version
     workers = os.environ.get("BENCH_WORKERS", "4")
     server = subprocess.Popen(
         [PYTHON, "-m", "gunicorn", "bench.wsgi", "--bind", f"127.0.0.1:{PORT}",
@@ -61,17 +80,23 @@ def main():
     try:
         base = f"http://127.0.0.1:{PORT}"
         wait_for_http(f"{base}/bench/trivial")
+        if server.poll() is not None:  # another server answered
+            raise RuntimeError(f"gunicorn did not start: is port {PORT} taken?")
         script = Path(__file__).with_name("pull.lua")
         url = f"{base}/api/v1/instances/1/config"
         wrk(f"{base}/bench/trivial", seconds=3)  # warm up every worker
         wrk(f"{base}/bench/bare", seconds=2)
         # Steady state: every instance has pulled this version already (the seed notes it; that
         # first pull is an audit event, and a fleet polls the same version for hours), and
-        # every web process has seen every instance: a poll loads an instance in one worker,
-        # and ~8 polls per instance reach all of 4 workers (at ~2,500 polls/s).
-        warm_up = max(10, round(instances * int(workers) * 2 / 2500))
-        print(f"warming up {warm_up} s", file=sys.stderr)
-        wrk(url, seconds=warm_up, script=script, env={**env, "BENCH_TOKENS": str(tokens)})
+        # every web process holds every instance (the pull_state_entries metric, summed over
+        # the workers; a poll loads an instance into the worker that answers it).
+        polled = {**env, "BENCH_TOKENS": str(tokens)}
+        wrk(url, seconds=10, script=script, env=polled)
+        held, given_up_at = _entries_held(base), time.monotonic() + WARM_UP_LIMIT
+        while held < pollers * int(workers) and time.monotonic() < given_up_at:
+            print(f"warming up: {held:,} of {pollers * int(workers):,} held", file=sys.stderr)
+            wrk(url, seconds=20, script=script, env=polled)
+            held = _entries_held(base)
         modes = {
             "bare WSGI": (f"{base}/bench/bare", {}),
             "trivial": (f"{base}/bench/trivial", {}),
@@ -138,7 +163,13 @@ def main():
         for name, result in results.items()
     }
     rates = {name: [r["rate"] for r in found] for name, found in runs.items()}
-    report = {"instances": instances, "workers": workers, "rounds": ROUNDS, "results": summary}
+    report = {
+        "instances": instances,
+        "held_when_measuring": held,
+        "workers": workers,
+        "rounds": ROUNDS,
+        "results": summary,
+    }
     print(
         json.dumps(
             {

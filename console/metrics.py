@@ -21,6 +21,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -39,6 +40,13 @@ PREFIX = "diffgram_sso"
 SIGNIN_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 PULLS = Counter(f"{PREFIX}_pulls", "Pull API answers to instances, by HTTP status.", ["status"])
+PULL_STATE_ENTRIES = Gauge(
+    f"{PREFIX}_pull_state_entries",
+    "Instances the web processes answer from memory (console/pull_state.py), summed over the "
+    "live processes of this host: the fleet size times the process count once every process "
+    "has seen every instance.",
+    multiprocess_mode="livesum",
+)
 REQUEST_SECONDS = Histogram(
     f"{PREFIX}_request_duration_seconds",
     "Time to answer an HTTP request, by the URL pattern's name.",

@@ -164,6 +164,11 @@ class PullStates:
                     del self._bodies[slot]
 
     @property
+    def size(self) -> int:
+        """How many instances this process answers from memory."""
+        return len(self._entries)
+
+    @property
     def trusted(self) -> bool:
         """Whether this process answers from memory (it is subscribed to invalidations)."""
         return self._subscribed

@@ -22,6 +22,7 @@ from tests.support import (
     make_instance,
     subprocess_database_url,
     subprocess_environment,
+    wait_for,
     wait_for_port,
 )
 
@@ -31,7 +32,8 @@ METRICS_TOKEN = "metrics-token-for-tests-0123456789abcdef"
 
 
 class Gunicorn:
-    def __init__(self, folder, database_url):
+    def __init__(self, folder, database_url, metrics_dir=True):
+        """metrics_dir=False: gunicorn.conf.py makes the metrics folder, as by default."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.metrics_dir = folder / "metrics"
@@ -43,7 +45,9 @@ class Gunicorn:
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
             env={**subprocess_environment(), "DATABASE_URL": database_url,
                  "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN,
-                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)},
+                 **({"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)} if metrics_dir else {}),
+                 # Redis: each worker keeps the pull state (console/pull_state.py)
+                 "CACHE_URL": "redis://127.0.0.1:6379/8"},
         )  # fmt: skip
         wait_for_port(self.port, self.process, self.log_path)
 
@@ -120,6 +124,13 @@ def test_metrics_add_up_every_worker_and_follow_the_fleet(gunicorn, keycloak_pro
             counted = value(metrics, "diffgram_sso_pulls_total", status=str(status))
             assert counted == statuses.count(status), status
     assert value(metrics, "diffgram_sso_instances", state="drifting") == 1  # pulled, not applied
+
+    def both_workers_hold_the_instance():  # once subscribed to invalidations, each keeps it
+        for _ in range(10):
+            gunicorn.get(pull, good)
+        return value(gunicorn.metrics(), "diffgram_sso_pull_state_entries") == 2
+
+    wait_for(both_workers_hold_the_instance, "both workers to answer from memory", timeout=30)
     assert value(metrics, "diffgram_sso_providers", outcome="passed") == 1
     assert value(metrics, "diffgram_sso_provider_last_passed_age_seconds",
                  provider=keycloak_provider.name) > 0  # fmt: skip
@@ -137,6 +148,27 @@ def test_metrics_add_up_every_worker_and_follow_the_fleet(gunicorn, keycloak_pro
     # Keycloak used directly: Diffgram 56f04d8's own defects block every sign-in.
     assert value(metrics, "diffgram_sso_instances", state="blocked") == 1
     assert value(metrics, "diffgram_sso_instances", state="unassigned") == 1
+
+
+def test_metrics_count_every_worker_in_the_folder_gunicorn_makes(
+    tmp_path, django_db_blocker, keycloak_provider
+):
+    """Without PROMETHEUS_MULTIPROC_DIR, as the README's defaults run it."""
+    server = Gunicorn(tmp_path, subprocess_database_url(django_db_blocker), metrics_dir=False)
+    try:
+        instance, token = make_instance(keycloak_provider, "lab")
+        versions.publish(keycloak_provider)
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(
+                lambda _: server.get(f"/api/v1/instances/{instance.pk}/config",
+                                     {"Authorization": f"Bearer {token}"})[0],
+                range(40),
+            ))  # fmt: skip
+        assert set(statuses) <= {200, 429}
+        counted = value(server.metrics(), "diffgram_sso_pulls_total", status="200")
+        assert counted == statuses.count(200) > 0
+    finally:
+        server.stop()
 
 
 def test_metrics_need_the_token(gunicorn, client, settings):
