@@ -58,6 +58,14 @@ def _entries_held(base):
     return int(float(found.group(1))) if found else 0
 
 
+def _ratios_per_round(runs, baseline):
+    """{path: [its rate / the baseline's rate, in each round]}."""
+    return {
+        name: [round(r["rate"] / b["rate"], 2) for r, b in zip(found, runs[baseline], strict=True)]
+        for name, found in runs.items()
+    }
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--instances", type=int, default=INSTANCES)
@@ -116,20 +124,8 @@ def main():
         }
         # Ratios are taken within each round (side by side), then their median: to the trivial
         # Django view, and to the bare WSGI answer (the machine's limit on this gunicorn).
-        ratios = {
-            name: [
-                round(r["rate"] / t["rate"], 2)
-                for r, t in zip(found, runs["trivial"], strict=True)
-            ]
-            for name, found in runs.items()
-        }  # fmt: skip
-        ratios_to_bare = {
-            name: [
-                round(r["rate"] / b["rate"], 2)
-                for r, b in zip(found, runs["bare WSGI"], strict=True)
-            ]
-            for name, found in runs.items()
-        }  # fmt: skip
+        ratios = _ratios_per_round(runs, "trivial")
+        ratios_to_bare = _ratios_per_round(runs, "bare WSGI")
         # Latency at 80 % of the 304 path's maximum rate: wrk has no fixed rate, so each
         # connection pauses PACE_MS between requests, with enough connections to offer that
         # rate (each connection's cycle is the pause plus the unloaded latency).
@@ -154,11 +150,7 @@ def main():
             "ratio": statistics.median(ratios[name])
             if name in ratios
             else round(result["rate"] / trivial, 2),
-            **(
-                {"ratio_to_bare": statistics.median(ratios_to_bare[name])}
-                if name in ratios_to_bare
-                else {}
-            ),
+            **({"ratio_to_bare": statistics.median(ratios_to_bare[name])} if name in runs else {}),
         }
         for name, result in results.items()
     }

@@ -47,6 +47,18 @@ PULL_STATE_ENTRIES = Gauge(
     "has seen every instance.",
     multiprocess_mode="livesum",
 )
+_noted_size = -1
+
+
+def note_pull_state_size(size: int) -> None:
+    """Set PULL_STATE_ENTRIES when it changed: a poll answered from memory (most of them)
+    writes nothing to the shared metrics files."""
+    global _noted_size
+    if size != _noted_size:
+        PULL_STATE_ENTRIES.set(size)
+        _noted_size = size
+
+
 REQUEST_SECONDS = Histogram(
     f"{PREFIX}_request_duration_seconds",
     "Time to answer an HTTP request, by the URL pattern's name.",

@@ -132,7 +132,7 @@ def _authenticated_instance(view: View, methods: tuple[str, ...]) -> View:
         if ratelimits.instance_pull_exceeded(state.instance.pk):
             return _too_many(settings.RATE_LIMIT_PULL_PER_INSTANCE)
         request.pull_state = state
-        metrics.PULL_STATE_ENTRIES.set(pull_states.size)
+        metrics.note_pull_state_size(pull_states.size)
         log_context.instance_id.set(state.instance.pk)
         return allowed(methods, request) or view(request, *args, **kwargs)
 
