@@ -329,3 +329,42 @@ def test_an_unknown_id_is_a_json_404_and_one_beyond_64_bits_a_400(admin_api):
     assert admin_api("GET", f"/providers/{2**64}").status_code == 400
     unknown_path = admin_api("GET", "/no-such-thing")
     assert unknown_path.status_code == 404 and unknown_path["Content-Type"] == "application/json"
+
+
+def test_the_fleet_is_listed_a_page_at_a_time_with_the_instances_pages_filters(
+    auditor_api, keycloak_provider, monkeypatch
+):
+    from console.api import fleet
+
+    monkeypatch.setattr(fleet, "PAGE_SIZE", 2)
+    for name in ("lab", "prod", "staging"):
+        make_instance(keycloak_provider, name)
+    make_instance(None, "spare")  # no provider: nothing published to it
+    versions.publish(keycloak_provider)
+
+    first = auditor_api("GET", "/instances").json()
+    second = auditor_api("GET", "/instances", after=first["next_after"]).json()
+    assert [i["name"] for i in first["instances"]] == ["lab", "prod"]
+    assert [i["name"] for i in second["instances"]] == ["staging", "spare"]
+    assert second["next_after"] is None
+    found = auditor_api("GET", "/instances", q="stag").json()
+    assert [i["name"] for i in found["instances"]] == ["staging"]
+    unpublished = auditor_api("GET", "/instances", state="unassigned").json()
+    assert [i["name"] for i in unpublished["instances"]] == ["spare"]
+    refused = auditor_api("GET", "/instances", state="sideways")
+    assert refused.status_code == 400 and "state" in refused.json()["fields"]
+
+
+def test_the_history_is_read_a_page_at_a_time_newest_first(
+    auditor_api, keycloak_provider, monkeypatch
+):
+    from console.api import fleet
+
+    monkeypatch.setattr(fleet, "PAGE_SIZE", 2)
+    for name in ("a", "b", "c"):
+        make_instance(keycloak_provider, name)
+    newest = list(AuditEvent.objects.order_by("-id").values_list("id", flat=True)[:3])
+    first = auditor_api("GET", "/history").json()
+    second = auditor_api("GET", "/history", before=first["next_before"]).json()
+    assert [e["id"] for e in first["events"]] == newest[:2]
+    assert second["events"][0]["id"] == newest[2]

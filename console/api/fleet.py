@@ -14,6 +14,7 @@ from console import instances
 from console.api.errors import ApiError, ErrorOut, invalid_form
 from console.form_schemas import form_model
 from console.forms import HistoryFilterForm
+from console.instance_forms import FleetFilterForm
 from console.models import AuditEvent, Instance
 
 router = Router(tags=["fleet"])
@@ -59,6 +60,21 @@ class InstanceOut(BaseModel):
 
 class InstanceList(BaseModel):
     instances: list[InstanceOut]
+    next_after: int | None = Field(description="Pass as ?after= for the next page.")
+
+
+FleetQuery = form_model(
+    "FleetQuery",
+    FleetFilterForm().fields,
+    extra={"after": (int, Field(None, ge=1, le=2**63 - 1, description="Instances after this id."))},
+)
+
+
+def _page(rows: Any) -> tuple[list[Any], int | None]:
+    """The first PAGE_SIZE rows, and the last one's id if more follow (the next page's key)."""
+    page = list(rows[: PAGE_SIZE + 1])
+    more = len(page) > PAGE_SIZE
+    return page[:PAGE_SIZE], (page[PAGE_SIZE - 1].pk if more else None)
 
 
 def instance_json(instance: Instance) -> dict[str, Any]:
@@ -91,12 +107,22 @@ def instance_json(instance: Instance) -> dict[str, Any]:
 @router.get(
     "instances",
     operation_id="listInstances",
-    response={200: InstanceList, **ERRORS},
+    response={200: InstanceList, 400: ErrorOut, **ERRORS},
     url_name="instances",
 )
-def list_instances(request: HttpRequest) -> dict[str, Any]:
+def list_instances(request: HttpRequest, query: Query[FleetQuery]) -> dict[str, Any]:  # type: ignore[valid-type]
+    """The fleet in id order, PAGE_SIZE at a time: the Instances page's search (name, URL, group,
+    provider) and state filter."""
+    sent = query.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
+    form = FleetFilterForm({k: v for k, v in sent.items() if k != "after" and v is not None})
+    if not form.is_valid():
+        raise invalid_form(form)
     fleet = instances.with_state(Instance.objects.select_related("provider", "assigned_version"))
-    return {"instances": [instance_json(i) for i in fleet]}
+    fleet = form.in_state(form.search(fleet)).order_by("pk")
+    if sent.get("after"):
+        fleet = fleet.filter(pk__gt=sent["after"])
+    page, last = _page(fleet)
+    return {"instances": [instance_json(i) for i in page], "next_after": last}
 
 
 @router.get(
@@ -163,10 +189,5 @@ def history(request: HttpRequest, query: Query[HistoryQuery]) -> dict[str, Any]:
     events = form.filter(AuditEvent.objects.all()).order_by("-id")
     if sent.get("before"):
         events = events.filter(id__lt=sent["before"])
-    page = list(events[: PAGE_SIZE + 1])
-    more = len(page) > PAGE_SIZE
-    page = page[:PAGE_SIZE]
-    return {
-        "events": [{**e.hashed_fields(), "hash": e.hash} for e in page],
-        "next_before": page[-1].id if more else None,
-    }
+    page, last = _page(events)
+    return {"events": [{**e.hashed_fields(), "hash": e.hash} for e in page], "next_before": last}
