@@ -13,6 +13,13 @@ defaults) nothing is kept and every pull reads the database.
 
 Entries also expire after MAX_AGE_SECONDS, a bound on staleness should a publisher fail to reach
 Redis while the subscribers still can.
+
+A process that must read the database anyway (a poll it does not hold, or holds past
+MAX_AGE_SECONDS) also reads the next LOAD_BATCH instances of the fleet, in id order, wrapping
+around at its end. A new process thus holds a fleet of 100,000 after ~100 cold polls rather than
+100,000, and since the sweep reads them in the order it read them before, the oldest entries
+are the next ones it reads again: renewing a whole fleet every MAX_AGE_SECONDS costs a batch
+query per LOAD_BATCH instances, not one per instance (docs/BENCHMARKS.md, P1).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_PREFIX = "diffgram-sso:pull-state:"  # + the database name: consoles sharing a Redis
 LISTENER_NAME = "diffgram-sso-pull-state"
 MAX_AGE_SECONDS = 600
+LOAD_BATCH = 1_000  # instances read with each cold poll (see above)
 MAX_ENTRIES = 150_000  # a bound on each web process's memory: ~120 MB (docs/BENCHMARKS.md, M)
 # Rendered answers (they hold secrets) are kept for the most recent few only: a fleet polls
 # unchanged configurations (304, no body), and fetches a body once per change.
@@ -101,14 +109,17 @@ class PullStates:
         # version identity -> the copy entries share
         self._versions: weakref.WeakValueDictionary[tuple, object] = weakref.WeakValueDictionary()
         self._generation = 0  # bumped by every drop: a load that raced a drop is not kept
+        self._sweep_after = 0  # the id after which the next batch is read
         self._subscribed = False
         self._listener = None  # (pid, redis url, channel, stop event)
 
     # --- the request path -------------------------------------------------------------------
 
-    def get(self, instance_id, load) -> PullState | None:
+    def get(self, instance_id, load, load_batch=None) -> PullState | None:
         """The instance's state from memory, or `load()` (None when there is no such
-        instance); kept only while subscribed and if nothing was dropped meanwhile."""
+        instance); kept only while subscribed and if nothing was dropped meanwhile. When it is
+        read from the database, so is the next batch of the fleet: `load_batch(after, count)`,
+        up to `count` instances with an id above `after`, in id order."""
         self._ensure_listener()
         entry = self._entries.get(instance_id)
         fresh = entry is not None and time.monotonic() - entry.loaded_at < MAX_AGE_SECONDS
@@ -118,19 +129,40 @@ class PullStates:
         instance = load()
         if instance is None:
             return None
-        version = instance.assigned_version
-        if version is not None:
-            # Versions never change: the instances on one version share one copy (memory, and
-            # one decryption of its secrets per process). Keyed by what the version is, not by
-            # its id alone: an id can be handed out again (SQLite reuses the id of a rolled-back
-            # insert), and a copy still alive must never answer for another version.
-            instance.assigned_version = self._versions.setdefault(_identity(version), version)
-        entry = PullState(PulledInstance(instance))
-        with self._lock:
-            full = len(self._entries) >= MAX_ENTRIES  # past it, the rest read the database
-            if self._subscribed and generation == self._generation and not full:
-                self._entries[instance_id] = entry
+        entry = self._keep([instance], generation)[0]
+        if load_batch is not None and self._subscribed and len(self._entries) < MAX_ENTRIES:
+            after = self._sweep_after
+            batch = load_batch(after, LOAD_BATCH)
+            with self._lock:
+                if self._sweep_after == after:  # another thread may have read it meanwhile
+                    full_batch = len(batch) == LOAD_BATCH  # else the end: start again
+                    self._sweep_after = batch[-1].pk if full_batch else 0
+            # Not the asked instance again: the request goes on with the copy returned.
+            self._keep([other for other in batch if other.pk != instance_id], generation)
         return entry
+
+    def _keep(self, instances, generation) -> list[PullState]:
+        """States for freshly loaded instances, kept while there is room (or they replace
+        older entries), unless something was dropped since `generation`."""
+        states = []
+        for instance in instances:
+            version = instance.assigned_version
+            if version is not None:
+                # Versions never change: the instances on one version share one copy (memory,
+                # and one decryption of its secrets per process). Keyed by what the version
+                # is, not by its id alone: an id can be handed out again (SQLite reuses the id
+                # of a rolled-back insert), and a copy still alive must never answer for
+                # another version.
+                instance.assigned_version = self._versions.setdefault(_identity(version), version)
+            states.append(PullState(PulledInstance(instance)))
+        with self._lock:
+            if self._subscribed and generation == self._generation:
+                entries = self._entries
+                for state in states:
+                    pk = state.instance.pk
+                    if len(entries) < MAX_ENTRIES or pk in entries:  # past it: the database
+                        entries[pk] = state
+        return states
 
     def body(self, state: PullState, key: str, render) -> str:
         """A rendered answer for the instance (`key`: what it is, and the ETag it answers
@@ -153,6 +185,7 @@ class PullStates:
         with self._lock:
             self._generation += 1
             if instance_ids is None:
+                self._sweep_after = 0
                 self._entries.clear()
                 self._versions.clear()
                 self._bodies.clear()

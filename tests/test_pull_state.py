@@ -224,6 +224,60 @@ def test_past_the_memory_bound_instances_are_answered_from_the_database(
         assert pull(client, second_fleet).status_code == 200
 
 
+def test_a_cold_poll_reads_the_next_instances_of_the_fleet_with_it(
+    in_memory, fleet, keycloak_provider, client, monkeypatch, django_assert_num_queries
+):
+    """A new web process holds a fleet after a few cold polls, not one per instance."""
+    from console import pull_state
+
+    monkeypatch.setattr(pull_state, "LOAD_BATCH", 2)
+    others = [make_instance(keycloak_provider, f"lab{n}") for n in (2, 3, 4)]
+    versions.publish(keycloak_provider)
+    polls = [(reverse("api-pull-config", args=[i.pk]), token) for i, token in others]
+    for url, token in polls:  # each notes its first pull of the version (a write)
+        assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    pull_states.drop()  # as in a web process just started
+    assert pull(client, fleet).status_code == 200  # reads lab, and the next two after id 0
+    with django_assert_num_queries(0):
+        for url, token in polls[:1]:
+            assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert pull_states.size == 2
+    for url, token in polls[1:]:  # each cold poll reads the next batch, then it starts again
+        assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+    assert pull_states.size == 4
+    with django_assert_num_queries(0):
+        for url, token in polls:
+            assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+
+def test_entries_past_their_age_are_read_again_a_batch_at_a_time(
+    in_memory, fleet, keycloak_provider, client, django_assert_num_queries
+):
+    """The bound on staleness holds for the whole fleet: a token changed with no announcement
+    (as if its publisher could not reach Redis) is refused once the entries are older than
+    MAX_AGE_SECONDS, and the first cold poll renews the others with it."""
+    from console import pull_state
+
+    other, other_token = make_instance(keycloak_provider, "other")
+    versions.publish(keycloak_provider)
+    other_url = reverse("api-pull-config", args=[other.pk])
+    assert client.get(other_url, HTTP_AUTHORIZATION=f"Bearer {other_token}").status_code == 200
+    pull_states.drop()
+    assert pull(client, fleet).status_code == 200
+    with django_assert_num_queries(0):
+        assert client.get(other_url, HTTP_AUTHORIZATION=f"Bearer {other_token}").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE console_instance SET token_hash = %s WHERE id = %s", ["0" * 64, other.pk]
+        )
+    for state in pull_states._entries.values():  # the clock moves on past the bound
+        state.loaded_at -= pull_state.MAX_AGE_SECONDS
+    assert pull(client, fleet).status_code == 200  # read again, with the rest of the fleet
+    with django_assert_num_queries(0):
+        refused = client.get(other_url, HTTP_AUTHORIZATION=f"Bearer {other_token}")
+    assert refused.status_code == 401
+
+
 def test_with_redis_unreachable_pulls_read_the_database_and_it_warns_once(
     settings, fleet, client, caplog, django_assert_num_queries, monkeypatch
 ):

@@ -78,16 +78,21 @@ FORMATS = {
 }
 MAX_DETAIL = 2000
 _DUMMY_HASH = hash_token("no such instance")
-# What the machine API reads of an instance (not the provider, nor its JSON snapshots).
-INSTANCE_COLUMNS = (
+# What the machine API reads of an instance (not the provider, nor its JSON snapshots), and of
+# its assigned version.
+INSTANCE_FIELDS = (
     "id", "name", "url_base", "token_hash", "revision", "last_pull_at", "assignment_sequence",
     "last_pulled_version_number", "applied_version_number", "applied_status",
-    "assigned_version__id", "assigned_version__number",
-    "assigned_version__settings", "assigned_version__secret_settings_encrypted",
-    "assigned_version__login_url_template", "assigned_version__content_hash",
-    "assigned_version__provider_id", "provider_id", "rollout_group", "console_verifies",
-    "signin_runner",
+    "assigned_version", "provider_id", "rollout_group", "console_verifies", "signin_runner",
 )  # fmt: skip
+VERSION_FIELDS = (
+    "id", "number", "settings", "secret_settings_encrypted", "login_url_template",
+    "content_hash", "provider_id",
+)  # fmt: skip
+INSTANCE_COLUMNS = (
+    *INSTANCE_FIELDS,
+    *(f"assigned_version__{field}" for field in VERSION_FIELDS),
+)
 
 
 def _too_many(rate: str) -> JsonResponse:
@@ -105,6 +110,25 @@ def _load_instance(instance_id: int) -> Instance | None:
     )
 
 
+def _load_instances_after(after: int, count: int) -> list[Instance]:
+    """The next `count` instances after the id `after`, in id order (console/pull_state.py
+    reads the fleet in batches), with their versions read once each rather than per row."""
+    batch = list(
+        Instance.objects.only(*INSTANCE_FIELDS).filter(pk__gt=after).order_by("pk")[:count]
+    )
+    wanted = {instance.assigned_version_id for instance in batch} - {None}
+    assigned = ConfigVersion.objects.only(*VERSION_FIELDS).in_bulk(wanted)
+    loaded = []
+    for instance in batch:
+        version_id = instance.assigned_version_id
+        if version_id in assigned:
+            instance.assigned_version = assigned[version_id]
+        elif version_id is not None:
+            continue  # its version deleted since the first query: left for its own poll
+        loaded.append(instance)
+    return loaded
+
+
 def instance_api(*methods: str) -> Callable[[View], View]:
     """Authenticate the bearer token for the instance in the URL, then allow `methods`; sets
     request.pull_state (the instance, from this process's memory when it can be trusted:
@@ -116,7 +140,9 @@ def _authenticated_instance(view: View, methods: tuple[str, ...]) -> View:
     @wraps(view)
     def wrapper(request: Any, instance_id: int, *args: Any, **kwargs: Any) -> HttpResponse:
         token = bearer_token(request)
-        state = pull_states.get(instance_id, lambda: _load_instance(instance_id))
+        state = pull_states.get(
+            instance_id, lambda: _load_instance(instance_id), _load_instances_after
+        )
         # Compare even when the instance does not exist, so timing does not tell.
         matches = (state.instance if state else Instance(token_hash=_DUMMY_HASH)).token_matches(
             token
