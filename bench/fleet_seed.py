@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from console import versions
 from console.api import pull
+from console.instances import PULL_NOTED_EVERY_SECONDS
 from console.models import Instance, Provider, PushRequest
 
 CHUNK = 5000
@@ -40,7 +41,7 @@ def seed(count, tokens_path=None):
                 rollout_group=("canary", "default", "late")[number % 3],
                 provider=provider,
                 signing_secret_encrypted=secret_ciphertext,
-                **_state_fields(state, version, now),
+                **_state_fields(state, version, now, number),
             )
             tokens[number] = instance.new_token()
             batch.append(instance)
@@ -65,9 +66,13 @@ def seed(count, tokens_path=None):
     return count
 
 
-def _state_fields(state, version, now):
+def _state_fields(state, version, now, number):
     if state == "unassigned":
         return {}
+    # Noted at moments spread over the noting interval, as in a fleet that polls all day: the
+    # polls that note again (a write each) then come at a steady count / interval a second,
+    # not all at once.
+    noted_at = now - timedelta(seconds=number % PULL_NOTED_EVERY_SECONDS)
     fields = {
         "assigned_version": version,
         "assignment_sequence": 1,
@@ -78,7 +83,7 @@ def _state_fields(state, version, now):
         "verified_version_number": version.number,
         "verify_ok": True,
         "verify_kind": "signin",
-        "last_pull_at": now,
+        "last_pull_at": noted_at,
         "last_pulled_version_number": version.number,
     }
     if state == "drifting":

@@ -18,33 +18,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import PYTHON, ROOT, environment, fresh_database, manage  # noqa: E402
 from bench.pull import SEED  # noqa: E402
 
-# The pull view loads an instance with one query per cold poll (~2 ms): at 100,000 that alone
-# is minutes. The instances are loaded here in bulk instead, by the very query the view makes
-# (pull.INSTANCE_COLUMNS), and handed to it; what the pull state keeps of them is the same.
-PRELOAD = """
+# Each cold poll reads the next batch of the fleet with it (console/pull_state.LOAD_BATCH), so
+# polling every instance in id order reads the fleet a batch at a time, as a web process does.
+SETUP = """
 import django; django.setup()
 from console.api import pull
-from console.models import Instance
-
-loaded = {}
-pull._load_instance = lambda pk: loaded.pop(pk, None) or Instance.objects.filter(pk=pk).first()
-
-
-def in_chunks(fleet, size=5000):
-    \"\"\"The fleet's lines a chunk at a time, their instances loaded in bulk for the view.\"\"\"
-    for start in range(0, len(fleet), size):
-        chunk = fleet[start : start + size]
-        loaded.update(
-            (instance.pk, instance)
-            for instance in Instance.objects.select_related("assigned_version")
-            .only(*pull.INSTANCE_COLUMNS)
-            .filter(pk__in=[int(pk) for pk, _, _ in chunk])
-        )
-        yield from chunk
 """
 
 MEASURE = (
-    PRELOAD
+    SETUP
     + """
 import gc, json, sys, time, tracemalloc
 from django.test import RequestFactory
@@ -71,7 +53,7 @@ pull_states.drop()
 gc.collect()
 tracemalloc.start()
 before = tracemalloc.get_traced_memory()[0]
-for pk, token, _ in in_chunks(fleet):  # traced: what the polls keep of it is counted
+for pk, token, _ in fleet:  # traced: what the polls keep of it is counted
     poll(pk, token)
 gc.collect()
 held = tracemalloc.get_traced_memory()[0] - before
@@ -91,7 +73,7 @@ Instance.objects.update(last_pulled_version_number=1, last_pull_at=timezone.now(
 """
 
 RSS = (
-    PRELOAD
+    SETUP
     + """
 import gc, json, resource, sys, time
 from django.test import RequestFactory
@@ -112,7 +94,7 @@ for pk, token, _ in fleet[:50]:  # warm up the request path before the baseline
 pull_states.drop()
 gc.collect()
 base = rss()
-for pk, token, _ in in_chunks(fleet):
+for pk, token, _ in fleet:
     pull.pull_config(
         factory.get(f"/api/v1/instances/{pk}/config", HTTP_AUTHORIZATION=f"Bearer {token}"),
         int(pk),

@@ -58,6 +58,16 @@ def _entries_held(base):
     return int(float(found.group(1))) if found else 0
 
 
+def _worker_rss_mb(server_pid):
+    """The resident memory of each of gunicorn's workers (the arbiter's children), in MB."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        sizes.append(round(int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) / 1024))
+    return sorted(sizes)
+
+
 def _ratios_per_round(runs, baseline):
     """{path: [its rate / the baseline's rate, in each round]}."""
     return {
@@ -140,6 +150,7 @@ def main():
             url, seconds=SECONDS, connections=connections, script=script, env=paced
         )
         results["304 at 80%"].update(target_rate=round(target), connections=connections)
+        worker_rss_mb = _worker_rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -158,6 +169,7 @@ def main():
     report = {
         "instances": instances,
         "held_when_measuring": held,
+        "worker_rss_mb": worker_rss_mb,
         "workers": workers,
         "rounds": ROUNDS,
         "results": summary,

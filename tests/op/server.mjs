@@ -13,6 +13,8 @@
 //   OP_REALM     the realm of the keycloak shape (default diffgram-realm)
 //   OP_CLIENTS   JSON list of client metadata (keycloak shape: clients made by hand in the admin
 //                console, whose internal ids are UUIDs)
+//   OP_CLIENTS_FILE  the same list in a file (an environment variable holds at most 128 KiB:
+//                a client with 10,000 callbacks does not fit)
 //   OP_ACCOUNTS  JSON object: login name -> { sub, email, name, groups, password }
 //   OP_JWKS      JSON private JWKS used to sign (switch it to rotate keys)
 //   OP_KEYCLOAK_ADMIN  keycloak shape: "user:password" of the master realm's admin
@@ -21,6 +23,7 @@
 //                OP_ACCOUNTS are the user pool's, checked with its InitiateAuth
 //                (USER_PASSWORD_AUTH) and read with AdminGetUser, on a moto server
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
@@ -58,13 +61,16 @@ if (!(shape in MOUNTS)) throw new Error(`unknown OP_SHAPE ${shape}`);
 const mount = MOUNTS[shape];
 const issuer = `http://127.0.0.1:${port}${mount}`;
 const passwordLogin = shape !== 'plain';
+const clients = JSON.parse(
+  process.env.OP_CLIENTS_FILE
+    ? fs.readFileSync(process.env.OP_CLIENTS_FILE, 'utf8')
+    : process.env.OP_CLIENTS || '[]',
+);
 
 // Clients made through Keycloak's admin API (Diffgram's start-up) live here, by client_id.
 // Those of OP_CLIENTS were made by hand in the admin console: their internal ids are UUIDs.
 const dynamicClients = new Map();
-const handMade = new Map(
-  JSON.parse(process.env.OP_CLIENTS || '[]').map((c) => [c.client_id, crypto.randomUUID()]),
-);
+const handMade = new Map(clients.map((c) => [c.client_id, crypto.randomUUID()]));
 class Adapter extends MemoryAdapter {
   async find(id) {
     if (this.model === 'Client') return dynamicClients.get(id);
@@ -76,7 +82,7 @@ const CLAIMS = ['sub', 'email', 'email_verified', 'name', 'preferred_username', 
 
 const configuration = {
   adapter: Adapter,
-  clients: JSON.parse(process.env.OP_CLIENTS || '[]'),
+  clients,
   jwks: process.env.OP_JWKS ? JSON.parse(process.env.OP_JWKS) : undefined,
   cookies: { keys: ['console-test-op-cookie-key'] },
   claims: {
