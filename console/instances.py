@@ -3,6 +3,8 @@ they tell the console (pulls, and what they applied). Every change is audited.""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -27,7 +29,14 @@ from console import audit, diffgram_releases, kinds, versions
 from console.models import ConfigVersion, Instance, Provider, PushRequest
 
 Action = audit.Action
+# Drift is judged in tens of minutes (INSTANCE_STALE_AFTER_MINUTES): a poll is noted when the
+# last note is older than this, not on every poll of a fleet.
 PULL_NOTED_EVERY_SECONDS = 300
+# Those notes (a fleet of 100,000 has ~330 due a second) are written together by each web
+# process: one UPDATE for up to NOTES_PER_WRITE instances, within NOTES_WRITTEN_WITHIN_SECONDS
+# (at the process's next poll). A process that stops loses at most that much of them.
+NOTES_PER_WRITE = 500
+NOTES_WRITTEN_WITHIN_SECONDS = 10
 
 
 def create_instance(form, *, request=None, actor=None) -> tuple[Instance, str]:
@@ -125,29 +134,66 @@ def record_pull(instance, version) -> None:
     `instance` may be the pull API's copy in process memory: it is kept up to date here, and
     the database decides which process notes the first pull of a version."""
     now = timezone.now()
-    first_of_version = instance.last_pulled_version_number != version.number
-    # Drift is judged in tens of minutes: noting a pull every few minutes is enough, and spares
-    # the database a write on every poll of a fleet.
-    stale = (
+    if instance.last_pulled_version_number != version.number:
+        rows = Instance.objects.filter(pk=instance.pk)
+        with audit.change():
+            if rows.exclude(last_pulled_version_number=version.number).update(
+                last_pull_at=now, last_pulled_version_number=version.number
+            ):
+                audit.record(
+                    Action.INSTANCE_PULLED,
+                    actor=instance,
+                    target=instance,
+                    context={"version": version.number, "provider_id": version.provider_id},
+                )
+            else:  # noted already, by another web process
+                rows.update(last_pull_at=now, last_pulled_version_number=version.number)
+        instance.last_pull_at, instance.last_pulled_version_number = now, version.number
+    elif (
         instance.last_pull_at is None
         or (now - instance.last_pull_at).total_seconds() > PULL_NOTED_EVERY_SECONDS
-    )
-    if not (first_of_version or stale):
-        return
-    rows = Instance.objects.filter(pk=instance.pk)
-    with audit.change():
-        if first_of_version and rows.exclude(last_pulled_version_number=version.number).update(
-            last_pull_at=now, last_pulled_version_number=version.number
-        ):
-            audit.record(
-                Action.INSTANCE_PULLED,
-                actor=instance,
-                target=instance,
-                context={"version": version.number, "provider_id": version.provider_id},
+    ):
+        pull_notes.add(instance.pk)
+        instance.last_pull_at = now
+    pull_notes.write_if_due(now)
+
+
+class PullNotes:
+    """The instances that polled again since their last note, waiting in this process to be
+    written together (see NOTES_PER_WRITE)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._ids: set[int] = set()
+        self._since = 0.0  # when the oldest waiting note was taken (time.monotonic)
+
+    def add(self, instance_id: int) -> None:
+        with self._lock:
+            if not self._ids:
+                self._since = time.monotonic()
+            self._ids.add(instance_id)
+
+    def write_if_due(self, now) -> None:
+        if not self._ids:
+            return
+        with self._lock:
+            due = (
+                len(self._ids) >= NOTES_PER_WRITE
+                or time.monotonic() - self._since >= NOTES_WRITTEN_WITHIN_SECONDS
             )
-        else:  # noted already, perhaps by another web process
-            rows.update(last_pull_at=now, last_pulled_version_number=version.number)
-    instance.last_pull_at, instance.last_pulled_version_number = now, version.number
+            if not due:
+                return
+            ids, self._ids = self._ids, set()
+        # Not an audited change, nor one the pull state hears of: bookkeeping (PULL_BOOKKEEPING).
+        Instance.objects.filter(pk__in=ids).update(last_pull_at=now)
+
+    def forget(self) -> None:
+        """Drop the waiting notes (tests: they belong to another test's database rows)."""
+        with self._lock:
+            self._ids = set()
+
+
+pull_notes = PullNotes()
 
 
 def record_applied_by_etag(instance, version) -> None:

@@ -35,14 +35,15 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Cached JWKS, validations, pull counts and pull state must not leak between tests."""
+    """Cached JWKS, validations, pull counts, notes and pull state must not leak between tests."""
     from django.core.cache import cache
 
-    from console import ratelimits
+    from console import instances, ratelimits
     from console.pull_state import pull_states
 
     cache.clear()
     ratelimits._pull_windows.clear()
+    instances.pull_notes.forget()
     pull_states.drop()
 
 

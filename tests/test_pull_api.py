@@ -3,9 +3,11 @@
 import json
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from console import versions
 from console.models import AuditEvent, Instance
@@ -110,6 +112,40 @@ def test_the_first_pull_of_a_version_is_audited_once(published):
     assert (pulls.get().actor_type, pulls.get().actor_label) == ("instance", "lab")
     lab = Instance.objects.get(name="lab")
     assert lab.last_pull_at is not None and lab.last_pulled_version_number == 1
+
+
+def test_later_polls_are_noted_together_and_within_seconds(keycloak_provider, client, monkeypatch):
+    """The fleet page's "last pull" stays true within PULL_NOTED_EVERY_SECONDS plus a few
+    seconds, while a large fleet's polls cost one write per NOTES_PER_WRITE instances."""
+    from console import instances
+
+    monkeypatch.setattr(instances, "NOTES_PER_WRITE", 3)
+    fleet = [make_instance(keycloak_provider, f"lab{n}") for n in range(4)]
+    versions.publish(keycloak_provider)
+
+    def poll(instance, token):
+        url = reverse("api-pull-config", args=[instance.pk])
+        assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+    for instance, token in fleet:
+        poll(instance, token)  # the first pull of the version: noted at once, and audited
+    long_ago = timezone.now() - timedelta(hours=2)
+    Instance.objects.update(last_pull_at=long_ago)
+
+    def noted():
+        return {i.name for i in Instance.objects.all() if i.last_pull_at > long_ago}
+
+    poll(*fleet[0])
+    poll(*fleet[1])
+    assert noted() == set()  # waiting for a batch
+    poll(*fleet[2])
+    assert noted() == {"lab0", "lab1", "lab2"}  # one write for the three
+    poll(*fleet[3])
+    assert noted() == {"lab0", "lab1", "lab2"}
+    instances.pull_notes._since -= instances.NOTES_WRITTEN_WITHIN_SECONDS  # the clock moves on
+    poll(*fleet[0])  # any poll writes what has waited that long
+    assert noted() == {"lab0", "lab1", "lab2", "lab3"}
+    assert AuditEvent.objects.filter(action="instance.pulled").count() == 4  # first pulls only
 
 
 def test_applied_reports_are_recorded_and_validated(published):
