@@ -103,6 +103,16 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+# The fleet's polls and reports (sso_admin/wsgi.py): token-authenticated, never HTML, so none of
+# sessions, sign-in, CSRF, roles, messages or the HTML headers; the rest as above.
+MACHINE_API_MIDDLEWARE = [
+    "console.log_context.RequestContextMiddleware",
+    "django_guid.middleware.guid_middleware",
+    "console.api.errors.ApiErrorsMiddleware",
+    "console.metrics.RequestTimer",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
 
 ROOT_URLCONF = "sso_admin.urls"
 WSGI_APPLICATION = "sso_admin.wsgi.application"

@@ -243,3 +243,60 @@ def test_a_bad_token_gets_401_not_500_while_the_cache_is_down(client, keycloak_p
     url = reverse("api-pull-config", args=[instance.pk])
     assert client.get(url, HTTP_AUTHORIZATION="Bearer dgi_wrong").status_code == 401
     assert client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
+
+
+# --- served by the console's WSGI application (sso_admin/wsgi.py) --------------------------------
+
+
+def through_wsgi(path, **headers):
+    """(status, headers, body) from the application gunicorn serves, as a fleet's poll gets it."""
+    from django.test import RequestFactory
+
+    from sso_admin.wsgi import application
+
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(response_headers)
+
+    body = b"".join(application(RequestFactory().get(path, **headers).environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+@pytest.mark.django_db(
+    transaction=True
+)  # Django's handler closes a connection left in a transaction
+def test_polls_get_the_same_answer_from_the_lean_stack_and_pages_the_full_one(
+    keycloak_provider, client
+):
+    """(Counted in the latency metric too: tests/test_operations.py, through gunicorn.)"""
+    lab, token = make_instance(keycloak_provider, "lab")
+    versions.publish(keycloak_provider)
+    url = reverse("api-pull-config", args=[lab.pk])
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    full = client.get(url, **auth)
+    status, headers, body = through_wsgi(url, **auth)
+    assert (status, body, headers["ETag"]) == (200, full.content, full["ETag"])
+    assert headers["X-Request-ID"] and headers["X-Content-Type-Options"] == "nosniff"
+    assert "Set-Cookie" not in headers and "Content-Security-Policy" not in headers
+    assert through_wsgi(url, HTTP_IF_NONE_MATCH=full["ETag"], **auth)[0] == 304
+    status, headers, body = through_wsgi(url, HTTP_AUTHORIZATION="Bearer wrong")
+    assert status == 401 and json.loads(body)["error"] == "Missing or invalid instance token."
+    # Not the machine API's two paths: the console's own stack, with its headers.
+    status, headers, _ = through_wsgi(reverse("login"))
+    assert status == 200 and "Content-Security-Policy" in headers
+    assert through_wsgi(f"/api/v1/instances/{lab.pk}/config/extra", **auth)[0] == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lean_stack_refuses_an_unknown_host_as_the_console_does(keycloak_provider, settings):
+    lab, token = make_instance(keycloak_provider, "lab")
+    versions.publish(keycloak_provider)
+    url = reverse("api-pull-config", args=[lab.pk])
+    status, _, _ = through_wsgi(url, HTTP_HOST="evil.invalid", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert status == 400
+
+
+def test_the_lean_stack_is_the_full_one_less_what_token_requests_do_not_use(settings):
+    kept = [name for name in settings.MIDDLEWARE if name in settings.MACHINE_API_MIDDLEWARE]
+    assert kept == settings.MACHINE_API_MIDDLEWARE  # a subset, in the same order
