@@ -1,6 +1,7 @@
 """Production settings: refuse to start without what protects production, pass check --deploy."""
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -137,3 +138,54 @@ def test_check_deploy_refuses_the_development_keys(settings):
     assert {e.id for e in checks.check_development_keys(None)} == {"console.E003"}
     settings.SECRET_KEY = secrets.token_urlsafe(50)
     assert checks.check_development_keys(None) == []
+
+
+# Loads the settings module once per variable, without it and with the value .env.example shows,
+# and names the variables whose value changes any setting: the example's "default" is not one.
+COMPARE_DEFAULTS = """
+import importlib, json, os, re, sys
+baseline, shown = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+
+def settings_with(environment):
+    os.environ.clear()
+    os.environ.update(environment)
+    sys.modules.pop("sso_admin.settings", None)
+    module = importlib.import_module("sso_admin.settings")
+    # Objects without a value repr (a function, an integration) differ only by address.
+    return {name: re.sub(r" at 0x[0-9a-f]+", "", repr(value))
+            for name, value in vars(module).items() if name.isupper()}
+
+differ = []
+for name, value in shown.items():
+    without = {k: v for k, v in baseline.items() if k != name}
+    if settings_with(without) != settings_with({**without, name: value}):
+        differ.append(name)
+print(json.dumps(differ))
+"""
+
+
+def defaults_shown_in_env_example():
+    """{NAME: value} of every "# NAME=value" line (a default, not an "e.g." example)."""
+    shown = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        found = re.match(r"# ([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if found:
+            value = found.group(2).split("  #")[0].strip()  # without a comment after it
+            if value:
+                shown[found.group(1)] = value
+    return shown
+
+
+@pytest.mark.skipif((ROOT / ".env").exists(), reason="a .env file next to manage.py sets values")
+def test_every_default_env_example_shows_is_the_settings_default():
+    shown = defaults_shown_in_env_example()
+    assert {"PUSH_MAX_ATTEMPTS", "LOG_LEVEL", "SECURE_HSTS_SECONDS"} <= set(shown)
+    # Production's baseline: the HTTPS defaults .env.example shows are those of DEBUG=false.
+    environment = subprocess_environment()
+    baseline = {**PRODUCTION, "PATH": environment["PATH"], "HOME": environment.get("HOME", "/")}
+    result = subprocess.run(
+        [sys.executable, "-c", COMPARE_DEFAULTS, json.dumps(baseline), json.dumps(shown)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [], "shown as a default in .env.example, but not one"
