@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client, RequestFactory
 from django.urls import reverse
+from django.utils import timezone
 
 from console import audit, providers, ratelimits
 from console.kinds import OIDCProviderForm
@@ -176,6 +177,14 @@ class TestBreakGlass:
         page = client.get(reverse("providers")).content.decode()
         assert "Signed in with a local break-glass account" in page
         assert AuditEvent.objects.get().action == "login.break_glass"
+
+    def test_the_login_page_says_where_the_first_password_is_until_someone_signed_in(self, client):
+        call_command("bootstrap_admin", stdout=StringIO())
+        hint = 'id="first-sign-in"'
+        page = client.get(reverse("login")).content.decode()
+        assert hint in page and "<code>admin</code>" in page and "make run" in page
+        get_user_model().objects.filter(username="admin").update(last_login=timezone.now())
+        assert hint not in client.get(reverse("login")).content.decode()
 
     def test_the_breakglass_command_creates_then_resets(self):
         out = StringIO()

@@ -7,6 +7,7 @@ set up); CONSOLE_LOCAL_LOGIN=false turns it off.
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -40,6 +41,12 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["local_login"] = settings.CONSOLE_LOCAL_LOGIN
+        # Nobody has signed in yet: say where the first password is (issue 29: a new admin
+        # looked for it on this page).
+        context["first_sign_in"] = settings.CONSOLE_LOCAL_LOGIN and not (
+            get_user_model().objects.filter(last_login__isnull=False).exists()
+        )
+        context["bootstrap_username"] = users.BOOTSTRAP_USERNAME
         try:
             context["sso"] = auth.login_config()
         except auth.LoginError as error:
