@@ -182,7 +182,12 @@ class Fleet:
                 self.args(member, console, "serve", "--listen", "127.0.0.1:0",
                           "--secret-file", secret)
             )  # fmt: skip
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            # A request wakes the server at once; the interval only paces its check for a
+            # shutdown, which never comes (daemon threads). At the default 0.5 s, 10,000
+            # servers woke 20,000 times a second and starved the fleet of the interpreter.
+            threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 3600}, daemon=True
+            ).start()
 
     def poll(self, console, interval):
         """Every agent polls every `interval` seconds; they start spread over one interval, as
