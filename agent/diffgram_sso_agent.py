@@ -65,7 +65,12 @@ VERIFY_WAIT = 120  # seconds to wait for Diffgram to come back after a change
 
 
 class AgentError(Exception):
-    """A failure with a message for the operator."""
+    """A failure with a message for the operator; `transient` when trying again may help (the
+    console busy, restarting or unreachable for a moment)."""
+
+    def __init__(self, message, transient=False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def log(message):
@@ -171,8 +176,33 @@ def acknowledge(console, instance, token, version, ok, detail="", probed=None):
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT):  # noqa: S310 - operator's URL
             pass
+    except urllib.error.HTTPError as error:
+        transient = error.code == 429 or error.code >= 500
+        raise AgentError(f"could not acknowledge version {version}: {error}", transient) from None
     except (urllib.error.URLError, OSError) as error:
-        raise AgentError(f"could not acknowledge version {version}: {error}") from None
+        raise AgentError(f"could not acknowledge version {version}: {error}", True) from None
+
+
+REPORT_ATTEMPTS = 5
+
+
+def report_verification(console, instance, token, version, probed):
+    """acknowledge() a verification's outcome, tried again after a transient failure with
+    growing pauses (~1 minute in all): a report lost is otherwise lost until the next sign-in,
+    and the console waits for it (a rollout that halts by itself, the fleet's state)."""
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            acknowledge(console, instance, token, version, True, probed=probed)
+            return
+        except AgentError as error:
+            if not error.transient or attempt == REPORT_ATTEMPTS:
+                raise
+            pause(min(2**attempt, 30) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+
+
+def pause(seconds):
+    """Wait (tests replace it to move a clock instead)."""
+    time.sleep(seconds)
 
 
 def pull_once(args):
@@ -271,7 +301,7 @@ def report_check(args, token, version, expect):
         HELD.last_signin = time.monotonic()
     log(_outcome(version, result))
     try:
-        acknowledge(args.console, args.instance, token, version, True, probed=result)
+        report_verification(args.console, args.instance, token, version, result)
     except AgentError as error:
         log(f"warning: {error}")
 
