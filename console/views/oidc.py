@@ -178,7 +178,12 @@ def test_login_result(request):
         context["claims_json"] = json.dumps(outcome.id_token, indent=2, sort_keys=True)
         context["userinfo_json"] = json.dumps(outcome.userinfo, indent=2, sort_keys=True)
         context["groups_claim_name"] = settings.CONSOLE_OIDC_GROUPS_CLAIM
-        context["scopes_lack_groups"] = "groups" not in provider.scopes.split()
+        # Only when no group came back: with groups in hand, the scopes are not the problem.
+        context["scopes_lack_groups"] = not outcome.groups and (
+            "groups" not in provider.scopes.split()
+        )
+        context["admin_groups"] = settings.CONSOLE_ADMIN_GROUPS
+        context["auditor_groups"] = settings.CONSOLE_AUDITOR_GROUPS
         if outcome.role == roles.ADMIN:  # only a test as an admin lets it sign admins in
             passed = request.session.get(TEST_PASSED, {})
             passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}
