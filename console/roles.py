@@ -144,12 +144,19 @@ class RoleMiddleware:
 
 
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+# Set at a break-glass sign-in (console/views/accounts.py): a local admin signing in while single
+# sign-on is configured. A local auditor, or the local admin before single sign-on is set up,
+# is not one.
+BREAK_GLASS_SESSION_KEY = "break_glass"
 
 
 def role_context(request) -> dict[str, Any]:
     role = getattr(request, "role", None)
     user = getattr(request, "user", None)
-    break_glass = bool(
-        user and user.is_authenticated and request.session.get(BACKEND_SESSION_KEY) == LOCAL_BACKEND
-    )
-    return {"role": role, "can_edit": role == ADMIN, "break_glass": break_glass}
+    signed_in = bool(user and user.is_authenticated)
+    return {
+        "role": role,
+        "can_edit": role == ADMIN,
+        "local_account": signed_in and request.session.get(BACKEND_SESSION_KEY) == LOCAL_BACKEND,
+        "break_glass": signed_in and bool(request.session.get(BREAK_GLASS_SESSION_KEY)),
+    }

@@ -155,7 +155,7 @@ def test_a_webhook_that_fails_is_retried_then_the_alert_records_why(
 
 
 def test_break_glass_and_halted_rollouts_raise_alerts(
-    celery_worker, smtp, hook_receiver, keycloak_provider, client, django_user_model
+    celery_worker, smtp, hook_receiver, keycloak_provider, client, django_user_model, sso
 ):
     destinations(smtp, hook_receiver, "break_glass", "rollout_halted")
     user = make_user(django_user_model, "rescue", "admin")

@@ -172,11 +172,29 @@ class TestBreakGlass:
         assert response.status_code == 403
         assert "_auth_user_id" not in client.session
 
-    def test_a_local_session_shows_the_banner_and_is_recorded(self, client, admin_user):
+    def test_a_local_admin_while_sso_is_configured_is_break_glass(self, client, admin_user, sso):
         client.post(reverse("login"), {"username": admin_user.username, "password": PASSWORD})
         page = client.get(reverse("providers")).content.decode()
         assert "Signed in with a local break-glass account" in page
-        assert AuditEvent.objects.get().action == "login.break_glass"
+        assert AuditEvent.objects.get(actor_label=admin_user.username).action == (
+            "login.break_glass"
+        )
+
+    def test_a_local_auditor_is_a_local_user_not_break_glass(self, client, auditor_user, sso):
+        """The Users page recommends local accounts for external auditors: their sign-ins
+        are ordinary ones (no banner, no break-glass event, so no break-glass alert)."""
+        client.post(reverse("login"), {"username": auditor_user.username, "password": PASSWORD})
+        page = client.get(reverse("providers")).content.decode()
+        assert "break-glass" not in page and ">Password</a>" in page  # a local password
+        event = AuditEvent.objects.get(actor_label=auditor_user.username)
+        assert (event.action, event.context) == ("login.succeeded", {"method": "local"})
+
+    def test_before_single_sign_on_the_local_admin_is_the_way_in_not_break_glass(
+        self, client, admin_user
+    ):
+        client.post(reverse("login"), {"username": admin_user.username, "password": PASSWORD})
+        assert "break-glass" not in client.get(reverse("providers")).content.decode()
+        assert AuditEvent.objects.get().action == "login.succeeded"
 
     def test_the_login_page_says_where_the_first_password_is_until_someone_signed_in(self, client):
         call_command("bootstrap_admin", stdout=StringIO())
@@ -424,11 +442,13 @@ def test_the_login_page_survives_a_secret_that_cannot_be_decrypted(client, sso, 
     assert signed_in.status_code == 302
 
 
-def run_test_login(admin_client, mock_op, settings, sub, scopes):
+def run_test_login(
+    admin_client, mock_op, settings, sub, scopes, admin_groups=("sso-admins",), nora_groups=()
+):
     settings.SSO_ADMIN_ALLOW_PRIVATE_URLS = True
-    settings.CONSOLE_ADMIN_GROUPS = ["sso-admins"]
+    settings.CONSOLE_ADMIN_GROUPS = list(admin_groups)
     set_groups(mock_op, "alice-sub", ["sso-admins"])
-    set_groups(mock_op, "nora-sub", [])
+    set_groups(mock_op, "nora-sub", list(nora_groups))
     form = OIDCProviderForm(
         data={"name": "Okta", "issuer": mock_op, "client_id": "c", "client_secret": "s",
               "scopes": scopes}
@@ -452,6 +472,25 @@ def test_a_test_login_in_no_console_group_is_not_green_and_says_what_to_add(
     refused = admin_client.post(reverse("provider-console-login", args=[provider.pk]))
     assert refused.status_code == 302
     assert not Provider.objects.get(pk=provider.pk).console_login
+
+
+def test_a_test_login_whose_groups_map_to_no_role_names_the_empty_setting_not_the_scopes(
+    admin_client, mock_op, settings
+):
+    """A new admin's groups claim held sso-console-admins while CONSOLE_ADMIN_GROUPS was empty,
+    and the page blamed the scopes (issue 29)."""
+    settings.CONSOLE_AUDITOR_GROUPS = []
+    _, page = run_test_login(
+        admin_client, mock_op, settings, "nora-sub", "openid email",
+        admin_groups=(), nora_groups=("sso-console-admins",),
+    )  # fmt: skip
+    assert "result-warn" in page
+    assert (
+        "<code>CONSOLE_ADMIN_GROUPS</code> and <code>CONSOLE_AUDITOR_GROUPS</code> are both empty"
+        in page
+    )
+    assert "<code>CONSOLE_ADMIN_GROUPS=sso-console-admins</code>" in page
+    assert "scopes-hint" not in page  # the groups came: the scopes are not the problem
 
 
 def test_only_a_test_login_that_maps_to_admin_offers_the_console_sign_in(

@@ -207,7 +207,7 @@ class TestAccountEvents:
             REMOTE_ADDR="198.51.100.4",
         )
         event = AuditEvent.objects.get()
-        assert event.action == "login.break_glass"  # every local sign-in is a break-glass use
+        assert event.action == "login.succeeded"  # no single sign-on yet: not break-glass
         assert (event.actor_type, event.actor_label) == ("user", "alice-admin")
         assert event.source_ip == "198.51.100.4"
         assert event.context == {"method": "local"}

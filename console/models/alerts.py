@@ -17,7 +17,7 @@ class AlertEvent(models.TextChoices):
     SIGNIN_FAILED = "signin_failed", "A synthetic sign-in fails after one passed"
     SIGNIN_RECOVERED = "signin_recovered", "A synthetic sign-in passes again after failing"
     AUDIT_BROKEN = "audit_broken", "The audit chain stops verifying"
-    BREAK_GLASS = "break_glass", "Someone signs in with a local (break-glass) account"
+    BREAK_GLASS = "break_glass", "A local admin signs in while SSO is set up (break-glass)"
     TEST = "test", "A test alert, sent on request"
 
 

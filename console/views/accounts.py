@@ -1,7 +1,9 @@
 """Sign in and out, with every attempt in the audit history.
 
-The local login form is the break-glass way in (and the only one before single sign-on is
-set up); CONSOLE_LOCAL_LOGIN=false turns it off.
+The local login form is for local users (auditors from outside the identity provider, for one),
+the only way in before single sign-on is set up, and, for a local admin once it is, the
+break-glass way in: that sign-in is audited as login.break_glass, alerted on, and its session
+carries a banner. CONSOLE_LOCAL_LOGIN=false turns the form off.
 """
 
 from urllib.parse import urlencode
@@ -15,7 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from console import audit, auth, ratelimits, users
-from console.roles import MUST_CHOOSE_PASSWORD
+from console.roles import ADMIN, BREAK_GLASS_SESSION_KEY, MUST_CHOOSE_PASSWORD, role_of
 
 
 class ConsoleAuthenticationForm(AuthenticationForm):
@@ -32,6 +34,15 @@ class ConsoleAuthenticationForm(AuthenticationForm):
                 "admin for a new one.",
                 code="one_time_password_used",
             )
+
+
+def single_sign_on_configured() -> bool:
+    """Whether the console has a single sign-on to use, working or not (a broken one is when
+    break-glass is needed most)."""
+    try:
+        return auth.login_config() is not None
+    except auth.LoginError:
+        return True
 
 
 class LoginView(auth_views.LoginView):
@@ -72,8 +83,10 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         response = super().form_valid(form)
         user = form.get_user()
+        break_glass = role_of(user) == ADMIN and single_sign_on_configured()
+        self.request.session[BREAK_GLASS_SESSION_KEY] = break_glass
         audit.record(
-            audit.Action.LOGIN_BREAK_GLASS,
+            audit.Action.LOGIN_BREAK_GLASS if break_glass else audit.Action.LOGIN_SUCCEEDED,
             request=self.request,
             actor=user,
             target=audit.user_target(user),
