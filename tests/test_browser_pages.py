@@ -38,6 +38,26 @@ def keycloak(idp, django_db_blocker):
     )  # fmt: skip
 
 
+CONTRAST = """element => {
+    const rgb = text => text.match(/[0-9.]+/g).slice(0, 3).map(Number);
+    const luminance = ([r, g, b]) => {
+        const [R, G, B] = [r, g, b].map(c => {
+            c /= 255;
+            return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * R + 0.7152 * G + 0.0722 * B;
+    };
+    const style = getComputedStyle(element);
+    const [a, b] = [luminance(rgb(style.color)), luminance(rgb(style.backgroundColor))];
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+}"""
+
+
+def contrast_ratio(locator):
+    """WCAG's contrast ratio of an element's text on its own background colour."""
+    return locator.evaluate(CONTRAST)
+
+
 def test_an_admin_adds_an_auditor_on_the_users_page(live_server, page, admin_user):
     problems = watch_console(page)
     page.set_viewport_size({"width": 1024, "height": 800})
@@ -56,6 +76,8 @@ def test_an_admin_adds_an_auditor_on_the_users_page(live_server, page, admin_use
     row = page.locator(f'tr[data-username="{long_name}"]')
     expect(row).to_contain_text("set locally")
     expect(row.locator(".badge")).to_have_text("auditor")
+    for badge in page.locator("main .badge").all():  # WCAG 2.1 AA: 4.5 for small text
+        assert contrast_ratio(badge) >= 4.5, badge.inner_text()
     assert_fits_the_window(page)  # the long name wraps instead of widening the table
     assert problems == []
 
