@@ -19,6 +19,8 @@ from joserfc.jwk import RSAKey
 from console import diffgram_releases
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+# The order an admin reads results in: what must be fixed, what should be, what is fine.
+STATUS_ORDER = {FAIL: 0, WARN: 1, PASS: 2, SKIP: 3}
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 REQUIRED_METADATA = {
@@ -407,3 +409,13 @@ USERINFO = Check(check_userinfo, ("userinfo.present",))
 SCOPES = Check(check_scopes, ("scopes.openid_email",))
 TOKEN_AUTH = Check(check_token_auth, ("token_auth.method",))
 OPENID_CHECKS = (ISSUER_MATCH, REQUIRED_METADATA_CHECK, ENDPOINTS, CODE_FLOW, ID_TOKEN_ALG, JWKS)
+
+
+def failures_first(checks):
+    """`checks` (CheckResults, or their dicts as stored) failures first, then warnings, passes
+    and skips; each group in the order the checks ran."""
+
+    def status(check):
+        return check["status"] if isinstance(check, dict) else check.status
+
+    return sorted(checks, key=lambda check: STATUS_ORDER.get(status(check), len(STATUS_ORDER)))

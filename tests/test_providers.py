@@ -1,6 +1,7 @@
 """Identity providers through the forms, views and commands an admin uses."""
 
 import os
+import re
 from io import StringIO
 
 import pytest
@@ -146,6 +147,11 @@ class TestCreate:
         assert provider.validation_passed is False
         assert b"failed validation (1 failing check)" in response.content
         assert b'data-check="id_token_alg.rs256"' in response.content
+        # The failure heads the list, above the passes that ran before it.
+        listed = re.findall(r'class="check check-(\w+)"', response.content.decode())
+        assert listed[0] == "fail" and "pass" in listed
+        assert listed == sorted(listed, key=["fail", "warn", "pass", "skip"].index)
+        assert [c["status"] for c in provider.validation_checks][0] == "pass"  # as they ran
 
     @pytest.mark.parametrize(
         ("kind", "data", "field", "error"),
