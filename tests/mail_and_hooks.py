@@ -37,10 +37,10 @@ class SmtpServer:
 
 class HookReceiver:
     """Answers each POST with the next status in `statuses` (then 200) and keeps
-    (headers, body) of every one."""
+    (headers, body) of every one, and its path."""
 
     def __init__(self):
-        self.received, self.statuses = [], []
+        self.received, self.statuses, self.paths = [], [], []
         self.lock = threading.Lock()
         receiver = self
 
@@ -49,6 +49,7 @@ class HookReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
                     receiver.received.append((dict(self.headers), body))
+                    receiver.paths.append(self.path)
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "2")

@@ -4,9 +4,7 @@ the node test OP whether it shows a login page for Diffgram's login request and,
 account, signs in through Diffgram's callback; the console records it, shows it (only a
 synthetic sign-in is a ✓), and halts a staged rollout by itself when the first group says no."""
 
-import json
 import re
-import threading
 from datetime import timedelta
 
 import pytest
@@ -431,32 +429,11 @@ def test_a_republish_of_the_same_content_keeps_its_verification(cognito, cognito
     assert instance.verify_ok is True and host.diffgram.requests == requests
 
 
-class FlakyConsole:
-    """A console that answers reports with the statuses given, in turn (then 200)."""
-
-    def __init__(self, *statuses):
-        from http.server import BaseHTTPRequestHandler
-
-        from tests.loopback import LoopbackHTTPServer
-
-        self.statuses, self.reports = list(statuses), []
-        console = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                console.reports.append((self.path, json.loads(body)))
-                status = console.statuses.pop(0) if console.statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+@pytest.fixture
+def console_stand_in(hook_receiver):
+    """Takes the agent's reports: answers each with the next of `statuses` (then 200)."""
+    hook_receiver.url = hook_receiver.url.removesuffix("/hook")  # the agent adds the API path
+    return hook_receiver
 
 
 @pytest.fixture
@@ -471,40 +448,34 @@ def agent_pauses(monkeypatch):
 PROBED = {"ok": True, "kind": "probe", "step": None, "detail": "offers sign-in", "steps": []}
 
 
-def test_an_agent_tries_its_verification_report_again_while_the_console_is_busy(agent_pauses):
+def test_an_agent_tries_its_verification_report_again_while_the_console_is_busy(
+    agent_pauses, console_stand_in
+):
     from agent import diffgram_sso_agent as agent
 
-    console = FlakyConsole(503, 429, 502)
-    try:
-        agent.report_verification(console.url, 7, "dgi_token", 3, PROBED)
-    finally:
-        console.server.shutdown()
-    assert len(console.reports) == 4  # three refusals, then recorded
-    assert {path for path, _ in console.reports} == {"/api/v1/instances/7/applied"}
-    assert console.reports[-1][1] == {"version": 3, "status": "ok", "detail": "", "probe": PROBED}
+    console_stand_in.statuses[:] = [503, 429, 502]
+    agent.report_verification(console_stand_in.url, 7, "dgi_token", 3, PROBED)
+    reports = console_stand_in.payloads()
+    assert len(reports) == 4  # three refusals, then recorded
+    assert set(console_stand_in.paths) == {"/api/v1/instances/7/applied"}
+    assert reports[-1] == {"version": 3, "status": "ok", "detail": "", "probe": PROBED}
     assert len(agent_pauses) == 3 and agent_pauses[0] < agent_pauses[-1]
 
 
-def test_an_agent_does_not_retry_a_report_the_console_refuses(agent_pauses):
+def test_an_agent_does_not_retry_a_report_the_console_refuses(agent_pauses, console_stand_in):
     from agent import diffgram_sso_agent as agent
 
-    console = FlakyConsole(401)
-    try:
-        with pytest.raises(agent.AgentError, match="could not acknowledge version 3"):
-            agent.report_verification(console.url, 7, "dgi_wrong", 3, PROBED)
-    finally:
-        console.server.shutdown()
-    assert len(console.reports) == 1 and agent_pauses == []
+    console_stand_in.statuses[:] = [401]
+    with pytest.raises(agent.AgentError, match="could not acknowledge version 3"):
+        agent.report_verification(console_stand_in.url, 7, "dgi_wrong", 3, PROBED)
+    assert len(console_stand_in.received) == 1 and agent_pauses == []
 
 
-def test_an_agent_gives_up_a_report_after_its_attempts(agent_pauses):
+def test_an_agent_gives_up_a_report_after_its_attempts(agent_pauses, console_stand_in):
     from agent import diffgram_sso_agent as agent
 
-    console = FlakyConsole(*[503] * agent.REPORT_ATTEMPTS)
-    try:
-        with pytest.raises(agent.AgentError):
-            agent.report_verification(console.url, 7, "dgi_token", 3, PROBED)
-    finally:
-        console.server.shutdown()
-    assert len(console.reports) == agent.REPORT_ATTEMPTS
+    console_stand_in.statuses[:] = [503] * agent.REPORT_ATTEMPTS
+    with pytest.raises(agent.AgentError):
+        agent.report_verification(console_stand_in.url, 7, "dgi_token", 3, PROBED)
+    assert len(console_stand_in.received) == agent.REPORT_ATTEMPTS
     assert sum(agent_pauses) <= 60  # about a minute in all, then the next sign-in's turn
