@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run demo test lint format clean
 
 # Re-install whenever pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -26,6 +26,10 @@ $(OP_MODULES): tests/op/package.json tests/op/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 		npm ci --prefix tests/op --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: tests that need the node OpenID Provider will be skipped"; fi
+
+# A trial without AWS or Diffgram: stand-ins for both on this machine (demo/__main__.py).
+demo: $(VENV)/.installed $(OP_MODULES)
+	$(BIN)/python -m demo --port $(PORT)
 
 PYTEST_ARGS ?= -n auto
 test: $(VENV)/.installed $(OP_MODULES)

@@ -69,6 +69,8 @@ AWS_ENDPOINT_URL_COGNITO_IDP = env("AWS_ENDPOINT_URL_COGNITO_IDP", default="")
 # The Diffgram release the instances run: its known defects (console/diffgram_releases.py) are
 # shown with every Cognito and Keycloak provider.
 DIFFGRAM_VERSION = env("DIFFGRAM_VERSION", default="56f04d8")
+# Set by `make demo` (demo/__main__.py): every page says that nothing behind it is real.
+CONSOLE_DEMO = env.bool("CONSOLE_DEMO", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -128,6 +130,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "console.roles.role_context",
+                "console.context_processors.demo",
             ],
         },
     },

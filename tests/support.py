@@ -10,11 +10,14 @@ saying what to start; with CI=true it fails the test.
 import functools
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -54,6 +57,44 @@ def browser_sign_in(page, live_server, user, password=PASSWORD):
 def subprocess_environment():
     """The environment for child processes, without the test-only async override."""
     return {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+
+
+class MakeTarget:
+    """`make ARGS…` as a user runs it in a terminal: in a session of its own, so that Ctrl-C
+    (interrupt()) reaches every process it starts; its output collected line by line."""
+
+    def __init__(self, *args, env):
+        self.process = subprocess.Popen(
+            ["make", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        self.lines = []
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def read_until(self, pattern, timeout):
+        """Wait until a line matches `pattern` (regular expression); its match."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if found := re.search(pattern, line):
+                    return found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{pattern!r} never printed:\n" + "".join(self.lines[-80:]))
+
+    def interrupt(self, timeout=30):
+        """Ctrl-C; returns once every process of the session has stopped (else kills them)."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
 
 
 def require_component(available, what, how_to_start):

@@ -3,29 +3,13 @@ beat, the one-time admin password printed below their banners with the URL to op
 log line printed once."""
 
 import http.cookiejar
-import os
 import re
-import signal
-import subprocess
-import threading
-import time
 import urllib.parse
 import urllib.request
 
-from tests.support import ROOT, free_port, subprocess_environment
+from tests.support import MakeTarget, free_port, subprocess_environment
 
 BANNER_TIMEOUT = 120
-
-
-def read_until(process, lines, pattern, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(re.search(pattern, line) for line in lines):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    raise AssertionError(f"{pattern!r} never printed:\n" + "".join(lines[-80:]))
 
 
 def test_make_run_on_a_chosen_port_prints_the_admin_password_last(tmp_path):
@@ -36,21 +20,10 @@ def test_make_run_on_a_chosen_port_prints_the_admin_password_last(tmp_path):
         if key not in {"DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE"}
     }
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'console.sqlite3'}"
-    process = subprocess.Popen(
-        ["make", "run", f"PORT={port}"],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
-    reader.start()
+    run = MakeTarget("run", f"PORT={port}", env=environment)
     try:
-        read_until(process, lines, r"password: \S+", BANNER_TIMEOUT)
-        output = "".join(lines)
+        run.read_until(r"password: \S+", BANNER_TIMEOUT)
+        output = run.output
         url = f"http://127.0.0.1:{port}/"
 
         banner_at = output.index("A local admin was created.")
@@ -78,15 +51,12 @@ def test_make_run_on_a_chosen_port_prints_the_admin_password_last(tmp_path):
             timeout=10,
         )
         assert landed.url == url + "account/password/"
-        read_until(process, lines, r'"POST /login/ HTTP/1.1" 302', 10)
+        run.read_until(r'"POST /login/ HTTP/1.1" 302', 10)
 
+        lines = run.lines
         web = [line for line in lines if line.split("|", 1)[0].split()[-1:] == ["web.1"]]
         assert sum("Watching for file changes" in line for line in web) == 1
         assert sum('"GET /login/ HTTP/1.1" 200' in line for line in web) == 1
         assert not [line for line in lines if "No hostname was supplied" in line]
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        run.interrupt()

@@ -1,11 +1,14 @@
 """Diffgram instances: the fleet view, registration, credentials, pushes."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
@@ -51,7 +54,7 @@ def instance_list(request):
             "previous_name": previous_name,
             "next_name": next_name,
             "filtered": form.is_valid() and any(form.cleaned_data.values()),
-            "in_flight": any(r["last_push"] and r["last_push"].state == "pending" for r in rows),
+            "in_flight": any(_settling(row) for row in rows),
             "stale_minutes": settings.INSTANCE_STALE_AFTER_MINUTES,
         },
     )
@@ -96,6 +99,21 @@ def _fleet_page(fleet, *, after=None, before=None):
         page,
         page[0].name if page and has_previous else None,
         page[-1].name if page and has_next else None,
+    )
+
+
+def _settling(row) -> bool:
+    """Whether the row is about to change by itself, so the page refreshes itself: a push in
+    flight, or a version published within ROLLOUT_VERIFY_TIMEOUT_MINUTES that the instance has
+    not yet verified with a sign-in (the agent's next poll and its sign-in are seconds away)."""
+    if row["last_push"] and row["last_push"].state == "pending":
+        return True
+    version = row["instance"].assigned_version
+    recent = timezone.now() - timedelta(minutes=settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES)
+    return (
+        version is not None
+        and version.created_at > recent
+        and row["verification"] in ("pending", "offers")
     )
 
 
