@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from console import aws as console_aws
-from console import cognito
+from console import cognito, providers
 from console.models import AuditEvent
 from tests.support import GOOD_CLIENT, REGION, aws, make_pool, make_provider
 
@@ -163,6 +163,26 @@ def test_the_hosted_ui_domain_is_read_from_aws(moto, admin_client):
     assert provider.cognito_domain == "https://diffgram-lab.auth.eu-west-1.amazoncognito.com"
     event = AuditEvent.objects.get(action="provider.changed")
     assert event.context["source"] == "read from AWS"
+
+
+def test_a_good_app_client_of_a_pool_moto_serves_is_not_called_ready_for_diffgram(
+    moto, admin_client
+):
+    """moto's discovery document has no hosted-UI endpoints: the provider fails its checks and
+    cannot be published, so Inspect must not say it is ready (a trial met exactly this)."""
+    pool, app = make_pool(moto)
+    provider = providers.run_validation(make_provider(pool, app))[0]
+    assert not provider.validation_passed
+    assert cognito.inspect(provider).ok  # the app client itself is as Diffgram needs it
+    page = admin_client.get(reverse("cognito-inspect", args=[provider.pk])).content.decode()
+    assert "✔ app client ready" in page
+    assert "Corp Cognito is not ready for Diffgram:" in page
+    assert "make demo</code> is a trial that signs in end to end" in page
+
+    provider.validation_passed = True  # as with real Cognito's document
+    provider.save(update_fields=["validation_passed"])
+    page = admin_client.get(reverse("cognito-inspect", args=[provider.pk])).content.decode()
+    assert "not ready for Diffgram" not in page
 
 
 def test_an_assumed_role_is_used_when_configured(moto):

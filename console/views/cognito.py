@@ -3,6 +3,7 @@ providers federated into the pool (add, change, enable or disable, remove)."""
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -28,6 +29,8 @@ def inspect(request, provider_id):
     provider = get_cognito_provider(request, provider_id)
     context = {
         "provider": provider,
+        # A stand-in such as moto serves a discovery document without the hosted-UI endpoints.
+        "aws_stand_in": bool(settings.AWS_ENDPOINT_URL_COGNITO_IDP or settings.AWS_ENDPOINT_URL),
         "federation_types": [
             (SHORT_NAMES[FederatedIdentityProvider.Type(value)], label)
             for value, label in FederatedIdentityProvider.Type.choices
