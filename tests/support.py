@@ -337,6 +337,22 @@ def validated_cognito_provider(op, idp, settings, region, pool, **fields):
     return provider
 
 
+def stored_cognito_provider(pool="eu-west-1_Stored1"):
+    """A Cognito provider as a passed validation leaves it, without contacting anything: its
+    stored document is real Cognito's shape, at hosts that never resolve."""
+    provider = Provider(
+        name="Corp Cognito", kind="cognito", aws_region=REGION, user_pool_id=pool,
+        client_id="diffgram-app", scopes="openid email", validation_passed=True,
+        validated_at=timezone.now(),
+        discovery_snapshot=cognito_document(
+            REGION, pool, "https://hosted-ui.invalid", "https://jwks.invalid/keys"
+        ),
+    )  # fmt: skip
+    provider.issuer = kinds.of(provider).issuer(provider)
+    provider.save()
+    return provider
+
+
 def validated_keycloak_provider(server_url, realm="diffgram-realm", **fields):
     """A validated Keycloak provider at `server_url` (the document server's or the node OP's),
     with the credentials Diffgram needs at start-up; `fields` override the form's values."""

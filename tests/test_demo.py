@@ -41,7 +41,11 @@ def test_make_demo_publishes_to_two_stand_ins_that_sign_in_and_stops_on_ctrl_c(p
         expect(page.locator(".banner")).to_contain_text("Demo.")
 
         page.goto(f"{url}/providers/")
-        page.get_by_role("link", name="Demo Cognito").click()
+        steps = page.locator(".getting-started li")
+        # Seeded: a provider and two instances; the agents have nothing to pull yet.
+        for number, state in enumerate(("done", "done", "todo", "todo", "todo"), start=1):
+            expect(steps.nth(number - 1)).to_have_class(f"step-{state}")
+        page.get_by_role("link", name="Demo Cognito", exact=True).click()
         expect(page.locator(".status-fail")).to_have_count(0)  # every check passes
         page.get_by_label("Why (shown in the history)").fill("trying the demo")
         page.get_by_role("button", name="Publish").click()
@@ -54,6 +58,10 @@ def test_make_demo_publishes_to_two_stand_ins_that_sign_in_and_stops_on_ctrl_c(p
             cell = page.locator(f'tr[data-instance="{name}"] td.verified')
             expect(cell).to_contain_text("✓ signed in v1", timeout=SIGNED_IN_TIMEOUT_MS)
             expect(cell).to_contain_text(by)
+
+        page.get_by_role("link", name="Providers").click()
+        expect(page.get_by_role("heading", name="Identity providers")).to_be_visible()
+        expect(page.locator(".getting-started")).to_have_count(0)  # every step done
 
         page.get_by_role("link", name="History").click()
         expect(page.locator("main")).to_contain_text("demo set-up")  # what the demo seeded

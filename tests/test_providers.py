@@ -10,13 +10,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
-from console import kinds, versions
+from console import instances, kinds, versions
 from console.models import (
     AuditEvent,
+    Instance,
     Provider,
 )
 from tests import idp_server
-from tests.support import make_instance
+from tests.support import make_instance, stored_cognito_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -552,3 +553,34 @@ def test_the_list_searches_providers_by_name_kind_issuer_and_client_id(
     assert found("0oa-staff") == ["Okta staff"]  # the client id
     page = admin_client.get(reverse("providers"), {"q": "zzz-none"}).content.decode()
     assert "No providers match “zzz-none”" in page
+
+
+def test_the_getting_started_steps_tick_from_the_consoles_own_state(admin_client, auditor_client):
+    def ticked():
+        page = admin_client.get(reverse("providers")).content.decode()
+        if "Getting started" not in page:
+            return None
+        return [int(n) for n in re.findall(r'class="step-done" data-step="(\d)"', page)]
+
+    page = admin_client.get(reverse("providers")).content.decode()
+    assert ticked() == []
+    assert f'href="{reverse("provider-new")}">Add an identity provider' in page
+
+    provider = stored_cognito_provider()
+    assert ticked() == [1]
+    lab, _ = make_instance(provider, "lab")
+    assert ticked() == [1, 2]
+    page = admin_client.get(reverse("providers")).content.decode()
+    agent_setup = reverse("instance-detail", args=[lab.pk])
+    assert f'href="{agent_setup}">Install the agent on the Diffgram host' in page
+    versions.publish(provider)
+    assert ticked() == [1, 2, 4]
+    instances.record_applied(lab, version_number=1, ok=True, detail="")  # the agent applied it
+    assert ticked() == [1, 2, 3, 4]
+    Instance.objects.update(
+        verified_version_number=1, verify_ok=True, verify_kind="signin", verified_by="agent"
+    )
+    assert ticked() is None  # the whole path walked: the checklist is gone
+    # Auditors change nothing: they are never shown it.
+    Instance.objects.update(verify_kind="probe")
+    assert "Getting started" not in auditor_client.get(reverse("providers")).content.decode()

@@ -11,17 +11,15 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from console import delivery, instances, kinds, tasks, versions
+from console import delivery, instances, tasks, versions
 from console.models import (
     AuditEvent,
     ConfigVersion,
     Instance,
-    Provider,
     PushRequest,
     hash_token,
 )
-from tests.idp_server import cognito_document
-from tests.support import make_instance
+from tests.support import make_instance, stored_cognito_provider
 
 pytestmark = pytest.mark.django_db
 
@@ -423,16 +421,7 @@ class TestFleetView:
         assert "in sync" in html
 
     def test_it_polls_while_a_new_version_awaits_its_sign_in(self, admin_client):
-        cognito = Provider(
-            name="Corp Cognito", kind="cognito", aws_region="eu-west-1",
-            user_pool_id="eu-west-1_Poll", client_id="app", scopes="openid email",
-            validation_passed=True, validated_at=timezone.now(),
-            discovery_snapshot=cognito_document(
-                "eu-west-1", "eu-west-1_Poll", "https://hosted.invalid", "https://jwks.invalid"
-            ),
-        )  # fmt: skip
-        cognito.issuer = kinds.of(cognito).issuer(cognito)
-        cognito.save()
+        cognito = stored_cognito_provider()
         lab, _ = make_instance(cognito, "lab")
         versions.publish(cognito)
 

@@ -11,7 +11,15 @@ from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST, require_safe
 
-from console import diffgram, discovery, kinds, providers, signin_accounts
+from console import (
+    diffgram,
+    discovery,
+    getting_started,
+    kinds,
+    providers,
+    roles,
+    signin_accounts,
+)
 from console.forms import PublishForm, SearchForm
 from console.models import Provider
 
@@ -27,10 +35,16 @@ def provider_list(request):
         request.GET, fields=("name", "kind", "issuer", "client_id"),
         help_text="Name, kind, issuer or client id.",
     )  # fmt: skip
+    steps = getting_started.steps() if request.role == roles.ADMIN else []
     return render(
         request,
         "console/providers.html",
-        {"providers": search.search(Provider.objects.all()), "search": search},
+        {
+            "providers": search.search(Provider.objects.all()),
+            "search": search,
+            # Until the whole path has been walked once.
+            "getting_started": steps if not all(step.done for step in steps) else [],
+        },
     )
 
 
