@@ -10,12 +10,15 @@ Every view requires a signed-in user (Django's LoginRequiredMiddleware) and a ro
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+
+from console.models import RoleGroups
 
 ADMIN = "admin"
 AUDITOR = "auditor"
@@ -50,20 +53,46 @@ def groups_claim(claims, userinfo) -> list[str]:
     return [group for group in value if isinstance(group, str)] if isinstance(value, list) else []
 
 
-def role_for_groups(groups) -> str | None:
+@dataclass(frozen=True)
+class GroupMapping:
+    """Which IdP groups give which role, and where that was decided: on the Users page (a
+    RoleGroups row), else the bootstrap defaults CONSOLE_ADMIN_GROUPS / CONSOLE_AUDITOR_GROUPS."""
+
+    admin: tuple[str, ...]
+    auditor: tuple[str, ...]
+    stored: RoleGroups | None = None
+
+    @property
+    def from_environment(self) -> bool:
+        return self.stored is None
+
+    def giving(self, role) -> tuple[str, ...]:
+        return self.admin if role == ADMIN else self.auditor if role == AUDITOR else ()
+
+
+def group_mapping() -> GroupMapping:
+    stored = RoleGroups.objects.order_by("pk").first()
+    if stored is None:
+        return GroupMapping(
+            tuple(settings.CONSOLE_ADMIN_GROUPS), tuple(settings.CONSOLE_AUDITOR_GROUPS)
+        )
+    return GroupMapping(tuple(stored.admin_groups), tuple(stored.auditor_groups), stored)
+
+
+def role_for_groups(groups, mapping: GroupMapping | None = None) -> str | None:
     """The console role IdP groups give: admin wins over auditor; None for neither."""
-    if set(groups) & set(settings.CONSOLE_ADMIN_GROUPS):
+    mapping = mapping or group_mapping()
+    if set(groups) & set(mapping.admin):
         return ADMIN
-    if set(groups) & set(settings.CONSOLE_AUDITOR_GROUPS):
+    if set(groups) & set(mapping.auditor):
         return AUDITOR
     return None
 
 
 def role_groups(groups) -> list[str]:
     """The groups among `groups` that gave the role, shown as where it comes from."""
-    role = role_for_groups(groups)
-    giving = settings.CONSOLE_ADMIN_GROUPS if role == ADMIN else settings.CONSOLE_AUDITOR_GROUPS
-    return sorted(set(groups) & set(giving)) if role else []
+    mapping = group_mapping()
+    return sorted(set(groups) & set(mapping.giving(role_for_groups(groups, mapping))))
 
 
 def admins_to_ask() -> list[str]:
@@ -80,8 +109,7 @@ def no_access(request, *, refused_sso=False) -> HttpResponse:
         {
             "refused_sso": refused_sso,
             "admins": admins_to_ask(),
-            "admin_groups": settings.CONSOLE_ADMIN_GROUPS,
-            "auditor_groups": settings.CONSOLE_AUDITOR_GROUPS,
+            "mapping": group_mapping(),
             "groups_claim": settings.CONSOLE_OIDC_GROUPS_CLAIM,
         },
         status=403,

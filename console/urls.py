@@ -124,6 +124,7 @@ urlpatterns = [
     path(destination + "test/", alerts.alert_destination_test, name="alert-destination-test"),
     # users and roles
     path("users/", users.user_list, name="users"),
+    path("users/role-groups/", users.role_groups, name="role-groups"),
     path(user + "reset-password/", users.user_reset_password, name="user-reset-password"),
     path(user + "role/", users.user_set_role, name="user-set-role"),
     path(user + "active/", users.user_set_active, name="user-set-active"),

@@ -21,8 +21,8 @@ from django.db.models import Count, Prefetch, Q
 from django.utils import timezone
 
 from console import audit
-from console.models import ExternalIdentity, OneTimePassword
-from console.roles import ADMIN, ROLES, role_of, role_of_groups
+from console.models import ExternalIdentity, OneTimePassword, RoleGroups
+from console.roles import ADMIN, ROLES, group_mapping, role_of, role_of_groups
 
 ONE_TIME_PASSWORD_VALID_FOR = timedelta(days=3)
 BOOTSTRAP_USERNAME = "admin"
@@ -97,6 +97,37 @@ def user_rows(search=None) -> list[UserRow]:
 
 def is_sso_user(user) -> bool:
     return user.external_identities.exists()
+
+
+def sso_role_groups(user) -> list[str]:
+    """The IdP groups that made this single-sign-on user an admin at their last sign-in."""
+    if role_of(user) != ADMIN:
+        return []
+    groups = user.external_identities.values_list("role_groups", flat=True)
+    return sorted({group for listed in groups for group in listed})
+
+
+# --- which identity-provider groups give the roles ---------------------------------------------
+
+
+def set_role_groups(admin_groups, auditor_groups, *, request=None, actor=None) -> None:
+    """Store the mapping (from now on CONSOLE_ADMIN_GROUPS / CONSOLE_AUDITOR_GROUPS are not
+    read); audited with what it was before, bootstrap defaults included. Roles follow at each
+    user's next sign-in."""
+    before = group_mapping()
+    with audit.change():
+        stored = RoleGroups.objects.select_for_update().order_by("pk").first() or RoleGroups()
+        stored.admin_groups, stored.auditor_groups = list(admin_groups), list(auditor_groups)
+        stored.updated_by = getattr(_acting(request, actor), "username", "") or "system"
+        stored.save()
+        changes = audit.field_changes(
+            {"admin_groups": list(before.admin), "auditor_groups": list(before.auditor)},
+            {"admin_groups": stored.admin_groups, "auditor_groups": stored.auditor_groups},
+        )
+        audit.record(
+            audit.Action.ROLE_GROUPS_CHANGED, request=request, actor=actor, changes=changes,
+            context={"before": "environment" if before.from_environment else "console"},
+        )  # fmt: skip
 
 
 # --- local users --------------------------------------------------------------------------------

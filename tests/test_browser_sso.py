@@ -126,3 +126,39 @@ def test_a_key_rotation_at_the_op_does_not_break_sign_in(page, live_server, sso,
     expect(page.locator(".whoami")).to_contain_text("alice")
     kids = [key["kid"] for key in Provider.objects.get(pk=sso.pk).jwks_snapshot["keys"]]
     assert kids == ["op-key-2"]
+
+
+def test_an_admin_maps_a_group_on_the_users_page_and_a_test_login_then_maps_the_user(
+    page, live_server, sso, admin_user, settings
+):
+    """nora's group, engineering, gives no role; mapped to auditor on the Users page (no
+    restart), her test login says she would sign in as auditor, and then she does."""
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_text("Emergency: sign in with a local account").click()
+    page.get_by_label("Username").fill(admin_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+    page.goto(f"{live_server.url}/providers/{sso.pk}/")
+    page.get_by_role("link", name="Test login").click()
+    sign_in_at_op(page, "nora", live_server)
+    expect(page.get_by_text("the console would refuse it")).to_be_visible()
+    page.locator(".groups-hint").get_by_role("link", name="Users page").first.click()
+
+    section = page.locator("#role-groups")
+    expect(section).to_contain_text("bootstrap defaults from CONSOLE_ADMIN_GROUPS")
+    expect(section.get_by_label("Admin groups")).to_have_value("console-admins")
+    section.get_by_label("Auditor groups").fill("console-auditors\nengineering")
+    section.get_by_role("button", name="Save role groups").click()
+    expect(page.get_by_text("Saved which groups give the roles")).to_be_visible()
+    expect(section).to_contain_text(f"Set here by {admin_user.username}")
+
+    page.goto(f"{live_server.url}/providers/{sso.pk}/")
+    page.get_by_role("link", name="Test login").click()
+    sign_in_at_op(page, "nora", live_server)
+    expect(page.get_by_text("would sign in as auditor")).to_be_visible()
+
+    settings.CONSOLE_AUDITOR_GROUPS = []  # no longer read: the mapping is the console's now
+    nora = page.context.browser.new_context().new_page()
+    sso_sign_in(nora, live_server, "nora")
+    expect(nora.locator(".whoami .badge")).to_have_text("auditor")

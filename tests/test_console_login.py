@@ -486,10 +486,10 @@ def test_a_test_login_whose_groups_map_to_no_role_names_the_empty_setting_not_th
     )  # fmt: skip
     assert "result-warn" in page
     assert (
-        "<code>CONSOLE_ADMIN_GROUPS</code> and <code>CONSOLE_AUDITOR_GROUPS</code> are both empty"
-        in page
+        "<code>CONSOLE_ADMIN_GROUPS</code> and <code>CONSOLE_AUDITOR_GROUPS</code> are both empty "
+        "and no mapping was set on the" in page
     )
-    assert "<code>CONSOLE_ADMIN_GROUPS=sso-console-admins</code>" in page
+    assert "add <code>sso-console-admins</code> to the admin groups on the" in page
     assert "scopes-hint" not in page  # the groups came: the scopes are not the problem
 
 

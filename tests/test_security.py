@@ -266,6 +266,7 @@ MATRIX = {
     "api-token-revoke": [("POST", "own-account")],
     "choose-password": [("GET", "page"), ("POST", "own-account")],
     "users": [("GET", "page"), ("POST", "admin-write")],
+    "role-groups": [("POST", "admin-write")],
     "user-reset-password": [("POST", "admin-write")],
     "user-set-role": [("POST", "admin-write")],
     "user-set-active": [("POST", "admin-write")],

@@ -296,3 +296,65 @@ def test_the_page_searches_users_by_name_email_role_and_identity(admin_client, a
     assert found("oscar-sub")[0] == ["oscar@example.test~127.0.0.1"]  # the identity's subject
     names, page = found("nobody-like-this")
     assert names == [] and "No users match “nobody-like-this”" in page
+
+
+# --- which identity-provider groups give the roles ---------------------------------------------
+
+
+def test_role_groups_set_on_the_page_replace_the_bootstrap_defaults_and_are_audited(
+    admin_client, sso, settings
+):
+    page = admin_client.get(reverse("users")).content.decode()
+    assert "These are the bootstrap defaults from <code>CONSOLE_ADMIN_GROUPS</code>" in page
+    response = admin_client.post(
+        reverse("role-groups"),
+        {"admin_groups": "sso-admins", "auditor_groups": "sso-auditors,  engineering\n\n"},
+    )
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="roles.groups_changed")
+    assert event.changes == {
+        "auditor_groups": [["sso-auditors"], ["sso-auditors", "engineering"]]
+    }
+    assert event.context == {"before": "environment"}
+    assert event.actor_label == "alice-admin"
+
+    # nora (engineering) is now an auditor at her next sign-in; the variables are not read.
+    settings.CONSOLE_AUDITOR_GROUPS = []
+    response, _ = sso_login(Client(), "nora-sub")
+    assert response.status_code == 302
+    assert role_of(ExternalIdentity.objects.get(subject="nora-sub").user) == "auditor"
+    page = admin_client.get(reverse("users")).content.decode()
+    assert "Set here by alice-admin" in page
+    assert "are no longer read" in page
+
+
+def test_bad_role_groups_show_field_errors_and_change_nothing(admin_client, sso):
+    response = admin_client.post(
+        reverse("role-groups"), {"admin_groups": "sso-admins", "auditor_groups": "sso-admins"}
+    )
+    assert response.status_code == 400
+    assert "sso-admins cannot give both roles" in response.content.decode()
+    assert not AuditEvent.objects.filter(action="roles.groups_changed").exists()
+
+
+def test_an_sso_admin_cannot_take_away_the_group_that_makes_them_admin(sso):
+    client = Client()
+    sso_login(client, "alice-sub")  # admin through sso-admins
+    response = client.post(
+        reverse("role-groups"), {"admin_groups": "someone-else", "auditor_groups": ""}
+    )
+    assert response.status_code == 400
+    assert "You are an admin through sso-admins: keep it here" in response.content.decode()
+    response = client.post(
+        reverse("role-groups"), {"admin_groups": "someone-else, sso-admins", "auditor_groups": ""}
+    )
+    assert response.status_code == 302
+
+
+def test_auditors_read_the_role_groups_and_cannot_change_them(auditor_client, sso):
+    page = auditor_client.get(reverse("users")).content.decode()
+    assert "<dt>admin</dt><dd><code>sso-admins</code>" in page
+    assert "Save role groups" not in page
+    refused = auditor_client.post(reverse("role-groups"), {"admin_groups": "x"})
+    assert refused.status_code == 403
+    assert not AuditEvent.objects.filter(action="roles.groups_changed").exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.models.accounts import OneTimePassword
+from console.models.accounts import OneTimePassword, RoleGroups
 from console.models.alerts import Alert, AlertDestination, AlertEvent
 from console.models.api_token import ApiToken
 from console.models.audit import (
@@ -36,6 +36,7 @@ __all__ = [
     "Provider",
     "PushAttempt",
     "PushRequest",
+    "RoleGroups",
     "Rollout",
     "SigninAccount",
     "compute_event_hash",

@@ -20,3 +20,17 @@ class OneTimePassword(models.Model):
 
     def __str__(self):
         return f"one-time password of {self.user}"
+
+
+class RoleGroups(models.Model):
+    """Which identity-provider groups give the console's roles, as an admin set them on the
+    Users page. At most one row: until it exists, CONSOLE_ADMIN_GROUPS and
+    CONSOLE_AUDITOR_GROUPS (the bootstrap defaults) decide; once it does, they are not read."""
+
+    admin_groups = models.JSONField(default=list, blank=True)
+    auditor_groups = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150)
+
+    def __str__(self):
+        return "role groups"

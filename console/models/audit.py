@@ -66,6 +66,7 @@ class AuditEvent(models.Model):
         # accounts and access
         USER_CREATED = "user.created"
         USER_ROLE_CHANGED = "user.role_changed"
+        ROLE_GROUPS_CHANGED = "roles.groups_changed"
         USER_PASSWORD_RESET = "user.password_reset"
         USER_PASSWORD_CHANGED = "user.password_changed"
         USER_DISABLED = "user.disabled"

@@ -182,8 +182,7 @@ def test_login_result(request):
         context["scopes_lack_groups"] = not outcome.groups and (
             "groups" not in provider.scopes.split()
         )
-        context["admin_groups"] = settings.CONSOLE_ADMIN_GROUPS
-        context["auditor_groups"] = settings.CONSOLE_AUDITOR_GROUPS
+        context["mapping"] = roles.group_mapping()
         if outcome.role == roles.ADMIN:  # only a test as an admin lets it sign admins in
             passed = request.session.get(TEST_PASSED, {})
             passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}

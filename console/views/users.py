@@ -2,29 +2,32 @@
 create local users, reset their passwords, change their roles, disable and enable anyone, and
 revoke anyone's API tokens; auditors read the page."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from console import api_tokens, users
+from console import api_tokens, roles, users
 from console.forms import SearchForm
 from console.roles import MUST_CHOOSE_PASSWORD, own_account_view
-from console.user_forms import LocalUserForm, RoleForm
+from console.user_forms import LocalUserForm, RoleForm, RoleGroupsForm
 
 
-def _page(request, form=None, handed_over=None, status=200):
+def _page(request, form=None, handed_over=None, status=200, role_groups_form=None):
     search = SearchForm(
         request.GET,
         fields=("username", "email", "groups__name", "external_identities__issuer",
                 "external_identities__subject"),
         help_text="Name, email, role, or the issuer or subject of a single sign-on identity.",
     )  # fmt: skip
+    mapping = roles.group_mapping()
     response = render(
         request,
         "console/users.html",
@@ -33,6 +36,15 @@ def _page(request, form=None, handed_over=None, status=200):
             "search": search,
             "form": form or LocalUserForm(),
             "role_form": RoleForm(),
+            "mapping": mapping,
+            "groups_claim": settings.CONSOLE_OIDC_GROUPS_CLAIM,
+            "role_groups_form": role_groups_form
+            or RoleGroupsForm(
+                initial={
+                    "admin_groups": "\n".join(mapping.admin),
+                    "auditor_groups": "\n".join(mapping.auditor),
+                }
+            ),
             "handed_over": handed_over,
             "valid_days": users.ONE_TIME_PASSWORD_VALID_FOR.days,
         },
@@ -55,6 +67,22 @@ def user_list(request):
         request=request,
     )
     return _page(request, handed_over={"user": user, "password": password, "created": True})
+
+
+@require_POST
+def role_groups(request):
+    form = RoleGroupsForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _page(request, role_groups_form=form, status=400)
+    users.set_role_groups(
+        form.cleaned_data["admin_groups"], form.cleaned_data["auditor_groups"], request=request
+    )
+    messages.success(
+        request,
+        "Saved which groups give the roles; each single-sign-on user gets theirs at their next "
+        "sign-in.",
+    )
+    return redirect(reverse("users") + "#role-groups")
 
 
 def _user(user_id):
