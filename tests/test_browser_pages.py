@@ -91,12 +91,21 @@ def test_publishing_shows_the_diff_and_the_instances_before_it_publishes(
     browser_sign_in(page, live_server, admin_user)
     page.goto(f"{live_server.url}/providers/{keycloak.pk}/")
     page.get_by_label("Publish to").select_option(label="group canary first")
+    page.get_by_label("Why (shown in the history)").fill("Move lab to the new realm (CHG-1042)")
     page.get_by_role("button", name="Publish").click()
 
     expect(page.get_by_role("heading", name="Publish v1 of Lab Keycloak?")).to_be_visible()
+    expect(page.locator(".why-note")).to_have_text("Move lab to the new realm (CHG-1042)")
     expect(page.locator("table.diff")).to_contain_text("KEYCLOAK_REALM")
+    # Keycloak used directly: Diffgram's own defects stop every sign-in, said before publishing.
+    defects = page.locator(".blocking-defects")
+    expect(defects).to_contain_text("Nobody can sign in to Diffgram 56f04d8 with this setup")
+    expect(defects).to_contain_text("keycloak.redirect_route")
+    # Each instance with the client id it gets, not the template diffgram-{instance}.
     expect(page.locator(".instances-now")).to_contain_text("lab")
+    expect(page.locator(".instances-now .client-id")).to_have_text("diffgram-lab")
     expect(page.locator(".instances-later")).to_contain_text("prod")
+    expect(page.locator(".instances-later .client-id")).to_have_text("diffgram-prod")
     assert_fits_the_window(page)
     page.get_by_role("button", name="Publish v1").click()
     expect(page.get_by_text("Published Lab Keycloak v1.")).to_be_visible()

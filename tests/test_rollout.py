@@ -289,6 +289,11 @@ class TestPublishConfirmation:
         assert rows["KEYCLOAK_REALM"]["state"] == "added"
         assert rows["KEY_CLOAK_MASTER_PASSWORD"]["after"] == "[secret]"
         assert "kc-master-canary" not in page  # secrets only as changed or not
+        assert '<blockquote class="why-note">try it</blockquote>' in page
+        unexplained = self.publish(admin_client, keycloak_provider, group="canary").content
+        assert "No reason given: the history will say only that you published it" in (
+            unexplained.decode()
+        )
 
         confirmed = self.publish(
             admin_client, keycloak_provider, group="canary", note="try it", confirm="yes",

@@ -312,9 +312,7 @@ def test_role_groups_set_on_the_page_replace_the_bootstrap_defaults_and_are_audi
     )
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="roles.groups_changed")
-    assert event.changes == {
-        "auditor_groups": [["sso-auditors"], ["sso-auditors", "engineering"]]
-    }
+    assert event.changes == {"auditor_groups": [["sso-auditors"], ["sso-auditors", "engineering"]]}
     assert event.context == {"before": "environment"}
     assert event.actor_label == "alice-admin"
 

@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
-from console import kinds, verification, versions
+from console import diffgram, kinds, verification, versions
 from console.forms import PublishForm
 from console.models import ConfigVersion
 from console.views.providers import get_provider
@@ -39,11 +39,21 @@ def publish(request, provider_id):
     confirmed = request.POST.get("confirm") == "yes"
     changed = confirmed and request.POST.get("revision") != str(provider.revision)
     if not confirmed or changed:
+        per_instance = diffgram.INSTANCE_PLACEHOLDER in provider.client_id
+
+        def with_client_ids(targets):
+            """Each instance with the client id it signs in with, when each has its own."""
+            return [
+                (i, diffgram.instance_client_id(provider.client_id, i.name) if per_instance else "")
+                for i in targets
+            ]
+
         return render(
             request,
             "console/publish_confirm.html",
             {
                 "provider": provider, "preview": preview, "note": note, "changed": changed,
+                "now": with_client_ids(preview.targets), "later": with_client_ids(preview.later),
                 "watch": watch, "verify_minutes": settings.ROLLOUT_VERIFY_TIMEOUT_MINUTES,
                 "diffgram_version": settings.DIFFGRAM_VERSION,
                 "blocking": kinds.of(provider).blocking_issues(
