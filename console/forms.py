@@ -85,6 +85,18 @@ def http_url(value: str, what: str) -> str:
     return value
 
 
+def diffgram_url_base(value: str, what: str = "URL_BASE") -> str:
+    """A Diffgram URL_BASE: an http(s) URL ending with "/", or a field error. Refused rather
+    than fixed: the same value sits in Diffgram's own .env, and Diffgram appends its paths to it
+    (Keycloak's callback without inserting a "/": docs/DIFFGRAM.md)."""
+    value = http_url(value.strip(), what)
+    if not value.endswith("/"):
+        raise ValidationError(
+            f"End {what} with / — Diffgram appends its paths to it (e.g. {value}/)."
+        )
+    return value
+
+
 class WriteOnlySecretsForm(forms.ModelForm):
     """A model form whose secrets (`secret_names`, on a model with WriteOnlySecrets) are
     write-only: never rendered with their value; the edit form says whether one is set;

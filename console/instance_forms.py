@@ -7,7 +7,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from console import instances, kinds, outbound
-from console.forms import AWS_REGION, http_url
+from console.forms import AWS_REGION, diffgram_url_base, http_url
 from console.models import Instance, Provider
 
 
@@ -39,12 +39,7 @@ class InstanceForm(forms.ModelForm):
         return self.cleaned_data.get("signin_runner") or Instance.SigninRunner.CONSOLE
 
     def clean_url_base(self) -> str:
-        value = http_url(self.cleaned_data["url_base"].strip(), "URL_BASE")
-        if not value.endswith("/"):
-            raise ValidationError(
-                f"End URL_BASE with / — Diffgram concatenates paths to it (e.g. {value}/)."
-            )
-        return value
+        return diffgram_url_base(self.cleaned_data["url_base"])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -54,6 +54,21 @@ def browser_sign_in(page, live_server, user, password=PASSWORD):
     page.get_by_role("button", name="Sign in").click()
 
 
+def add_keycloak_in_browser(page, live_server, server_url, *, name, url_base, master_password):
+    """Fill in and submit the new Keycloak provider form as an admin would."""
+    page.goto(f"{live_server.url}/providers/new/keycloak/")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Server URL").fill(server_url)
+    page.get_by_label("Realm").fill("diffgram-realm")
+    page.get_by_label("Client id").fill("diffgram-{instance}")
+    page.get_by_label("Master admin user").fill("admin")
+    page.get_by_label("Master admin password").fill(master_password)
+    page.get_by_label("Diffgram admin user").fill("diffgram-admin")
+    page.get_by_label("Diffgram admin password").fill(master_password + "-diffgram")
+    page.get_by_label("Diffgram URL_BASE").fill(url_base)
+    page.get_by_role("button", name="Add and validate").click()
+
+
 def subprocess_environment():
     """The environment for child processes, without the test-only async override."""
     return {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}

@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import idp_server
-from tests.support import PASSWORD, browser_sign_in
+from tests.support import PASSWORD, add_keycloak_in_browser, browser_sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,17 +61,10 @@ def test_an_admin_rolls_out_a_provider_and_sees_the_agent_apply_it(
     server_url = idp_server.serve_keycloak(idp)
     browser_sign_in(page, live_server, admin_user)
 
-    page.goto(f"{live_server.url}/providers/new/keycloak/")
-    page.get_by_label("Name").fill("Lab Keycloak")
-    page.get_by_label("Server URL").fill(server_url)
-    page.get_by_label("Realm").fill("diffgram-realm")
-    page.get_by_label("Client id").fill("diffgram-{instance}")
-    page.get_by_label("Master admin user").fill("admin")
-    page.get_by_label("Master admin password").fill("journey-secret")
-    page.get_by_label("Diffgram admin user").fill("diffgram-admin")
-    page.get_by_label("Diffgram admin password").fill("journey-diffgram-secret")
-    page.get_by_label("Diffgram URL_BASE").fill("https://lab.example.test/")
-    page.get_by_role("button", name="Add and validate").click()
+    add_keycloak_in_browser(
+        page, live_server, server_url, name="Lab Keycloak", url_base="https://lab.example.test/",
+        master_password="journey-secret",
+    )  # fmt: skip
     expect(page.get_by_text("Lab Keycloak passed validation")).to_be_visible()
 
     page.get_by_role("link", name="Instances").click()

@@ -6,7 +6,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests import idp_server
-from tests.support import browser_sign_in, make_instance, make_user, validated_keycloak_provider
+from tests.support import (
+    add_keycloak_in_browser,
+    browser_sign_in,
+    make_instance,
+    make_user,
+    validated_keycloak_provider,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -217,3 +223,32 @@ def test_an_admin_adds_an_alert_destination(live_server, page, admin_user):
     expect(row).to_contain_text("push_failed, instance_drifting")
     assert_fits_the_window(page)
     assert problems == []
+
+
+def test_a_keycloak_url_base_without_its_slash_is_refused_inline_and_never_offered_to_copy(
+    live_server, page, admin_user, idp, keycloak
+):
+    """Diffgram appends user/oidc-login to URL_BASE without a "/": https://corp.test would
+    register https://corp.testuser/oidc-login. Refused where it is typed; nothing broken to copy."""
+    server_url = idp_server.serve_keycloak(idp)
+    browser_sign_in(page, live_server, admin_user)
+    add_keycloak_in_browser(
+        page, live_server, server_url, name="Corp Keycloak", url_base="https://corp.test",
+        master_password="url-base-secret",
+    )  # fmt: skip
+
+    field = page.locator(".field.has-error")
+    expect(field).to_contain_text("End URL_BASE with / — Diffgram appends its paths to it")
+    expect(field).to_contain_text("https://corp.test/")
+    expect(page.get_by_label("Name")).to_have_value("Corp Keycloak")  # nothing typed is lost
+    expect(page.locator("[data-copy]")).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text("corp.testuser")
+
+    # The provider page's URL_BASE preview follows the same rule.
+    page.goto(f"{live_server.url}/providers/{keycloak.pk}/?url_base=https://corp.test")
+    expect(page.locator("#url-base-error")).to_contain_text("End URL_BASE with /")
+    expect(page.locator(".registrations")).to_have_count(0)
+    expect(page.locator("main")).not_to_contain_text("corp.testuser")
+    page.get_by_label("Diffgram URL_BASE").fill("https://corp.test/")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(".registrations")).to_contain_text("https://corp.test/user/oidc-login")

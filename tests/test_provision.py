@@ -110,7 +110,7 @@ def test_nothing_is_created_when_the_pool_has_no_domain_and_no_prefix_is_given(m
 def test_bad_input_is_refused_before_aws_is_called(moto, pool):
     with pytest.raises(CommandError) as caught:
         provision("--user-pool-id", pool, "--url-base", "https://lab.example.test")
-    assert "url_bases: End each URL_BASE with /" in str(caught.value)
+    assert "url_bases: End URL_BASE with /" in str(caught.value)
     with pytest.raises(CommandError, match="AWS has no user pool"):
         provision("--user-pool-id", f"{REGION}_Nope123", "--url-base", "https://l.test/")
     assert app_clients(moto, pool) == []

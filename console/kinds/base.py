@@ -23,7 +23,7 @@ from pydantic import BaseModel, create_model
 from console import diffgram, diffgram_releases, discovery
 from console.diffgram import INSTANCE_PLACEHOLDER
 from console.form_schemas import form_model
-from console.forms import WriteOnlySecretsForm, http_url
+from console.forms import WriteOnlySecretsForm, diffgram_url_base
 from console.models import Provider
 
 Settings = dict[str, str]
@@ -89,7 +89,7 @@ class ProviderForm(WriteOnlySecretsForm):
 
     def clean_diffgram_url_base(self) -> str:
         value: str = self.cleaned_data.get("diffgram_url_base", "").strip()
-        return http_url(value, "Diffgram URL_BASE") if value else value
+        return diffgram_url_base(value) if value else value
 
     def clean_client_id(self) -> str:
         client_id: str = self.cleaned_data["client_id"].strip()

@@ -20,7 +20,7 @@ from console.diffgram_checks import (
     USERINFO_FOR_DIFFGRAM,
     known_issues_check,
 )
-from console.forms import AWS_REGION, http_url
+from console.forms import AWS_REGION, diffgram_url_base, http_url
 from console.kinds.base import Options, ProviderForm, ProviderKind, Settings, TestAccounts
 from console.models import Provider
 from console.oidc_checks import OPENID_CHECKS, SCOPES
@@ -246,12 +246,7 @@ class ProvisionCognitoForm(CognitoProviderForm):
         fields = ["name", "aws_region", "user_pool_id", "aws_role_arn"]
 
     def clean_url_bases(self) -> list[str]:
-        bases = []
-        for line in self.cleaned_data["url_bases"].split():
-            base = http_url(line, "URL_BASE")
-            if not base.endswith("/"):
-                raise ValidationError(f"End each URL_BASE with / (e.g. {base}/).")
-            bases.append(base)
+        bases = [diffgram_url_base(line) for line in self.cleaned_data["url_bases"].split()]
         if not bases:
             raise ValidationError("Give at least one Diffgram URL_BASE.")
         return list(dict.fromkeys(bases))

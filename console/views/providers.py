@@ -4,6 +4,7 @@ settings, validate, disable, delete, and the htmx discovery preview."""
 import json
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -20,7 +21,7 @@ from console import (
     roles,
     signin_accounts,
 )
-from console.forms import PublishForm, SearchForm
+from console.forms import PublishForm, SearchForm, diffgram_url_base
 from console.models import Provider
 
 
@@ -110,6 +111,13 @@ def provider_edit(request, provider_id):
 def provider_detail(request, provider_id):
     provider = get_provider(request, provider_id)
     url_base = request.GET.get("url_base", provider.diffgram_url_base).strip()
+    url_base_error = ""
+    if url_base:
+        try:
+            url_base = diffgram_url_base(url_base)
+        except ValidationError as error:
+            # Nothing derived from a URL_BASE Diffgram would break on is shown, or offered to copy.
+            url_base_error, url_base = error.messages[0], ""
     kind, config = kinds.of(provider), provider.diffgram_config()
     variables = kind.diffgram_settings(config, url_base)
     return render(
@@ -118,7 +126,8 @@ def provider_detail(request, provider_id):
         {
             "provider": provider,
             "kind": kind,
-            "url_base": url_base,
+            "url_base": url_base or request.GET.get("url_base", provider.diffgram_url_base),
+            "url_base_error": url_base_error,
             "variables": diffgram.masked(variables),
             "unknown_variables": kind.unknown_variables(config, url_base),
             "registrations": kind.registrations(url_base),
