@@ -19,7 +19,15 @@ AGENT_DOWNLOAD_NAME = agent.DOWNLOAD_NAME
 # Where the commands put things on the host.
 SSO_DIR = "/etc/diffgram-sso"
 AGENT_PATH = f"/usr/local/bin/{AGENT_DOWNLOAD_NAME}"
-ENV_FILE = "/opt/diffgram/.env"
+DIFFGRAM_DIR = "/opt/diffgram"  # where Diffgram's docker-compose.yml and .env live
+ENV_FILE = f"{DIFFGRAM_DIR}/.env"
+# Diffgram reads its .env only when its containers start: compose recreates those whose
+# environment changed. Without it the new version waits for the next restart, and the agent's
+# verification times out.
+ON_CHANGE = f"docker compose --project-directory {DIFFGRAM_DIR} up -d"
+# Where the agent reaches Diffgram to verify, on the host itself (Diffgram's own default port):
+# its public URL_BASE may not resolve, or may loop through a load balancer, from there.
+LOCAL_DIFFGRAM = "http://127.0.0.1:8085/"
 POLL_SECONDS = 60
 
 
@@ -71,7 +79,8 @@ def setup_commands(instance, console_url, *, token="", signing_secret="") -> str
         lines.append(_write_secret(signing_secret, f"{SSO_DIR}/signing-secret"))
     console = (
         f"--console {shlex.quote(console_url)} --instance {instance.pk} "
-        f"--token-file {SSO_DIR}/token --env-file {ENV_FILE}"
+        f"--token-file {SSO_DIR}/token --env-file {ENV_FILE} \\\n"
+        f"    --on-change {shlex.quote(ON_CHANGE)} --diffgram-url {LOCAL_DIFFGRAM}"
     )
     if instance.signin_runner == "agent":  # it signs in with the provider's test account
         console += " --signin"

@@ -27,6 +27,14 @@ class InstanceForm(forms.ModelForm):
             "webhook_url": "Where the agent's `serve` listens, e.g. https://diffgram-host:8765/.",
         }
 
+    # Shown only for their push target (console.js; all of them without script).
+    TARGET_FIELDS = {
+        "webhook_url": Instance.PushTarget.WEBHOOK,
+        "webhook_allow_http": Instance.PushTarget.WEBHOOK,
+        "ssm_region": Instance.PushTarget.SSM,
+        "ssm_prefix": Instance.PushTarget.SSM,
+    }
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         provider = self.fields["provider"]
@@ -34,6 +42,8 @@ class InstanceForm(forms.ModelForm):
         provider.queryset = Provider.objects.filter(kind__in=kinds.diffgram_slugs())
         # Left out (configuration files and API clients older than it), the default holds.
         self.fields["signin_runner"].required = False
+        for name, target in self.TARGET_FIELDS.items():
+            self.fields[name].push_target = target  # type: ignore[attr-defined]
 
     def clean_signin_runner(self) -> str:
         return self.cleaned_data.get("signin_runner") or Instance.SigninRunner.CONSOLE

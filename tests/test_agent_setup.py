@@ -111,12 +111,16 @@ def test_the_commands_work_when_pasted(live_server, keycloak_provider, admin_use
     versions.publish(keycloak_provider)
     commands = response.context["agent_commands"]
     root = tmp_path / "host"
+    # Docker cannot run here: Diffgram's restart is a file the command touches.
+    restarted = root / "diffgram-restarted"
+    commands = commands.replace(agent_setup.ON_CHANGE, f"touch {restarted}")
     for path in (agent_setup.SSO_DIR, agent_setup.AGENT_PATH, agent_setup.ENV_FILE):
         commands = commands.replace(path, f"{root}{path}")
     os.makedirs(root / "usr/local/bin")
     os.makedirs(root / "opt/diffgram")
-    *setup, start = commands.strip().split("\n")
-    subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(setup)], check=True, timeout=60)
+    setup, start = commands.strip().split("\npython3 ", 1)
+    start = "python3 " + start
+    subprocess.run(["bash", "-euo", "pipefail", "-c", setup], check=True, timeout=60)
 
     token_file = root / "etc/diffgram-sso/token"
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
@@ -130,10 +134,12 @@ def test_the_commands_work_when_pasted(live_server, keycloak_provider, admin_use
     try:
         wait_for(env_file.exists, "the agent writing the .env file", 30)
         assert "KEYCLOAK_REALM=diffgram-realm" in env_file.read_text()
+        wait_for(restarted.exists, "--on-change restarting Diffgram with the new .env", 30)
     finally:
         os.killpg(poller.pid, signal.SIGTERM)
         output = poller.communicate(timeout=10)[0]
     assert f"applied v1 to {env_file}" in output
+    assert f"--diffgram-url {agent_setup.LOCAL_DIFFGRAM}" in start
 
 
 # --- the agent's own behaviour -------------------------------------------------------------------

@@ -194,11 +194,21 @@ def test_the_registration_page_fits_the_window_with_its_commands(
     page.get_by_label("Name").fill("lab")
     page.get_by_label("URL_BASE").fill("https://lab.example.test/")
     page.get_by_label("Provider").select_option(label="Lab Keycloak")
+    # Only the chosen push target's own fields are shown.
+    expect(page.get_by_label("Webhook URL")).to_be_hidden()
+    expect(page.get_by_label("SSM parameter prefix")).to_be_hidden()
+    page.get_by_label("Push target").select_option("ssm")
+    expect(page.get_by_label("SSM parameter prefix")).to_be_visible()
+    expect(page.get_by_label("Webhook URL")).to_be_hidden()
     page.get_by_label("Push target").select_option("webhook")
+    expect(page.get_by_label("SSM parameter prefix")).to_be_hidden()
     page.get_by_label("Webhook URL").fill("https://lab-host.example.test:9443/")
     page.get_by_role("button", name="Register").click()
     commands = page.locator("#agent-commands")
     expect(commands).to_contain_text("serve --listen 0.0.0.0:9443")
+    # Diffgram restarts with each new version, and the agent verifies it on the host itself.
+    expect(commands).to_contain_text("--on-change 'docker compose --project-directory")
+    expect(commands).to_contain_text("--diffgram-url http://127.0.0.1:8085/")
     box = commands.evaluate("element => [element.scrollWidth, element.clientWidth]")
     assert box[0] <= box[1], f"the commands overflow their block: {box}"
     assert_fits_the_window(page)

@@ -8,3 +8,16 @@ document.addEventListener("click", (event) => {
     setTimeout(() => { button.textContent = label; }, 1500);
   });
 });
+
+// The instance form: the webhook and SSM fields only for their push target.
+function showFieldsOfPushTarget() {
+  const chosen = document.querySelector('select[name="push_target"]');
+  if (!chosen) return;
+  document.querySelectorAll("[data-push-target]").forEach((field) => {
+    field.hidden = field.dataset.pushTarget !== chosen.value;
+  });
+}
+document.addEventListener("DOMContentLoaded", showFieldsOfPushTarget);
+document.addEventListener("change", (event) => {
+  if (event.target.matches('select[name="push_target"]')) showFieldsOfPushTarget();
+});
