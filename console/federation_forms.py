@@ -151,8 +151,9 @@ class FederationForm(WriteOnlySecretsForm):
             fields["name"].required = False
             fields["name"].help_text += " Default: the stored provider's name."
             fields["client_id"].help_text = (
-                "Cognito's client at that provider. Leave blank to use the stored provider's "
-                "client id (and secret)."
+                "Cognito's client at that provider, made for Cognito (for Keycloak: by you, in "
+                "the realm; not Diffgram's client). Leave blank to use the stored provider's "
+                "client id and secret, when it holds them."
             )
         if self.idp_type == Type.SAML:
             fields["email_attribute"].initial = SAML_EMAIL
@@ -225,11 +226,17 @@ class FederationForm(WriteOnlySecretsForm):
             else:
                 self.add_error("client_secret", "Enter the secret of that client too.")
         elif not upstream.has_secret("client_secret") or "{" in upstream.client_id:
-            self.add_error(
-                "client_id",
+            message = (
                 f"Cognito needs a client id and secret at {upstream}, and {upstream} holds no "
-                "secret: enter the client Cognito should use there.",
+                "secret: enter the client Cognito should use there."
             )
+            if upstream.kind == Provider.Kind.KEYCLOAK:
+                message += (
+                    " In Keycloak that is a client you create for Cognito (client "
+                    "authentication on, redirect URI https://<pool domain>/oauth2/idpresponse), "
+                    f"not Diffgram's client {upstream.client_id}, which Diffgram makes itself."
+                )
+            self.add_error("client_id", message)
 
     def secret_moved(self, upstream) -> bool:
         """Whether the stored client secret would now go to another place than the one it was

@@ -366,7 +366,20 @@ def test_a_keycloak_upstream_needs_a_client_for_cognito(pool, keycloak_provider)
 
     form = FederationForm(data={"upstream": keycloak_provider.pk}, idp_type="OIDC", cognito=pool)
     assert not form.is_valid()
-    assert "holds no secret" in " ".join(form.errors["client_id"])
+    error = " ".join(form.errors["client_id"])
+    assert "holds no secret" in error
+    # Which Keycloak client: the one made for Cognito, not the one Diffgram makes itself.
+    assert "a client you create for Cognito" in error
+    assert "redirect URI https://<pool domain>/oauth2/idpresponse" in error
+    assert "not Diffgram's client diffgram-{instance}" in error
+
+
+def test_the_keycloak_form_says_which_client_is_diffgrams_and_which_cognitos(admin_client):
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("provider-create", args=["keycloak"])).content.decode()
+    assert "Do not create Diffgram's client yourself" in page
+    assert "Cognito's client (Keycloak federated into Cognito)" in page
 
 
 def test_adding_saml_records_the_app_client_change_as_a_diff(moto, admin_client):
