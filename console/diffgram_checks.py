@@ -269,17 +269,27 @@ def _known_issues(add, spec, areas) -> None:
             f"No known defect of Diffgram {version} applies to this setup.",
         )
     else:
-        listed = " ".join(
-            f"({number}) {issue.issue}. {issue.consequence}. Workaround: {issue.workaround}."
-            for number, issue in enumerate(issues, 1)
-        )
-        add(
-            "diffgram.known_issues",
-            WARN,
-            f"Diffgram {version} has "
-            + ngettext("%d known defect", "%d known defects", len(issues)) % len(issues)
-            + f" here that no setting fixes: {listed}",
-        )
+        add("diffgram.known_issues", WARN, known_issues_text(version, issues))
+
+
+def known_issues_text(version, issues) -> str:
+    """One line per defect, then each workaround once with the defects it answers (several
+    defects share one): pages show the lines as they are."""
+    defects = [
+        f"{number}. {issue.issue}: {issue.consequence}." for number, issue in enumerate(issues, 1)
+    ]
+    answers: dict[str, list[str]] = {}
+    for number, issue in enumerate(issues, 1):
+        answers.setdefault(issue.workaround, []).append(str(number))
+    instead = [
+        f"- {workaround} ({ngettext('defect', 'defects', len(numbers))} {', '.join(numbers)})."
+        for workaround, numbers in answers.items()
+    ]
+    count = ngettext("%d known defect", "%d known defects", len(issues)) % len(issues)
+    return "\n".join(
+        [f"Diffgram {version} has {count} here that no setting fixes:", *defects,
+         "What to do instead:", *instead]
+    )  # fmt: skip
 
 
 NOT_FOR_DIFFGRAM = Check(check_not_for_diffgram, ("diffgram.host",))

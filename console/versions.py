@@ -115,6 +115,17 @@ def _targets(provider, instances, group) -> list[Instance]:
     return targets
 
 
+def why_not_publishable(provider) -> str:
+    """Why Publish would be refused whatever the form says ("" when it would not), so the
+    provider page can say so instead of a button that only looks enabled."""
+    try:
+        _refuse_unpublishable(provider)
+        _targets(provider, list(provider.instances.all()), group="")
+    except PublishRefused as refusal:
+        return str(refusal)
+    return ""
+
+
 @dataclass
 class PublishPreview:
     """What publishing would do, shown for confirmation before anything is written."""

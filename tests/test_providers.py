@@ -584,3 +584,22 @@ def test_the_getting_started_steps_tick_from_the_consoles_own_state(admin_client
     # Auditors change nothing: they are never shown it.
     Instance.objects.update(verify_kind="probe")
     assert "Getting started" not in auditor_client.get(reverse("providers")).content.decode()
+
+
+def test_publish_is_disabled_with_the_reason_while_it_would_be_refused(admin_client):
+    provider = stored_cognito_provider()
+
+    def publish_button():
+        page = admin_client.get(reverse("provider-detail", args=[provider.pk])).content.decode()
+        button = re.search(r'<button type="submit" class="primary"[^>]*>Publish</button>', page)
+        reason = re.search(r'id="publish-refusal">(.*?)</p>', page)
+        return "disabled" in button[0], reason and reason[1]
+
+    assert publish_button() == (
+        True, "Cannot publish: No instance uses Corp Cognito: assign it to an instance first.",
+    )  # fmt: skip
+    make_instance(provider, "lab")
+    assert publish_button() == (False, None)
+    Provider.objects.filter(pk=provider.pk).update(validation_passed=False)
+    disabled, reason = publish_button()
+    assert disabled and reason.startswith("Cannot publish: The latest validation failed")

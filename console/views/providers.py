@@ -20,6 +20,7 @@ from console import (
     providers,
     roles,
     signin_accounts,
+    versions,
 )
 from console.forms import PublishForm, SearchForm, diffgram_url_base
 from console.models import Provider
@@ -133,6 +134,7 @@ def provider_detail(request, provider_id):
             "registrations": kind.registrations(url_base),
             "discovery_json": _pretty(provider.discovery_snapshot),
             "publish_form": PublishForm(provider=provider),
+            "publish_refusal": versions.why_not_publishable(provider),
             "console_callback": request.build_absolute_uri(reverse("oidc_authentication_callback")),
             "versions": provider.versions.select_related("rollout")[:20],
             "jwks_json": _pretty(provider.jwks_snapshot),

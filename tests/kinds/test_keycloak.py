@@ -141,6 +141,11 @@ class TestKnownDiffgramDefects:
             "Federate this Keycloak realm into a Cognito user pool",
         ):
             assert fact in message
+        # One line a defect, and a workaround shared by two said once, naming both.
+        lines = message.split("\n")
+        assert [line[:3] for line in lines[1:6]] == ["1. ", "2. ", "3. ", "4. ", "5. "]
+        assert message.count("Federate this Keycloak realm") == 1
+        assert "(defects 1, 2)." in message
 
     def test_only_the_keycloak_scope_and_route_defects_block_sign_in(self):
         blocking = diffgram_releases.blocking_issues(
