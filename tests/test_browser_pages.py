@@ -76,12 +76,31 @@ def test_an_admin_adds_an_auditor_on_the_users_page(live_server, page, admin_use
     page.get_by_label("Role", exact=True).select_option("auditor")
     page.get_by_role("button", name="Create user").click()
 
-    expect(page.locator(".handover")).to_contain_text("shown only this once")
+    handover = page.locator(".handover")
+    expect(handover).to_contain_text("shown only this once")
+    expect(handover).to_have_class("result result-secret handover")  # to copy, not an error
     password = page.locator("#one-time-password").inner_text()
     assert len(password) >= 20
     row = page.locator(f'tr[data-username="{long_name}"]')
     expect(row).to_contain_text("set locally")
     expect(row.locator(".badge")).to_have_text("auditor")
+
+    # Nothing on your own row that the console would refuse.
+    own = page.locator(f'tr[data-username="{admin_user.username}"]')
+    expect(own.get_by_role("button", name="Disable")).to_have_count(0)
+    expect(own.get_by_role("button", name="Set role")).to_have_count(0)
+    expect(own.locator(".own-row")).to_contain_text("another admin changes your role")
+    # Disabling someone asks first; saying no changes nothing.
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    row.get_by_role("button", name="Disable").click()
+    expect(row.get_by_role("button", name="Disable")).to_be_visible()
+    assert questions == [
+        f"Disable {long_name}? They are signed out at once and their API tokens stop working."
+    ]
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Disable").click()
+    expect(page.locator(f'tr[data-username="{long_name}"]')).to_contain_text("disabled")
     for badge in page.locator("main .badge").all():  # WCAG 2.1 AA: 4.5 for small text
         assert contrast_ratio(badge) >= 4.5, badge.inner_text()
     assert_fits_the_window(page)  # the long name wraps instead of widening the table

@@ -21,3 +21,9 @@ document.addEventListener("DOMContentLoaded", showFieldsOfPushTarget);
 document.addEventListener("change", (event) => {
   if (event.target.matches('select[name="push_target"]')) showFieldsOfPushTarget();
 });
+
+// A form with data-confirm asks before it is sent (disabling a user, revoking tokens...).
+document.addEventListener("submit", (event) => {
+  const question = event.target.dataset && event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
