@@ -54,6 +54,11 @@ urlpatterns = [
     path(provider + "toggle/", providers.provider_toggle, name="provider-toggle"),
     path(provider + "delete/", admin_only(providers.provider_delete), name="provider-delete"),
     path(provider + "test-login/", oidc.test_login_start, name="provider-test-login"),
+    path(
+        provider + "test-login/result/",
+        oidc.test_login_outcome,
+        name="provider-test-login-result",
+    ),  # fmt: skip
     path(provider + "console-login/", oidc.mark_console_login, name="provider-console-login"),
     path(
         provider + "test-account/",
@@ -112,6 +117,11 @@ urlpatterns = [
     path(instance + "push/", instances.instance_push, name="instance-push"),
     path(instance + "verify/", instances.instance_verify, name="instance-verify"),
     path(instance + "rotate-token/", instances.instance_rotate_token, name="instance-rotate-token"),
+    path(
+        instance + "credentials/",
+        admin_only(instances.instance_credentials),
+        name="instance-credentials",
+    ),  # fmt: skip
     path(
         instance + "rotate-signing-secret/",
         instances.instance_rotate_signing_secret,

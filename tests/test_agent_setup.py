@@ -27,7 +27,7 @@ def registration_page(admin_client, provider, host="testserver", **fields):
         "name": "lab", "url_base": "https://lab.example.test/", "shape": "compose",
         "rollout_group": "default", "provider": provider.pk, "push_target": "none", **fields,
     }  # fmt: skip
-    response = admin_client.post(reverse("instance-create"), data, HTTP_HOST=host)
+    response = admin_client.post(reverse("instance-create"), data, HTTP_HOST=host, follow=True)
     assert response.status_code == 200, response.content.decode()[-2000:]
     return response
 

@@ -2,6 +2,8 @@
 confirmation and the auditor's read-only provider page. On failure, pytest-playwright keeps a
 screenshot under var/test-results/."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -223,6 +225,7 @@ def test_the_registration_page_fits_the_window_with_its_commands(
     expect(page.get_by_label("SSM parameter prefix")).to_be_hidden()
     page.get_by_label("Webhook URL").fill("https://lab-host.example.test:9443/")
     page.get_by_role("button", name="Register").click()
+    expect(page).to_have_url(re.compile(r"/instances/\d+/credentials/$"))  # not the POST's URL
     commands = page.locator("#agent-commands")
     expect(commands).to_contain_text("serve --listen 0.0.0.0:9443")
     # Diffgram restarts with each new version, and the agent verifies it on the host itself.

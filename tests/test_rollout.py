@@ -43,11 +43,18 @@ class TestInstances:
                 "push_target": "none",
             },
         )
+        instance = Instance.objects.get(name="lab")
+        # Redirected after the POST: a reload neither registers again nor shows it twice.
+        shown_at = reverse("instance-credentials", args=[instance.pk])
+        assert (response.status_code, response["Location"]) == (302, shown_at)
+        response = admin_client.get(shown_at)
         assert response.status_code == 200
         assert response["Cache-Control"] == "no-store"
         token = response.context["token"]
         assert token.startswith("dgi_") and token in response.content.decode()
-        instance = Instance.objects.get(name="lab")
+        reload = admin_client.get(shown_at, follow=True).content.decode()
+        assert token not in reload and "shown only once, right after it is made" in reload
+        assert token not in str(dict(admin_client.session))
         assert instance.token_hash == hash_token(token)
         assert token not in str(Instance.objects.filter(pk=instance.pk).values().get())
         assert instance.token_matches(token) and not instance.token_matches(token + "x")
@@ -79,7 +86,9 @@ class TestInstances:
 
     def test_rotating_the_token_invalidates_the_old_one(self, admin_client, keycloak_provider):
         instance, old = make_instance(keycloak_provider, "lab")
-        response = admin_client.post(reverse("instance-rotate-token", args=[instance.pk]))
+        response = admin_client.post(
+            reverse("instance-rotate-token", args=[instance.pk]), follow=True
+        )
         new = response.context["token"]
         instance.refresh_from_db()
         assert instance.token_matches(new) and not instance.token_matches(old)
@@ -88,7 +97,9 @@ class TestInstances:
     def test_rotating_the_signing_secret(self, admin_client, keycloak_provider):
         instance, _ = make_instance(keycloak_provider, "lab")
         old = instance.signing_secret()
-        response = admin_client.post(reverse("instance-rotate-signing-secret", args=[instance.pk]))
+        response = admin_client.post(
+            reverse("instance-rotate-signing-secret", args=[instance.pk]), follow=True
+        )
         instance.refresh_from_db()
         assert response.context["signing_secret"] == instance.signing_secret() != old
         assert actions()[-1] == "instance.signing_secret_rotated"

@@ -232,6 +232,7 @@ MATRIX = {
     "provider-toggle": [("POST", "admin-write")],
     "provider-delete": [("GET", "admin-page"), ("POST", "admin-write")],
     "provider-test-login": [("GET", "page")],
+    "provider-test-login-result": [("GET", "page")],
     "provider-console-login": [("POST", "admin-write")],
     "provider-signin-account": [("GET", "admin-page"), ("POST", "admin-write")],
     "provider-signin-account-rotate": [("POST", "admin-write")],
@@ -259,6 +260,7 @@ MATRIX = {
     "instance-push": [("POST", "admin-write")],
     "instance-verify": [("POST", "admin-write")],
     "instance-rotate-token": [("POST", "admin-write")],
+    "instance-credentials": [("GET", "admin-page")],
     "instance-rotate-signing-secret": [("POST", "admin-write")],
     "config-export": [("GET", "page")],
     "config-import": [("GET", "admin-page"), ("POST", "admin-write")],
@@ -402,7 +404,7 @@ def test_the_canary_appears_only_where_its_owner_receives_it(
             if (
                 method == "GET"
                 and policy in ("page", "admin-page", "public")
-                and name != "provider-test-login"
+                and name not in ("provider-test-login", "provider-test-login-result")
             ):
                 for label, client in (("admin", admin), ("auditor", auditor)):
                     response = client.get(reverse(name, kwargs=kwargs[name]))
@@ -544,6 +546,7 @@ def test_auditors_see_no_write_controls_on_any_page(django_user_model):
     for name, rows in MATRIX.items():
         skipped = ("history-export", "config-export")  # files
         skipped += ("provider-test-login",)  # a redirect to the identity provider
+        skipped += ("provider-test-login-result",)  # a redirect, without a test login first
         skipped += ("api-tokens", "choose-password")  # the auditor's own account
         if ("GET", "page") not in rows or name in skipped:
             continue

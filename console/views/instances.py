@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from console import agent_setup, instances, verification
+from console import agent_setup, encryption, instances, verification
 from console.instance_forms import FleetFilterForm, InstanceForm
 from console.models import Instance, PushRequest
 
@@ -261,21 +261,49 @@ def instance_delete(request, instance_id):
     return render(request, "console/instance_delete.html", {"instance": instance})
 
 
+# The session key of credentials waiting to be shown once, encrypted like every stored secret.
+HANDOVER = "instance_credentials_handover"
+
+
 def _show_credentials(request, instance, *, token=None, signing_secret=None, created=False):
-    """The one and only time a token or signing secret is shown (not cached, not stored)."""
+    """Hand a new token or signing secret to the page after the POST's redirect (a reload
+    then neither posts again nor shows them twice)."""
     if created and instance.push_target == Instance.PushTarget.WEBHOOK:
         signing_secret = instance.signing_secret()
+    request.session[HANDOVER] = {
+        "instance": instance.pk,
+        "created": created,
+        "token": encryption.encrypt(token) if token else "",
+        "signing_secret": encryption.encrypt(signing_secret) if signing_secret else "",
+    }
+    return redirect("instance-credentials", instance.pk)
+
+
+@require_safe
+def instance_credentials(request, instance_id):
+    """The one and only time a token or signing secret is shown (not cached; taken out of the
+    session as it is shown)."""
+    instance = get_instance(request, instance_id)
+    handover = request.session.get(HANDOVER) or {}
+    if handover.get("instance") != instance.pk:
+        messages.info(
+            request,
+            "A new token or signing secret is shown only once, right after it is made: rotate "
+            "it to get another.",
+        )
+        return redirect("instance-detail", instance.pk)
+    del request.session[HANDOVER]
+    token = encryption.decrypt(handover["token"]) if handover["token"] else None
+    secret = encryption.decrypt(handover["signing_secret"]) if handover["signing_secret"] else None
     response = render(
         request,
         "console/instance_credentials.html",
         {
             "instance": instance,
             "token": token,
-            "signing_secret": signing_secret,
-            "created": created,
-            **_agent_context(
-                request, instance, token=token or "", signing_secret=signing_secret or ""
-            ),
+            "signing_secret": secret,
+            "created": handover["created"],
+            **_agent_context(request, instance, token=token or "", signing_secret=secret or ""),
         },
     )
     response["Cache-Control"] = "no-store"

@@ -23,6 +23,7 @@ from console.views.providers import get_provider
 
 TEST_STATES = "oidc_test_states"
 TEST_PASSED = "oidc_test_logins_passed"
+TEST_RESULTS = "oidc_test_login_results"  # by provider: what its latest test login showed
 TEST_LOGIN_VALID_FOR = 30 * 60  # a test login lets the same admin mark the provider for 30 min
 MAX_IDP_TEXT = 200  # characters of an IdP's error description shown (never recorded)
 ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # an OAuth error code, as RFC 6749 spells them
@@ -152,55 +153,77 @@ def test_login_start(request, provider_id):
 
 
 def test_login_result(request):
-    """Show what the provider sent back (or the exact error); the session stays as it was."""
+    """The callback of a test login: exchange the code and check what the provider sent back
+    (the session's user stays as it was), keep the outcome in the session and redirect to it,
+    so that a reload shows it again instead of sending a used code back."""
     test = request.session[TEST_STATES].pop(request.GET["state"])
     request.session.modified = True
     provider = get_provider(request, test["provider"])
-    context = {"provider": provider, "error": None, "outcome": None}
+    error, outcome = None, None
     if not request.user.is_authenticated:
-        context["error"] = "Sign in to the console before running a test login."
+        error = "Sign in to the console before running a test login."
     elif request.GET.get("error"):
-        context["error"] = f"The provider answered: {request.GET['error']}" + (
+        error = f"The provider answered: {request.GET['error']}" + (
             f" ({request.GET['error_description']})" if "error_description" in request.GET else ""
         )
     else:
         try:
-            context["outcome"] = auth.test_login(
+            outcome = auth.test_login(
                 auth.config_for_provider(provider),
                 request,
                 nonce=test["nonce"],
                 code_verifier=test["verifier"],
             )
-        except auth.LoginError as error:
-            context["error"] = str(error)
-    outcome = context["outcome"]
-    if outcome is not None:
-        context["claims_json"] = json.dumps(outcome.id_token, indent=2, sort_keys=True)
-        context["userinfo_json"] = json.dumps(outcome.userinfo, indent=2, sort_keys=True)
-        context["groups_claim_name"] = settings.CONSOLE_OIDC_GROUPS_CLAIM
-        # Only when no group came back: with groups in hand, the scopes are not the problem.
-        context["scopes_lack_groups"] = not outcome.groups and (
-            "groups" not in provider.scopes.split()
-        )
-        context["mapping"] = roles.group_mapping()
-        if outcome.role == roles.ADMIN:  # only a test as an admin lets it sign admins in
-            passed = request.session.get(TEST_PASSED, {})
-            passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}
-            request.session[TEST_PASSED] = passed
+        except auth.LoginError as failure:
+            error = str(failure)
+    if outcome is not None and outcome.role == roles.ADMIN:
+        # Only a test as an admin lets the provider sign admins in.
+        passed = request.session.get(TEST_PASSED, {})
+        passed[str(provider.pk)] = {"user": request.user.pk, "at": time.time()}
+        request.session[TEST_PASSED] = passed
     audit.record(
         audit.Action.PROVIDER_TEST_LOGIN,
         request=request,
         target=provider,
         context={
-            "passed": context["outcome"] is not None,
-            **({"error": context["error"][:500]} if context["error"] else {}),
-            **(
-                {"role": context["outcome"].role, "sub": context["outcome"].id_token.get("sub")}
-                if context["outcome"]
-                else {}
-            ),
+            "passed": outcome is not None,
+            **({"error": error[:500]} if error else {}),
+            **({"role": outcome.role, "sub": outcome.id_token.get("sub")} if outcome else {}),
         },
     )
+    if not request.user.is_authenticated:
+        return render(request, "console/test_login.html", {"provider": provider, "error": error})
+    # The claims, never the tokens: what the page shows.
+    results = request.session.get(TEST_RESULTS, {})
+    results[str(provider.pk)] = {
+        "error": error,
+        "id_token": outcome.id_token if outcome else None,
+        "userinfo": outcome.userinfo if outcome else None,
+    }
+    request.session[TEST_RESULTS] = results
+    return redirect("provider-test-login-result", provider.pk)
+
+
+@require_safe
+def test_login_outcome(request, provider_id):
+    """The latest test login of this provider in this session, as the callback left it."""
+    provider = get_provider(request, provider_id)
+    result = request.session.get(TEST_RESULTS, {}).get(str(provider.pk))
+    if result is None:
+        messages.info(request, f"No test login of {provider} in this session: run one.")
+        return redirect("provider-detail", provider.pk)
+    context = {"provider": provider, "error": result["error"], "outcome": None}
+    if result["id_token"] is not None:
+        outcome = auth.SignInClaims(result["id_token"], result["userinfo"], "")
+        context |= {
+            "outcome": outcome,
+            "claims_json": json.dumps(outcome.id_token, indent=2, sort_keys=True),
+            "userinfo_json": json.dumps(outcome.userinfo, indent=2, sort_keys=True),
+            "groups_claim_name": settings.CONSOLE_OIDC_GROUPS_CLAIM,
+            # Only when no group came back: with groups in hand, the scopes are not the problem.
+            "scopes_lack_groups": not outcome.groups and "groups" not in provider.scopes.split(),
+            "mapping": roles.group_mapping(),
+        }
     return render(
         request, "console/test_login.html", context, status=200 if context["outcome"] else 400
     )
