@@ -230,12 +230,9 @@ class FederationForm(WriteOnlySecretsForm):
                 f"Cognito needs a client id and secret at {upstream}, and {upstream} holds no "
                 "secret: enter the client Cognito should use there."
             )
-            if upstream.kind == Provider.Kind.KEYCLOAK:
-                message += (
-                    " In Keycloak that is a client you create for Cognito (client "
-                    "authentication on, redirect URI https://<pool domain>/oauth2/idpresponse), "
-                    f"not Diffgram's client {upstream.client_id}, which Diffgram makes itself."
-                )
+            hint = kinds.of(upstream).client_for_cognito_hint
+            if hint:
+                message += " " + hint.format(client_id=upstream.client_id)
             self.add_error("client_id", message)
 
     def secret_moved(self, upstream) -> bool:

@@ -352,11 +352,11 @@ def validated_cognito_provider(op, idp, settings, region, pool, **fields):
     return provider
 
 
-def stored_cognito_provider(pool="eu-west-1_Stored1"):
+def stored_cognito_provider(pool="eu-west-1_Stored1", name="Corp Cognito"):
     """A Cognito provider as a passed validation leaves it, without contacting anything: its
     stored document is real Cognito's shape, at hosts that never resolve."""
     provider = Provider(
-        name="Corp Cognito", kind="cognito", aws_region=REGION, user_pool_id=pool,
+        name=name, kind="cognito", aws_region=REGION, user_pool_id=pool,
         client_id="diffgram-app", scopes="openid email", validation_passed=True,
         validated_at=timezone.now(),
         discovery_snapshot=cognito_document(

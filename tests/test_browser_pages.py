@@ -284,3 +284,58 @@ def test_a_keycloak_url_base_without_its_slash_is_refused_inline_and_never_offer
     page.get_by_label("Diffgram URL_BASE").fill("https://corp.test/")
     page.get_by_role("button", name="Show").click()
     expect(page.locator(".registrations")).to_contain_text("https://corp.test/user/oidc-login")
+
+
+BROKEN_WORDS = """table => {
+    // Words of up to 24 characters that the layout split over two lines ("canar|y"); a
+    // break after "-" or "/" is between words.
+    const broken = [];
+    const walker = document.createTreeWalker(table, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const node = walker.currentNode;
+        for (const match of node.textContent.matchAll(/[^\\s\\/-]{2,24}/g)) {
+            const range = document.createRange();
+            range.setStart(node, match.index);
+            range.setEnd(node, match.index + match[0].length);
+            const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+            if (tops.size > 1) broken.push(match[0]);
+        }
+    }
+    return broken;
+}"""
+
+
+def test_screenshots_of_the_provider_page_failures_first_and_the_fleet_without_broken_words(
+    live_server, page, admin_user, keycloak, moto
+):
+    """Kept under var/test-results/ for a reviewer's eyes; what they must show is asserted."""
+    from console import providers
+    from tests.support import make_pool, make_provider
+
+    pool, app = make_pool(moto)
+    cognito = make_provider(pool, app)  # moto's pool: its hosted-UI checks fail
+    providers.run_validation(cognito)
+    for number, group in enumerate(("canary", "canary", "main", "main", "enabled-hosts")):
+        make_instance(keycloak, f"annotation-cluster-{number}", rollout_group=group,
+                      url_base=f"http://127.0.0.1:{8100 + number}/")  # fmt: skip
+    page.set_viewport_size({"width": 1024, "height": 900})
+    browser_sign_in(page, live_server, admin_user)
+
+    page.goto(f"{live_server.url}/providers/{cognito.pk}/")
+    statuses = page.locator(".checklist .check-status").all_inner_texts()
+    assert statuses[0].endswith("fail") and "fail" not in " ".join(statuses[-3:])
+    assert statuses == sorted(statuses, key=lambda s: ["fail", "warn", "pass", "skip"].index(s[2:]))
+    page.screenshot(path="var/test-results/provider-page-failures-first.png", full_page=True)
+
+    page.goto(f"{live_server.url}/instances/")
+    table = page.locator("table.fleet")
+    expect(table.locator("tbody tr")).to_have_count(6)  # the 5 and make_provider's "lab"
+    assert table.evaluate(BROKEN_WORDS) == []
+    assert_fits_the_window(page)
+    page.screenshot(path="var/test-results/fleet.png", full_page=True)
+
+    page.goto(f"{live_server.url}/history/")
+    assert page.locator("table").first.evaluate(BROKEN_WORDS) == []
+    # History uses the width of the window, not half of it.
+    width = page.locator("main").evaluate("main => main.getBoundingClientRect().width")
+    assert width > 0.9 * 1024 - 40, width

@@ -143,6 +143,8 @@ class ProviderKind:
     aws_user_pool: ClassVar[bool] = False
     # It can sign users in to a Cognito pool through OIDC federation.
     federates_into_cognito: ClassVar[bool] = False
+    # Which client at this provider Cognito signs in with, when the admin must make it.
+    client_for_cognito_hint: ClassVar[str] = ""
     test_accounts: ClassVar[TestAccounts | None] = None
     # The page sections of this kind: templates/console/kinds/<slug>_*.html.
     registrations_heading: ClassVar[str] = "Register on the app client"

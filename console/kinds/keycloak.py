@@ -40,6 +40,11 @@ class KeycloakKind(ProviderKind):
     diffgram_name = "keycloak"
     diffgram_areas = AREAS
     federates_into_cognito = True
+    client_for_cognito_hint = (
+        "In Keycloak that is a client you create for Cognito (client authentication on, "
+        "redirect URI https://<pool domain>/oauth2/idpresponse), not Diffgram's client "
+        "{client_id}, which Diffgram makes itself."
+    )
     test_accounts = TestAccounts(
         keycloak_admin.create_user,
         keycloak_admin.set_password,
