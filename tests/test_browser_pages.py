@@ -13,6 +13,7 @@ from tests.support import (
     browser_sign_in,
     make_instance,
     make_user,
+    stored_cognito_provider,
     validated_keycloak_provider,
 )
 
@@ -339,3 +340,47 @@ def test_screenshots_of_the_provider_page_failures_first_and_the_fleet_without_b
     # History uses the width of the window, not half of it.
     width = page.locator("main").evaluate("main => main.getBoundingClientRect().width")
     assert width > 0.9 * 1024 - 40, width
+
+
+def test_providers_instances_and_users_are_searched_by_the_server_in_a_shareable_url(
+    live_server, page, admin_user, keycloak
+):
+    from django.contrib.auth import get_user_model
+
+    stored = stored_cognito_provider()
+    make_instance(keycloak, "eu-annotation", rollout_group="canary")
+    make_instance(stored, "us-review", url_base="https://review.corp.test/")
+    make_user(get_user_model(), "dana-auditor", "auditor")
+    browser_sign_in(page, live_server, admin_user)
+
+    def search(list_url, form_label, term):
+        page.goto(f"{live_server.url}{list_url}")
+        form = page.get_by_role("form", name=form_label)
+        form.get_by_label("Search").fill(term)
+        form.get_by_role("button", name="Search").click()
+        expect(page).to_have_url(re.compile(rf"[?&]q={re.escape(term)}"))
+
+    search("/providers/", "Search providers", "cognito")
+    expect(page.locator("main table tbody tr")).to_have_count(1)
+    expect(page.locator("main table")).to_contain_text("Corp Cognito")
+
+    search("/instances/", "Search the fleet", "review.corp")  # by URL
+    expect(page.locator("table.fleet tbody tr")).to_have_count(1)
+    expect(page.locator('tr[data-instance="us-review"]')).to_be_visible()
+    search("/instances/", "Search the fleet", "canary")  # by group
+    expect(page.locator("table.fleet tbody tr")).to_have_count(1)
+    expect(page.locator('tr[data-instance="eu-annotation"]')).to_be_visible()
+    shared = page.url
+    page.get_by_label("State").select_option("drifting")  # with a state, still in the URL
+    page.get_by_role("button", name="Search").click()
+    expect(page).to_have_url(re.compile(r"state=drifting"))
+
+    search("/users/", "Search users", "auditor")  # by role
+    expect(page.locator("tr.user-row")).to_have_count(1)
+    expect(page.locator('tr[data-username="dana-auditor"]')).to_be_visible()
+
+    page.goto(shared)  # a shared link shows the same search
+    expect(page.locator("table.fleet tbody tr")).to_have_count(1)
+    expect(page.get_by_role("form", name="Search the fleet").get_by_label("Search")).to_have_value(
+        "canary"
+    )

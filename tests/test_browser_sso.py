@@ -162,3 +162,33 @@ def test_an_admin_maps_a_group_on_the_users_page_and_a_test_login_then_maps_the_
     nora = page.context.browser.new_context().new_page()
     sso_sign_in(nora, live_server, "nora")
     expect(nora.locator(".whoami .badge")).to_have_text("auditor")
+
+
+def test_a_local_auditor_signs_in_with_no_break_glass_banner_event_or_alert(
+    page, live_server, sso, auditor_user, admin_user
+):
+    """Break-glass is a local admin while single sign-on is configured; an external auditor
+    with a local account is just a local user."""
+    from console.models import Alert, AuditEvent
+
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_text("Emergency: sign in with a local account").click()
+    page.get_by_label("Username").fill(auditor_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator(".whoami .badge")).to_have_text("auditor")
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_text("local break-glass account")).to_have_count(0)
+    actions = list(AuditEvent.objects.values_list("action", flat=True))
+    assert "login.succeeded" in actions and "login.break_glass" not in actions
+    assert not Alert.objects.exists()
+
+    # The local admin, by contrast, is break-glass: banner and event.
+    admin = page.context.browser.new_context().new_page()
+    admin.goto(f"{live_server.url}/login/")
+    admin.get_by_text("Emergency: sign in with a local account").click()
+    admin.get_by_label("Username").fill(admin_user.username)
+    admin.get_by_label("Password").fill(PASSWORD)
+    admin.get_by_role("button", name="Sign in", exact=True).click()
+    expect(admin.get_by_text("Signed in with a local break-glass account")).to_be_visible()
+    assert AuditEvent.objects.filter(action="login.break_glass").count() == 1
