@@ -34,7 +34,7 @@ def _required_in_production(name, dev_default):
     if DEBUG:
         return dev_default
     raise ImproperlyConfigured(
-        f"{name} must be set when DEBUG=false (see README.md, 'Configuration'). "
+        f"{name} must be set when DEBUG=false (see docs/CONFIGURATION.md). "
         f"Refusing to start with a development default."
     )
 

@@ -65,6 +65,15 @@ def sign_in_at_op(page, login, live_server):
     page.wait_for_url(re.compile(rf"^{re.escape(live_server.url)}.*"))
 
 
+def local_sign_in(page, live_server, user):
+    """The login page's local form, behind its "Emergency" disclosure while SSO is set up."""
+    page.goto(f"{live_server.url}/login/")
+    page.get_by_text("Emergency: sign in with a local account").click()
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+
+
 def sso_sign_in(page, live_server, login):
     page.goto(f"{live_server.url}/login/")
     page.get_by_role("link", name="Sign in with Company SSO").click()
@@ -101,11 +110,7 @@ def test_an_auditor_is_read_only_and_a_user_in_no_group_is_refused(browser, live
 
 
 def test_test_login_shows_the_claims(page, live_server, sso, admin_user):
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_text("Emergency: sign in with a local account").click()
-    page.get_by_label("Username").fill(admin_user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    local_sign_in(page, live_server, admin_user)
     expect(page.get_by_text("Signed in with a local break-glass account")).to_be_visible()
 
     page.goto(f"{live_server.url}/providers/{sso.pk}/")
@@ -133,11 +138,7 @@ def test_an_admin_maps_a_group_on_the_users_page_and_a_test_login_then_maps_the_
 ):
     """nora's group, engineering, gives no role; mapped to auditor on the Users page (no
     restart), her test login says she would sign in as auditor, and then she does."""
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_text("Emergency: sign in with a local account").click()
-    page.get_by_label("Username").fill(admin_user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    local_sign_in(page, live_server, admin_user)
 
     page.goto(f"{live_server.url}/providers/{sso.pk}/")
     page.get_by_role("link", name="Test login").click()
@@ -171,11 +172,7 @@ def test_a_local_auditor_signs_in_with_no_break_glass_banner_event_or_alert(
     with a local account is just a local user."""
     from console.models import Alert, AuditEvent
 
-    page.goto(f"{live_server.url}/login/")
-    page.get_by_text("Emergency: sign in with a local account").click()
-    page.get_by_label("Username").fill(auditor_user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    local_sign_in(page, live_server, auditor_user)
     expect(page.locator(".whoami .badge")).to_have_text("auditor")
     page.get_by_role("link", name="History").click()
     expect(page.get_by_text("local break-glass account")).to_have_count(0)
@@ -185,10 +182,6 @@ def test_a_local_auditor_signs_in_with_no_break_glass_banner_event_or_alert(
 
     # The local admin, by contrast, is break-glass: banner and event.
     admin = page.context.browser.new_context().new_page()
-    admin.goto(f"{live_server.url}/login/")
-    admin.get_by_text("Emergency: sign in with a local account").click()
-    admin.get_by_label("Username").fill(admin_user.username)
-    admin.get_by_label("Password").fill(PASSWORD)
-    admin.get_by_role("button", name="Sign in", exact=True).click()
+    local_sign_in(admin, live_server, admin_user)
     expect(admin.get_by_text("Signed in with a local break-glass account")).to_be_visible()
     assert AuditEvent.objects.filter(action="login.break_glass").count() == 1
