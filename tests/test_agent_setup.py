@@ -17,6 +17,7 @@ from django.urls import reverse
 from agent import envfile
 from console import agent_setup
 from console.instance_forms import InstanceForm
+from console.models import Instance
 from tests.support import ROOT, agent_file, make_instance, subprocess_environment, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -135,11 +136,20 @@ def test_the_commands_work_when_pasted(live_server, keycloak_provider, admin_use
         wait_for(env_file.exists, "the agent writing the .env file", 30)
         assert "KEYCLOAK_REALM=diffgram-realm" in env_file.read_text()
         wait_for(restarted.exists, "--on-change restarting Diffgram with the new .env", 30)
+        # Then it tells the console (stopped before the console has that, its report would
+        # still be in flight at teardown) and waits for Diffgram to come back, to verify it.
+        instance = Instance.objects.get(name="lab")
+        wait_for(
+            lambda: Instance.objects.filter(pk=instance.pk, applied_version_number=1).exists(),
+            "the agent reporting v1 applied", 30,
+        )  # fmt: skip
     finally:
         os.killpg(poller.pid, signal.SIGTERM)
         output = poller.communicate(timeout=10)[0]
     assert f"applied v1 to {env_file}" in output
     assert f"--diffgram-url {agent_setup.LOCAL_DIFFGRAM}" in start
+    instance.refresh_from_db()
+    assert instance.applied_status == "ok"
 
 
 # --- the agent's own behaviour -------------------------------------------------------------------
