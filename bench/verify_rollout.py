@@ -3,11 +3,11 @@ applied *and verified* the version (docs/BENCHMARKS.md), for webhook pushes and 
 polling every 60 s.
 
 Real: the console on gunicorn, a Celery worker on Redis, PostgreSQL, the node test OP (Cognito's
-hosted-UI shape, one app client with the 1,000 callbacks registered). The fleet runs in this
-process: for each instance, the agent's own code (agent/diffgram_sso_agent.py: its push
-handler on a port of its own, or its poll loop) in threads; one stand-in Diffgram
-(tests/diffgram_standin.py, in a process of its own) answers is-oauth2-set for all of them
-from their .env files.
+hosted-UI shape, one app client with the 1,000 callbacks registered). The fleet runs in
+processes of 1,000 agents each (BENCH_AGENTS_PER_PROCESS): for each instance, the agent's own
+code (agent/diffgram_sso_agent.py: its push handler on a port of its own, or its poll loop) in
+threads; one stand-in Diffgram (tests/diffgram_standin.py, in a process of its own) answers
+is-oauth2-set for all of them from their .env files.
 
 Run: python bench/verify_rollout.py  (needs PostgreSQL, Redis, node and `npm ci --prefix tests/op`)
 Smaller: BENCH_INSTANCES=20 BENCH_ROUNDS=1 BENCH_PULL_INTERVAL=5 python bench/verify_rollout.py
@@ -131,9 +131,6 @@ class StandInProcess:
         self.pid = self.process.pid
         self.url_base = self.process.stdout.readline().strip()
 
-    def url_base_of(self, name):
-        return f"{self.url_base}{name}/"
-
     def stop(self):
         """Stops it; returns how many requests it answered."""
         self.process.stdin.close()
@@ -142,30 +139,31 @@ class StandInProcess:
         return requests
 
 
-class Fleet:
-    """The 1,000 hosts: each a folder with its .env, token and signing secret, an agent and,
-    shared, one stand-in Diffgram."""
+# A Python interpreter runs about 1,000 agents (threads) well; 10,000 in one stalled
+# (docs/BENCHMARKS.md, P5). The fleet is split into processes of this many agents each.
+AGENTS_PER_PROCESS = int(os.environ.get("BENCH_AGENTS_PER_PROCESS", 1000))
 
-    def __init__(self, folder, count):
-        self.folder = folder
-        self.diffgram = StandInProcess(folder)
-        self.servers, self.members = [], []
-        for n in range(count):
-            name = f"i{n}"
+
+class FleetShard:
+    """Some of the hosts, in a process of their own (`--shard`): each host a folder with its
+    .env, token and signing secret, and an agent. Driven by lines on its standard input:
+    `serve CONSOLE`, `poll CONSOLE INTERVAL`, `probes` (answers the probe durations since the
+    last `probes`, as JSON); it ends with its input."""
+
+    def __init__(self, folder, names, diffgram_url_base):
+        self.folder, self.servers, self.members = folder, [], []
+        for name in names:
+            url_base = f"{diffgram_url_base}{name}/"
             (folder / name).mkdir()
-            (folder / name / ".env").write_text(f"URL_BASE={self.diffgram.url_base_of(name)}\n")
+            (folder / name / ".env").write_text(f"URL_BASE={url_base}\n")
             # Bound now, so the instance can be registered with its port; it handles pushes
             # once the console has issued its secret.
             server = agent.BoundedServer(("127.0.0.1", 0), agent.BaseHTTPRequestHandler)
             self.servers.append(server)
             self.members.append(
-                {
-                    "name": name,
-                    "url_base": self.diffgram.url_base_of(name),
-                    "webhook_url": f"http://127.0.0.1:{server.server_port}/",
-                }
-            )
-        (folder / "fleet.json").write_text(json.dumps(self.members))
+                {"name": name, "url_base": url_base,
+                 "webhook_url": f"http://127.0.0.1:{server.server_port}/"}
+            )  # fmt: skip
 
     def args(self, member, console, command, *extra):
         home = self.folder / member["name"]
@@ -175,7 +173,8 @@ class Fleet:
         )  # fmt: skip
 
     def serve(self, console):
-        self.members = json.loads((self.folder / "fleet.json").read_text())  # with their pks
+        seeded = {m["name"]: m for m in json.loads((self.folder / "fleet.json").read_text())}
+        self.members = [seeded[member["name"]] for member in self.members]  # with their pks
         for member, server in zip(self.members, self.servers, strict=True):
             secret = str(self.folder / member["name"] / "signing-secret")
             server.RequestHandlerClass = agent.make_handler(
@@ -212,6 +211,76 @@ def timed_probes(durations):
             durations.append(time.monotonic() - started)
 
     signin.probe = timed
+
+
+def run_shard(folder, first, stop, diffgram_url_base):
+    """The `--shard` process: hosts i{first} to i{stop - 1}."""
+    agent.log = lambda message: None  # a thousand agents' log lines; stdout is for answers
+    durations = []
+    timed_probes(durations)
+    names = [f"i{n}" for n in range(first, stop)]
+    shard = FleetShard(Path(folder), names, diffgram_url_base)
+    print(json.dumps(shard.members), flush=True)
+    for line in sys.stdin:
+        command, *arguments = line.split()
+        if command == "serve":
+            shard.serve(*arguments)
+        elif command == "poll":
+            shard.poll(arguments[0], float(arguments[1]))
+        elif command == "probes":
+            taken, durations[:] = list(durations), []
+            print(json.dumps(taken), flush=True)
+            continue
+        print("ok", flush=True)
+
+
+class Fleet:
+    """The hosts: AGENTS_PER_PROCESS to a process (FleetShard), and one stand-in Diffgram
+    shared by all."""
+
+    def __init__(self, folder, count):
+        self.folder = folder
+        self.diffgram = StandInProcess(folder)
+        self.shards = [
+            self._start_shard(first, min(first + AGENTS_PER_PROCESS, count))
+            for first in range(0, count, AGENTS_PER_PROCESS)
+        ]
+        self.members = [m for shard in self.shards for m in json.loads(shard.stdout.readline())]
+        (folder / "fleet.json").write_text(json.dumps(self.members))
+
+    def _start_shard(self, first, stop):
+        return subprocess.Popen(
+            [PYTHON, __file__, "--shard", str(self.folder), str(first), str(stop),
+             self.diffgram.url_base],
+            cwd=ROOT, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+
+    @property
+    def pids(self):
+        return [shard.pid for shard in self.shards]
+
+    def _tell(self, *command):
+        for shard in self.shards:
+            shard.stdin.write(" ".join(map(str, command)) + "\n")
+            shard.stdin.flush()
+        return [shard.stdout.readline() for shard in self.shards]
+
+    def serve(self, console):
+        self._tell("serve", console)
+
+    def poll(self, console, interval):
+        self._tell("poll", console, interval)
+
+    def probe_durations(self):
+        """The durations of the probes since the last call, from every shard."""
+        return [d for answer in self._tell("probes") for d in json.loads(answer)]
+
+    def stop(self):
+        """Stops the shards and the stand-in; returns how many requests the stand-in answered."""
+        for shard in self.shards:
+            shard.stdin.close()
+            shard.wait(timeout=30)
+        return self.diffgram.stop()
 
 
 def start_op(folder, callbacks):
@@ -251,8 +320,9 @@ def publish_and_wait(env, timeout):
 
 
 def cpu_seconds(root_pids):
-    """CPU time (user + system) used so far by each named process tree, from /proc, and by
-    PostgreSQL's processes: where a round's time goes on a machine where all share two cores."""
+    """CPU time (user + system) used so far by each named group of process trees (label: pids),
+    from /proc, and by PostgreSQL's processes: where a round's time goes on a machine where all
+    share two cores."""
     ticks = os.sysconf("SC_CLK_TCK")
     parent, used, command = {}, {}, {}
     for entry in Path("/proc").iterdir():
@@ -271,10 +341,7 @@ def cpu_seconds(root_pids):
     def tree(pid):
         return used.get(pid, 0) + sum(tree(child) for child, up in parent.items() if up == pid)
 
-    # This process's own threads only: its children are counted under their own names.
-    totals = {
-        label: used[pid] if pid == os.getpid() else tree(pid) for label, pid in root_pids.items()
-    }
+    totals = {label: sum(tree(pid) for pid in pids) for label, pids in root_pids.items()}
     totals["postgresql"] = sum(cpu for pid, cpu in used.items() if command[pid] == "postgres")
     return totals
 
@@ -295,7 +362,6 @@ def percentiles(durations):
 
 
 def main():
-    agent.log = lambda message: None  # 1,000 agents' log lines; stdout is the report
     fresh_database("sso_bench_verify")
     env = environment("sso_bench_verify")
     manage(env, "migrate", "--noinput")
@@ -316,38 +382,37 @@ def main():
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    durations = []
-    timed_probes(durations)
     try:
         wait_for_http(f"{console}/bench/trivial")
         time.sleep(5)  # the worker connects to Redis
         fleet.serve(console)
-        processes = {"agents": os.getpid(), "stand-in Diffgram": fleet.diffgram.pid,
-                     "web (gunicorn)": web.pid, "celery worker": worker.pid,
-                     "node OP": op.pid}  # fmt: skip
+        processes = {"agents": fleet.pids, "stand-in Diffgram": [fleet.diffgram.pid],
+                     "web (gunicorn)": [web.pid], "celery worker": [worker.pid],
+                     "node OP": [op.pid]}  # fmt: skip
         before = cpu_seconds(processes)
         # ~10 s per 1,000 instances here (docs/BENCHMARKS.md, P5): a generous bound.
         round_limit = max(120, INSTANCES * 0.12)
         push_rounds = [publish_and_wait(env, timeout=round_limit) for _ in range(ROUNDS)]
         push_cpu = cpu_used(before, cpu_seconds(processes))
-        push_probes = percentiles(durations)
+        push_probes = percentiles(fleet.probe_durations())
 
         subprocess.run([PYTHON, "-c", PULL_ONLY], cwd=ROOT, env=env, check=True)
         fleet.poll(console, PULL_INTERVAL)
         time.sleep(PULL_INTERVAL + 5)  # every agent has polled (and is at the version) once
-        durations.clear()
+        fleet.probe_durations()  # those of the first polls
         pull_round = publish_and_wait(env, timeout=PULL_INTERVAL * 2 + round_limit)
-        pull_probes = percentiles(durations)
+        pull_probes = percentiles(fleet.probe_durations())
     finally:
         for process in (worker, web, op):
             process.terminate()
             process.wait(timeout=30)
-        diffgram_requests = fleet.diffgram.stop()
+        diffgram_requests = fleet.stop()
     seconds = [r["seconds"] for r in push_rounds]
     print(
         json.dumps(
             {
                 "instances": INSTANCES,
+                "agent_processes": len(fleet.pids),
                 "push": {
                     "median_seconds": statistics.median(seconds),
                     "rounds": push_rounds,
@@ -367,4 +432,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--shard"]:
+        run_shard(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    else:
+        main()
