@@ -49,7 +49,10 @@ def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
 
     require_node_op()
     verify = run_benchmark(
-        "verify_rollout.py", BENCH_INSTANCES=10, BENCH_AGENTS_PER_PROCESS=4, BENCH_ROUNDS=1,
+        "verify_rollout.py",
+        BENCH_INSTANCES=10,
+        BENCH_AGENTS_PER_PROCESS=4,
+        BENCH_ROUNDS=1,
         BENCH_PULL_INTERVAL=3,
     )
     assert verify["agent_processes"] == 3  # the fleet split as it is at 10,000
