@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import CharField, Func
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -315,13 +316,29 @@ COLUMNS = (*HASHED_FIELDS, "hash")
 PARALLEL_FROM = 200_000
 
 
+class IsoTimestamp(Func):
+    """A timestamp as the hash has it (Python's isoformat in UTC, to the microsecond), written
+    by PostgreSQL: loading ten million timestamps into datetimes only to print them again took
+    a third of a full verification."""
+
+    template = (
+        "to_char(%(expressions)s AT TIME ZONE 'UTC', "
+        """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""  # in UTC, so the offset is always +00:00
+    )
+    output_field = CharField()
+
+
 def _database_rows(after=0, upto=None):
     events = AuditEvent.objects.filter(id__gt=after)
     if upto is not None:
         events = events.filter(id__lte=upto)
-    for row in events.order_by("id").values_list(*COLUMNS).iterator(chunk_size=5000):
+    on_postgresql = connections[events.db].vendor == "postgresql"
+    created_at = IsoTimestamp("created_at") if on_postgresql else "created_at"
+    columns = [created_at if name == "created_at" else name for name in COLUMNS]
+    for row in events.order_by("id").values_list(*columns).iterator(chunk_size=5000):
         fields = dict(zip(COLUMNS, row, strict=True))
-        fields["created_at"] = fields["created_at"].isoformat(timespec="microseconds")
+        if not on_postgresql:
+            fields["created_at"] = fields["created_at"].isoformat(timespec="microseconds")
         yield fields
 
 

@@ -1,5 +1,6 @@
 """The audit history: append-only, hash-chained, verifiable."""
 
+import datetime
 import threading
 
 import pytest
@@ -86,6 +87,21 @@ class TestWriter:
         assert second.id == first.id + 1
         assert AuditChainHead.objects.get().last_hash == second.hash
         assert audit.verify_chain().ok
+
+    def test_it_verifies_events_whatever_their_timestamps_microseconds(self):
+        """The database renders the timestamps that verification hashes; those with no or few
+        microseconds must read as Python wrote them when hashing."""
+        moments = [
+            datetime.datetime(2026, 1, 2, 3, 4, 5, micro, tzinfo=datetime.UTC)
+            for micro in (0, 120000, 5, 999999)
+        ]
+        audit.record_many(
+            {"action": audit.Action.PROVIDER_CHANGED, "target": PROVIDER, "created_at": moment}
+            for moment in moments
+        )
+        assert audit.verify_chain(processes=1) == audit.ChainReport(
+            True, 4, last=(4, AuditEvent.objects.get(pk=4).hash)
+        )
 
     def test_it_refuses_updates_and_deletes_through_the_model(self):
         event = audit.record(audit.Action.PROVIDER_CREATED, target=PROVIDER)
