@@ -147,8 +147,8 @@ AGENTS_PER_PROCESS = int(os.environ.get("BENCH_AGENTS_PER_PROCESS", 1000))
 class FleetShard:
     """Some of the hosts, in a process of their own (`--shard`): each host a folder with its
     .env, token and signing secret, and an agent. Driven by lines on its standard input:
-    `serve CONSOLE`, `poll CONSOLE INTERVAL`, `probes` (answers the probe durations since the
-    last `probes`, as JSON); it ends with its input."""
+    `serve CONSOLE`, `poll CONSOLE INTERVAL`, `probes` (answers, as JSON, the probes' durations and
+    the agents' warnings since the last `probes`); it ends with its input."""
 
     def __init__(self, folder, names, diffgram_url_base):
         self.folder, self.servers, self.members = folder, [], []
@@ -199,25 +199,37 @@ class FleetShard:
             timer.start()
 
 
-def timed_probes(durations):
-    """Count how long each agent's probe takes (the agent calls it as signin.probe)."""
+# The node test OP shares this machine's two cores with the console and the whole fleet; a real
+# fleet's identity provider (Cognito) does not. Left unbounded, 10,000 probes at once queued in
+# its one process until their requests timed out (10 s), a failure of the simulation, not of the
+# console. So each shard lets this share of the fleet's PROBES_IN_FLIGHT probe at once; the rest
+# wait their turn, and that wait is in the measured time.
+PROBES_IN_FLIGHT = int(os.environ.get("BENCH_PROBES_IN_FLIGHT", 200))
+
+
+def timed_probes(durations, in_flight):
+    """Count how long each agent's probe takes (the agent calls it as signin.probe), and let at
+    most `in_flight` run at once."""
     probe = signin.probe
+    turns = threading.BoundedSemaphore(in_flight)
 
     def timed(*args, **kwargs):
         started = time.monotonic()
         try:
-            return probe(*args, **kwargs)
+            with turns:
+                return probe(*args, **kwargs)
         finally:
             durations.append(time.monotonic() - started)
 
     signin.probe = timed
 
 
-def run_shard(folder, first, stop, diffgram_url_base):
-    """The `--shard` process: hosts i{first} to i{stop - 1}."""
-    agent.log = lambda message: None  # a thousand agents' log lines; stdout is for answers
+def run_shard(folder, first, stop, diffgram_url_base, shards):
+    """The `--shard` process: hosts i{first} to i{stop - 1}, one of `shards`."""
+    warnings = []  # what the agents would have logged as warnings (a report given up, say)
+    agent.log = lambda message: message.startswith("warning") and warnings.append(message)
     durations = []
-    timed_probes(durations)
+    timed_probes(durations, max(1, PROBES_IN_FLIGHT // shards))
     names = [f"i{n}" for n in range(first, stop)]
     shard = FleetShard(Path(folder), names, diffgram_url_base)
     print(json.dumps(shard.members), flush=True)
@@ -228,7 +240,8 @@ def run_shard(folder, first, stop, diffgram_url_base):
         elif command == "poll":
             shard.poll(arguments[0], float(arguments[1]))
         elif command == "probes":
-            taken, durations[:] = list(durations), []
+            taken = {"durations": list(durations), "warnings": list(warnings)}
+            durations[:], warnings[:] = [], []
             print(json.dumps(taken), flush=True)
             continue
         print("ok", flush=True)
@@ -241,17 +254,18 @@ class Fleet:
     def __init__(self, folder, count):
         self.folder = folder
         self.diffgram = StandInProcess(folder)
+        firsts = range(0, count, AGENTS_PER_PROCESS)
         self.shards = [
-            self._start_shard(first, min(first + AGENTS_PER_PROCESS, count))
-            for first in range(0, count, AGENTS_PER_PROCESS)
+            self._start_shard(first, min(first + AGENTS_PER_PROCESS, count), len(firsts))
+            for first in firsts
         ]
         self.members = [m for shard in self.shards for m in json.loads(shard.stdout.readline())]
         (folder / "fleet.json").write_text(json.dumps(self.members))
 
-    def _start_shard(self, first, stop):
+    def _start_shard(self, first, stop, shards):
         return subprocess.Popen(
             [PYTHON, __file__, "--shard", str(self.folder), str(first), str(stop),
-             self.diffgram.url_base],
+             self.diffgram.url_base, str(shards)],
             cwd=ROOT, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
 
@@ -271,9 +285,14 @@ class Fleet:
     def poll(self, console, interval):
         self._tell("poll", console, interval)
 
-    def probe_durations(self):
-        """The durations of the probes since the last call, from every shard."""
-        return [d for answer in self._tell("probes") for d in json.loads(answer)]
+    def probes(self):
+        """The probes' durations and the agents' warnings since the last call, from every
+        shard."""
+        answers = [json.loads(answer) for answer in self._tell("probes")]
+        return (
+            [d for answer in answers for d in answer["durations"]],
+            [w for answer in answers for w in answer["warnings"]],
+        )
 
     def stop(self):
         """Stops the shards and the stand-in; returns how many requests the stand-in answered."""
@@ -361,6 +380,10 @@ def percentiles(durations):
     }
 
 
+def summary(warnings):
+    return {"count": len(warnings), "first": warnings[:3]}
+
+
 def main():
     fresh_database("sso_bench_verify")
     env = environment("sso_bench_verify")
@@ -394,14 +417,14 @@ def main():
         round_limit = max(120, INSTANCES * 0.12)
         push_rounds = [publish_and_wait(env, timeout=round_limit) for _ in range(ROUNDS)]
         push_cpu = cpu_used(before, cpu_seconds(processes))
-        push_probes = percentiles(fleet.probe_durations())
+        push_probes, push_warnings = fleet.probes()
 
         subprocess.run([PYTHON, "-c", PULL_ONLY], cwd=ROOT, env=env, check=True)
         fleet.poll(console, PULL_INTERVAL)
         time.sleep(PULL_INTERVAL + 5)  # every agent has polled (and is at the version) once
-        fleet.probe_durations()  # those of the first polls
+        fleet.probes()  # those of the first polls
         pull_round = publish_and_wait(env, timeout=PULL_INTERVAL * 2 + round_limit)
-        pull_probes = percentiles(fleet.probe_durations())
+        pull_probes, pull_warnings = fleet.probes()
     finally:
         for process in (worker, web, op):
             process.terminate()
@@ -413,16 +436,19 @@ def main():
             {
                 "instances": INSTANCES,
                 "agent_processes": len(fleet.pids),
+                "probes_in_flight": PROBES_IN_FLIGHT,
                 "push": {
                     "median_seconds": statistics.median(seconds),
                     "rounds": push_rounds,
-                    "probe": push_probes,
+                    "probe": percentiles(push_probes),
+                    "agent_warnings": summary(push_warnings),
                     "cpu_seconds_all_rounds": push_cpu,
                 },
                 "pull": {
                     "interval_seconds": PULL_INTERVAL,
                     "round": pull_round,
-                    "probe": pull_probes,
+                    "probe": percentiles(pull_probes),
+                    "agent_warnings": summary(pull_warnings),
                 },
                 "stand_in_diffgram_requests": diffgram_requests,
             },
@@ -433,6 +459,6 @@ def main():
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--shard"]:
-        run_shard(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        run_shard(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
     else:
         main()

@@ -52,6 +52,7 @@ def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
         "verify_rollout.py",
         BENCH_INSTANCES=10,
         BENCH_AGENTS_PER_PROCESS=4,
+        BENCH_PROBES_IN_FLIGHT=3,  # one probe at a time in each of the three processes
         BENCH_ROUNDS=1,
         BENCH_PULL_INTERVAL=3,
     )
@@ -59,6 +60,9 @@ def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
     for round_ in (*verify["push"]["rounds"], verify["pull"]["round"]):
         assert (round_["applied"], round_["verified"], round_["failed"]) == (10, 10, 0), round_
     assert verify["pull"]["probe"]["count"] == 10  # each agent verified once, after its poll
+    assert (
+        verify["push"]["agent_warnings"]["count"] == verify["pull"]["agent_warnings"]["count"] == 0
+    )
 
     require_component(shutil.which("wrk"), "wrk", "install it: apt-get install -y wrk")
     pull = run_benchmark("pull.py", BENCH_INSTANCES=20, BENCH_ROUNDS=1, BENCH_SECONDS=1)
