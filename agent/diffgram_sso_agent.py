@@ -183,13 +183,18 @@ def acknowledge(console, instance, token, version, ok, detail="", probed=None):
         raise AgentError(f"could not acknowledge version {version}: {error}", True) from None
 
 
-REPORT_ATTEMPTS = 5
+# A publish to a large fleet brings every agent's report within a minute or two, more than the
+# console takes at once: with ~1 minute of tries, 1,336 of 10,000 simulated agents gave theirs
+# up (docs/BENCHMARKS.md, P5). The tries now span about four minutes.
+REPORT_ATTEMPTS = 9
+REPORT_PAUSE_CAP = 60
 
 
 def report_verification(console, instance, token, version, probed):
     """acknowledge() a verification's outcome, tried again after a transient failure with
-    growing pauses (~1 minute in all): a report lost is otherwise lost until the next sign-in,
-    and the console waits for it (a rollout that halts by itself, the fleet's state)."""
+    growing, jittered pauses (at most ~4 minutes in all): a report lost is otherwise lost until
+    the next sign-in, and the console waits for it (a rollout that halts by itself, the fleet's
+    state)."""
     for attempt in range(1, REPORT_ATTEMPTS + 1):
         try:
             acknowledge(console, instance, token, version, True, probed=probed)
@@ -197,7 +202,7 @@ def report_verification(console, instance, token, version, probed):
         except AgentError as error:
             if not error.transient or attempt == REPORT_ATTEMPTS:
                 raise
-            pause(min(2**attempt, 30) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+            pause(min(2**attempt, REPORT_PAUSE_CAP) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
 
 
 def pause(seconds):

@@ -478,4 +478,5 @@ def test_an_agent_gives_up_a_report_after_its_attempts(agent_pauses, console_sta
     with pytest.raises(agent.AgentError):
         agent.report_verification(console_stand_in.url, 7, "dgi_token", 3, PROBED)
     assert len(console_stand_in.received) == agent.REPORT_ATTEMPTS
-    assert sum(agent_pauses) <= 60  # about a minute in all, then the next sign-in's turn
+    # long enough for a console taking a whole fleet's reports at once, then the next sign-in's turn
+    assert 60 < sum(agent_pauses) < 250  # about four minutes at most
