@@ -156,6 +156,7 @@ class FleetShard:
             url_base = f"{diffgram_url_base}{name}/"
             (folder / name).mkdir()
             (folder / name / ".env").write_text(f"URL_BASE={url_base}\n")
+            (folder / name / ".env").chmod(0o600)  # as the agent wants it; else 10,000 warnings
             # Bound now, so the instance can be registered with its port; it handles pushes
             # once the console has issued its secret.
             server = agent.BoundedServer(("127.0.0.1", 0), agent.BaseHTTPRequestHandler)
@@ -226,8 +227,10 @@ def timed_probes(durations, in_flight):
 
 def run_shard(folder, first, stop, diffgram_url_base, shards):
     """The `--shard` process: hosts i{first} to i{stop - 1}, one of `shards`."""
-    warnings = []  # what the agents would have logged as warnings (a report given up, say)
-    agent.log = lambda message: message.startswith("warning") and warnings.append(message)
+    warnings = []  # what the agents would have logged as warnings or errors (a report given up)
+    agent.log = lambda message: (
+        message.startswith(("warning", "error")) and warnings.append(message)
+    )
     durations = []
     timed_probes(durations, max(1, PROBES_IN_FLIGHT // shards))
     names = [f"i{n}" for n in range(first, stop)]

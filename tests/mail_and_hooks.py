@@ -40,7 +40,7 @@ class HookReceiver:
     (headers, body) of every one, and its path."""
 
     def __init__(self):
-        self.received, self.statuses, self.paths = [], [], []
+        self.received, self.statuses, self.paths, self.gets = [], [], [], {}
         self.lock = threading.Lock()
         receiver = self
 
@@ -56,12 +56,24 @@ class HookReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                body, headers = receiver.gets.get(self.path, (b"", {}))
+                self.send_response(200 if self.path in receiver.gets else 404)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args):
                 pass
 
         self.server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve_get(self, path, body, headers):
+        """Answer GET `path` with 200, `body` and `headers` (every other GET: 404)."""
+        self.gets[path] = (body.encode(), headers)
 
     def payloads(self):
         return [json.loads(body) for _, body in self.received]

@@ -454,7 +454,7 @@ def test_an_agent_tries_its_verification_report_again_while_the_console_is_busy(
     from agent import diffgram_sso_agent as agent
 
     console_stand_in.statuses[:] = [503, 429, 502]
-    agent.report_verification(console_stand_in.url, 7, "dgi_token", 3, PROBED)
+    agent.report(console_stand_in.url, 7, "dgi_token", 3, PROBED)
     reports = console_stand_in.payloads()
     assert len(reports) == 4  # three refusals, then recorded
     assert set(console_stand_in.paths) == {"/api/v1/instances/7/applied"}
@@ -462,12 +462,36 @@ def test_an_agent_tries_its_verification_report_again_while_the_console_is_busy(
     assert len(agent_pauses) == 3 and agent_pauses[0] < agent_pauses[-1]
 
 
+def test_a_polling_agent_acknowledges_an_apply_again_while_the_console_is_busy(
+    agent_pauses, console_stand_in, tmp_path
+):
+    """An acknowledgement is the only one the agent sends for a version it pulled: the next
+    poll is a 304, so one lost to a busy console would leave the version never verified."""
+    from agent import diffgram_sso_agent as agent
+
+    console_stand_in.serve_get(
+        "/api/v1/instances/7/config?format=env",
+        "OAUTH2_PROVIDER_NAME=cognito\n",
+        {"X-Config-Version": "3", "ETag": '"v3"'},
+    )
+    (tmp_path / "token").write_text("dgi_token")
+    args = agent.parse_args(
+        ["pull", "--once", "--no-verify", "--console", console_stand_in.url, "--instance", "7",
+         "--token-file", str(tmp_path / "token"), "--env-file", str(tmp_path / ".env")]
+    )  # fmt: skip
+    console_stand_in.statuses[:] = [503, 502]
+    assert agent.pull_once(args) == 3
+    assert "OAUTH2_PROVIDER_NAME=cognito" in (tmp_path / ".env").read_text()
+    assert console_stand_in.payloads() == [{"version": 3, "status": "ok", "detail": ""}] * 3
+    assert len(agent_pauses) == 2  # two refusals waited out, then recorded
+
+
 def test_an_agent_does_not_retry_a_report_the_console_refuses(agent_pauses, console_stand_in):
     from agent import diffgram_sso_agent as agent
 
     console_stand_in.statuses[:] = [401]
     with pytest.raises(agent.AgentError, match="could not acknowledge version 3"):
-        agent.report_verification(console_stand_in.url, 7, "dgi_wrong", 3, PROBED)
+        agent.report(console_stand_in.url, 7, "dgi_wrong", 3, PROBED)
     assert len(console_stand_in.received) == 1 and agent_pauses == []
 
 
@@ -476,7 +500,7 @@ def test_an_agent_gives_up_a_report_after_its_attempts(agent_pauses, console_sta
 
     console_stand_in.statuses[:] = [503] * agent.REPORT_ATTEMPTS
     with pytest.raises(agent.AgentError):
-        agent.report_verification(console_stand_in.url, 7, "dgi_token", 3, PROBED)
+        agent.report(console_stand_in.url, 7, "dgi_token", 3, PROBED)
     assert len(console_stand_in.received) == agent.REPORT_ATTEMPTS
     # long enough for a console taking a whole fleet's reports at once, then the next sign-in's turn
     assert 60 < sum(agent_pauses) < 250  # about four minutes at most
