@@ -225,14 +225,15 @@ def timed_probes(durations, in_flight):
     signin.probe = timed
 
 
-def run_shard(folder, first, stop, diffgram_url_base, shards):
-    """The `--shard` process: hosts i{first} to i{stop - 1}, one of `shards`."""
+def run_shard(folder, first, stop, diffgram_url_base, probes_in_flight):
+    """The `--shard` process: hosts i{first} to i{stop - 1}, at most `probes_in_flight` of
+    them probing at once."""
     warnings = []  # what the agents would have logged as warnings or errors (a report given up)
     agent.log = lambda message: (
         message.startswith(("warning", "error")) and warnings.append(message)
     )
     durations = []
-    timed_probes(durations, max(1, PROBES_IN_FLIGHT // shards))
+    timed_probes(durations, probes_in_flight)
     names = [f"i{n}" for n in range(first, stop)]
     shard = FleetShard(Path(folder), names, diffgram_url_base)
     print(json.dumps(shard.members), flush=True)
@@ -258,17 +259,18 @@ class Fleet:
         self.folder = folder
         self.diffgram = StandInProcess(folder)
         firsts = range(0, count, AGENTS_PER_PROCESS)
+        probes_in_flight = max(1, PROBES_IN_FLIGHT // len(firsts))  # each shard's share
         self.shards = [
-            self._start_shard(first, min(first + AGENTS_PER_PROCESS, count), len(firsts))
+            self._start_shard(first, min(first + AGENTS_PER_PROCESS, count), probes_in_flight)
             for first in firsts
         ]
         self.members = [m for shard in self.shards for m in json.loads(shard.stdout.readline())]
         (folder / "fleet.json").write_text(json.dumps(self.members))
 
-    def _start_shard(self, first, stop, shards):
+    def _start_shard(self, first, stop, probes_in_flight):
         return subprocess.Popen(
             [PYTHON, __file__, "--shard", str(self.folder), str(first), str(stop),
-             self.diffgram.url_base, str(shards)],
+             self.diffgram.url_base, str(probes_in_flight)],
             cwd=ROOT, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
 
