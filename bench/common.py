@@ -3,6 +3,7 @@ settings (DEBUG off), so what is measured is what runs in production."""
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -78,6 +79,48 @@ def wrk(url, *, seconds=15, connections=32, threads=2, script=None, env=None):
 def _ms(text):
     number, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def cpu_seconds(root_pids):
+    """CPU time (user + system) used so far by each named group of process trees (label: pids),
+    from /proc, and by PostgreSQL's processes: where a round's time goes on a machine where all
+    share two cores."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent, used, command = {}, {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parent[pid], command[pid] = int(fields[1]), name
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+
+    def tree(pid):
+        return used.get(pid, 0) + sum(tree(child) for child, up in parent.items() if up == pid)
+
+    totals = {label: sum(tree(pid) for pid in pids) for label, pids in root_pids.items()}
+    totals["postgresql"] = sum(cpu for pid, cpu in used.items() if command[pid] == "postgres")
+    return totals
+
+
+def cpu_used(before, after):
+    return {label: round(after[label] - before[label], 1) for label in before}
+
+
+def percentiles(durations):
+    if not durations:
+        return {}
+    ordered = sorted(durations)
+    return {
+        "count": len(ordered),
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 1),
+    }
 
 
 # Python run in a child process with the benchmark's settings: a validated Keycloak provider,

@@ -28,7 +28,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agent import diffgram_sso_agent as agent  # noqa: E402
 from agent import signin  # noqa: E402
-from bench.common import PYTHON, ROOT, environment, fresh_database, manage, wait_for_http  # noqa: E402
+from bench.common import (  # noqa: E402
+    PYTHON,
+    ROOT,
+    cpu_seconds,
+    cpu_used,
+    environment,
+    fresh_database,
+    manage,
+    percentiles,
+    wait_for_http,
+)
 
 INSTANCES = int(os.environ.get("BENCH_INSTANCES", 1000))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))  # push rounds; the pull round runs once
@@ -341,48 +351,6 @@ def publish_and_wait(env, timeout):
         capture_output=True, text=True,
     ).stdout  # fmt: skip
     return json.loads(output)
-
-
-def cpu_seconds(root_pids):
-    """CPU time (user + system) used so far by each named group of process trees (label: pids),
-    from /proc, and by PostgreSQL's processes: where a round's time goes on a machine where all
-    share two cores."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parent, used, command = {}, {}, {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        parent[pid], command[pid] = int(fields[1]), name
-        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
-
-    def tree(pid):
-        return used.get(pid, 0) + sum(tree(child) for child, up in parent.items() if up == pid)
-
-    totals = {label: sum(tree(pid) for pid in pids) for label, pids in root_pids.items()}
-    totals["postgresql"] = sum(cpu for pid, cpu in used.items() if command[pid] == "postgres")
-    return totals
-
-
-def cpu_used(before, after):
-    return {label: round(after[label] - before[label], 1) for label in before}
-
-
-def percentiles(durations):
-    if not durations:
-        return {}
-    ordered = sorted(durations)
-    return {
-        "count": len(ordered),
-        "p50_ms": round(statistics.median(ordered) * 1000, 1),
-        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 1),
-    }
 
 
 def summary(warnings):
