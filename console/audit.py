@@ -167,7 +167,9 @@ def change() -> Iterator[None]:
         with transaction.atomic():
             yield
             if outer is None and entries:
-                _append(entries)
+                # The change's last statement: its failure fails the change anyway, so no
+                # savepoint of its own (two round trips fewer per audited change).
+                _append(entries, savepoint=False)
     finally:
         _pending.reset(token)
     if outer is not None:
@@ -212,9 +214,9 @@ def record_many(entries, *, batch_size=2000) -> AuditEvent | None:
     return _append(entries, batch_size=batch_size)
 
 
-def _append(entries, *, batch_size=2000) -> AuditEvent | None:
+def _append(entries, *, batch_size=2000, savepoint=True) -> AuditEvent | None:
     event, heard = None, []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
         batch = []
         for entry in entries:

@@ -54,6 +54,10 @@ def account_of(provider_id) -> SigninAccount | None:
     return SigninAccount.objects.filter(provider_id=provider_id).first()
 
 
+def has_account(provider_id) -> bool:
+    return SigninAccount.objects.filter(provider_id=provider_id).exists()
+
+
 def create_at_provider(provider, *, username, email, request=None, actor=None) -> SigninAccount:
     """Create the account at the identity provider with a new password, and keep it."""
     accounts = _at_provider(provider)

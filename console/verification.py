@@ -33,6 +33,10 @@ MAX_STEP = 32
 MAX_DETAIL = 2000
 MAX_STEPS = 10
 KINDS = ("probe", "signin")
+# What record_verification compares a result with.
+VERIFICATION_FIELDS = (
+    "id", "provider_id", "verified_version_number", "verify_ok", "verify_kind", "last_signin_ok",
+)  # fmt: skip
 
 
 class NothingToVerify(Exception):
@@ -45,13 +49,11 @@ class NothingToVerify(Exception):
 def record_report(instance, *, version_number, ok, detail, probe=None, request=None) -> None:
     """An agent's report: the version applied (or why not) and, once it has asked Diffgram,
     its probe's or synthetic sign-in's result, sent again with the same version."""
+    # `instance` was just read from the database: what it says it applied is current.
     repeated = (
         probe is not None
-        and Instance.objects.filter(
-            pk=instance.pk,
-            applied_version_number=version_number,
-            applied_status="ok" if ok else "error",
-        ).exists()
+        and instance.applied_version_number == version_number
+        and instance.applied_status == ("ok" if ok else "error")
     )
     if not repeated:
         instances.record_applied(
@@ -127,12 +129,21 @@ def record_verification(instance, *, version_number, probe, source, request=None
     ]
     now = timezone.now()
     with audit.change():
-        before = Instance.objects.select_for_update().filter(pk=instance.pk).first()
+        before = (
+            Instance.objects.select_for_update()
+            .only(*VERIFICATION_FIELDS)
+            .filter(pk=instance.pk)
+            .first()
+        )
         if before is None:
             return
         same_version = before.verified_version_number == version_number
-        signs_in = signin_accounts.account_of(before.provider_id) is not None
-        if kind == "probe" and same_version and before.verify_kind == "signin" and signs_in:
+        if (
+            kind == "probe"
+            and same_version
+            and before.verify_kind == "signin"
+            and signin_accounts.has_account(before.provider_id)
+        ):
             return
         fields: dict[str, Any] = {
             "verified_version_number": version_number, "verify_ok": ok,
@@ -303,7 +314,7 @@ def console_signs_in(instance) -> bool:
     """Whether the console runs this instance's synthetic sign-ins (its provider has a test
     account and the instance is not left to its agent)."""
     return instance.signin_runner == Instance.SigninRunner.CONSOLE and (
-        signin_accounts.account_of(instance.provider_id) is not None
+        signin_accounts.has_account(instance.provider_id)
     )
 
 

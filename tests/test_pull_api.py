@@ -300,3 +300,25 @@ def test_the_lean_stack_refuses_an_unknown_host_as_the_console_does(keycloak_pro
 def test_the_lean_stack_is_the_full_one_less_what_token_requests_do_not_use(settings):
     kept = [name for name in settings.MIDDLEWARE if name in settings.MACHINE_API_MIDDLEWARE]
     assert kept == settings.MACHINE_API_MIDDLEWARE  # a subset, in the same order
+
+
+def test_a_verification_report_costs_a_few_queries(published, client,
+                                                   django_assert_max_num_queries):  # fmt: skip
+    """A publish brings every instance's report at once (docs/BENCHMARKS.md, P5, and
+    bench/reports.py): a report reads and writes only what it needs, in one transaction with
+    no savepoint, so that the console keeps up with a fleet."""
+    url = f"/api/v1/instances/{published['lab'].pk}/applied"
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {published['token']}"}
+    applied = {"version": 1, "status": "ok"}
+    assert client.post(url, applied, content_type="application/json", **auth).status_code == 200
+    probe = {"ok": True, "kind": "probe", "step": "", "detail": "Diffgram offers sign-in"}
+    # The token (when the instance is not in memory), the instance, BEGIN, its row locked,
+    # updated, the history's head locked, the event, the head moved on, COMMIT.
+    with django_assert_max_num_queries(9):
+        response = client.post(
+            url, {**applied, "probe": probe}, content_type="application/json", **auth
+        )
+    assert response.status_code == 200
+    lab = Instance.objects.get(name="lab")
+    assert (lab.verified_version_number, lab.verify_ok, lab.verify_kind) == (1, True, "probe")
+    assert AuditEvent.objects.filter(action="instance.verified", actor_label="lab").count() == 1

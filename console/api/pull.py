@@ -89,6 +89,11 @@ VERSION_FIELDS = (
     "id", "number", "settings", "secret_settings_encrypted", "login_url_template",
     "content_hash", "provider_id",
 )  # fmt: skip
+# What recording a report reads of an instance (console/verification.py: record_report).
+REPORT_FIELDS = (
+    "id", "name", "provider_id", "rollout_group", "applied_version_number", "applied_status",
+    "console_verifies", "signin_runner",
+)  # fmt: skip
 INSTANCE_COLUMNS = (
     *INSTANCE_FIELDS,
     *(f"assigned_version__{field}" for field in VERSION_FIELDS),
@@ -258,11 +263,10 @@ def report_applied(request: Any) -> HttpResponse:
         problems.update(verification.probe_problems(probe))
     if problems:
         return error(400, "Invalid report.", fields=problems)
-    # The whole instance, from the database: a report is rare, and reaches its rollout.
+    # From the database (what it applied, its rollout group), not the poll's copy in memory;
+    # only the fields a report reads: a fleet reports all at once after a publish.
     instance = (
-        Instance.objects.select_related("assigned_version")
-        .filter(pk=request.pull_state.instance.pk)
-        .first()
+        Instance.objects.only(*REPORT_FIELDS).filter(pk=request.pull_state.instance.pk).first()
     )
     if instance is None:  # deleted since the token was checked
         return error(401, "Missing or invalid instance token.")
