@@ -16,6 +16,7 @@ Smaller: BENCH_INSTANCES=20 BENCH_ROUNDS=1 BENCH_PULL_INTERVAL=5 python bench/ve
 import json
 import os
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,6 +47,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))  # push rounds; the pull round r
 PULL_INTERVAL = float(os.environ.get("BENCH_PULL_INTERVAL", 60))
 WORKERS = os.environ.get("BENCH_WORKERS", "4")
 WEB_PORT = 8773
+METRICS_TOKEN = "bench-metrics-token-" + "m" * 20
 OP_DIR = ROOT / "tests" / "op"
 APP_CLIENT = "diffgram-app"
 
@@ -353,13 +356,28 @@ def publish_and_wait(env, timeout):
     return json.loads(output)
 
 
+def reports_handled(console):
+    """How many reports (POST .../applied) the console's web processes have answered so far,
+    from its /metrics: more than the fleet sent means reports sent again, after the agent gave
+    up waiting for an answer that the console still worked out."""
+    request = urllib.request.Request(  # noqa: S310 - our console
+        f"{console}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - our console
+        text = response.read().decode()
+    found = re.search(
+        r'^diffgram_sso_request_duration_seconds_count\{view="api-applied"\} (\S+)$', text, re.M
+    )
+    return int(float(found.group(1))) if found else 0
+
+
 def summary(warnings):
     return {"count": len(warnings), "first": warnings[:3]}
 
 
 def main():
     fresh_database("sso_bench_verify")
-    env = environment("sso_bench_verify")
+    env = environment("sso_bench_verify", METRICS_TOKEN=METRICS_TOKEN)
     manage(env, "migrate", "--noinput")
     folder = Path(tempfile.mkdtemp())
     fleet = Fleet(folder, INSTANCES)
@@ -385,18 +403,21 @@ def main():
         processes = {"agents": fleet.pids, "stand-in Diffgram": [fleet.diffgram.pid],
                      "web (gunicorn)": [web.pid], "celery worker": [worker.pid],
                      "node OP": [op.pid]}  # fmt: skip
-        before = cpu_seconds(processes)
+        before, reports_before = cpu_seconds(processes), reports_handled(console)
         # ~10 s per 1,000 instances here (docs/BENCHMARKS.md, P5): a generous bound.
         round_limit = max(120, INSTANCES * 0.12)
         push_rounds = [publish_and_wait(env, timeout=round_limit) for _ in range(ROUNDS)]
         push_cpu = cpu_used(before, cpu_seconds(processes))
+        push_reports = reports_handled(console) - reports_before
         push_probes, push_warnings = fleet.probes()
 
         subprocess.run([PYTHON, "-c", PULL_ONLY], cwd=ROOT, env=env, check=True)
         fleet.poll(console, PULL_INTERVAL)
         time.sleep(PULL_INTERVAL + 5)  # every agent has polled (and is at the version) once
         fleet.probes()  # those of the first polls
+        reports_before = reports_handled(console)
         pull_round = publish_and_wait(env, timeout=PULL_INTERVAL * 2 + round_limit)
+        pull_reports = reports_handled(console) - reports_before
         pull_probes, pull_warnings = fleet.probes()
     finally:
         for process in (worker, web, op):
@@ -416,12 +437,14 @@ def main():
                     "probe": percentiles(push_probes),
                     "agent_warnings": summary(push_warnings),
                     "cpu_seconds_all_rounds": push_cpu,
+                    "reports_handled_all_rounds": push_reports,
                 },
                 "pull": {
                     "interval_seconds": PULL_INTERVAL,
                     "round": pull_round,
                     "probe": percentiles(pull_probes),
                     "agent_warnings": summary(pull_warnings),
+                    "reports_handled": pull_reports,
                 },
                 "stand_in_diffgram_requests": diffgram_requests,
             },
