@@ -85,7 +85,7 @@ def main():
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput")
     tokens = Path(tempfile.mkdtemp()) / "tokens.txt"
-    print(f"instance tokens: {tokens} (for bench/profile_pull.py)", file=sys.stderr)
+    print(f"instance tokens: {tokens} (for bench/profile_api.py pull)", file=sys.stderr)
     seed = SEED.replace("__COUNT__", str(instances)).replace("__PATH__", repr(str(tokens)))
     subprocess.run([PYTHON, "-c", seed], cwd=ROOT, env=env, check=True)
     pollers = len(tokens.read_text().splitlines())  # the instances with a version

@@ -135,6 +135,7 @@ def main():
     env = environment(DATABASE)
     manage(env, "migrate", "--noinput")
     tokens_file = Path(tempfile.mkdtemp()) / "tokens"
+    print(f"instance tokens: {tokens_file} (for bench/profile_api.py report)", file=sys.stderr)
     seeded = subprocess.run(
         [PYTHON, "-c", SEED, str(args.instances), str(tokens_file)], cwd=ROOT, env=env,
         check=True, capture_output=True, text=True,

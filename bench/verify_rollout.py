@@ -13,6 +13,7 @@ Run: python bench/verify_rollout.py  (needs PostgreSQL, Redis, node and `npm ci 
 Smaller: BENCH_INSTANCES=20 BENCH_ROUNDS=1 BENCH_PULL_INTERVAL=5 python bench/verify_rollout.py
 """
 
+import collections
 import json
 import os
 import random
@@ -372,7 +373,10 @@ def reports_handled(console):
 
 
 def summary(warnings):
-    return {"count": len(warnings), "first": warnings[:3]}
+    """How many warnings and errors the agents logged, by kind (the message with its numbers
+    as N), and the first three."""
+    kinds = collections.Counter(re.sub(r"\d+", "N", warning) for warning in warnings)
+    return {"count": len(warnings), "kinds": dict(kinds.most_common(10)), "first": warnings[:3]}
 
 
 def main():

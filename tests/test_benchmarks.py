@@ -63,6 +63,15 @@ def test_the_benchmarks_run_and_their_systems_do_the_right_thing():
     assert (
         verify["push"]["agent_warnings"]["count"] == verify["pull"]["agent_warnings"]["count"] == 0
     )
+    # Each agent's verification report once by push; by pull its acknowledgement and its report.
+    assert verify["push"]["reports_handled_all_rounds"] == 10
+    assert verify["pull"]["reports_handled"] == 20
+
+    reports = run_benchmark("reports.py", "--instances", "40", "--rounds", "1")
+    (round_,) = reports["rounds"]
+    # Every instance with a version (fleet_seed.py leaves 4 in 100 unassigned) reported once,
+    # and the console shows each as verified.
+    assert reports["reports"] == round_["outcomes"]["200"] == round_["verified"] > 30
 
     require_component(shutil.which("wrk"), "wrk", "install it: apt-get install -y wrk")
     pull = run_benchmark("pull.py", BENCH_INSTANCES=20, BENCH_ROUNDS=1, BENCH_SECONDS=1)
