@@ -4,6 +4,7 @@ the node test OP whether it shows a login page for Diffgram's login request and,
 account, signs in through Diffgram's callback; the console records it, shows it (only a
 synthetic sign-in is a ✓), and halts a staged rollout by itself when the first group says no."""
 
+import json
 import re
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agent import signin
-from console import providers, tasks, verification, versions
+from console import diffgram, providers, tasks, verification, versions
 from console.kinds import CognitoProviderForm
 from console.models import AuditEvent, ConfigVersion, Instance, PushRequest, Rollout
 from tests.idp_server import signing_key
@@ -484,6 +485,34 @@ def test_a_polling_agent_acknowledges_an_apply_again_while_the_console_is_busy(
     assert "OAUTH2_PROVIDER_NAME=cognito" in (tmp_path / ".env").read_text()
     assert console_stand_in.payloads() == [{"version": 3, "status": "ok", "detail": ""}] * 3
     assert len(agent_pauses) == 2  # two refusals waited out, then recorded
+
+
+def test_a_polling_agent_whose_acknowledgement_is_lost_still_verifies_what_it_applied(
+    agent_pauses, console_stand_in, cognito, cognito_op, hosts
+):
+    """Its next poll is a 304: were the lost acknowledgement to end this one, the version
+    would never be verified. The verification's report says it was applied, too."""
+    from agent import diffgram_sso_agent as agent
+
+    host = hosts(cognito, "lab")
+    register_app_client(cognito_op, host.diffgram.url_base)
+    version = versions.publish(cognito)
+    instance = host.refresh()
+    # The console's answer to the poll, as the console gives it, from the stand-in console.
+    console_stand_in.serve_get(
+        f"/api/v1/instances/{instance.pk}/config?format=env",
+        diffgram.render_env(version.settings_for(instance)),
+        {"X-Config-Version": str(version.number), "ETag": '"v1"',
+         signin.VERIFY_HEADER: json.dumps(verification.expectations_for(instance, version))},
+    )  # fmt: skip
+    host.agent.console_url = console_stand_in.url
+    console_stand_in.statuses[:] = [503] * agent.REPORT_ATTEMPTS  # every acknowledgement
+    args = agent.parse_args(["pull", "--once", *host.agent.common_args()])
+    assert agent.pull_once(args) == version.number
+    *acknowledgements, verification_report = console_stand_in.payloads()
+    assert acknowledgements == [{"version": 1, "status": "ok", "detail": ""}] * 9
+    assert verification_report["version"] == 1 and verification_report["status"] == "ok"
+    assert verification_report["probe"]["ok"] is True, verification_report["probe"]
 
 
 def test_an_agent_does_not_retry_a_report_the_console_refuses(agent_pauses, console_stand_in):
