@@ -1,6 +1,8 @@
 """The audit history: append-only, hash-chained, verifiable."""
 
 import datetime
+import hashlib
+import json
 import threading
 
 import pytest
@@ -53,6 +55,21 @@ class TestWriter:
         assert stored.changes == {"scopes": ["openid", "openid email"]}
         assert stored.context == {"note": "add email"}
         assert stored.created_at.utcoffset().total_seconds() == 0
+
+    def test_an_events_hash_is_sha256_over_its_fields_as_canonical_json(self):
+        """What an auditor's own tool recomputes from an export (verify_audit --jsonl):
+        sorted keys, no whitespace, non-ASCII escaped, the request id only when there is one."""
+        event = audit.record(
+            audit.Action.PROVIDER_CHANGED, target=("provider", 7, "Entra ID – Zürich"),
+            context={"b": [1, 2.5, None], "a": {"z": "ünïcode", "y": True}},
+        )  # fmt: skip
+        fields = event.hashed_fields()
+        if not fields["request_id"]:
+            del fields["request_id"]
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        assert '"target_label":"Entra ID \\u2013 Z\\u00fcrich"' in canonical
+        assert event.hash == hashlib.sha256(canonical.encode()).hexdigest()
+        assert AuditEvent.objects.get(pk=event.pk).hash == event.hash
 
     def test_it_records_system_events_without_a_request(self):
         event = audit.record(audit.Action.ENCRYPTION_KEYS_ROTATED, context={"secrets": 3})

@@ -175,17 +175,20 @@ def event_fields(**values) -> dict[str, Any]:
     return {name: values[name] for name in HASHED_FIELDS}
 
 
+# Canonical JSON: sorted keys, no whitespace, ASCII. One encoder for every event: json.dumps
+# with these options builds a new one per call, which was a third of the hashing's time (a
+# full verify_audit hashes ten million events: docs/BENCHMARKS.md, P3).
+CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def compute_event_hash(fields) -> str:
-    """SHA-256 over canonical JSON (sorted keys, no whitespace, ASCII) of the hashed fields."""
-    canonical = json.dumps(
+    """SHA-256 over the canonical JSON of the hashed fields."""
+    canonical = CANONICAL_JSON.encode(
         {
             name: fields.get(name)
             for name in HASHED_FIELDS
             if name not in HASHED_WHEN_SET or fields.get(name)
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
+        }
     )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
