@@ -5,8 +5,8 @@ as its agent does after its probe: POST /api/v1/instances/<id>/applied with the 
 Real: the console on gunicorn (the same workers as bench/verify_rollout.py), PostgreSQL and
 Redis. The fleet is seeded in bulk (bench/fleet_seed.py), a second version published and
 recorded as applied by every assigned instance, as the console does from each push's answer.
-The client keeps CONCURRENCY reports in flight, each with the agent's 10 s timeout and no
-retry, so every report is sent exactly once and a timeout is counted, not hidden.
+The client keeps CONCURRENCY reports in flight, each with the agent's timeout for the console
+and no retry, so every report is sent exactly once and a timeout is counted, not hidden.
 
 Run: python bench/reports.py --instances 10000  (needs PostgreSQL and Redis). Prints each
 round (the reports' rate, their latencies, the web processes' CPU per report from /proc, and
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agent.signin import HTTP_TIMEOUT  # noqa: E402
+from agent.diffgram_sso_agent import CONSOLE_TIMEOUT  # noqa: E402
 from bench.common import (  # noqa: E402
     PROVIDER_SEED,
     PYTHON,
@@ -98,7 +98,7 @@ def send_reports(instances, body, concurrency):
                 return
             pk, token = member
             started = time.monotonic()
-            connection = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=HTTP_TIMEOUT)
+            connection = http.client.HTTPConnection("127.0.0.1", WEB_PORT, timeout=CONSOLE_TIMEOUT)
             try:
                 connection.request("POST", f"/api/v1/instances/{pk}/applied", body,
                                    {"Authorization": f"Bearer {token}",
