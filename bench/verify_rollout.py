@@ -419,8 +419,9 @@ def main():
         fleet.poll(console, PULL_INTERVAL)
         time.sleep(PULL_INTERVAL + 5)  # every agent has polled (and is at the version) once
         fleet.probes()  # those of the first polls
-        reports_before = reports_handled(console)
+        before, reports_before = cpu_seconds(processes), reports_handled(console)
         pull_round = publish_and_wait(env, timeout=PULL_INTERVAL * 2 + round_limit)
+        pull_cpu = cpu_used(before, cpu_seconds(processes))
         pull_reports = reports_handled(console) - reports_before
         pull_probes, pull_warnings = fleet.probes()
     finally:
@@ -449,6 +450,7 @@ def main():
                     "probe": percentiles(pull_probes),
                     "agent_warnings": summary(pull_warnings),
                     "reports_handled": pull_reports,
+                    "cpu_seconds": pull_cpu,
                 },
                 "stand_in_diffgram_requests": diffgram_requests,
             },
