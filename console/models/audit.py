@@ -176,8 +176,8 @@ def event_fields(**values) -> dict[str, Any]:
 
 
 # Canonical JSON: sorted keys, no whitespace, ASCII. One encoder for every event: json.dumps
-# with these options builds a new one per call, which was a third of the hashing's time (a
-# full verify_audit hashes ten million events: docs/BENCHMARKS.md, P3).
+# with these options builds a new one per call, paid once per event by a full verify_audit,
+# which hashes every event in Python (ten million in docs/BENCHMARKS.md, P3).
 CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
