@@ -97,6 +97,22 @@ class TestAnchoredHistory:
         assert "intact after checkpoint #8: 3 newer events verified" in output
         assert "Matches the newest signed checkpoint." in output
 
+    def test_an_event_removed_before_a_checkpoint_is_caught_without_reading_the_chain(
+        self, checkpoints, audit_triggers_disabled
+    ):
+        """--since-checkpoint hashes only newer events; removing an older one still shows,
+        against each anchored checkpoint after it and only those."""
+        for _ in range(3):
+            write_events(4)
+            call_command("audit_checkpoint", stdout=StringIO())  # at #4, #8 and #12
+        write_events(2)
+        with audit_triggers_disabled() as cursor:
+            cursor.execute("DELETE FROM console_auditevent WHERE id = 6")
+        code, output = verify_audit("--since-checkpoint")
+        assert code == 1
+        assert "the events up to event #8 " in output and "the events up to event #12 " in output
+        assert "event #4 " not in output
+
     def test_checkpoints_go_to_s3_too(self, moto, settings, checkpoints):
         import boto3
 
