@@ -327,7 +327,7 @@ def events_up_to(event_ids) -> dict[int, int]:
         return {}
     top = max(event_ids)
     total = AuditEvent.objects.filter(id__lte=top).count()
-    return {
-        event_id: total - AuditEvent.objects.filter(id__gt=event_id, id__lte=top).count()
-        for event_id in event_ids
-    }
+    counts = {top: total}
+    for event_id in set(event_ids) - {top}:
+        counts[event_id] = total - AuditEvent.objects.filter(id__gt=event_id, id__lte=top).count()
+    return counts
