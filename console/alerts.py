@@ -1,10 +1,10 @@
 """Alerts: telling the IT team by email or webhook when something needs them, without a storm.
 
 Where alerts come from:
-- audit events, heard once their transaction commits (audit.event_recorded): a provider's
-  scheduled re-validation changing outcome or JWKS keys, a push failing for good, a rollout
-  halting, a synthetic sign-in failing after one passed (or the reverse), a break-glass
-  sign-in;
+- audit events, heard once their transaction commits (audit.event_recorded, console/signals.py):
+  a provider's scheduled re-validation changing outcome or JWKS keys, a push failing for good,
+  a rollout halting, a synthetic sign-in failing after one passed (or the reverse), a
+  break-glass sign-in;
 - checks Celery beat runs: instances drifting or not pulling (`check_fleet`), the audit chain
   (`check_audit_chain`).
 
@@ -25,11 +25,11 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import F, Q
-from django.dispatch import Signal, receiver
 from django.utils import timezone
 
 from console import audit, delivery, instances, outbound
 from console.models import Alert, AlertDestination, AlertEvent
+from console.signals import alerts_queued
 
 logger = logging.getLogger(__name__)
 Action = audit.Action
@@ -39,8 +39,6 @@ REPEAT_AFTER = timedelta(hours=1)
 DRIFT_GRACE = timedelta(minutes=15)
 # Conditions raised together: few queries each, and within SQLite's limit on bound parameters.
 NOTIFY_CHUNK = 2000
-# Sent with the ids of new alerts; console/tasks.py sends them (this module knows no Celery).
-alerts_queued = Signal()
 
 
 class SendFailed(Exception):
@@ -118,20 +116,9 @@ def _send_after_commit(alerts) -> None:
 # --- from audit events --------------------------------------------------------------------------
 
 
-audit.LISTENED_TO.update(
-    {
-        Action.PROVIDER_VALIDATION_CHANGED,
-        Action.PUSH_FAILED,
-        Action.ROLLOUT_HALTED,
-        Action.LOGIN_BREAK_GLASS,
-        Action.INSTANCE_SIGNIN_FAILED,
-        Action.INSTANCE_SIGNIN_RECOVERED,
-    }
-)
-
-
-@receiver(audit.event_recorded)
-def _from_audit_events(sender, events, **kwargs) -> None:
+def raise_for_audit_events(events) -> None:
+    """Raise the alerts new audit events call for, once their transaction commits (the
+    actions heard are listed in console/signals.py)."""
     for event in events:
         for alert in alerts_for(event):
             try:

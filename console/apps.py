@@ -23,6 +23,29 @@ def create_local_folders() -> None:
         folder.mkdir(parents=True, exist_ok=True)
 
 
+# Receivers of console/signals.py. Each imports the module that does the work when it is first
+# called, not at start-up (see console/signals.py).
+
+
+def dispatch_queued_pushes(sender, push_request_ids, **kwargs) -> None:
+    from console import tasks
+
+    tasks.dispatch_after_commit(push_request_ids)
+
+
+def send_queued_alerts(sender, alert_ids, **kwargs) -> None:
+    from console import tasks
+
+    for alert_id in alert_ids:
+        tasks.send_alert.delay(alert_id)
+
+
+def alert_on_audit_events(sender, events, **kwargs) -> None:
+    from console import alerts
+
+    alerts.raise_for_audit_events(events)
+
+
 class ConsoleConfig(AppConfig):
     name = "console"
     verbose_name = "Diffgram SSO console"
@@ -33,10 +56,15 @@ class ConsoleConfig(AppConfig):
         create_local_folders()
 
         from console import (
+            audit,
             checks,  # noqa: F401 - registers the system checks
-            tasks,  # noqa: F401 - dispatches the pushes publishing queues
+            signals,
         )
         from console.pull_state import forget_instance
+
+        signals.pushes_queued.connect(dispatch_queued_pushes)
+        signals.alerts_queued.connect(send_queued_alerts)
+        audit.event_recorded.connect(alert_on_audit_events)
 
         # Saving or deleting an instance changes what its pulls answer (token, URL, version).
         post_save.connect(forget_instance, sender="console.Instance")

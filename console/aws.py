@@ -6,11 +6,13 @@ never a botocore exception."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import boto3
 
 THROTTLED = {"TooManyRequestsException", "ThrottlingException", "LimitExceededException"}
 DENIED = {
@@ -49,6 +51,8 @@ def session() -> boto3.session.Session:
     """This thread's session with the standard credential chain: boto3 sessions must not be
     shared between threads (pushes and web requests run in threads), clients may."""
     if not hasattr(_threads, "session"):
+        import boto3  # on first use, not at start-up: most processes make no AWS call
+
         _threads.session = boto3.session.Session()
     return _threads.session
 
@@ -65,6 +69,8 @@ def _assumed(role_arn, region) -> boto3.session.Session:
         "assume_role", "sts:AssumeRole", role_arn,
         RoleArn=role_arn, RoleSessionName="diffgram-sso-console",
     )["Credentials"]  # fmt: skip
+    import boto3
+
     return boto3.session.Session(
         aws_access_key_id=credentials["AccessKeyId"],
         aws_secret_access_key=credentials["SecretAccessKey"],

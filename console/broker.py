@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from celery import current_app
 from django.conf import settings
 from kombu.exceptions import ChannelError
+
+from sso_admin.celery import app
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 def reachable() -> bool:
     """Whether the broker takes a connection (the reason, which may name hosts, is logged)."""
     try:
-        with current_app.connection_for_write() as broker:
+        with app.connection_for_write() as broker:
             broker.ensure_connection(max_retries=1, timeout=3)
         return True
     except Exception:
@@ -26,7 +27,7 @@ def reachable() -> bool:
 def queue_length() -> int | None:
     """Messages in the console's queue on the broker; None (and a warning) if it cannot say."""
     try:
-        with current_app.connection_for_read() as connection:
+        with app.connection_for_read() as connection:
             declared = connection.default_channel.queue_declare(
                 queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
             )

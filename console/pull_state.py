@@ -36,7 +36,6 @@ import time
 import weakref
 from collections import OrderedDict
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils.translation import ngettext
@@ -274,6 +273,8 @@ class PullStates:
         while not stop.is_set():
             pubsub = None
             try:
+                import redis  # when first needed, not at start-up (console/signals.py)
+
                 client = redis.Redis.from_url(
                     url, socket_connect_timeout=5, socket_timeout=5, socket_keepalive=True,
                     client_name=f"{LISTENER_NAME}-{os.getpid()}",  # CLIENT LIST shows whose
@@ -339,6 +340,8 @@ def _channel():
 def _publisher(url):
     client = _publishers.get((os.getpid(), url))
     if client is None:
+        import redis
+
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         _publishers[(os.getpid(), url)] = client
     return client

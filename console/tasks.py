@@ -1,8 +1,7 @@
 """Celery tasks: thin wrappers that take primary keys; the logic lives in the service modules
 (console/delivery.py, console/providers.py, console/verification.py, console/alerts.py,
 console/audit_anchor.py). The only module that knows Celery: publishing and alerting announce
-their work with signals (versions.pushes_queued, alerts.alerts_queued), which this module
-turns into tasks once the transaction commits."""
+their work with signals (console/signals.py), whose receivers call this module."""
 
 from __future__ import annotations
 
@@ -13,9 +12,8 @@ import random
 from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.dispatch import receiver
 
-from console import alerts, audit_anchor, delivery, providers, verification, versions
+from console import alerts, audit_anchor, delivery, providers, verification
 from console.models import Alert, Instance, Provider
 from sso_admin.celery import app
 
@@ -35,11 +33,6 @@ def dispatch_after_commit(push_request_ids) -> None:
                 push_config.apply_async((batch,), producer=producer)
 
     transaction.on_commit(send, robust=True)
-
-
-@receiver(versions.pushes_queued)
-def _dispatch_queued_pushes(sender, push_request_ids, **kwargs) -> None:
-    dispatch_after_commit(push_request_ids)
 
 
 def database_outage_tolerant(task):
@@ -171,12 +164,6 @@ def halt_overdue_rollouts() -> int:
 
 
 # --- alerts (console/alerts.py) -----------------------------------------------------------------
-
-
-@receiver(alerts.alerts_queued)
-def _send_queued_alerts(sender, alert_ids, **kwargs) -> None:
-    for alert_id in alert_ids:
-        send_alert.delay(alert_id)
 
 
 @shared_task(bind=True, max_retries=None)  # ALERT_MAX_ATTEMPTS is counted on the alert

@@ -2,10 +2,10 @@
 rollout (a first group, then the rest), rollback, diffs, and assigning versions to instances.
 
 Publishing writes the version, the assignments and one PushRequest per pushed instance in one
-transaction (the outbox); console/tasks.py, told through the `pushes_queued` signal, dispatches
-the push tasks only after that commits, and console/delivery.py sends them. Every transaction
-takes its locks in one order (provider, instances, push requests, the audit chain head): audit
-events come last.
+transaction (the outbox); console/tasks.py, told through the `pushes_queued` signal
+(console/signals.py), dispatches the push tasks only after that commits, and console/delivery.py
+sends them. Every transaction takes its locks in one order (provider, instances, push requests,
+the audit chain head): audit events come last.
 """
 
 from __future__ import annotations
@@ -17,19 +17,14 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db.models import F, Max
-from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from console import audit, diffgram, encryption, kinds
 from console.models import ConfigVersion, Instance, Provider, PushRequest, Rollout
+from console.signals import pushes_queued
 
 Action = audit.Action
-
-
-# Sent with the ids of new push requests; console/tasks.py dispatches them once the transaction
-# commits (this module knows nothing of Celery, so tasks may call into it).
-pushes_queued = Signal()
 
 
 class PublishRefused(Exception):

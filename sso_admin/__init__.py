@@ -1,4 +1,3 @@
-# Load the Celery app with Django so that shared_task and delay_on_commit use it.
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+# The Celery app (sso_admin/celery.py) is imported by the modules that use it (console/tasks.py,
+# console/broker.py), not here as Celery's Django guide suggests: every process would then load
+# Celery at start-up, management commands that send no task included (console/signals.py).

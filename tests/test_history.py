@@ -141,6 +141,27 @@ def verify_export(path):
     )
 
 
+def test_verify_audit_starts_without_what_only_the_web_and_the_worker_use(tmp_path):
+    """Starting is most of `verify_audit --since-checkpoint`'s time (docs/BENCHMARKS.md, P3):
+    it loads no Celery app or tasks, no AWS SDK, no provider kinds and no URLs (the system
+    checks would import every view)."""
+    export = tmp_path / "history.jsonl"
+    export.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "manage.py", "verify_audit", "--jsonl", str(export)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert {"django.db.models", "console.audit"} <= imported  # the listing is read right
+    unwanted = {"sso_admin.celery", "console.tasks", "boto3", "console.kinds", "console.urls"}
+    assert imported & unwanted == set()
+
+
 class TestExports:
     def test_it_streams_10000_events_as_csv_that_parses_back(self, auditor_client):
         seed(10_000)

@@ -13,6 +13,9 @@ class Command(BaseCommand):
         "not verify. --since-checkpoint verifies only the events after the newest good "
         "checkpoint. With --jsonl, verify an unfiltered JSON lines export instead."
     )
+    # The system checks import every view and the API to check the URLs, the larger part of
+    # this command's start-up (docs/BENCHMARKS.md, P3); verifying the history needs none of them.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("--jsonl", metavar="FILE", help="a JSON lines export of the history")
