@@ -210,6 +210,16 @@ def report(console, instance, token, version, probed=None):
             pause(min(2**attempt, REPORT_PAUSE_CAP) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
 
 
+def report_apply_error(console, instance, token, version, error):
+    """Tell the console a version could not be applied, once (the next push or poll tries the
+    apply again). A console that does not hear it leaves a warning, not the apply's error
+    unsaid."""
+    try:
+        acknowledge(console, instance, token, version, False, str(error))
+    except AgentError as lost:
+        log(f"warning: {lost}")
+
+
 def pause(seconds):
     """Wait (tests replace it to move a clock instead)."""
     time.sleep(seconds)
@@ -248,7 +258,7 @@ def pull_once(args):
     try:
         apply(args.env_file, version, parse_env_body(body), etag, args.on_change, sequence)
     except (OSError, AgentError) as error:
-        acknowledge(args.console, args.instance, token, version, False, str(error))
+        report_apply_error(args.console, args.instance, token, version, error)
         raise AgentError(f"could not apply version {version}: {error}") from None
     # Tried again like the verification's report, and even lost it does not end the poll: the
     # next poll is a 304, so a version not verified now never is (docs/BENCHMARKS.md, P5). The
@@ -466,8 +476,15 @@ def make_handler(args):
             try:
                 apply(args.env_file, version, settings, on_change=args.on_change, sequence=sequence)
             except (OSError, AgentError) as error:
-                acknowledge(args.console, args.instance, token, version, False, str(error))
-                return self._answer(500, {"error": f"could not apply: {error}"})
+                self._answer(500, {"error": f"could not apply: {error}"})
+                # After answering, as below: the push waits for its answer only so long, and a
+                # console busy with a fleet's reports may take longer to hear this one.
+                threading.Thread(
+                    target=report_apply_error,
+                    args=(args.console, args.instance, token, version, error),
+                    daemon=True,
+                ).start()
+                return None
             # The answer is the acknowledgement: the console records the apply from it.
             self._answer(200, {"applied": version, "changed": True})
             # After answering: the console's push does not wait for Diffgram to restart.

@@ -37,11 +37,15 @@ class SmtpServer:
 
 class HookReceiver:
     """Answers each POST with the next status in `statuses` (then 200) and keeps
-    (headers, body) of every one, and its path."""
+    (headers, body) of every one, and its path. `posted` is released as each POST arrives; a
+    test clears `answering` to hold the answers back (a busy receiver), sets it to let them go."""
 
     def __init__(self):
         self.received, self.statuses, self.paths, self.gets = [], [], [], {}
         self.lock = threading.Lock()
+        self.posted = threading.Semaphore(0)
+        self.answering = threading.Event()
+        self.answering.set()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +55,8 @@ class HookReceiver:
                     receiver.received.append((dict(self.headers), body))
                     receiver.paths.append(self.path)
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
+                receiver.posted.release()
+                receiver.answering.wait(timeout=60)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()

@@ -148,6 +148,33 @@ class TestTheAgent:
         assert (push.state, push.last_error) == ("succeeded", "")
         assert process.env()["OAUTH2_PROVIDER_CLIENT_ID"] == "other-pushed"
 
+    def test_an_apply_error_answers_the_push_before_the_console_hears_of_it(
+        self, agent, keycloak_provider, hook_receiver
+    ):
+        """The push waits for its answer only so long (console/outbound.py), and a console busy
+        with a fleet's reports may take longer than that to hear the error."""
+        instance, process = agent
+        busy_console = hook_receiver
+        busy_console.url = busy_console.url.removesuffix("/hook")  # the agent adds the API path
+        process.console_url = busy_console.url
+        process.serve(process.port, "--on-change", "exit 3")
+        version = versions.publish(keycloak_provider)
+        instance.refresh_from_db()
+        busy_console.answering.clear()
+        try:
+            status, answer = signed_post(instance, version)
+        finally:
+            busy_console.answering.set()
+        assert (status, answer) == (
+            500,
+            {"error": "could not apply: --on-change command exited with 3"},
+        )
+        assert busy_console.posted.acquire(timeout=30)
+        assert busy_console.paths == [f"/api/v1/instances/{instance.pk}/applied"]
+        assert busy_console.payloads() == [
+            {"version": 1, "status": "error", "detail": "--on-change command exited with 3"}
+        ]
+
     def test_it_writes_only_the_variables_it_manages(self, agent, keycloak_provider):
         instance, process = agent
         process.serve(process.port)

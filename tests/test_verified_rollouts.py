@@ -487,6 +487,31 @@ def test_a_polling_agent_acknowledges_an_apply_again_while_the_console_is_busy(
     assert len(agent_pauses) == 2  # two refusals waited out, then recorded
 
 
+def test_a_polling_agent_that_cannot_apply_says_why_even_when_the_console_does_not_hear_it(
+    agent_pauses, console_stand_in, tmp_path, capsys
+):
+    from agent import diffgram_sso_agent as agent
+
+    console_stand_in.serve_get(
+        "/api/v1/instances/7/config?format=env",
+        "OAUTH2_PROVIDER_NAME=cognito\n",
+        {"X-Config-Version": "3", "ETag": '"v3"'},
+    )
+    (tmp_path / "token").write_text("dgi_token")
+    args = agent.parse_args(
+        ["pull", "--once", "--no-verify", "--console", console_stand_in.url, "--instance", "7",
+         "--token-file", str(tmp_path / "token"), "--env-file", str(tmp_path / ".env"),
+         "--on-change", "exit 3"]
+    )  # fmt: skip
+    console_stand_in.statuses[:] = [503]
+    with pytest.raises(agent.AgentError, match="could not apply version 3: --on-change command"):
+        agent.pull_once(args)
+    assert console_stand_in.payloads() == [
+        {"version": 3, "status": "error", "detail": "--on-change command exited with 3"}
+    ]
+    assert "warning: could not acknowledge version 3" in capsys.readouterr().out
+
+
 def test_a_polling_agent_whose_acknowledgement_is_lost_still_verifies_what_it_applied(
     agent_pauses, console_stand_in, cognito, cognito_op, hosts
 ):
