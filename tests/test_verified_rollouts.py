@@ -463,11 +463,9 @@ def test_an_agent_tries_its_verification_report_again_while_the_console_is_busy(
     assert len(agent_pauses) == 3 and agent_pauses[0] < agent_pauses[-1]
 
 
-def test_a_polling_agent_acknowledges_an_apply_again_while_the_console_is_busy(
-    agent_pauses, console_stand_in, tmp_path
-):
-    """An acknowledgement is the only one the agent sends for a version it pulled: the next
-    poll is a 304, so one lost to a busy console would leave the version never verified."""
+def polling_version_3(console_stand_in, tmp_path, *extra):
+    """The agent's arguments for one poll of instance 7, which the stand-in console answers
+    with version 3 (no Diffgram to verify against)."""
     from agent import diffgram_sso_agent as agent
 
     console_stand_in.serve_get(
@@ -476,10 +474,20 @@ def test_a_polling_agent_acknowledges_an_apply_again_while_the_console_is_busy(
         {"X-Config-Version": "3", "ETag": '"v3"'},
     )
     (tmp_path / "token").write_text("dgi_token")
-    args = agent.parse_args(
+    return agent.parse_args(
         ["pull", "--once", "--no-verify", "--console", console_stand_in.url, "--instance", "7",
-         "--token-file", str(tmp_path / "token"), "--env-file", str(tmp_path / ".env")]
+         "--token-file", str(tmp_path / "token"), "--env-file", str(tmp_path / ".env"), *extra]
     )  # fmt: skip
+
+
+def test_a_polling_agent_acknowledges_an_apply_again_while_the_console_is_busy(
+    agent_pauses, console_stand_in, tmp_path
+):
+    """An acknowledgement is the only one the agent sends for a version it pulled: the next
+    poll is a 304, so one lost to a busy console would leave the version never verified."""
+    from agent import diffgram_sso_agent as agent
+
+    args = polling_version_3(console_stand_in, tmp_path)
     console_stand_in.statuses[:] = [503, 502]
     assert agent.pull_once(args) == 3
     assert "OAUTH2_PROVIDER_NAME=cognito" in (tmp_path / ".env").read_text()
@@ -492,17 +500,7 @@ def test_a_polling_agent_that_cannot_apply_says_why_even_when_the_console_does_n
 ):
     from agent import diffgram_sso_agent as agent
 
-    console_stand_in.serve_get(
-        "/api/v1/instances/7/config?format=env",
-        "OAUTH2_PROVIDER_NAME=cognito\n",
-        {"X-Config-Version": "3", "ETag": '"v3"'},
-    )
-    (tmp_path / "token").write_text("dgi_token")
-    args = agent.parse_args(
-        ["pull", "--once", "--no-verify", "--console", console_stand_in.url, "--instance", "7",
-         "--token-file", str(tmp_path / "token"), "--env-file", str(tmp_path / ".env"),
-         "--on-change", "exit 3"]
-    )  # fmt: skip
+    args = polling_version_3(console_stand_in, tmp_path, "--on-change", "exit 3")
     console_stand_in.statuses[:] = [503]
     with pytest.raises(agent.AgentError, match="could not apply version 3: --on-change command"):
         agent.pull_once(args)
