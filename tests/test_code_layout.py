@@ -95,7 +95,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_console_module_is_imported_inside_a_function():
-    """AppConfig.ready is the one place Django wants late imports (signals, checks)."""
+    """console/apps.py is the one place for late imports: AppConfig.ready (signals, checks) and
+    the receivers that load their module when first called (console/signals.py)."""
     modules = dict(console_modules())
     known = set(modules)
     late = []
