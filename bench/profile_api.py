@@ -29,7 +29,7 @@ django.setup()
 from django.test import RequestFactory  # noqa: E402
 from pyinstrument import Profiler  # noqa: E402
 
-from bench.reports import report_body  # noqa: E402
+from bench.reports import report_body, unverify  # noqa: E402
 from console.models import Instance  # noqa: E402
 from console.pull_state import pull_states  # noqa: E402
 from sso_admin.wsgi import application  # noqa: E402
@@ -62,7 +62,7 @@ def status(request):
 if WHAT == "report":
     chosen = Instance.objects.filter(pk__in=[int(entry[0]) for entry in instances])
     BODY = report_body(chosen.first().applied_version_number)
-    chosen.update(verified_version_number=None, verify_ok=None, verify_kind="")
+    unverify(chosen)
 request_for, expected = (poll, 304) if WHAT == "pull" else (report, 200)
 status(request_for(*instances[0]))  # starts the subscription to invalidations
 while not pull_states.trusted:

@@ -69,13 +69,20 @@ print(Instance.objects.filter(verified_version_number=int(sys.argv[1]), verify_o
                               verify_kind="probe").count())
 """
 
-# Before each round: no instance has verified the version yet (each report is news, with its
-# event in the history, as after a publish). Not through the web processes' memory: a report
-# reads the instance from the database.
+
+def unverify(instances):
+    """Clear the instances' verification: each report is then news, with its event in the
+    history, as after a publish."""
+    instances.update(verified_version_number=None, verify_ok=None, verify_kind="")
+
+
+# Before each round. Not through the web processes' memory: a report reads the instance from
+# the database.
 UNVERIFY = """
 import django; django.setup()
+from bench.reports import unverify
 from console.models import Instance
-Instance.objects.update(verified_version_number=None, verify_ok=None, verify_kind="")
+unverify(Instance.objects.all())
 """
 
 
